@@ -1,0 +1,67 @@
+"""Generalized Advantage Estimation over time-major rollouts."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def compute_gae(
+    rewards,
+    values,
+    next_values,
+    terminations,
+    truncations,
+    gamma: float = 0.99,
+    gae_lambda: float = 0.95,
+):
+    """GAE(gamma, lambda) advantages and returns (Schulman et al., 2015).
+
+    For every step `t` and env:
+
+        delta_t = r_t + gamma * (1 - terminated_t) * next_value_t - value_t
+        A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
+
+    where `done_t = terminated_t or truncated_t`. A terminated step does not
+    bootstrap; a truncated step bootstraps from `next_value_t`, which the
+    rollout sets to V(final observation). Either ends the recursion, because
+    `A_{t+1}` belongs to the next episode.
+
+    Args:
+        rewards: `[T, N]` rewards.
+        values: `[T, N]` V(observation at t).
+        next_values: `[T, N]` V(observation after step t): the final
+            observation's value when the episode ended at `t`, and the value
+            of the observation after the rollout at `t = T - 1`.
+        terminations: `[T, N]` bool (or 0/1) episode terminated at `t`.
+        truncations: `[T, N]` bool (or 0/1) episode truncated at `t`.
+        gamma: Discount factor.
+        gae_lambda: GAE lambda.
+
+    Returns:
+        `(advantages, returns)`, two `[T, N]` tensors with
+        `returns = advantages + values`. Numpy or tensor inputs are accepted;
+        float64 inputs are computed in float64, anything else in float32.
+
+    Example:
+        >>> adv, ret = compute_gae([[1.0]], [[0.5]], [[2.0]], [[False]],
+        ...                        [[False]], gamma=0.9, gae_lambda=0.95)
+        >>> round(float(adv[0, 0]), 5)  # 1 + 0.9 * 2 - 0.5
+        2.3
+    """
+    values = tf.convert_to_tensor(values)
+    dtype = values.dtype if values.dtype == tf.float64 else tf.float32
+    values = tf.cast(values, dtype)
+    rewards = tf.cast(rewards, dtype)
+    next_values = tf.cast(next_values, dtype)
+    terminated = tf.cast(terminations, dtype)
+    done = tf.maximum(terminated, tf.cast(truncations, dtype))
+
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    decays = gamma * gae_lambda * (1.0 - done)
+    advantages = tf.scan(
+        lambda next_advantage, step: step[0] + step[1] * next_advantage,
+        (deltas, decays),
+        initializer=tf.zeros_like(deltas[0]),
+        reverse=True,
+    )
+    return advantages, advantages + values

@@ -1,0 +1,129 @@
+"""PPO hyperparameters: one frozen, validated dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Hyperparameters of Proximal Policy Optimization.
+
+    Defaults follow the PPO paper (Schulman et al., 2017, arXiv:1707.06347,
+    Table 3: clip 0.2, gamma 0.99, lambda 0.95) and CleanRL's `ppo.py` for
+    classic control (128 steps per env, 4 update epochs, entropy coefficient
+    0.01, value coefficient 0.5, value clipping with the policy's clip range,
+    per-minibatch advantage normalisation). The optimizer (Adam 3e-4,
+    epsilon 1e-5, global gradient norm 0.5) is set in `PPOModel.compile`.
+
+    Args:
+        num_steps: Steps collected from every env per PPO iteration (`T`).
+        minibatch_size: Samples per gradient update. Must divide
+            `num_steps * num_envs` (checked once the envs are known).
+        update_epochs: Shuffled passes over each rollout.
+        gamma: Discount factor in `[0, 1]`.
+        gae_lambda: GAE lambda in `[0, 1]` (Schulman et al., 2015,
+            arXiv:1506.02438).
+        clip_ratio: Clip range `epsilon` of the surrogate objective, `> 0`.
+        clip_value: Clip range of the value update around the rollout's
+            values, or `None` for an unclipped value loss.
+        ent_coef: Weight of the entropy bonus, `>= 0`.
+        vf_coef: Weight of the value loss (mean squared error), `>= 0`.
+            CleanRL halves its squared error; with this loss its 0.5 is 0.25.
+        normalize_advantages: Standardise advantages per minibatch.
+        target_kl: Skip the rest of an iteration's minibatches once a
+            minibatch's approximate KL exceeds this, or `None` (off).
+        seed: Seed for weights, action sampling, shuffling and env resets,
+            or `None` for a random run.
+
+    Raises:
+        ValueError: If a field is out of range; the message names the field
+            and the received value.
+
+    Example:
+        >>> config = PPOConfig(num_steps=32, minibatch_size=256, gamma=0.98)
+        >>> config.num_minibatches(num_envs=8)
+        1
+    """
+
+    num_steps: int = 128
+    minibatch_size: int = 128
+    update_epochs: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_ratio: float = 0.2
+    clip_value: float | None = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    normalize_advantages: bool = True
+    target_kl: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self):
+        for name in ("num_steps", "minibatch_size", "update_epochs"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("gamma", "gae_lambda"):
+            _check_float(name, getattr(self, name), lower=0.0, upper=1.0)
+        _check_float("clip_ratio", self.clip_ratio, lower=0.0, open_lower=True)
+        if self.clip_value is not None:
+            _check_float("clip_value", self.clip_value, lower=0.0, open_lower=True)
+        for name in ("ent_coef", "vf_coef"):
+            _check_float(name, getattr(self, name), lower=0.0)
+        if not isinstance(self.normalize_advantages, bool):
+            raise TypeError(
+                "`normalize_advantages` must be a bool. "
+                f"Received: normalize_advantages={self.normalize_advantages!r}"
+            )
+        if self.target_kl is not None:
+            _check_float("target_kl", self.target_kl, lower=0.0, open_lower=True)
+        if self.seed is not None:
+            _check_int("seed", self.seed, minimum=0)
+
+    def batch_size(self, num_envs: int) -> int:
+        """Samples collected per iteration: `num_steps * num_envs`."""
+        return self.num_steps * num_envs
+
+    def num_minibatches(self, num_envs: int) -> int:
+        """Minibatches per update epoch for `num_envs` envs.
+
+        Raises:
+            ValueError: If `minibatch_size` does not divide the batch.
+        """
+        batch_size = self.batch_size(num_envs)
+        if self.minibatch_size > batch_size or batch_size % self.minibatch_size:
+            raise ValueError(
+                "`minibatch_size` must divide num_steps * num_envs = "
+                f"{self.num_steps} * {num_envs} = {batch_size}. "
+                f"Received: minibatch_size={self.minibatch_size}"
+            )
+        return batch_size // self.minibatch_size
+
+    def updates_per_iteration(self, num_envs: int) -> int:
+        """Gradient updates (`train_step` calls) per PPO iteration."""
+        return self.update_epochs * self.num_minibatches(num_envs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value}")
+
+
+def _check_float(name, value, lower=None, upper=None, open_lower=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite. Received: {name}={value}")
+    too_low = lower is not None and (value <= lower if open_lower else value < lower)
+    too_high = upper is not None and value > upper
+    if too_low or too_high:
+        low = "(" if open_lower else "["
+        high = f"{upper}]" if upper is not None else "inf)"
+        raise ValueError(
+            f"`{name}` must be in {low}{lower}, {high}. Received: {name}={value}"
+        )

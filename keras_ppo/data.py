@@ -1,0 +1,184 @@
+"""The `tf.data` bridge: PPO iterations as a dataset that `model.fit` eats."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from gymnasium.vector import VectorEnv
+
+from keras_ppo.rollout import EnvDriver, collect_rollout
+
+
+def rollout_dataset(model, envs: VectorEnv) -> tf.data.Dataset:
+    """A dataset whose every iteration is one PPO iteration.
+
+    Each time an iterator is created and first read, it steps every env
+    `num_steps` times with the model's current weights, computes GAE and then
+    yields `update_epochs` shuffled passes of minibatches of
+    `minibatch_size`. Nothing is prefetched, so Keras' per-epoch iterators
+    never run a rollout early or twice: `model.fit(dataset, epochs=K)` steps
+    the envs exactly `K * num_envs * num_steps` times, each rollout with the
+    weights after all earlier updates.
+
+    Args:
+        model: A `keras_ppo.PPOModel`.
+        envs: A gymnasium `VectorEnv` whose single spaces equal the model's.
+            Any autoreset mode works. The envs are reset (seeded with
+            `model.config.seed`) on the first read.
+
+    Returns:
+        A `tf.data.Dataset` of dicts with `observations [mb, ...]`,
+        `actions [mb, ...]`, `log_probs`, `values`, `advantages`, `returns`
+        (`[mb]`), the scalar `update_index` within the iteration and the
+        scalars `episode_return_sum`, `episode_length_sum`, `episode_count`
+        (non-zero only in the iteration's first minibatch). Its cardinality
+        is the number of updates per iteration.
+
+    Raises:
+        TypeError: If `model` is not a PPOModel or `envs` not a VectorEnv.
+        ValueError: If the spaces differ or `minibatch_size` does not divide
+            `num_steps * num_envs`.
+    """
+    from keras_ppo.model import PPOModel
+
+    if not isinstance(model, PPOModel):
+        raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
+    if not isinstance(envs, VectorEnv):
+        raise TypeError(
+            "Expected a gymnasium VectorEnv, e.g. gymnasium.make_vec(env_id, "
+            f"num_envs=8). Received: {envs!r}"
+        )
+    for kind in ("observation", "action"):
+        env_space = getattr(envs, f"single_{kind}_space")
+        model_space = getattr(model, f"{kind}_space")
+        if env_space != model_space:
+            raise ValueError(
+                f"The envs' {kind} space differs from the model's. "
+                f"Model: {model_space}. Received: {env_space}"
+            )
+    config = model.config
+    num_minibatches = config.num_minibatches(envs.num_envs)
+    source = IterationSource(model, EnvDriver(envs, seed=config.seed))
+    spec = source.element_spec
+
+    def minibatch(index):
+        flat = tf.py_function(
+            source.minibatch, [index], [s.dtype for s in spec.values()]
+        )
+        return {
+            key: tf.ensure_shape(value, s.shape)
+            for (key, s), value in zip(spec.items(), flat, strict=True)
+        }
+
+    options = tf.data.Options()
+    # tf.data's default rewrites would prefetch or parallelise, running
+    # rollouts ahead of the updates; they also cost milliseconds for every
+    # iterator, and Keras creates two iterators per epoch.
+    options.experimental_optimization.apply_default_optimizations = False
+    options.autotune.enabled = False
+    options.deterministic = True
+    dataset = (
+        tf.data.Dataset.range(config.update_epochs * num_minibatches)
+        .map(minibatch)
+        .with_options(options)
+    )
+    dataset.source = source
+    model._set_updates_per_iteration(source.num_updates)
+    return dataset
+
+
+class IterationSource:
+    """Runs one PPO iteration's rollout when minibatch 0 is requested and
+    serves the iteration's minibatches by index.
+
+    The rollout, GAE and shuffling run in one compiled `tf.function`; the
+    dataset only hands out slices, so creating an iterator is cheap.
+
+    Args:
+        model: The `PPOModel` whose weights act.
+        driver: The `EnvDriver` of the envs.
+    """
+
+    def __init__(self, model, driver):
+        config = model.config
+        self.model = model
+        self.driver = driver
+        self.num_minibatches = config.num_minibatches(driver.num_envs)
+        self.num_updates = config.update_epochs * self.num_minibatches
+        self.iterations = 0
+        self._minibatches = None
+        self._run = tf.function(self._collect_and_shuffle, autograph=False)
+        outputs = self._run.get_concrete_function().structured_outputs
+        self.element_spec = {
+            key: tf.TensorSpec(value.shape[1:], value.dtype)
+            for key, value in outputs.items()
+        }
+
+    def _collect_and_shuffle(self):
+        config = self.model.config
+        rollout = collect_rollout(self.model, self.driver, config.num_steps)
+        return shuffled_minibatches(
+            rollout,
+            config.update_epochs,
+            self.num_minibatches,
+            config.minibatch_size,
+            self.model.next_seed(),
+        )
+
+    def minibatch(self, index):
+        """The iteration's minibatch `index` as a list in `element_spec`
+        order; index 0 first collects a new rollout."""
+        index = int(index)
+        if index == 0:
+            minibatches = self._run()
+            self.iterations += 1
+            unstacked = [tf.unstack(minibatches[key]) for key in self.element_spec]
+            self._minibatches = list(zip(*unstacked, strict=True))
+        elif self._minibatches is None:
+            raise RuntimeError(
+                "A rollout dataset must be read from its first minibatch. "
+                f"Received: index={index}"
+            )
+        return list(self._minibatches[index])
+
+
+TRAINING_KEYS = (
+    "observations",
+    "actions",
+    "log_probs",
+    "values",
+    "advantages",
+    "returns",
+)
+
+
+def shuffled_minibatches(rollout, update_epochs, num_minibatches, minibatch_size, seed):
+    """Splits a time-major rollout into `update_epochs` shuffled passes.
+
+    Args:
+        rollout: Dict from `collect_rollout` (time-major `[T, N, ...]`).
+        update_epochs: Passes over the rollout (`U`).
+        num_minibatches: Minibatches per pass (`M`).
+        minibatch_size: Samples per minibatch; `M * minibatch_size = T * N`.
+        seed: Stateless RNG seed `[2]`.
+
+    Returns:
+        A dict of tensors with leading dimension `U * M`: each training key
+        as `[U * M, minibatch_size, ...]`, plus `update_index [U * M]` and
+        the episode statistics, non-zero only at index 0.
+    """
+    num_updates = update_epochs * num_minibatches
+    batch_size = num_minibatches * minibatch_size
+    # One independent permutation of the whole batch per pass.
+    keys = tf.random.stateless_uniform((update_epochs, batch_size), seed)
+    order = tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
+    minibatches = {}
+    for key in TRAINING_KEYS:
+        flat = tf.reshape(rollout[key], (batch_size, *rollout[key].shape[2:]))
+        minibatches[key] = tf.gather(flat, order)
+    minibatches["update_index"] = tf.range(num_updates)
+    first = tf.one_hot(0, num_updates)
+    stats = rollout["episode_stats"]
+    minibatches["episode_return_sum"] = first * stats[0]
+    minibatches["episode_length_sum"] = first * stats[1]
+    minibatches["episode_count"] = first * stats[2]
+    return minibatches

@@ -1,0 +1,382 @@
+"""`PPOModel`: a `keras.Model` whose `train_step` is one PPO minibatch update."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from gymnasium.vector import VectorEnv
+
+from keras_ppo import losses, networks
+from keras_ppo.config import PPOConfig
+from keras_ppo.distributions import DiagGaussian, make_distribution
+from keras_ppo.metrics import EpisodeMean
+
+# Keys of one minibatch, as yielded by `keras_ppo.rollout_dataset`.
+BATCH_KEYS = (
+    "observations",
+    "actions",
+    "log_probs",
+    "values",
+    "advantages",
+    "returns",
+    "update_index",
+    "episode_return_sum",
+    "episode_length_sum",
+    "episode_count",
+)
+
+
+class PPOModel(keras.Model):
+    """An actor-critic trained by PPO through `model.fit`.
+
+    The policy and value functions are MLPs on the encoded observation
+    (separate trunks by default, as in CleanRL and Stable-Baselines3; one
+    shared trunk with `shared_trunk=True`). `train_step` performs ONE
+    minibatch update; `keras_ppo.rollout_dataset` turns env rollouts into the
+    minibatches, so one `fit` epoch is one PPO iteration.
+
+    Args:
+        observation_space: A gymnasium `Box` (any shape, flattened) or
+            `Discrete` (one-hot) space of a single env.
+        action_space: A gymnasium `Discrete`, `Box`, `MultiDiscrete` or
+            `MultiBinary` space of a single env.
+        config: A `PPOConfig`; defaults to `PPOConfig()`.
+        hidden_sizes: Units of each hidden layer of the trunks.
+        activation: Activation of the hidden layers.
+        shared_trunk: Share one trunk between the policy and value heads.
+        init_log_std: Initial log standard deviation of Gaussian policies.
+        num_envs: Number of envs the model will be trained on, if known;
+            lets `compile` pick `steps_per_execution` before any dataset
+            exists.
+
+    Call:
+        `params, value = model(observations)`: the action distribution's
+        parameters `[batch, param_size]` (logits; or means then log-stds for
+        `Box` actions) and the state value `[batch]`.
+
+    Example:
+        >>> envs = gym.make_vec("CartPole-v1", num_envs=8)
+        >>> model = PPOModel.from_env(envs, config=PPOConfig(num_steps=32))
+        >>> model.compile()
+        >>> history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=3)
+    """
+
+    def __init__(
+        self,
+        observation_space,
+        action_space,
+        config: PPOConfig | None = None,
+        hidden_sizes=(64, 64),
+        activation="tanh",
+        shared_trunk=False,
+        init_log_std=0.0,
+        num_envs=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        config = PPOConfig() if config is None else config
+        if not isinstance(config, PPOConfig):
+            raise TypeError(
+                f"`config` must be a keras_ppo.PPOConfig. Received: {config!r}"
+            )
+        hidden_sizes = tuple(hidden_sizes)
+        if not all(isinstance(h, int) and h > 0 for h in hidden_sizes):
+            raise ValueError(
+                "`hidden_sizes` must be positive ints. "
+                f"Received: hidden_sizes={hidden_sizes}"
+            )
+        self.config = config
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.distribution = make_distribution(action_space)
+        self.encoder = networks.encoder_for(observation_space)
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.shared_trunk = shared_trunk
+        self.init_log_std = float(init_log_std)
+        self.num_envs = num_envs
+
+        seeds = networks.seed_stream(config.seed)
+        self.policy_trunk = networks.mlp(hidden_sizes, activation, seeds, "policy")
+        self.value_trunk = (
+            self.policy_trunk
+            if shared_trunk
+            else networks.mlp(hidden_sizes, activation, seeds, "value")
+        )
+        gaussian = isinstance(self.distribution, DiagGaussian)
+        head_size = self.distribution.size if gaussian else self.distribution.param_size
+        self.policy_head = networks.orthogonal_dense(
+            head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
+        )
+        self.value_head = networks.orthogonal_dense(
+            1, networks.VALUE_GAIN, next(seeds), name="value_head"
+        )
+        self.log_std = (
+            self.add_weight(
+                shape=(self.distribution.size,),
+                initializer=keras.initializers.Constant(self.init_log_std),
+                name="log_std",
+            )
+            if gaussian
+            else None
+        )
+        # Stateless-RNG key for action sampling and minibatch shuffling;
+        # a weight, so checkpoints resume the same random stream.
+        seed = np.random.SeedSequence(config.seed).generate_state(1)[0]
+        self.rng_key = self.add_weight(
+            shape=(2,),
+            dtype="int64",
+            initializer=keras.initializers.Constant([int(seed), 0]),
+            trainable=False,
+            name="rng_key",
+        )
+        self.env_steps = self.add_weight(
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            name="env_steps",
+        )
+        self._kl_stopped = self.add_weight(
+            shape=(),
+            dtype="bool",
+            initializer="zeros",
+            trainable=False,
+            name="kl_stopped",
+        )
+        self._trackers = [
+            keras.metrics.Mean(name=name)
+            for name in (
+                "loss",
+                "policy_loss",
+                "value_loss",
+                "entropy",
+                "approx_kl",
+                "clip_fraction",
+                "explained_variance",
+            )
+        ]
+        self._episode_trackers = [
+            EpisodeMean("episode_return"),
+            EpisodeMean("episode_length"),
+        ]
+        self._auto_steps_per_execution = False
+        self._updates_per_iteration = (
+            config.updates_per_iteration(num_envs) if num_envs else None
+        )
+        # Build every variable now: Keras would otherwise pull a batch (and so
+        # run a rollout) from the dataset to build the model inside `fit`.
+        self(np.zeros((1, *observation_space.shape), observation_space.dtype))
+
+    # ------------------------------------------------------------------ build
+
+    @classmethod
+    def from_spaces(cls, observation_space, action_space, config=None, **kwargs):
+        """Builds a model for single-env observation and action spaces."""
+        return cls(observation_space, action_space, config=config, **kwargs)
+
+    @classmethod
+    def from_env(cls, env, config=None, **kwargs):
+        """Builds a model for a gymnasium `VectorEnv` (or a single `Env`).
+
+        Raises:
+            TypeError: If `env` is not a gymnasium env or its spaces are not
+                supported.
+        """
+        if isinstance(env, VectorEnv):
+            kwargs.setdefault("num_envs", env.num_envs)
+            return cls(
+                env.single_observation_space,
+                env.single_action_space,
+                config=config,
+                **kwargs,
+            )
+        if hasattr(env, "observation_space") and hasattr(env, "action_space"):
+            return cls(env.observation_space, env.action_space, config=config, **kwargs)
+        raise TypeError(
+            "Expected a gymnasium Env or VectorEnv with `observation_space` and "
+            f"`action_space`. Received: {env!r}"
+        )
+
+    # ------------------------------------------------------------- inference
+
+    def call(self, observations, training=False):
+        features = self.encoder(observations)
+        params = self.policy_head(self.policy_trunk(features, training=training))
+        if self.log_std is not None:
+            log_std = tf.broadcast_to(self.log_std, tf.shape(params))
+            params = tf.concat([params, log_std], axis=-1)
+        return params, self._value_from_features(features, training)
+
+    def value(self, observations):
+        """State values `[batch]` of raw observations `[batch, ...]`."""
+        return self._value_from_features(self.encoder(observations), False)
+
+    def _value_from_features(self, features, training):
+        hidden = self.value_trunk(features, training=training)
+        return tf.squeeze(self.value_head(hidden), axis=-1)
+
+    def next_seed(self):
+        """A fresh stateless-RNG seed `[2]`; advances `rng_key`."""
+        seed = tf.identity(self.rng_key.value)
+        self.rng_key.assign_add(tf.constant([0, 1], tf.int64))
+        return seed
+
+    def sample_actions(self, observations):
+        """Samples actions for raw observations (graph-compatible).
+
+        Returns:
+            `(actions, log_probs, values)`: actions in storage layout
+            (`[batch]` or `[batch, d]`, unclipped for `Box`), their
+            log-probabilities `[batch]` and the values `[batch]`.
+        """
+        params, values = self(observations)
+        actions = self.distribution.sample(params, self.next_seed())
+        return actions, self.distribution.log_prob(params, actions), values
+
+    @tf.function(reduce_retracing=True)
+    def act(self, observations):
+        """Compiled `sample_actions`: `(actions, log_probs, values)`."""
+        return self.sample_actions(observations)
+
+    @tf.function(reduce_retracing=True)
+    def _env_actions(self, observations, deterministic):
+        params, _ = self(observations)
+        if deterministic:
+            actions = self.distribution.mode(params)
+        else:
+            actions = self.distribution.sample(params, self.next_seed())
+        return self.distribution.to_env(actions)
+
+    def predict_action(self, observations, deterministic=True):
+        """Actions ready for `env.step` for a batch of observations.
+
+        Args:
+            observations: `[batch, *obs_shape]` raw observations.
+            deterministic: Take the distribution's mode instead of sampling.
+
+        Returns:
+            A numpy array `[batch, *action_shape]`, clipped to `Box` bounds.
+        """
+        observations = np.asarray(observations)
+        return self._env_actions(observations, bool(deterministic)).numpy()
+
+    # --------------------------------------------------------------- training
+
+    def compile(self, optimizer=None, steps_per_execution=None, **kwargs):
+        """Configures training; PPO computes its own losses and metrics.
+
+        Args:
+            optimizer: Any Keras optimizer (or name). Defaults to
+                `Adam(3e-4, epsilon=1e-5, global_clipnorm=0.5)`, the
+                CleanRL / Stable-Baselines3 PPO optimizer.
+            steps_per_execution: Minibatch updates per compiled call. `None`
+                (default) runs a whole PPO iteration's updates in one call.
+            **kwargs: Passed to `keras.Model.compile` (e.g. `jit_compile`,
+                `run_eagerly`). `loss` and `metrics` are not accepted.
+
+        Raises:
+            ValueError: If `loss` or `metrics` is given.
+        """
+        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"PPOModel computes its own losses and metrics; `{key}` is "
+                    f"not supported. Received: {key}={kwargs[key]!r}"
+                )
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(
+                learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
+            )
+        self._auto_steps_per_execution = steps_per_execution is None
+        if steps_per_execution is None:
+            steps_per_execution = self._updates_per_iteration or 1
+        super().compile(
+            optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
+        )
+
+    def _set_updates_per_iteration(self, updates):
+        """Called by `rollout_dataset`: aligns automatic steps_per_execution."""
+        self._updates_per_iteration = updates
+        if (
+            self.compiled
+            and self._auto_steps_per_execution
+            and self.steps_per_execution != updates
+        ):
+            self.steps_per_execution = updates
+            self.train_function = None
+
+    @property
+    def metrics(self):
+        return self._trackers + self._episode_trackers
+
+    def train_step(self, data):
+        missing = [key for key in BATCH_KEYS if key not in data]
+        if missing:
+            raise ValueError(
+                "PPOModel.fit expects the dataset of keras_ppo.rollout_dataset("
+                f"model, envs). The batch lacks {missing}. "
+                f"Received keys: {sorted(data) if isinstance(data, dict) else data}"
+            )
+        if self.config.target_kl is None:
+            self._update(data)
+        else:
+            # Skip (rather than end) the iteration's remaining minibatches
+            # once the policy moved too far: ending the epoch early would
+            # also make fit() lose track of the dataset's length.
+            self._kl_stopped.assign(
+                tf.logical_and(self._kl_stopped, data["update_index"] > 0)
+            )
+            tf.cond(
+                self._kl_stopped,
+                lambda: tf.constant(False),
+                lambda: self._update(data, check_kl=True),
+            )
+        return_tracker, length_tracker = self._episode_trackers
+        return_tracker.update_state(data["episode_return_sum"], data["episode_count"])
+        length_tracker.update_state(data["episode_length_sum"], data["episode_count"])
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _update(self, data, check_kl=False):
+        config = self.config
+        advantages = data["advantages"]
+        if config.normalize_advantages:
+            advantages = losses.normalize_advantages(advantages)
+        with tf.GradientTape() as tape:
+            params, values = self(data["observations"], training=True)
+            log_probs = self.distribution.log_prob(params, data["actions"])
+            log_ratio = log_probs - data["log_probs"]
+            policy_loss = losses.clipped_surrogate_loss(
+                log_ratio, advantages, config.clip_ratio
+            )
+            value_loss = losses.value_loss(
+                values, data["values"], data["returns"], config.clip_value
+            )
+            entropy = tf.reduce_mean(self.distribution.entropy(params))
+            loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
+        approx_kl = losses.approx_kl(log_ratio)
+        gradients = tape.gradient(loss, self.trainable_variables)
+
+        def apply():
+            self.optimizer.apply(gradients, self.trainable_variables)
+            return tf.constant(True)
+
+        if check_kl:
+            too_far = approx_kl > config.target_kl
+            self._kl_stopped.assign(too_far)
+            tf.cond(too_far, lambda: tf.constant(False), apply)
+        else:
+            apply()
+        results = (
+            loss,
+            policy_loss,
+            value_loss,
+            entropy,
+            approx_kl,
+            losses.clip_fraction(log_ratio, config.clip_ratio),
+            losses.explained_variance(data["values"], data["returns"]),
+        )
+        for tracker, result in zip(self._trackers, results, strict=True):
+            tracker.update_state(result)
+        return tf.constant(True)

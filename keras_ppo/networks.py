@@ -1,0 +1,110 @@
+"""Observation encoding and MLP trunks with orthogonal initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from gymnasium import spaces
+
+# Orthogonal init gains of the reference implementations (CleanRL `ppo.py`,
+# Stable-Baselines3 `ActorCriticPolicy`): sqrt(2) for hidden layers, 0.01 for
+# the policy output, 1 for the value output; biases start at zero.
+HIDDEN_GAIN = math.sqrt(2.0)
+POLICY_GAIN = 0.01
+VALUE_GAIN = 1.0
+
+
+def check_observation_space(space) -> None:
+    """Raises a clear error unless `space` is a `Box` or `Discrete` space."""
+    if isinstance(space, spaces.Discrete):
+        return
+    if isinstance(space, spaces.Box):
+        if not np.all(np.asarray(space.shape) > 0):
+            raise ValueError(
+                f"Box observation spaces must not be empty. Received: {space}"
+            )
+        return
+    raise TypeError(
+        f"Expected a Box or Discrete observation space. Received: {space!r}"
+    )
+
+
+def observation_dtype(space) -> tf.DType:
+    """Dtype observations are stored in: the Box's own integer dtype (e.g.
+    uint8 images stay compact), float32 for floating Boxes, int32 for
+    Discrete."""
+    if isinstance(space, spaces.Discrete):
+        return tf.int32
+    if np.issubdtype(space.dtype, np.floating):
+        return tf.float32
+    return tf.as_dtype(space.dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_ppo")
+class ObservationEncoder(keras.layers.Layer):
+    """Turns raw observations into float vectors for an MLP.
+
+    `Discrete(n)` observations become one-hot vectors of size `n`
+    (offset by the space's `start`); `Box` observations are cast to float32
+    and flattened to `[batch, prod(shape)]`.
+    """
+
+    def __init__(self, num_categories=None, start=0, flatten=True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_categories = num_categories
+        self.start = start
+        self.flatten = flatten
+
+    def call(self, observations):
+        if self.num_categories is not None:
+            index = tf.cast(observations, tf.int32) - self.start
+            return tf.one_hot(index, self.num_categories, dtype=tf.float32)
+        observations = tf.cast(observations, tf.float32)
+        if self.flatten:
+            batch = tf.shape(observations)[0]
+            return tf.reshape(observations, [batch, -1])
+        return observations
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_categories=self.num_categories, start=self.start, flatten=self.flatten
+        )
+        return config
+
+
+def encoder_for(space) -> ObservationEncoder:
+    check_observation_space(space)
+    if isinstance(space, spaces.Discrete):
+        return ObservationEncoder(int(space.n), int(space.start), name="encoder")
+    return ObservationEncoder(name="encoder")
+
+
+def orthogonal_dense(units, gain, seed, activation=None, name=None):
+    return keras.layers.Dense(
+        units,
+        activation=activation,
+        kernel_initializer=keras.initializers.Orthogonal(gain=gain, seed=seed),
+        bias_initializer="zeros",
+        name=name,
+    )
+
+
+def mlp(hidden_sizes, activation, seeds, name) -> keras.Sequential:
+    """An MLP trunk: one orthogonally initialised Dense layer per size."""
+    layers = [
+        orthogonal_dense(size, HIDDEN_GAIN, next(seeds), activation, f"{name}_{i}")
+        for i, size in enumerate(hidden_sizes)
+    ]
+    return keras.Sequential(layers, name=name)
+
+
+def seed_stream(seed):
+    """Yields distinct per-layer seeds derived from `seed` (or None)."""
+    index = 0
+    while True:
+        yield None if seed is None else seed * 1000 + index
+        index += 1
