@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import losses, networks
+from keras_ppo import losses, networks, spaces
 from keras_ppo.config import PPOConfig
 from keras_ppo.distributions import DiagGaussian, make_distribution
 from keras_ppo.metrics import EpisodeMean
@@ -27,6 +27,7 @@ BATCH_KEYS = (
 )
 
 
+@keras.saving.register_keras_serializable(package="keras_ppo")
 class PPOModel(keras.Model):
     """An actor-critic trained by PPO through `model.fit`.
 
@@ -199,6 +200,27 @@ class PPOModel(keras.Model):
             f"`action_space`. Received: {env!r}"
         )
 
+    def get_config(self):
+        return {
+            "name": self.name,
+            "observation_space": spaces.space_to_config(self.observation_space),
+            "action_space": spaces.space_to_config(self.action_space),
+            "config": self.config.to_dict(),
+            "hidden_sizes": list(self.hidden_sizes),
+            "activation": self.activation,
+            "shared_trunk": self.shared_trunk,
+            "init_log_std": self.init_log_std,
+            "num_envs": self.num_envs,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        observation_space = spaces.space_from_config(config.pop("observation_space"))
+        action_space = spaces.space_from_config(config.pop("action_space"))
+        ppo_config = PPOConfig(**config.pop("config"))
+        return cls(observation_space, action_space, config=ppo_config, **config)
+
     # ------------------------------------------------------------- inference
 
     def call(self, observations, training=False):
@@ -259,7 +281,8 @@ class PPOModel(keras.Model):
         Returns:
             A numpy array `[batch, *action_shape]`, clipped to `Box` bounds.
         """
-        observations = np.asarray(observations)
+        dtype = spaces.observation_dtype(self.observation_space).as_numpy_dtype
+        observations = np.asarray(observations, dtype)
         return self._env_actions(observations, bool(deterministic)).numpy()
 
     # --------------------------------------------------------------- training
@@ -295,6 +318,33 @@ class PPOModel(keras.Model):
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
+
+    def fit(self, x=None, *args, shuffle=False, **kwargs):
+        """`keras.Model.fit`; `x` is a `keras_ppo.rollout_dataset`.
+
+        One epoch is one PPO iteration. `shuffle` defaults to False because
+        the rollout dataset shuffles its minibatches itself.
+
+        Raises:
+            ValueError: If `x` is a rollout dataset made for another model.
+        """
+        source = getattr(x, "source", None)
+        if source is not None and source.model is not self:
+            raise ValueError(
+                "This rollout dataset acts with another model's weights; make "
+                "one with keras_ppo.rollout_dataset(model, envs) for the model "
+                f"you fit. Received: a dataset of {source.model.name!r} for "
+                f"{self.name!r}"
+            )
+        return super().fit(x, *args, shuffle=shuffle, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips this for models with their own compile(); PPOModel's
+        # compile takes the same arguments, so restoring it is safe and keeps
+        # the optimizer state of saved agents.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        self.optimizer.build(self.trainable_variables)
 
     def _set_updates_per_iteration(self, updates):
         """Called by `rollout_dataset`: aligns automatic steps_per_execution."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
+
+from keras_ppo.spaces import check_observation_space
 
 # Orthogonal init gains of the reference implementations (CleanRL `ppo.py`,
 # Stable-Baselines3 `ActorCriticPolicy`): sqrt(2) for hidden layers, 0.01 for
@@ -15,32 +16,6 @@ from gymnasium import spaces
 HIDDEN_GAIN = math.sqrt(2.0)
 POLICY_GAIN = 0.01
 VALUE_GAIN = 1.0
-
-
-def check_observation_space(space) -> None:
-    """Raises a clear error unless `space` is a `Box` or `Discrete` space."""
-    if isinstance(space, spaces.Discrete):
-        return
-    if isinstance(space, spaces.Box):
-        if not np.all(np.asarray(space.shape) > 0):
-            raise ValueError(
-                f"Box observation spaces must not be empty. Received: {space}"
-            )
-        return
-    raise TypeError(
-        f"Expected a Box or Discrete observation space. Received: {space!r}"
-    )
-
-
-def observation_dtype(space) -> tf.DType:
-    """Dtype observations are stored in: the Box's own integer dtype (e.g.
-    uint8 images stay compact), float32 for floating Boxes, int32 for
-    Discrete."""
-    if isinstance(space, spaces.Discrete):
-        return tf.int32
-    if np.issubdtype(space.dtype, np.floating):
-        return tf.float32
-    return tf.as_dtype(space.dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")

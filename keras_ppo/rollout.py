@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from keras_ppo import networks
+from keras_ppo import spaces
 from keras_ppo.advantages import compute_gae
 
 
@@ -38,7 +38,7 @@ class EnvDriver:
         self.autoreset_mode = AutoresetMode(
             envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         )
-        self.obs_dtype = networks.observation_dtype(
+        self.obs_dtype = spaces.observation_dtype(
             envs.single_observation_space
         ).as_numpy_dtype
         self.step_calls = 0

@@ -1,0 +1,254 @@
+"""The `keras-ppo` command line: `keras-ppo train [ENV_ID] ...`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import types
+import typing
+
+from keras_ppo import presets
+
+
+def _optional_float(text):
+    if text.lower() in ("none", "off"):
+        return None
+    return float(text)
+
+
+def _hidden_sizes(text):
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated ints such as 64,64. Received: {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected positive layer sizes. Received: {text!r}"
+        )
+    return sizes
+
+
+def _add_config_options(parser):
+    group = parser.add_argument_group(
+        "PPO hyperparameters (default: the env's preset, else PPOConfig's)"
+    )
+    hints = typing.get_type_hints(_config_class())
+    for field in presets.config_fields():
+        flag = "--" + field.name.replace("_", "-")
+        hint = hints[field.name]
+        optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
+        if hint is bool:
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None
+            )
+        elif optional:
+            group.add_argument(
+                flag,
+                type=_optional_float if float in hint.__args__ else int,
+                default=None,
+                metavar="X|none",
+            )
+        else:
+            group.add_argument(flag, type=hint, default=None)
+
+
+def _config_class():
+    from keras_ppo.config import PPOConfig
+
+    return PPOConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-ppo",
+        description="Proximal Policy Optimization for Keras, trained with model.fit.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train",
+        help="train an agent on a gymnasium env",
+        description=(
+            "Train a PPO agent. Envs with a tuned preset (CartPole-v1, "
+            "Pendulum-v1) use rl-zoo3's hyperparameters; any option overrides "
+            "them. Writes TensorBoard logs to --logdir and the agent to --save, "
+            "then prints the deterministic evaluation return."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument(
+        "env_id", nargs="?", default="CartPole-v1", help="gymnasium env id"
+    )
+    train.add_argument(
+        "--total-timesteps",
+        type=int,
+        default=None,
+        help="env steps to train for (default: preset)",
+    )
+    train.add_argument(
+        "--num-envs", type=int, default=None, help="parallel envs (default: preset)"
+    )
+    train.add_argument(
+        "--vectorization",
+        choices=("sync", "async"),
+        default="sync",
+        help="gymnasium vector env mode",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: preset)",
+    )
+    train.add_argument(
+        "--anneal-lr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="anneal the learning rate linearly to 0",
+    )
+    train.add_argument(
+        "--hidden-sizes",
+        type=_hidden_sizes,
+        default=(64, 64),
+        help="hidden layer sizes of the policy and value MLPs",
+    )
+    train.add_argument(
+        "--logdir", default=None, help="TensorBoard log dir (default: runs/ENV_ID)"
+    )
+    train.add_argument(
+        "--save",
+        default=None,
+        help="where to save the agent (default: LOGDIR/agent.keras)",
+    )
+    train.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=10,
+        help="deterministic evaluation episodes after training",
+    )
+    train.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="0 silent, 1 progress bar, 2 one line per iteration",
+    )
+    _add_config_options(train)
+    return parser
+
+
+def _positive(parser, name, value):
+    if value is not None and value < 1:
+        parser.error(
+            f"argument --{name.replace('_', '-')} must be >= 1. Received: {value}"
+        )
+
+
+def train(args, parser) -> int:
+    import keras
+
+    import keras_ppo
+    from keras_ppo.callbacks import ProgressBar
+    from keras_ppo.envs_util import make_vector_env
+
+    run, overrides = presets.preset(args.env_id)
+    for key in run:
+        if getattr(args, key, None) is not None:
+            run[key] = getattr(args, key)
+    for field in presets.config_fields():
+        value = getattr(args, field.name)
+        if value is not None:
+            overrides[field.name] = value
+    for name in ("total_timesteps", "num_envs", "eval_episodes"):
+        _positive(parser, name, run.get(name, getattr(args, name)))
+    if run["learning_rate"] <= 0 or not math.isfinite(run["learning_rate"]):
+        parser.error(
+            f"argument --learning-rate must be > 0. Received: {run['learning_rate']}"
+        )
+    try:
+        config = keras_ppo.PPOConfig(**overrides)
+        envs = make_vector_env(args.env_id, run["num_envs"], args.vectorization)
+        config.num_minibatches(run["num_envs"])
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+
+    logdir = args.logdir or os.path.join("runs", args.env_id)
+    save_path = args.save or os.path.join(logdir, "agent.keras")
+    if not save_path.endswith(".keras"):
+        parser.error(f"argument --save must end in .keras. Received: {save_path}")
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, hidden_sizes=args.hidden_sizes
+    )
+    batch = config.batch_size(envs.num_envs)
+    iterations = math.ceil(run["total_timesteps"] / batch)
+    learning_rate = run["learning_rate"]
+    if run["anneal_lr"]:
+        learning_rate = keras.optimizers.schedules.PolynomialDecay(
+            learning_rate,
+            decay_steps=iterations * config.updates_per_iteration(envs.num_envs),
+            end_learning_rate=0.0,
+        )
+    model.compile(
+        keras.optimizers.Adam(learning_rate, epsilon=1e-5, global_clipnorm=0.5)
+    )
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    print(
+        f"Training PPO on {args.env_id}: {iterations} iterations x {batch} "
+        f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
+    )
+    print(f"  {config}")
+    callbacks = [keras.callbacks.TensorBoard(logdir)]
+    if args.verbose:
+        callbacks.append(ProgressBar(iterations * batch, verbose=args.verbose))
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        model.fit(dataset, epochs=iterations, verbose=0, callbacks=callbacks)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nInterrupted: saving the agent as trained so far.")
+    elapsed = time.perf_counter() - start
+    envs.close()
+    steps = int(model.env_steps.numpy())
+    os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
+    model.save(save_path)
+    print(
+        f"Trained {steps} env steps in {elapsed:.1f} s "
+        f"({steps / max(elapsed, 1e-9):.0f} env steps/s)."
+    )
+    print(f"Saved the agent to {save_path}; TensorBoard logs in {logdir}")
+    if interrupted:
+        return 130
+    result = keras_ppo.evaluate(
+        model,
+        args.env_id,
+        episodes=args.eval_episodes,
+        seed=10_000 + (config.seed or 0),
+    )
+    print(
+        f"Evaluation over {args.eval_episodes} episodes (deterministic): "
+        f"return {result['mean_return']:.1f} +- {result['std_return']:.1f}, "
+        f"length {result['mean_length']:.1f}"
+    )
+    return 0
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        return train(args, parser)
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

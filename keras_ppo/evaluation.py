@@ -1,0 +1,91 @@
+"""Evaluating a trained agent on full episodes."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from keras_ppo.envs_util import make_vector_env
+
+
+def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> dict:
+    """Runs complete episodes with the model's policy.
+
+    Every sub-env contributes the same number of episodes, so short episodes
+    are not over-represented (the first `episodes` finishers of a vector env
+    would be biased towards them).
+
+    Args:
+        model: A `PPOModel`.
+        env_or_id: An env id (a vector env of `min(episodes, 16)` envs is
+            made for it), a gymnasium `VectorEnv` or a single `Env`.
+        episodes: Number of episodes, `>= 1`.
+        deterministic: Act with the distribution's mode instead of sampling.
+        seed: Seed of the envs' first reset.
+
+    Returns:
+        A dict with `mean_return`, `std_return`, `mean_length`, `std_length`
+        and the per-episode `returns` and `lengths` lists.
+
+    Raises:
+        ValueError: If `episodes < 1`.
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"`episodes` must be an int >= 1. Received: {episodes!r}")
+    if isinstance(env_or_id, str):
+        envs = make_vector_env(env_or_id, min(episodes, 16))
+        try:
+            return _evaluate_vector(model, envs, episodes, deterministic, seed)
+        finally:
+            envs.close()
+    if isinstance(env_or_id, VectorEnv):
+        return _evaluate_vector(model, env_or_id, episodes, deterministic, seed)
+    if isinstance(env_or_id, gym.Env):
+        vector = gym.vector.SyncVectorEnv(
+            [lambda: env_or_id], autoreset_mode=AutoresetMode.SAME_STEP
+        )
+        return _evaluate_vector(model, vector, episodes, deterministic, seed)
+    raise TypeError(
+        f"Expected an env id, a gymnasium Env or a VectorEnv. Received: {env_or_id!r}"
+    )
+
+
+def _evaluate_vector(model, envs, episodes, deterministic, seed):
+    num_envs = envs.num_envs
+    quota = math.ceil(episodes / num_envs)
+    next_step_mode = envs.metadata.get("autoreset_mode") == AutoresetMode.NEXT_STEP
+    returns = [[] for _ in range(num_envs)]
+    lengths = [[] for _ in range(num_envs)]
+    running_return = np.zeros(num_envs)
+    running_length = np.zeros(num_envs, np.int64)
+    resetting = np.zeros(num_envs, bool)
+    obs, _ = envs.reset(seed=seed)
+    while any(len(r) < quota for r in returns):
+        actions = model.predict_action(obs, deterministic=deterministic)
+        obs, rewards, terminated, truncated, _ = envs.step(actions)
+        # In NEXT_STEP mode the step after an episode's end only resets.
+        live = ~resetting
+        running_return[live] += rewards[live]
+        running_length[live] += 1
+        done = np.logical_and(np.logical_or(terminated, truncated), live)
+        for i in np.flatnonzero(done):
+            if len(returns[i]) < quota:
+                returns[i].append(float(running_return[i]))
+                lengths[i].append(int(running_length[i]))
+        running_return[done] = 0.0
+        running_length[done] = 0
+        resetting = done if next_step_mode else np.zeros(num_envs, bool)
+    # Round-robin over envs so the first `episodes` are spread evenly.
+    flat_returns = [r[k] for k in range(quota) for r in returns][:episodes]
+    flat_lengths = [n[k] for k in range(quota) for n in lengths][:episodes]
+    return {
+        "mean_return": float(np.mean(flat_returns)),
+        "std_return": float(np.std(flat_returns)),
+        "mean_length": float(np.mean(flat_lengths)),
+        "std_length": float(np.std(flat_lengths)),
+        "returns": flat_returns,
+        "lengths": flat_lengths,
+    }
