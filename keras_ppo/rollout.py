@@ -182,7 +182,12 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
         gamma=model.config.gamma,
         gae_lambda=model.config.gae_lambda,
     )
-    stats = tf.numpy_function(driver.pop_episode_stats, [], tf.float32, stateful=True)
+    # numpy_function calls are not ordered by data flow: without this
+    # dependency the statistics could be read before the loop ran.
+    with tf.control_dependencies([rollout["rewards"]]):
+        stats = tf.numpy_function(
+            driver.pop_episode_stats, [], tf.float32, stateful=True
+        )
     counted = model.env_steps.assign_add(num_steps * num_envs)
     with tf.control_dependencies([counted]):
         rollout["episode_stats"] = tf.ensure_shape(stats, (3,))

@@ -1,0 +1,92 @@
+"""Small gymnasium envs for tests: deterministic, fast and fully known."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class CounterEnv(gym.Env):
+    """Observation is the step count within the episode; reward is 1 per
+    step; the episode terminates after `terminate_at` steps (if set).
+    Wrap in TimeLimit for truncations."""
+
+    def __init__(self, terminate_at=None):
+        self.observation_space = spaces.Box(0.0, 1000.0, (1,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.terminate_at = terminate_at
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = self.terminate_at is not None and self.t >= self.terminate_at
+        return np.array([self.t], np.float32), 1.0, terminated, False, {}
+
+
+class RandomEnv(gym.Env):
+    """Random observations of any space; reward rewards action 'size' so a
+    policy can be trained; episodes last `length` steps."""
+
+    def __init__(self, observation_space, action_space, length=7):
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.length = length
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(int(self.np_random.integers(1 << 31)))
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.t += 1
+        reward = float(np.sum(np.asarray(action, np.float64)))
+        return self.observation_space.sample(), reward, False, self.t >= self.length, {}
+
+
+class StepCounter(gym.Wrapper):
+    """Counts `step` calls of the wrapped env in a shared list."""
+
+    def __init__(self, env, counter):
+        super().__init__(env)
+        self.counter = counter
+
+    def step(self, action):
+        self.counter[0] += 1
+        return self.env.step(action)
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Appends every finished episode's (return, length) to a shared list."""
+
+    def __init__(self, env, episodes):
+        super().__init__(env)
+        self.episodes = episodes
+        self._return = 0.0
+        self._length = 0
+
+    def reset(self, **kwargs):
+        self._return, self._length = 0.0, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(reward)
+        self._length += 1
+        if terminated or truncated:
+            self.episodes.append((self._return, self._length))
+        return obs, reward, terminated, truncated, info
+
+
+def vector(make_env, num_envs, mode=gym.vector.AutoresetMode.SAME_STEP):
+    return gym.vector.SyncVectorEnv(
+        [make_env for _ in range(num_envs)], autoreset_mode=mode
+    )

@@ -1,0 +1,194 @@
+"""The fit contract: one epoch = one iteration, exact env-step accounting,
+no policy lag, target-KL skips, epoch logs are averages."""
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+from envs import EpisodeRecorder, StepCounter, vector
+
+import keras_ppo
+
+
+def make_setup(num_envs=4, mode=gym.vector.AutoresetMode.NEXT_STEP, **config):
+    counter = [0]
+    envs = vector(lambda: StepCounter(gym.make("CartPole-v1"), counter), num_envs, mode)
+    defaults = dict(num_steps=16, minibatch_size=16, update_epochs=2, seed=0)
+    config = keras_ppo.PPOConfig(**{**defaults, **config})
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    return envs, model, counter
+
+
+class BatchLogs(keras.callbacks.Callback):
+    """Records the logs after every train-function call, per epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_logs = getattr(self, "epoch_logs", []) + [[]]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.epoch_logs[-1].append(dict(logs))
+
+
+@pytest.mark.parametrize("steps_per_execution", [None, 1, 3])
+def test_fit_steps_envs_exactly_epochs_times_envs_times_steps(steps_per_execution):
+    envs, model, counter = make_setup(num_envs=4, num_steps=16, minibatch_size=16)
+    model.compile(steps_per_execution=steps_per_execution)
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    model.fit(dataset, epochs=3, verbose=0)
+    assert counter[0] == 3 * 4 * 16
+    assert dataset.source.iterations == 3
+    assert int(model.env_steps.numpy()) == 3 * 4 * 16
+    # 2 update epochs x 64 / 16 minibatches per iteration, all applied.
+    assert int(model.optimizer.iterations.numpy()) == 3 * 8
+    # A second fit continues with the same accounting.
+    model.fit(dataset, epochs=2, verbose=0)
+    assert counter[0] == 5 * 4 * 16
+
+
+def test_default_steps_per_execution_runs_one_iteration_per_call():
+    envs, model, _ = make_setup()
+    model.compile()
+    keras_ppo.rollout_dataset(model, envs)
+    assert model.steps_per_execution == 2 * 4
+    callback = BatchLogs()
+    model.fit(
+        keras_ppo.rollout_dataset(model, envs),
+        epochs=2,
+        verbose=0,
+        callbacks=[callback],
+    )
+    assert [len(calls) for calls in callback.epoch_logs] == [1, 1]
+
+
+def test_every_rollout_uses_the_newest_weights():
+    envs, model, _ = make_setup(update_epochs=3)
+    model.compile(steps_per_execution=1)
+    callback = BatchLogs()
+    model.fit(
+        keras_ppo.rollout_dataset(model, envs),
+        epochs=4,
+        verbose=0,
+        callbacks=[callback],
+    )
+    for calls in callback.epoch_logs:
+        # The first minibatch's running means are its own values: a rollout
+        # with the current weights has ratio 1 everywhere.
+        assert calls[0]["approx_kl"] < 1e-6
+        assert calls[0]["clip_fraction"] == 0.0
+        # Later minibatches see updated weights, so the check is sensitive.
+        assert calls[-1]["approx_kl"] > 1e-6
+
+
+def test_target_kl_skips_the_rest_of_the_iteration_not_the_fit():
+    envs, model, counter = make_setup(update_epochs=4, target_kl=1e-7)
+    model.compile(steps_per_execution=1)
+    history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=3, verbose=0)
+    assert len(history.history["loss"]) == 3
+    assert counter[0] == 3 * 4 * 16
+    # Minibatch 0 has KL 0 and is applied; minibatch 1 exceeds 1e-7 and it
+    # and the rest of the iteration are skipped, in every iteration.
+    assert int(model.optimizer.iterations.numpy()) == 3
+
+
+def test_target_kl_off_when_large():
+    envs, model, _ = make_setup(update_epochs=4, target_kl=100.0)
+    model.compile()
+    model.fit(keras_ppo.rollout_dataset(model, envs), epochs=2, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 2 * 16
+
+
+def test_epoch_logs_are_averages_and_episode_stats_are_exact():
+    episodes = []
+    envs = vector(
+        lambda: EpisodeRecorder(gym.make("CartPole-v1"), episodes),
+        4,
+        gym.vector.AutoresetMode.NEXT_STEP,
+    )
+    config = keras_ppo.PPOConfig(
+        num_steps=32, minibatch_size=32, update_epochs=2, seed=1
+    )
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    model.compile(steps_per_execution=1)
+    callback = BatchLogs()
+    seen = []
+
+    class Episodes(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(len(episodes))
+
+    history = model.fit(
+        keras_ppo.rollout_dataset(model, envs),
+        epochs=3,
+        verbose=0,
+        callbacks=[callback, Episodes()],
+    )
+    starts = [0] + seen[:-1]
+    for epoch in range(3):
+        finished = episodes[starts[epoch] : seen[epoch]]
+        assert finished, "CartPole with a random policy ends episodes quickly"
+        np.testing.assert_allclose(
+            history.history["episode_return"][epoch],
+            np.mean([r for r, _ in finished]),
+            rtol=1e-6,
+        )
+        np.testing.assert_allclose(
+            history.history["episode_length"][epoch],
+            np.mean([n for _, n in finished]),
+            rtol=1e-6,
+        )
+        # Each logged loss is the running mean; the epoch log is the mean
+        # over all minibatches, not the last minibatch's value.
+        calls = callback.epoch_logs[epoch]
+        assert history.history["loss"][epoch] == pytest.approx(calls[-1]["loss"])
+        per_batch = [calls[0]["loss"]] + [
+            (k + 1) * calls[k]["loss"] - k * calls[k - 1]["loss"]
+            for k in range(1, len(calls))
+        ]
+        assert history.history["loss"][epoch] == pytest.approx(np.mean(per_batch))
+        assert len(set(np.round(per_batch, 6))) > 1
+
+
+def test_epoch_without_finished_episode_logs_nan_return():
+    envs, model, _ = make_setup(num_envs=2, num_steps=4, minibatch_size=8)
+    model.compile()
+    history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
+    # CartPole never ends within the first 4 steps.
+    assert np.isnan(history.history["episode_return"][0])
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_plain_iteration_yields_one_iteration_of_minibatches():
+    envs, model, counter = make_setup(num_envs=4, num_steps=16, minibatch_size=32)
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    assert int(dataset.cardinality()) == 2 * 2
+    batches = list(dataset)
+    assert len(batches) == 4
+    assert counter[0] == 4 * 16
+    assert [int(b["update_index"]) for b in batches] == [0, 1, 2, 3]
+    assert batches[0]["observations"].shape == (32, 4)
+    # Each update epoch is a permutation of the whole rollout.
+    for first, second in ((0, 1), (2, 3)):
+        values = np.concatenate(
+            [batches[first]["log_probs"], batches[second]["log_probs"]]
+        )
+        other = np.concatenate([batches[0]["log_probs"], batches[1]["log_probs"]])
+        np.testing.assert_array_equal(np.sort(values), np.sort(other))
+    assert float(batches[1]["episode_count"]) == 0.0
+
+
+def test_fit_rejects_a_dataset_of_another_model():
+    envs, model, _ = make_setup()
+    other = keras_ppo.PPOModel.from_env(envs, config=model.config, name="other")
+    model.compile()
+    with pytest.raises(ValueError, match="another model"):
+        model.fit(keras_ppo.rollout_dataset(other, envs), epochs=1, verbose=0)
+
+
+def test_fit_rejects_a_dataset_that_is_not_a_rollout():
+    import tensorflow as tf
+
+    envs, model, _ = make_setup()
+    model.compile()
+    dataset = tf.data.Dataset.from_tensor_slices({"observations": np.zeros((4, 4))})
+    with pytest.raises(ValueError, match="rollout_dataset"):
+        model.fit(dataset, epochs=1, verbose=0)
