@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +80,14 @@ class PPOConfig:
             _check_float("target_kl", self.target_kl, lower=0.0, open_lower=True)
         if self.seed is not None:
             _check_int("seed", self.seed, minimum=0)
+        # NumPy scalars pass the checks; store plain Python numbers so the
+        # config serialises to JSON (e.g. inside a saved .keras agent).
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                object.__setattr__(self, field.name, int(value))
+            elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+                object.__setattr__(self, field.name, float(value))
 
     def batch_size(self, num_envs: int) -> int:
         """Samples collected per iteration: `num_steps * num_envs`."""
@@ -108,14 +117,14 @@ class PPOConfig:
 
 
 def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value}")
 
 
 def _check_float(name, value, lower=None, upper=None, open_lower=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
     if not math.isfinite(value):
         raise ValueError(f"`{name}` must be finite. Received: {name}={value}")

@@ -59,8 +59,10 @@ class DiagGaussian:
         self.param_size = 2 * self.size
         self.action_shape = (self.size,)
         self.action_dtype = tf.float32
-        self._low = np.asarray(space.low, np.float32).reshape(-1)
-        self._high = np.asarray(space.high, np.float32).reshape(-1)
+        # Bounds in the space's dtype: clipping in float32 and casting after
+        # could land just outside a float64 bound (float32(0.1) > 0.1).
+        self._low = np.asarray(space.low).reshape(-1)
+        self._high = np.asarray(space.high).reshape(-1)
 
     def split(self, params):
         return params[..., : self.size], params[..., self.size :]
@@ -83,9 +85,10 @@ class DiagGaussian:
         return tf.reduce_sum(log_std + 0.5 + 0.5 * _LOG_2PI, axis=-1)
 
     def to_env(self, actions):
+        actions = tf.cast(actions, self.space.dtype)
         clipped = tf.clip_by_value(actions, self._low, self._high)
         shape = tf.concat([tf.shape(actions)[:-1], self.space.shape], axis=0)
-        return tf.cast(tf.reshape(clipped, shape), self.space.dtype)
+        return tf.reshape(clipped, shape)
 
 
 class MultiCategorical:

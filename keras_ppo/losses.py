@@ -70,7 +70,9 @@ def clip_fraction(log_ratio, clip_ratio):
 def explained_variance(predictions, targets):
     """`1 - Var[targets - predictions] / Var[targets]`; 1 is a perfect fit,
     0 no better than a constant. Returns 0 when the targets are constant."""
-    target_var = tf.math.reduce_variance(targets)
+    # Centre on one target first: the variance of a constant float32 batch
+    # is then exactly 0, not a rounding residue that would explode the ratio.
+    target_var = tf.math.reduce_variance(targets - targets[0])
     residual_var = tf.math.reduce_variance(targets - predictions)
     return tf.where(
         target_var > 0, 1.0 - residual_var / tf.maximum(target_var, 1e-12), 0.0
