@@ -1,17 +1,33 @@
-"""PPO losses and diagnostics as pure functions of `[batch]` tensors."""
+"""PPO losses and diagnostics as pure functions of `[batch]` tensors.
+
+Every function takes optional `weights` `[batch]` (1 for samples to train
+on, 0 for samples to ignore, such as the reset steps of vector envs in
+`NEXT_STEP` autoreset mode); means are then weighted means.
+"""
 
 from __future__ import annotations
 
 import tensorflow as tf
 
 
-def clipped_surrogate_loss(log_ratio, advantages, clip_ratio):
+def weighted_mean(values, weights=None):
+    """Mean of `values`, weighted by `weights` if given (0 if all are 0)."""
+    if weights is None:
+        return tf.reduce_mean(values)
+    weights = tf.cast(weights, values.dtype)
+    return tf.math.divide_no_nan(
+        tf.reduce_sum(values * weights), tf.reduce_sum(weights)
+    )
+
+
+def clipped_surrogate_loss(log_ratio, advantages, clip_ratio, weights=None):
     """Negated clipped surrogate objective, L^CLIP of the PPO paper (eq. 7).
 
     Args:
         log_ratio: `[batch]` log pi_new(a|s) - log pi_old(a|s).
         advantages: `[batch]` advantage estimates.
         clip_ratio: The clip range epsilon.
+        weights: Optional `[batch]` sample weights.
 
     Returns:
         Scalar `-mean(min(r * A, clip(r, 1 - eps, 1 + eps) * A))`.
@@ -19,10 +35,10 @@ def clipped_surrogate_loss(log_ratio, advantages, clip_ratio):
     ratio = tf.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = tf.clip_by_value(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * advantages
-    return -tf.reduce_mean(tf.minimum(unclipped, clipped))
+    return -weighted_mean(tf.minimum(unclipped, clipped), weights)
 
 
-def value_loss(values, old_values, returns, clip_value=None):
+def value_loss(values, old_values, returns, clip_value=None, weights=None):
     """Mean squared error of the value head, optionally clipped.
 
     With `clip_value`, the new prediction is also clipped to
@@ -34,46 +50,55 @@ def value_loss(values, old_values, returns, clip_value=None):
         old_values: `[batch]` predictions made during the rollout.
         returns: `[batch]` GAE returns (targets).
         clip_value: Clip range, or `None` for the plain squared error.
+        weights: Optional `[batch]` sample weights.
 
     Returns:
         Scalar loss.
     """
     unclipped = tf.square(values - returns)
     if clip_value is None:
-        return tf.reduce_mean(unclipped)
+        return weighted_mean(unclipped, weights)
     clipped_values = old_values + tf.clip_by_value(
         values - old_values, -clip_value, clip_value
     )
     clipped = tf.square(clipped_values - returns)
-    return tf.reduce_mean(tf.maximum(unclipped, clipped))
+    return weighted_mean(tf.maximum(unclipped, clipped), weights)
 
 
-def normalize_advantages(advantages, epsilon=1e-8):
-    """Standardises `[batch]` advantages to zero mean and unit std."""
-    mean, variance = tf.nn.moments(advantages, axes=[0])
+def normalize_advantages(advantages, epsilon=1e-8, weights=None):
+    """Standardises `[batch]` advantages to zero mean and unit std (over the
+    weighted samples)."""
+    mean = weighted_mean(advantages, weights)
+    variance = weighted_mean(tf.square(advantages - mean), weights)
     return (advantages - mean) / (tf.sqrt(variance) + epsilon)
 
 
-def approx_kl(log_ratio):
+def approx_kl(log_ratio, weights=None):
     """Estimator k3 of KL(pi_old || pi_new): `mean((r - 1) - log r)`
     (Schulman, "Approximating KL Divergence", 2020; used by CleanRL and SB3).
     Unbiased and never negative."""
-    return tf.reduce_mean(tf.math.expm1(log_ratio) - log_ratio)
+    return weighted_mean(tf.math.expm1(log_ratio) - log_ratio, weights)
 
 
-def clip_fraction(log_ratio, clip_ratio):
+def clip_fraction(log_ratio, clip_ratio, weights=None):
     """Fraction of samples whose ratio lies outside `1 +- clip_ratio`."""
     outside = tf.abs(tf.exp(log_ratio) - 1.0) > clip_ratio
-    return tf.reduce_mean(tf.cast(outside, tf.float32))
+    return weighted_mean(tf.cast(outside, log_ratio.dtype), weights)
 
 
-def explained_variance(predictions, targets):
+def explained_variance(predictions, targets, weights=None):
     """`1 - Var[targets - predictions] / Var[targets]`; 1 is a perfect fit,
     0 no better than a constant. Returns 0 when the targets are constant."""
-    # Centre on one target first: the variance of a constant float32 batch
-    # is then exactly 0, not a rounding residue that would explode the ratio.
-    target_var = tf.math.reduce_variance(targets - targets[0])
-    residual_var = tf.math.reduce_variance(targets - predictions)
+
+    def variance(x):
+        # Centre on one element first: a constant float32 batch then has a
+        # variance of exactly 0, not a rounding residue that would explode
+        # the ratio.
+        x = x - x[0]
+        return weighted_mean(tf.square(x - weighted_mean(x, weights)), weights)
+
+    target_var = variance(targets)
+    residual_var = variance(targets - predictions)
     return tf.where(
         target_var > 0, 1.0 - residual_var / tf.maximum(target_var, 1e-12), 0.0
     )

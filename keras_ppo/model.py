@@ -20,6 +20,7 @@ BATCH_KEYS = (
     "values",
     "advantages",
     "returns",
+    "mask",
     "update_index",
     "episode_return_sum",
     "episode_length_sum",
@@ -390,22 +391,23 @@ class PPOModel(keras.Model):
 
     def _update(self, data, check_kl=False):
         config = self.config
+        weights = data["mask"]
         advantages = data["advantages"]
         if config.normalize_advantages:
-            advantages = losses.normalize_advantages(advantages)
+            advantages = losses.normalize_advantages(advantages, weights=weights)
         with tf.GradientTape() as tape:
             params, values = self(data["observations"], training=True)
             log_probs = self.distribution.log_prob(params, data["actions"])
             log_ratio = log_probs - data["log_probs"]
             policy_loss = losses.clipped_surrogate_loss(
-                log_ratio, advantages, config.clip_ratio
+                log_ratio, advantages, config.clip_ratio, weights
             )
             value_loss = losses.value_loss(
-                values, data["values"], data["returns"], config.clip_value
+                values, data["values"], data["returns"], config.clip_value, weights
             )
-            entropy = tf.reduce_mean(self.distribution.entropy(params))
+            entropy = losses.weighted_mean(self.distribution.entropy(params), weights)
             loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
-        approx_kl = losses.approx_kl(log_ratio)
+        approx_kl = losses.approx_kl(log_ratio, weights)
         gradients = tape.gradient(loss, self.trainable_variables)
 
         def apply():
@@ -424,8 +426,8 @@ class PPOModel(keras.Model):
             value_loss,
             entropy,
             approx_kl,
-            losses.clip_fraction(log_ratio, config.clip_ratio),
-            losses.explained_variance(data["values"], data["returns"]),
+            losses.clip_fraction(log_ratio, config.clip_ratio, weights),
+            losses.explained_variance(data["values"], data["returns"], weights),
         )
         for tracker, result in zip(self._trackers, results, strict=True):
             tracker.update_state(result)

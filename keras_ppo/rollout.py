@@ -19,12 +19,19 @@ class EnvDriver:
     """Python-side state of the envs: current observations, autoreset
     handling and episode statistics.
 
-    Every autoreset mode yields the same transitions: the observation after
-    step `t` is the reset observation for an env whose episode ended, and
-    `final_obs` holds the episode's last observation (for bootstrapping
-    truncated episodes). In `NEXT_STEP` and `DISABLED` modes the ended envs
-    are reset at once with `reset(options={"reset_mask": done})`, so no
-    reward-0 reset step is ever trained on.
+    For every step, `final_obs` holds the observation that followed it
+    within its episode (the last observation when the episode ended), for
+    bootstrapping truncated episodes. Autoreset modes:
+
+    * `SAME_STEP`: final observations come from `info["final_obs"]`.
+    * `NEXT_STEP` (gymnasium's default): the step after an episode's end
+      only resets that env (reward 0, action ignored). It is returned with
+      `valid = False`, so it is masked out of the losses and of the episode
+      statistics. (Resetting with `reset_mask` instead is not an option:
+      native vector envs such as gymnasium's CartPoleVectorEnv ignore the
+      mask and reset every env.)
+    * `DISABLED`: ended envs are reset at once with
+      `reset(options={"reset_mask": done})`, which that mode requires.
 
     Args:
         envs: A gymnasium `VectorEnv`.
@@ -43,6 +50,7 @@ class EnvDriver:
         ).as_numpy_dtype
         self.step_calls = 0
         self._obs = None
+        self._resetting = np.zeros(self.num_envs, bool)
         self._returns = np.zeros(self.num_envs, np.float64)
         self._lengths = np.zeros(self.num_envs, np.int64)
         self._finished = np.zeros(3, np.float64)  # return sum, length sum, count
@@ -58,16 +66,20 @@ class EnvDriver:
         """Steps every env once.
 
         Returns:
-            `(next_obs, rewards, terminated, truncated, final_obs)`, where
-            `final_obs` equals `next_obs` except for envs whose episode just
-            ended, which hold the episode's last observation.
+            `(next_obs, rewards, terminated, truncated, final_obs, valid)`,
+            where `final_obs` equals `next_obs` except for envs whose episode
+            just ended, which hold the episode's last observation, and
+            `valid` is False for `NEXT_STEP` reset steps.
         """
         obs, rewards, terminated, truncated, infos = self.envs.step(actions)
         self.step_calls += 1
         obs = np.asarray(obs, self.obs_dtype)
-        done = np.logical_or(terminated, truncated)
+        valid = ~self._resetting
+        done = np.logical_and(np.logical_or(terminated, truncated), valid)
         final_obs = obs
-        if done.any():
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._resetting = done
+        elif done.any():
             if self.autoreset_mode == AutoresetMode.SAME_STEP:
                 final_obs = obs.copy()
                 for i in np.flatnonzero(infos["_final_obs"]):
@@ -75,7 +87,7 @@ class EnvDriver:
             else:
                 reset_obs, _ = self.envs.reset(options={"reset_mask": done})
                 obs = np.asarray(reset_obs, self.obs_dtype)
-        self._record_episodes(rewards, done)
+        self._record_episodes(np.where(valid, rewards, 0.0), valid, done)
         self._obs = obs
         return (
             obs,
@@ -83,11 +95,12 @@ class EnvDriver:
             np.asarray(terminated, bool),
             np.asarray(truncated, bool),
             final_obs,
+            valid,
         )
 
-    def _record_episodes(self, rewards, done):
+    def _record_episodes(self, rewards, valid, done):
         self._returns += rewards
-        self._lengths += 1
+        self._lengths += valid
         if done.any():
             self._finished += (
                 self._returns[done].sum(),
@@ -113,7 +126,8 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
         A dict of time-major tensors: `observations [T, N, ...]`,
         `actions [T, N, ...]`, `log_probs`, `values`, `rewards`,
         `terminations`, `truncations`, `next_values`, `advantages`,
-        `returns` (all `[T, N]`) and `episode_stats [3]` (return sum, length
+        `returns`, `mask` (1 for transitions to train on, 0 for reset
+        steps; all `[T, N]`) and `episode_stats [3]` (return sum, length
         sum, count of the episodes that ended).
     """
     num_envs = driver.num_envs
@@ -136,15 +150,18 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
         "rewards": array(tf.float32),
         "terminations": array(tf.bool),
         "truncations": array(tf.bool),
+        "mask": array(tf.float32),
     }
 
     def body(t, obs, buffers):
         actions, log_probs, values = model.sample_actions(obs)
-        next_obs, rewards, terminated, truncated, final_obs = tf.numpy_function(
-            driver.step,
-            [distribution.to_env(actions)],
-            (obs_dtype, tf.float32, tf.bool, tf.bool, obs_dtype),
-            stateful=True,
+        next_obs, rewards, terminated, truncated, final_obs, valid = (
+            tf.numpy_function(
+                driver.step,
+                [distribution.to_env(actions)],
+                (obs_dtype, tf.float32, tf.bool, tf.bool, obs_dtype, tf.bool),
+                stateful=True,
+            )
         )
         next_obs = tf.ensure_shape(next_obs, (num_envs, *obs_shape))
         step = {
@@ -156,6 +173,7 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
             "rewards": tf.ensure_shape(rewards, (num_envs,)),
             "terminations": tf.ensure_shape(terminated, (num_envs,)),
             "truncations": tf.ensure_shape(truncated, (num_envs,)),
+            "mask": tf.cast(tf.ensure_shape(valid, (num_envs,)), tf.float32),
         }
         buffers = {key: buffers[key].write(t, step[key]) for key in buffers}
         return t + 1, next_obs, buffers

@@ -90,3 +90,17 @@ def vector(make_env, num_envs, mode=gym.vector.AutoresetMode.SAME_STEP):
     return gym.vector.SyncVectorEnv(
         [make_env for _ in range(num_envs)], autoreset_mode=mode
     )
+
+
+class VectorStepCounter(gym.vector.VectorWrapper):
+    """Counts env steps of a vector env (`num_envs` per `step` call) in a
+    shared list; reset-only steps of NEXT_STEP mode count too, since the
+    env does step."""
+
+    def __init__(self, envs, counter):
+        super().__init__(envs)
+        self.counter = counter
+
+    def step(self, actions):
+        self.counter[0] += self.num_envs
+        return self.env.step(actions)

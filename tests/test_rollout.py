@@ -1,0 +1,166 @@
+"""Rollout collection: autoreset handling, bootstrapping of truncated
+episodes, episode statistics."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import tensorflow as tf
+from envs import CounterEnv, vector
+from gymnasium.vector import AutoresetMode
+
+import keras_ppo
+from keras_ppo.advantages import compute_gae
+from keras_ppo.rollout import EnvDriver, collect_rollout
+
+# Modes in which every step is a real transition (no reset steps).
+MODES = [AutoresetMode.SAME_STEP, AutoresetMode.DISABLED]
+
+
+def collect(model, envs, num_steps, seed=0):
+    driver = EnvDriver(envs, seed=seed)
+    run = tf.function(lambda: collect_rollout(model, driver, num_steps))
+    return driver, run
+
+
+def counter_setup(mode, terminate_at=None, max_steps=3, num_envs=2):
+    envs = vector(
+        lambda: gym.wrappers.TimeLimit(CounterEnv(terminate_at), max_steps),
+        num_envs,
+        mode,
+    )
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=8, gamma=0.5, seed=0)
+    return envs, keras_ppo.PPOModel.from_env(envs, config=config)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_truncated_episode_bootstraps_from_its_final_observation(mode):
+    envs, model = counter_setup(mode, max_steps=3)
+    _, run = collect(model, envs, num_steps=7)
+    rollout = {key: value.numpy() for key, value in run().items()}
+    # Episodes last 3 steps: observations 0, 1, 2, then a reset to 0.
+    np.testing.assert_array_equal(
+        rollout["observations"][:, 0, 0], [0, 1, 2, 0, 1, 2, 0]
+    )
+    truncated = rollout["truncations"][:, 0]
+    np.testing.assert_array_equal(truncated, [0, 0, 1, 0, 0, 1, 0])
+    assert not rollout["terminations"].any()
+    # After step t the env observes t + 1 within the episode; at the
+    # truncated steps that is the final observation 3, not the reset 0.
+    value = lambda x: model.value(np.array([[x]], np.float32)).numpy()[0]  # noqa: E731
+    expected = [value(x) for x in (1, 2, 3, 1, 2, 3, 1)]
+    np.testing.assert_allclose(rollout["next_values"][:, 0], expected, rtol=1e-5)
+    np.testing.assert_array_equal(rollout["rewards"], np.ones((7, 2)))
+    np.testing.assert_array_equal(rollout["mask"], np.ones((7, 2)))
+
+
+def test_next_step_mode_masks_reset_steps_and_bootstraps_from_final_obs():
+    envs, model = counter_setup(AutoresetMode.NEXT_STEP, max_steps=3)
+    driver, run = collect(model, envs, num_steps=9)
+    rollout = {key: value.numpy() for key, value in run().items()}
+    # Steps 0-2 are the episode, step 3 only resets (obs 3 -> 0, reward 0).
+    np.testing.assert_array_equal(
+        rollout["observations"][:, 0, 0], [0, 1, 2, 3, 0, 1, 2, 3, 0]
+    )
+    np.testing.assert_array_equal(rollout["mask"][:, 0], [1, 1, 1, 0, 1, 1, 1, 0, 1])
+    np.testing.assert_array_equal(rollout["rewards"][:, 0], [1, 1, 1, 0, 1, 1, 1, 0, 1])
+    np.testing.assert_array_equal(
+        rollout["truncations"][:, 0], [0, 0, 1, 0, 0, 0, 1, 0, 0]
+    )
+    value = lambda x: model.value(np.array([[x]], np.float32)).numpy()[0]  # noqa: E731
+    valid = rollout["mask"][:, 0] == 1
+    expected = [value(x) for x in (1, 2, 3, 0, 1, 2, 3, 0, 1)]
+    np.testing.assert_allclose(
+        rollout["next_values"][valid, 0], np.array(expected)[valid], rtol=1e-5
+    )
+    # Two episodes of length 3 per env; reset steps are not counted.
+    np.testing.assert_array_equal(rollout["episode_stats"], [12.0, 12.0, 4.0])
+    assert driver.step_calls == 9
+
+
+def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
+    # gymnasium's CartPoleVectorEnv ignores reset masks; its episodes must
+    # still match an independent count by gymnasium's own statistics wrapper.
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(
+        gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="vector_entry_point")
+    )
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=keras_ppo.PPOConfig(num_steps=100, minibatch_size=100, seed=0)
+    )
+    _, run = collect(model, envs, num_steps=100)
+    stats = run()["episode_stats"].numpy()
+    assert stats[2] == len(envs.length_queue) >= 8
+    assert stats[1] == sum(envs.length_queue)
+    assert stats[0] == pytest.approx(sum(envs.return_queue))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_terminated_episode_does_not_bootstrap(mode):
+    envs, model = counter_setup(mode, terminate_at=2, max_steps=100)
+    _, run = collect(model, envs, num_steps=4)
+    rollout = {key: value.numpy() for key, value in run().items()}
+    np.testing.assert_array_equal(rollout["terminations"][:, 0], [0, 1, 0, 1])
+    advantages, returns = compute_gae(
+        rollout["rewards"],
+        rollout["values"],
+        rollout["next_values"],
+        rollout["terminations"],
+        rollout["truncations"],
+        0.5,
+        0.95,
+    )
+    np.testing.assert_allclose(rollout["advantages"], advantages, rtol=1e-6)
+    np.testing.assert_allclose(rollout["returns"], returns, rtol=1e-6)
+    # A terminated step's return is its reward alone: 1.
+    np.testing.assert_allclose(rollout["returns"][[1, 3], 0], [1.0, 1.0], rtol=1e-6)
+
+
+def test_same_step_and_disabled_modes_give_identical_rollouts():
+    rollouts = []
+    for mode in MODES:
+        envs = gym.make_vec(
+            "CartPole-v1",
+            num_envs=3,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": mode},
+        )
+        config = keras_ppo.PPOConfig(num_steps=64, minibatch_size=64, seed=7)
+        model = keras_ppo.PPOModel.from_env(envs, config=config)
+        driver, run = collect(model, envs, num_steps=64, seed=7)
+        rollouts.append({key: value.numpy() for key, value in run().items()})
+        assert driver.step_calls == 64
+    assert rollouts[0]["terminations"].sum() >= 3, "episodes must end to test resets"
+    for other in rollouts[1:]:
+        for key, value in rollouts[0].items():
+            np.testing.assert_array_equal(other[key], value, err_msg=key)
+
+
+def test_episode_statistics_count_finished_episodes_across_rollouts():
+    envs, model = counter_setup(AutoresetMode.SAME_STEP, max_steps=3, num_envs=2)
+    _, run = collect(model, envs, num_steps=4)
+    # Steps 1-4 of each env: one episode ends at step 3 -> 2 episodes.
+    np.testing.assert_array_equal(run()["episode_stats"], [6.0, 6.0, 2.0])
+    # Steps 5-8: the episode ending at step 6 (length 3) -> 2 more; the
+    # partial episode that began in the first rollout is counted whole.
+    np.testing.assert_array_equal(run()["episode_stats"], [6.0, 6.0, 2.0])
+    assert int(model.env_steps.numpy()) == 2 * 4 * 2
+
+
+def test_discrete_actions_reach_the_env_with_their_start_offset():
+    seen = []
+
+    class Recorder(gym.Wrapper):
+        def step(self, action):
+            seen.append(int(action))
+            return self.env.step(action)
+
+    space = gym.spaces.Discrete(3, start=-1)
+    envs = vector(lambda: Recorder(gym.wrappers.TimeLimit(CounterEnv(), 5)), 2)
+    envs.single_action_space = space
+    envs.action_space = gym.vector.utils.batch_space(space, 2)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=keras_ppo.PPOConfig(num_steps=50, minibatch_size=50, seed=0)
+    )
+    _, run = collect(model, envs, num_steps=50)
+    actions = run()["actions"].numpy()
+    assert set(seen) == {-1, 0, 1}
+    np.testing.assert_array_equal(np.sort(seen), np.sort(actions.reshape(-1) - 1))
