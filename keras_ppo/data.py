@@ -28,9 +28,10 @@ def rollout_dataset(model, envs: VectorEnv) -> tf.data.Dataset:
     Returns:
         A `tf.data.Dataset` of dicts with `observations [mb, ...]`,
         `actions [mb, ...]`, `log_probs`, `values`, `advantages`, `returns`,
-        `mask` (`[mb]`; 0 marks reset steps to ignore), the scalar `update_index` within the iteration and the
-        scalars `episode_return_sum`, `episode_length_sum`, `episode_count`
-        (non-zero only in the iteration's first minibatch). Its cardinality
+        `mask` (`[mb]`; 0 marks reset steps to ignore), the scalar
+        `update_index` within the iteration and the scalars
+        `episode_return_sum`, `episode_length_sum`, `episode_count` (non-zero
+        only in the iteration's first minibatch). Its cardinality
         is the number of updates per iteration.
 
     Raises:
