@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -141,76 +140,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(parser, name, value):
-    if value is not None and value < 1:
-        parser.error(
-            f"argument --{name.replace('_', '-')} must be >= 1. Received: {value}"
-        )
-
-
 def train(args, parser) -> int:
     import keras
 
     import keras_ppo
     from keras_ppo.callbacks import ProgressBar
-    from keras_ppo.envs_util import make_vector_env
 
-    run, overrides = presets.preset(args.env_id)
-    for key in run:
-        if getattr(args, key, None) is not None:
-            run[key] = getattr(args, key)
-    for field in presets.config_fields():
-        value = getattr(args, field.name)
-        if value is not None:
-            overrides[field.name] = value
-    for name in ("total_timesteps", "num_envs", "eval_episodes"):
-        _positive(parser, name, run.get(name, getattr(args, name)))
-    if run["learning_rate"] <= 0 or not math.isfinite(run["learning_rate"]):
+    overrides = {
+        field.name: getattr(args, field.name)
+        for field in presets.config_fields()
+        if getattr(args, field.name) is not None
+    }
+    if args.eval_episodes < 1:
         parser.error(
-            f"argument --learning-rate must be > 0. Received: {run['learning_rate']}"
+            f"argument --eval-episodes must be >= 1. Received: {args.eval_episodes}"
         )
-    try:
-        config = keras_ppo.PPOConfig(**overrides)
-        envs = make_vector_env(args.env_id, run["num_envs"], args.vectorization)
-        config.num_minibatches(run["num_envs"])
-    except (TypeError, ValueError) as error:
-        parser.error(str(error))
-
     logdir = args.logdir or os.path.join("runs", args.env_id)
     save_path = args.save or os.path.join(logdir, "agent.keras")
     if not save_path.endswith(".keras"):
         parser.error(f"argument --save must end in .keras. Received: {save_path}")
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-
-    model = keras_ppo.PPOModel.from_env(
-        envs, config=config, hidden_sizes=args.hidden_sizes
-    )
-    batch = config.batch_size(envs.num_envs)
-    iterations = math.ceil(run["total_timesteps"] / batch)
-    learning_rate = run["learning_rate"]
-    if run["anneal_lr"]:
-        learning_rate = keras.optimizers.schedules.PolynomialDecay(
-            learning_rate,
-            decay_steps=iterations * config.updates_per_iteration(envs.num_envs),
-            end_learning_rate=0.0,
+    if args.seed is not None:
+        keras.utils.set_random_seed(args.seed)
+    try:
+        run = presets.make_run(
+            args.env_id,
+            total_timesteps=args.total_timesteps,
+            num_envs=args.num_envs,
+            learning_rate=args.learning_rate,
+            anneal_lr=args.anneal_lr,
+            hidden_sizes=args.hidden_sizes,
+            vectorization_mode=args.vectorization,
+            **overrides,
         )
-    model.compile(
-        keras.optimizers.Adam(learning_rate, epsilon=1e-5, global_clipnorm=0.5)
-    )
-    dataset = keras_ppo.rollout_dataset(model, envs)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    model, envs, config = run.model, run.envs, run.model.config
+    batch = config.batch_size(envs.num_envs)
     print(
-        f"Training PPO on {args.env_id}: {iterations} iterations x {batch} "
+        f"Training PPO on {args.env_id}: {run.epochs} iterations x {batch} "
         f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
     )
     print(f"  {config}")
     callbacks = [keras.callbacks.TensorBoard(logdir)]
     if args.verbose:
-        callbacks.append(ProgressBar(iterations * batch, verbose=args.verbose))
+        callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
     start = time.perf_counter()
     interrupted = False
     try:
-        model.fit(dataset, epochs=iterations, verbose=0, callbacks=callbacks)
+        model.fit(run.dataset, epochs=run.epochs, verbose=0, callbacks=callbacks)
     except KeyboardInterrupt:
         interrupted = True
         print("\nInterrupted: saving the agent as trained so far.")

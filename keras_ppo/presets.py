@@ -12,6 +12,8 @@ gradient norm 0.5.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 
 #: Run settings outside PPOConfig, used for any env without a preset.
 DEFAULT_RUN = {
@@ -70,3 +72,95 @@ def config_fields():
     from keras_ppo.config import PPOConfig
 
     return dataclasses.fields(PPOConfig)
+
+
+class Run(typing.NamedTuple):
+    """Everything `fit` needs for a preset run."""
+
+    model: typing.Any  # PPOModel, compiled
+    envs: typing.Any  # gymnasium VectorEnv
+    dataset: typing.Any  # rollout_dataset(model, envs)
+    epochs: int  # PPO iterations covering total_timesteps
+
+
+def make_run(
+    env_id: str,
+    *,
+    total_timesteps: int | None = None,
+    num_envs: int | None = None,
+    learning_rate: float | None = None,
+    anneal_lr: bool | None = None,
+    hidden_sizes=(64, 64),
+    vectorization_mode: str = "sync",
+    **config_overrides,
+) -> Run:
+    """Builds envs, a compiled `PPOModel` and its rollout dataset from the
+    env's preset; every argument left `None` takes the preset's value.
+
+    The optimizer is Adam (epsilon 1e-5, global gradient norm 0.5) with the
+    learning rate annealed linearly to 0 over the run when `anneal_lr`.
+
+    Args:
+        env_id: A registered gymnasium id.
+        total_timesteps: Env steps to train for; rounded up to whole
+            iterations.
+        num_envs: Number of envs.
+        learning_rate: Adam's (initial) learning rate.
+        anneal_lr: Anneal the learning rate linearly to 0.
+        hidden_sizes: Hidden layer sizes of the MLPs.
+        vectorization_mode: "sync" or "async" gymnasium vector env.
+        **config_overrides: `PPOConfig` fields.
+
+    Returns:
+        A `Run`; train with `run.model.fit(run.dataset, epochs=run.epochs)`.
+
+    Raises:
+        ValueError: For an unknown env id or invalid settings.
+        TypeError: For unknown `PPOConfig` fields or ill-typed values.
+    """
+    import keras
+
+    from keras_ppo.config import PPOConfig
+    from keras_ppo.data import rollout_dataset
+    from keras_ppo.envs_util import make_vector_env
+    from keras_ppo.model import PPOModel
+
+    settings, overrides = preset(env_id)
+    given = dict(
+        total_timesteps=total_timesteps,
+        num_envs=num_envs,
+        learning_rate=learning_rate,
+        anneal_lr=anneal_lr,
+    )
+    settings.update({key: value for key, value in given.items() if value is not None})
+    for name in ("total_timesteps", "num_envs"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{name}` must be an int >= 1. Received: {name}={value!r}"
+            )
+    rate = settings["learning_rate"]
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+        raise ValueError(
+            f"`learning_rate` must be > 0. Received: learning_rate={rate!r}"
+        )
+    fields = {field.name for field in config_fields()}
+    unknown = sorted(set(config_overrides) - fields)
+    if unknown:
+        raise TypeError(
+            f"Unknown PPOConfig fields {unknown}. Expected some of {sorted(fields)}"
+        )
+    config = PPOConfig(**{**overrides, **config_overrides})
+    config.num_minibatches(settings["num_envs"])  # fail before making envs
+
+    envs = make_vector_env(env_id, settings["num_envs"], vectorization_mode)
+    model = PPOModel.from_env(envs, config=config, hidden_sizes=hidden_sizes)
+    epochs = math.ceil(settings["total_timesteps"] / config.batch_size(envs.num_envs))
+    if settings["anneal_lr"]:
+        rate = keras.optimizers.schedules.PolynomialDecay(
+            rate,
+            decay_steps=epochs * config.updates_per_iteration(envs.num_envs),
+            end_learning_rate=0.0,
+        )
+    model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
+    return Run(model, envs, rollout_dataset(model, envs), epochs)

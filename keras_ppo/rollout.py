@@ -155,13 +155,11 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
 
     def body(t, obs, buffers):
         actions, log_probs, values = model.sample_actions(obs)
-        next_obs, rewards, terminated, truncated, final_obs, valid = (
-            tf.numpy_function(
-                driver.step,
-                [distribution.to_env(actions)],
-                (obs_dtype, tf.float32, tf.bool, tf.bool, obs_dtype, tf.bool),
-                stateful=True,
-            )
+        next_obs, rewards, terminated, truncated, final_obs, valid = tf.numpy_function(
+            driver.step,
+            [distribution.to_env(actions)],
+            (obs_dtype, tf.float32, tf.bool, tf.bool, obs_dtype, tf.bool),
+            stateful=True,
         )
         next_obs = tf.ensure_shape(next_obs, (num_envs, *obs_shape))
         step = {

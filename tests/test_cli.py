@@ -1,0 +1,195 @@
+"""Tests for the `keras-ppo` command line (`keras_ppo.cli`)."""
+
+import keras
+import pytest
+
+import keras_ppo
+from keras_ppo.cli import build_parser, main
+
+
+def run_failing(argv, capsys):
+    """Runs `main(argv)`, expects an argparse-style exit, returns stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_train_help_lists_run_and_config_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in (
+        "--total-timesteps",
+        "--num-envs",
+        "--seed",
+        "--logdir",
+        "--save",
+        "--eval-episodes",
+        "--hidden-sizes",
+        # One option per PPOConfig field.
+        "--num-steps",
+        "--minibatch-size",
+        "--update-epochs",
+        "--gamma",
+        "--gae-lambda",
+        "--clip-ratio",
+        "--clip-value",
+        "--ent-coef",
+        "--vf-coef",
+        "--normalize-advantages",
+        "--no-normalize-advantages",
+        "--target-kl",
+    ):
+        assert option in out, option
+
+
+def test_unknown_env_id_exits_2_and_says_how_to_list_ids(capsys, tmp_path):
+    err = run_failing(
+        ["train", "NoSuchEnv-v0", "--logdir", str(tmp_path / "run")], capsys
+    )
+    assert "NoSuchEnv-v0" in err
+    assert "pprint_registry" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--gamma", "1.5"], ["gamma", "1.5"]),
+        (["--num-envs", "0"], ["num-envs", "0"]),
+        (
+            ["--num-steps", "32", "--num-envs", "2", "--minibatch-size", "7"],
+            ["minibatch-size", "7"],
+        ),
+        (["--save", "path.txt"], ["--save", "path.txt"]),
+        (["--hidden-sizes", "a,b"], ["--hidden-sizes", "a,b"]),
+        (["--total-timesteps", "0"], ["total-timesteps"]),
+        (["--eval-episodes", "0"], ["eval-episodes"]),
+        (["--learning-rate", "0"], ["learning-rate"]),
+        (["--clip-ratio", "0"], ["clip-ratio"]),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else None,
+)
+def test_invalid_values_exit_2_naming_the_option(options, expected, capsys, tmp_path):
+    save = tmp_path / "agent.keras"
+    argv = ["train", "CartPole-v1", "--logdir", str(tmp_path / "run")]
+    if "--save" not in options:
+        argv += ["--save", str(save)]
+    err = run_failing(argv + options, capsys)
+    # The option (--num-envs) or the field it sets (num_envs) is named.
+    err = err.replace("_", "-")
+    for text in expected:
+        assert text in err
+    assert not save.exists()
+
+
+def test_optional_options_accept_none():
+    args = build_parser().parse_args(
+        ["train", "--clip-value", "none", "--target-kl", "off"]
+    )
+    assert args.clip_value is None
+    assert args.target_kl is None
+
+
+def test_seed_accepts_none_as_its_help_says():
+    # The help shows `--seed X|none`; `none` means an unseeded run, as
+    # PPOConfig(seed=None).
+    assert build_parser().parse_args(["train", "--seed", "none"]).seed is None
+    assert build_parser().parse_args(["train", "--seed", "3"]).seed == 3
+
+
+def test_tiny_training_run_saves_logs_and_evaluates(capsys, tmp_path):
+    logdir = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "CartPole-v1",
+            "--total-timesteps",
+            "256",
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "32",
+            "--minibatch-size",
+            "32",
+            "--update-epochs",
+            "1",
+            "--eval-episodes",
+            "2",
+            "--seed",
+            "0",
+            "--logdir",
+            str(logdir),
+            "--verbose",
+            "2",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Evaluation over 2 episodes" in out
+    # 256 env steps / (2 envs x 32 steps) = 4 iterations, one line each.
+    assert "4 iterations x 64 env steps (2 envs x 32 steps)" in out
+    assert "Trained 256 env steps" in out
+    assert out.count("/256 env steps") == 4
+    # Options override the preset; unset fields keep the preset's values.
+    assert "minibatch_size=32" in out and "update_epochs=1" in out
+    assert "gamma=0.98" in out and "gae_lambda=0.8" in out
+
+    agent = logdir / "agent.keras"
+    assert agent.is_file()
+    loaded = keras.saving.load_model(agent)
+    assert isinstance(loaded, keras_ppo.PPOModel)
+    assert loaded.config.num_steps == 32
+    assert loaded.config.seed == 0
+    assert int(loaded.env_steps.numpy()) == 256
+    # 4 iterations x 1 update epoch x 2 minibatches.
+    assert int(loaded.optimizer.iterations.numpy()) == 8
+    events = list(logdir.rglob("events.out.tfevents*"))
+    assert events, sorted(str(p) for p in logdir.rglob("*"))
+
+
+def test_cartpole_preset_is_applied_without_overrides(capsys, tmp_path):
+    save = tmp_path / "elsewhere" / "cartpole.keras"
+    code = main(
+        [
+            "train",
+            "CartPole-v1",
+            "--total-timesteps",
+            "256",
+            "--eval-episodes",
+            "1",
+            "--logdir",
+            str(tmp_path / "run"),
+            "--save",
+            str(save),
+            "--verbose",
+            "0",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    # rl-zoo3's CartPole-v1: 8 envs x 32 steps, one 256-sample minibatch,
+    # 20 epochs, gamma 0.98, lambda 0.8, no entropy bonus or value clipping.
+    assert "1 iterations x 256 env steps (8 envs x 32 steps)" in out
+    for field in (
+        "num_steps=32",
+        "minibatch_size=256",
+        "update_epochs=20",
+        "gamma=0.98",
+        "gae_lambda=0.8",
+        "ent_coef=0.0",
+        "clip_value=None",
+    ):
+        assert field in out, field
+    loaded = keras.saving.load_model(save)
+    assert loaded.config.gamma == 0.98
+    assert loaded.num_envs == 8
+    assert int(loaded.optimizer.iterations.numpy()) == 20
+    # The preset's learning rate 1e-3, annealed linearly to 0 over the run.
+    schedule = loaded.optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "PolynomialDecay"
+    assert schedule["config"]["initial_learning_rate"] == pytest.approx(1e-3)
+    assert schedule["config"]["decay_steps"] == 20
+    assert schedule["config"]["end_learning_rate"] == 0.0
