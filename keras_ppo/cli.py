@@ -12,10 +12,16 @@ import typing
 from keras_ppo import presets
 
 
-def _optional_float(text):
-    if text.lower() in ("none", "off"):
-        return None
-    return float(text)
+def _optional(parse):
+    """An argparse type accepting `none`/`off` (None) or `parse(text)`."""
+
+    def parse_optional(text):
+        if text.lower() in ("none", "off"):
+            return None
+        return parse(text)
+
+    parse_optional.__name__ = parse.__name__  # argparse names it in errors
+    return parse_optional
 
 
 def _hidden_sizes(text):
@@ -32,6 +38,22 @@ def _hidden_sizes(text):
     return sizes
 
 
+CONFIG_HELP = {
+    "num_steps": "steps per env per iteration",
+    "minibatch_size": "samples per update; must divide num_steps * num_envs",
+    "update_epochs": "passes over each rollout",
+    "gamma": "discount factor",
+    "gae_lambda": "GAE lambda",
+    "clip_ratio": "surrogate clip range",
+    "clip_value": "value clip range, or none",
+    "ent_coef": "entropy bonus weight",
+    "vf_coef": "value loss weight",
+    "normalize_advantages": "standardise advantages per minibatch",
+    "target_kl": "skip an iteration's remaining updates above this KL, or none",
+    "seed": "seed for weights, sampling and envs, or none",
+}
+
+
 def _add_config_options(parser):
     group = parser.add_argument_group(
         "PPO hyperparameters (default: the env's preset, else PPOConfig's)"
@@ -43,17 +65,23 @@ def _add_config_options(parser):
         optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
         if hint is bool:
             group.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=CONFIG_HELP.get(field.name),
             )
         elif optional:
             group.add_argument(
                 flag,
-                type=_optional_float if float in hint.__args__ else int,
+                type=_optional(float if float in hint.__args__ else int),
                 default=None,
                 metavar="X|none",
+                help=CONFIG_HELP.get(field.name),
             )
         else:
-            group.add_argument(flag, type=hint, default=None)
+            group.add_argument(
+                flag, type=hint, default=None, help=CONFIG_HELP.get(field.name)
+            )
 
 
 def _config_class():
@@ -77,7 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
             "them. Writes TensorBoard logs to --logdir and the agent to --save, "
             "then prints the deterministic evaluation return."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     train.add_argument(
         "env_id", nargs="?", default="CartPole-v1", help="gymnasium env id"
@@ -95,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vectorization",
         choices=("sync", "async"),
         default="sync",
-        help="gymnasium vector env mode",
+        help="gymnasium vector env mode (default: sync)",
     )
     train.add_argument(
         "--learning-rate",
@@ -113,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--hidden-sizes",
         type=_hidden_sizes,
         default=(64, 64),
-        help="hidden layer sizes of the policy and value MLPs",
+        help="hidden layer sizes of the policy and value MLPs (default: 64,64)",
     )
     train.add_argument(
         "--logdir", default=None, help="TensorBoard log dir (default: runs/ENV_ID)"
@@ -127,16 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-episodes",
         type=int,
         default=10,
-        help="deterministic evaluation episodes after training",
+        help="deterministic evaluation episodes after training (default: 10)",
     )
     train.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
         default=1,
-        help="0 silent, 1 progress bar, 2 one line per iteration",
+        help="0 silent, 1 progress bar (default), 2 one line per iteration",
     )
     _add_config_options(train)
+    train.set_defaults(subparser=train)
     return parser
 
 
@@ -218,11 +246,12 @@ def train(args, parser) -> int:
 
 
 def main(argv=None) -> int:
+    # Before TensorFlow loads: hide its C++ info and warning lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train":
-        return train(args, parser)
+        return train(args, args.subparser)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

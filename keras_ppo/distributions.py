@@ -109,7 +109,7 @@ class MultiCategorical:
         return tf.split(params, self.nvec, axis=-1)
 
     def sample(self, params, seed):
-        seeds = tf.random.experimental.stateless_split(seed, len(self.nvec))
+        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, len(self.nvec)))
         return tf.stack(
             [
                 _gumbel_argmax(lg, s)
