@@ -134,7 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--anneal-lr",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="anneal the learning rate linearly to 0",
+        help="anneal the learning rate linearly to 0 (default: preset)",
+    )
+    train.add_argument(
+        "--anneal-clip-ratio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="anneal the clip ratio linearly to 0 (default: preset)",
     )
     train.add_argument(
         "--hidden-sizes",
@@ -196,6 +202,7 @@ def train(args, parser) -> int:
             num_envs=args.num_envs,
             learning_rate=args.learning_rate,
             anneal_lr=args.anneal_lr,
+            anneal_clip_ratio=args.anneal_clip_ratio,
             hidden_sizes=args.hidden_sizes,
             vectorization_mode=args.vectorization,
             **overrides,
@@ -209,7 +216,7 @@ def train(args, parser) -> int:
         f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
     )
     print(f"  {config}")
-    callbacks = [keras.callbacks.TensorBoard(logdir)]
+    callbacks = [*run.callbacks, keras.callbacks.TensorBoard(logdir)]
     if args.verbose:
         callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
     start = time.perf_counter()

@@ -133,6 +133,14 @@ class PPOModel(keras.Model):
             trainable=False,
             name="rng_key",
         )
+        # A weight rather than a constant so that callbacks can anneal it
+        # (keras_ppo.callbacks.ClipRatioScheduler) and checkpoints keep it.
+        self.clip_ratio = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(config.clip_ratio),
+            trainable=False,
+            name="clip_ratio",
+        )
         self.env_steps = self.add_weight(
             shape=(),
             dtype="int64",
@@ -400,7 +408,7 @@ class PPOModel(keras.Model):
             log_probs = self.distribution.log_prob(params, data["actions"])
             log_ratio = log_probs - data["log_probs"]
             policy_loss = losses.clipped_surrogate_loss(
-                log_ratio, advantages, config.clip_ratio, weights
+                log_ratio, advantages, self.clip_ratio, weights
             )
             value_loss = losses.value_loss(
                 values, data["values"], data["returns"], config.clip_value, weights
@@ -426,7 +434,7 @@ class PPOModel(keras.Model):
             value_loss,
             entropy,
             approx_kl,
-            losses.clip_fraction(log_ratio, config.clip_ratio, weights),
+            losses.clip_fraction(log_ratio, self.clip_ratio, weights),
             losses.explained_variance(data["values"], data["returns"], weights),
         )
         for tracker, result in zip(self._trackers, results, strict=True):

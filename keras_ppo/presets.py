@@ -2,9 +2,9 @@
 
 Values are rl-zoo3's `hyperparams/ppo.yml` (DLR-RM/rl-baselines3-zoo) for
 Stable-Baselines3, so both libraries can be compared on equal settings.
-Differences: rl-zoo3 anneals CartPole's clip range linearly (`lin_0.2`),
-keras-ppo keeps it constant; Pendulum's preset drops rl-zoo3's gSDE
-exploration, which keras-ppo does not implement, and trains for 150k steps.
+CartPole's `clip_range: lin_0.2` becomes `anneal_clip_ratio` (a
+`ClipRatioScheduler`). Pendulum's preset drops rl-zoo3's gSDE exploration,
+which keras-ppo does not implement, and trains for 150k steps.
 SB3 defaults fill the rest: no value clipping, value coefficient 0.5,
 gradient norm 0.5.
 """
@@ -21,6 +21,7 @@ DEFAULT_RUN = {
     "total_timesteps": 200_000,
     "learning_rate": 3e-4,
     "anneal_lr": True,
+    "anneal_clip_ratio": False,
 }
 
 PRESETS = {
@@ -30,6 +31,7 @@ PRESETS = {
             "total_timesteps": 100_000,
             "learning_rate": 1e-3,
             "anneal_lr": True,
+            "anneal_clip_ratio": True,
         },
         "config": {
             "num_steps": 32,
@@ -81,6 +83,7 @@ class Run(typing.NamedTuple):
     envs: typing.Any  # gymnasium VectorEnv
     dataset: typing.Any  # rollout_dataset(model, envs)
     epochs: int  # PPO iterations covering total_timesteps
+    callbacks: list  # schedules the preset needs, e.g. clip annealing
 
 
 def make_run(
@@ -90,6 +93,7 @@ def make_run(
     num_envs: int | None = None,
     learning_rate: float | None = None,
     anneal_lr: bool | None = None,
+    anneal_clip_ratio: bool | None = None,
     hidden_sizes=(64, 64),
     vectorization_mode: str = "sync",
     **config_overrides,
@@ -107,12 +111,15 @@ def make_run(
         num_envs: Number of envs.
         learning_rate: Adam's (initial) learning rate.
         anneal_lr: Anneal the learning rate linearly to 0.
+        anneal_clip_ratio: Anneal the clip ratio linearly to 0 (per
+            iteration, with a `ClipRatioScheduler` in `Run.callbacks`).
         hidden_sizes: Hidden layer sizes of the MLPs.
         vectorization_mode: "sync" or "async" gymnasium vector env.
         **config_overrides: `PPOConfig` fields.
 
     Returns:
-        A `Run`; train with `run.model.fit(run.dataset, epochs=run.epochs)`.
+        A `Run`; train with
+        `run.model.fit(run.dataset, epochs=run.epochs, callbacks=run.callbacks)`.
 
     Raises:
         ValueError: For an unknown env id or invalid settings.
@@ -131,6 +138,7 @@ def make_run(
         num_envs=num_envs,
         learning_rate=learning_rate,
         anneal_lr=anneal_lr,
+        anneal_clip_ratio=anneal_clip_ratio,
     )
     settings.update({key: value for key, value in given.items() if value is not None})
     for name in ("total_timesteps", "num_envs"):
@@ -163,4 +171,9 @@ def make_run(
             end_learning_rate=0.0,
         )
     model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
-    return Run(model, envs, rollout_dataset(model, envs), epochs)
+    callbacks = []
+    if settings["anneal_clip_ratio"]:
+        from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
+
+        callbacks.append(ClipRatioScheduler(linear_schedule(config.clip_ratio, epochs)))
+    return Run(model, envs, rollout_dataset(model, envs), epochs, callbacks)

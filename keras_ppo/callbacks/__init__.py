@@ -1,5 +1,6 @@
 """Keras callbacks for PPO training."""
 
 from keras_ppo.callbacks.progress import ProgressBar
+from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 
-__all__ = ["ProgressBar"]
+__all__ = ["ClipRatioScheduler", "ProgressBar", "linear_schedule"]
