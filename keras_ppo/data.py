@@ -142,6 +142,7 @@ class IterationSource:
         return list(self._minibatches[index])
 
 
+# Per-sample fields of a minibatch, shuffled together.
 TRAINING_KEYS = (
     "observations",
     "actions",
@@ -150,6 +151,13 @@ TRAINING_KEYS = (
     "advantages",
     "returns",
     "mask",
+)
+# Every key of a minibatch, as PPOModel.train_step expects it.
+MINIBATCH_KEYS = TRAINING_KEYS + (
+    "update_index",
+    "episode_return_sum",
+    "episode_length_sum",
+    "episode_count",
 )
 
 
