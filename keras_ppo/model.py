@@ -313,8 +313,12 @@ class PPOModel(keras.Model):
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
+        # Create the optimizer's variables now (the model is already built);
+        # created inside the first train step, they would make tf.function
+        # trace it twice.
+        self.optimizer.build(self.trainable_variables)
 
-    def fit(self, x=None, *args, shuffle=False, **kwargs):
+    def fit(self, x=None, *args, shuffle=False, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit`; `x` is a `keras_ppo.rollout_dataset`.
 
         One epoch is one PPO iteration. `shuffle` defaults to False because
@@ -324,22 +328,32 @@ class PPOModel(keras.Model):
             ValueError: If `x` is a rollout dataset made for another model.
         """
         source = getattr(x, "source", None)
-        if source is not None and source.model is not self:
-            raise ValueError(
-                "This rollout dataset acts with another model's weights; make "
-                "one with keras_ppo.rollout_dataset(model, envs) for the model "
-                f"you fit. Received: a dataset of {source.model.name!r} for "
-                f"{self.name!r}"
-            )
-        return super().fit(x, *args, shuffle=shuffle, **kwargs)
+        if source is not None:
+            if source.model is not self:
+                raise ValueError(
+                    "This rollout dataset acts with another model's weights; "
+                    "make one with keras_ppo.rollout_dataset(model, envs) for "
+                    f"the model you fit. Received: a dataset of "
+                    f"{source.model.name!r} for {self.name!r}"
+                )
+            # An endless stream read one iteration per epoch keeps a single
+            # iterator for the whole fit. Only when every compiled call ends
+            # on an iteration boundary: a call never reads past one.
+            if (
+                steps_per_epoch is None
+                and source.num_updates % self.steps_per_execution == 0
+            ):
+                x = source.dataset(repeat=True)
+                steps_per_epoch = source.num_updates
+        return super().fit(
+            x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
+        )
 
     def compile_from_config(self, config):
         # Keras skips this for models with their own compile(); PPOModel's
         # compile takes the same arguments, so restoring it is safe and keeps
         # the optimizer state of saved agents.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        self.optimizer.build(self.trainable_variables)
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def _set_updates_per_iteration(self, updates):
         """Called by `rollout_dataset`: aligns automatic steps_per_execution."""

@@ -195,3 +195,80 @@ def test_fit_rejects_a_dataset_that_is_not_a_rollout():
     dataset = tf.data.Dataset.from_tensor_slices({"observations": np.zeros((4, 4))})
     with pytest.raises(ValueError, match="rollout_dataset"):
         model.fit(dataset, epochs=1, verbose=0)
+
+
+class IteratorCount:
+    """Counts tf.data iterators created while active."""
+
+    def __init__(self, monkeypatch):
+        import tensorflow as tf
+
+        self.count = 0
+        original = tf.data.Dataset.__iter__
+
+        def counting_iter(dataset):
+            self.count += 1
+            return original(dataset)
+
+        monkeypatch.setattr(tf.data.Dataset, "__iter__", counting_iter)
+
+
+def test_fit_keeps_one_iterator_for_the_whole_run(monkeypatch):
+    envs, model, counter = make_setup()
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    iterators = IteratorCount(monkeypatch)
+    model.fit(dataset, epochs=5, verbose=0)
+    assert iterators.count == 1
+    assert counter[0] == 5 * 4 * 16
+
+
+def test_steps_per_execution_not_dividing_an_iteration_stays_exact(monkeypatch):
+    # 8 updates per iteration, 3 per call: calls would cross iteration
+    # boundaries on an endless stream, so fit uses fresh iterators instead.
+    envs, model, counter = make_setup()
+    model.compile(steps_per_execution=3)
+    iterators = IteratorCount(monkeypatch)
+    model.fit(keras_ppo.rollout_dataset(model, envs), epochs=3, verbose=0)
+    assert iterators.count > 3
+    assert counter[0] == 3 * 4 * 16
+    assert int(model.optimizer.iterations.numpy()) == 3 * 8
+
+
+def test_train_step_and_rollout_trace_once_for_a_whole_fit():
+    envs, model, _ = make_setup()
+    model.compile()
+    traces = []
+    train_step = model.train_step
+
+    def counting_train_step(data):
+        traces.append(1)  # Python side effect: runs only while tracing
+        return train_step(data)
+
+    model.train_step = counting_train_step
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    model.fit(dataset, epochs=6, verbose=0)
+    model.fit(dataset, epochs=2, verbose=0)
+    assert len(traces) == 1
+    assert dataset.source._run.experimental_get_tracing_count() == 1
+
+
+def test_resident_memory_is_stable_over_200_iterations():
+    def rss_mib():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        pytest.skip("no /proc/self/status")
+
+    envs, model, counter = make_setup(
+        num_envs=2, num_steps=16, minibatch_size=32, update_epochs=1
+    )
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    model.fit(dataset, epochs=20, verbose=0)  # warm up: tracing, allocators
+    before = rss_mib()
+    model.fit(dataset, epochs=200, verbose=0)
+    growth = rss_mib() - before
+    assert counter[0] == 220 * 2 * 16
+    assert growth < 25, f"RSS grew by {growth:.1f} MiB over 200 iterations"
