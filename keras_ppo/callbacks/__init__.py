@@ -1,6 +1,14 @@
 """Keras callbacks for PPO training."""
 
+from keras_ppo.callbacks.evaluation import EvalCallback
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
+from keras_ppo.callbacks.timesteps import TimestepLimit
 
-__all__ = ["ClipRatioScheduler", "ProgressBar", "linear_schedule"]
+__all__ = [
+    "ClipRatioScheduler",
+    "EvalCallback",
+    "ProgressBar",
+    "TimestepLimit",
+    "linear_schedule",
+]

@@ -1,0 +1,147 @@
+"""keras_ppo.export: the SavedModel serves the deterministic policy and the
+value function without keras-ppo."""
+
+import subprocess
+import sys
+import textwrap
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import tensorflow as tf
+from envs import RandomEnv, vector
+from gymnasium import spaces
+
+import keras_ppo
+from keras_ppo.export import export_policy
+
+TINY = dict(num_steps=16, minibatch_size=32, update_epochs=2, seed=0)
+
+# Reloads each SavedModel with TensorFlow alone and saves its outputs.
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import numpy as np
+    import tensorflow as tf
+
+    for directory in sys.argv[1:]:
+        observations = np.load(f"{directory}/observations.npy")
+        policy = tf.saved_model.load(f"{directory}/policy")
+        outputs = policy.serve(tf.constant(observations))
+        np.savez(
+            f"{directory}/outputs.npz",
+            action=outputs["action"].numpy(),
+            value=outputs["value"].numpy(),
+        )
+    assert "keras_ppo" not in sys.modules, "the SavedModel imported keras_ppo"
+    """
+)
+
+
+def observations_of(space, count=64, seed=0):
+    space.seed(seed)
+    return np.stack([space.sample() for _ in range(count)])
+
+
+def cartpole_model():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    return keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(**TINY))
+
+
+def pendulum_model():
+    envs = gym.make_vec("Pendulum-v1", num_envs=2)
+    model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(**TINY))
+    # Push the means past the [-2, 2] bounds so clipping is exercised.
+    kernel = model.policy_head.kernel
+    kernel.assign(kernel.numpy() * 1000.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Exports a CartPole (Discrete) and a Pendulum (Box) model and serves
+    both in one Python process that does not import keras_ppo."""
+    root = tmp_path_factory.mktemp("export")
+    models = {"cartpole": cartpole_model(), "pendulum": pendulum_model()}
+    for name, model in models.items():
+        (root / name).mkdir()
+        export_policy(model, root / name / "policy")
+        observations = observations_of(model.observation_space)
+        np.save(root / name / "observations.npy", observations.astype(np.float32))
+    script = root / "serve.py"
+    script.write_text(SERVE_SCRIPT)
+    process = subprocess.run(
+        [sys.executable, str(script)] + [str(root / name) for name in models],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    return root, models
+
+
+@pytest.mark.parametrize("name", ["cartpole", "pendulum"])
+def test_saved_model_matches_predict_action_and_value(served, name):
+    root, models = served
+    model = models[name]
+    observations = np.load(root / name / "observations.npy")
+    outputs = np.load(root / name / "outputs.npz")
+    expected_actions = model.predict_action(observations, deterministic=True)
+    assert outputs["action"].dtype == expected_actions.dtype
+    assert outputs["action"].shape == expected_actions.shape
+    np.testing.assert_array_equal(outputs["action"], expected_actions)
+    np.testing.assert_allclose(
+        outputs["value"], model.value(observations).numpy(), rtol=1e-6, atol=1e-6
+    )
+    # The comparison is informative: actions vary across observations.
+    assert len(np.unique(outputs["action"])) > 1
+    for action in outputs["action"]:
+        assert model.action_space.contains(action)
+
+
+def test_box_actions_are_clipped_to_the_bounds(served):
+    root, _ = served
+    actions = np.load(root / "pendulum" / "outputs.npz")["action"]
+    assert actions.shape == (64, 1)
+    assert set(np.round(actions[:, 0], 6)) >= {-2.0, 2.0}
+
+
+@pytest.mark.parametrize(
+    "observation_space, action_space",
+    [
+        (spaces.Discrete(5), spaces.MultiDiscrete([2, 5], start=[0, 3])),
+        (spaces.Box(0, 255, (2, 3), np.uint8), spaces.MultiBinary(3)),
+    ],
+)
+def test_signature_takes_the_stored_observation_dtype(
+    tmp_path, observation_space, action_space
+):
+    envs = vector(lambda: RandomEnv(observation_space, action_space), 2)
+    model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(**TINY))
+    export_policy(model, tmp_path)
+    policy = tf.saved_model.load(str(tmp_path))
+    (spec,) = policy.signatures["serve"].structured_input_signature[1].values()
+    dtype = keras_ppo.spaces.observation_dtype(observation_space)
+    assert spec.dtype == dtype
+    assert spec.shape.as_list() == [None, *observation_space.shape]
+    observations = observations_of(observation_space, count=8)
+    outputs = policy.serve(tf.constant(observations, dtype))
+    expected = model.predict_action(observations)
+    assert outputs["action"].dtype == expected.dtype
+    np.testing.assert_array_equal(outputs["action"].numpy(), expected)
+    np.testing.assert_allclose(
+        outputs["value"].numpy(),
+        model.value(observations).numpy(),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    # The default serving signature is the same endpoint, for TF-Serving.
+    assert set(policy.signatures) == {"serve", "serving_default"}
+
+
+def test_export_rejects_other_models(tmp_path):
+    import keras
+
+    with pytest.raises(TypeError, match="Expected a keras_ppo.PPOModel"):
+        export_policy(keras.Sequential([keras.layers.Dense(1)]), tmp_path)
