@@ -2,7 +2,9 @@
 
 The policy runs in TensorFlow; the envs are stepped through
 `tf.numpy_function`, so a whole rollout of `num_steps` steps is one graph
-execution with no Python between steps other than the env itself.
+execution with no Python between steps other than the env itself. What the
+envs return is written to numpy buffers on the Python side and handed to
+the graph once, after the last step.
 """
 
 from __future__ import annotations
@@ -14,22 +16,34 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from keras_ppo import spaces
 from keras_ppo.advantages import compute_gae
 
+# Env-side fields of a rollout, as returned by `EnvDriver.finish`.
+ENV_KEYS = (
+    "observations",
+    "final_observations",
+    "rewards",
+    "terminations",
+    "truncations",
+    "mask",
+    "episode_stats",
+)
+
 
 class EnvDriver:
     """Python-side state of the envs: current observations, autoreset
-    handling and episode statistics.
+    handling, the env-side buffers of the rollout being collected and
+    episode statistics.
 
-    For every step, `final_obs` holds the observation that followed it
-    within its episode (the last observation when the episode ended), for
+    For every step, `final_observations` holds the observation that followed
+    it within its episode (the last observation when the episode ended), for
     bootstrapping truncated episodes. Autoreset modes:
 
     * `SAME_STEP`: final observations come from `info["final_obs"]`.
     * `NEXT_STEP` (gymnasium's default): the step after an episode's end
-      only resets that env (reward 0, action ignored). It is returned with
-      `valid = False`, so it is masked out of the losses and of the episode
-      statistics. (Resetting with `reset_mask` instead is not an option:
-      native vector envs such as gymnasium's CartPoleVectorEnv ignore the
-      mask and reset every env.)
+      only resets that env (reward 0, action ignored). It gets `mask` 0, so
+      it is left out of the losses and of the episode statistics.
+      (Resetting with `reset_mask` instead is not an option: native vector
+      envs such as gymnasium's CartPoleVectorEnv ignore the mask and reset
+      every env.)
     * `DISABLED`: ended envs are reset at once with
       `reset(options={"reset_mask": done})`, which that mode requires.
 
@@ -45,58 +59,82 @@ class EnvDriver:
         self.autoreset_mode = AutoresetMode(
             envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         )
-        self.obs_dtype = spaces.observation_dtype(
-            envs.single_observation_space
-        ).as_numpy_dtype
+        space = envs.single_observation_space
+        self.obs_shape = tuple(space.shape)
+        self.obs_dtype = spaces.observation_dtype(space).as_numpy_dtype
         self.step_calls = 0
         self._obs = None
         self._resetting = np.zeros(self.num_envs, bool)
         self._returns = np.zeros(self.num_envs, np.float64)
         self._lengths = np.zeros(self.num_envs, np.int64)
         self._finished = np.zeros(3, np.float64)  # return sum, length sum, count
+        self._buffers = None
+        self._t = 0
 
-    def observe(self):
-        """Current observations `[N, ...]`; resets the envs on first use."""
+    def begin(self, num_steps):
+        """Starts a rollout of `num_steps` steps; returns the current
+        observations `[N, ...]` (resetting the envs on first use)."""
+        num_steps = int(num_steps)
+        if self._buffers is None or len(self._buffers["rewards"]) != num_steps:
+            shape = (num_steps, self.num_envs)
+            self._buffers = {
+                "observations": np.zeros(shape + self.obs_shape, self.obs_dtype),
+                "final_observations": np.zeros(shape + self.obs_shape, self.obs_dtype),
+                "rewards": np.zeros(shape, np.float32),
+                "terminations": np.zeros(shape, bool),
+                "truncations": np.zeros(shape, bool),
+                "mask": np.zeros(shape, np.float32),
+            }
+        self._t = 0
         if self._obs is None:
             obs, _ = self.envs.reset(seed=self.seed)
             self._obs = np.asarray(obs, self.obs_dtype)
         return self._obs
 
     def step(self, actions):
-        """Steps every env once.
-
-        Returns:
-            `(next_obs, rewards, terminated, truncated, final_obs, valid)`,
-            where `final_obs` equals `next_obs` except for envs whose episode
-            just ended, which hold the episode's last observation, and
-            `valid` is False for `NEXT_STEP` reset steps.
-        """
+        """Steps every env once, records the transition and returns the next
+        observations `[N, ...]` (reset observations where episodes ended)."""
+        t, buffers = self._t, self._buffers
+        buffers["observations"][t] = self._obs
         obs, rewards, terminated, truncated, infos = self.envs.step(actions)
         self.step_calls += 1
         obs = np.asarray(obs, self.obs_dtype)
         valid = ~self._resetting
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
-        final_obs = obs
+        final_obs = buffers["final_observations"][t]
+        final_obs[:] = obs
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._resetting = done
         elif done.any():
             if self.autoreset_mode == AutoresetMode.SAME_STEP:
-                final_obs = obs.copy()
                 for i in np.flatnonzero(infos["_final_obs"]):
                     final_obs[i] = infos["final_obs"][i]
             else:
                 reset_obs, _ = self.envs.reset(options={"reset_mask": done})
                 obs = np.asarray(reset_obs, self.obs_dtype)
-        self._record_episodes(np.where(valid, rewards, 0.0), valid, done)
+        rewards = np.where(valid, rewards, 0.0)
+        buffers["rewards"][t] = rewards
+        buffers["terminations"][t] = terminated
+        buffers["truncations"][t] = truncated
+        buffers["mask"][t] = valid
+        self._record_episodes(rewards, valid, done)
         self._obs = obs
-        return (
-            obs,
-            np.asarray(rewards, np.float32),
-            np.asarray(terminated, bool),
-            np.asarray(truncated, bool),
-            final_obs,
-            valid,
-        )
+        self._t = t + 1
+        return obs
+
+    def finish(self):
+        """The rollout's env-side buffers `[T, N, ...]` in `ENV_KEYS` order,
+        ending with the episode statistics `[3]` (return sum, length sum,
+        count of the episodes that ended since the last call)."""
+        if self._buffers is None or self._t != len(self._buffers["rewards"]):
+            raise RuntimeError(
+                f"A rollout must be finished after all its steps. Received: "
+                f"finish() after {self._t} steps"
+            )
+        stats, self._finished = self._finished, np.zeros(3, np.float64)
+        return [self._buffers[key] for key in ENV_KEYS[:-1]] + [
+            stats.astype(np.float32)
+        ]
 
     def _record_episodes(self, rewards, valid, done):
         self._returns += rewards
@@ -110,17 +148,10 @@ class EnvDriver:
             self._returns[done] = 0.0
             self._lengths[done] = 0
 
-    def pop_episode_stats(self):
-        """Sum of returns, sum of lengths and count of the episodes finished
-        since the last call, as float32 `[3]`."""
-        stats, self._finished = self._finished, np.zeros(3, np.float64)
-        return stats.astype(np.float32)
-
 
 def collect_rollout(model, driver: EnvDriver, num_steps: int):
     """Collects `num_steps` steps from every env with the model's current
-    weights and computes GAE. Runs in graph mode (inside `tf.data` or a
-    `tf.function`).
+    weights and computes GAE. Runs in graph mode (inside a `tf.function`).
 
     Returns:
         A dict of time-major tensors: `observations [T, N, ...]`,
@@ -131,63 +162,63 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
         sum, count of the episodes that ended).
     """
     num_envs = driver.num_envs
-    obs_shape = tuple(model.observation_space.shape)
+    obs_shape = (num_envs, *driver.obs_shape)
     obs_dtype = tf.as_dtype(driver.obs_dtype)
     distribution = model.distribution
 
-    obs = tf.numpy_function(driver.observe, [], obs_dtype, stateful=True)
-    obs = tf.ensure_shape(obs, (num_envs, *obs_shape))
-
-    def array(dtype):
-        return tf.TensorArray(dtype, size=num_steps, element_shape=None)
-
-    buffers = {
-        "observations": array(obs_dtype),
-        "final_observations": array(obs_dtype),
-        "actions": array(distribution.action_dtype),
-        "log_probs": array(tf.float32),
-        "values": array(tf.float32),
-        "rewards": array(tf.float32),
-        "terminations": array(tf.bool),
-        "truncations": array(tf.bool),
-        "mask": array(tf.float32),
+    obs = tf.numpy_function(driver.begin, [num_steps], obs_dtype, stateful=True)
+    obs = tf.ensure_shape(obs, obs_shape)
+    policy = {
+        "actions": tf.TensorArray(distribution.action_dtype, size=num_steps),
+        "log_probs": tf.TensorArray(tf.float32, size=num_steps),
+        "values": tf.TensorArray(tf.float32, size=num_steps),
     }
 
-    def body(t, obs, buffers):
+    def body(t, obs, policy):
         actions, log_probs, values = model.sample_actions(obs)
-        next_obs, rewards, terminated, truncated, final_obs, valid = tf.numpy_function(
-            driver.step,
-            [distribution.to_env(actions)],
-            (obs_dtype, tf.float32, tf.bool, tf.bool, obs_dtype, tf.bool),
-            stateful=True,
+        outputs = {"actions": actions, "log_probs": log_probs, "values": values}
+        policy = {key: policy[key].write(t, outputs[key]) for key in policy}
+        next_obs = tf.numpy_function(
+            driver.step, [distribution.to_env(actions)], obs_dtype, stateful=True
         )
-        next_obs = tf.ensure_shape(next_obs, (num_envs, *obs_shape))
-        step = {
-            "observations": obs,
-            "final_observations": tf.ensure_shape(final_obs, (num_envs, *obs_shape)),
-            "actions": actions,
-            "log_probs": log_probs,
-            "values": values,
-            "rewards": tf.ensure_shape(rewards, (num_envs,)),
-            "terminations": tf.ensure_shape(terminated, (num_envs,)),
-            "truncations": tf.ensure_shape(truncated, (num_envs,)),
-            "mask": tf.cast(tf.ensure_shape(valid, (num_envs,)), tf.float32),
-        }
-        buffers = {key: buffers[key].write(t, step[key]) for key in buffers}
-        return t + 1, next_obs, buffers
+        return t + 1, tf.ensure_shape(next_obs, obs_shape), policy
 
-    _, _, buffers = tf.while_loop(
+    _, obs, policy = tf.while_loop(
         lambda t, *_: t < num_steps,
         body,
-        (tf.constant(0), obs, buffers),
+        (tf.constant(0), obs, policy),
         maximum_iterations=num_steps,
     )
-    rollout = {key: buffer.stack() for key, buffer in buffers.items()}
+    rollout = {key: array.stack() for key, array in policy.items()}
+    # Data dependency on the loop's last observation orders this call after
+    # every step (numpy_function calls are otherwise unordered).
+    with tf.control_dependencies([obs]):
+        env_side = tf.numpy_function(
+            driver.finish,
+            [],
+            [
+                obs_dtype,
+                obs_dtype,
+                tf.float32,
+                tf.bool,
+                tf.bool,
+                tf.float32,
+                tf.float32,
+            ],
+            stateful=True,
+        )
+    shapes = {
+        "observations": (num_steps, *obs_shape),
+        "final_observations": (num_steps, *obs_shape),
+        "episode_stats": (3,),
+    }
+    for key, value in zip(ENV_KEYS, env_side, strict=True):
+        rollout[key] = tf.ensure_shape(value, shapes.get(key, (num_steps, num_envs)))
     # V(observation after step t) for all t in one batched call: the next
     # observation's value, or the final observation's where an episode ended
     # (only truncations use it; terminations are masked in GAE).
     final_obs = rollout.pop("final_observations")
-    flat_final = tf.reshape(final_obs, (num_steps * num_envs, *obs_shape))
+    flat_final = tf.reshape(final_obs, (num_steps * num_envs, *driver.obs_shape))
     rollout["next_values"] = tf.reshape(model.value(flat_final), (num_steps, num_envs))
     rollout["advantages"], rollout["returns"] = compute_gae(
         rollout["rewards"],
@@ -198,13 +229,7 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
         gamma=model.config.gamma,
         gae_lambda=model.config.gae_lambda,
     )
-    # numpy_function calls are not ordered by data flow: without this
-    # dependency the statistics could be read before the loop ran.
-    with tf.control_dependencies([rollout["rewards"]]):
-        stats = tf.numpy_function(
-            driver.pop_episode_stats, [], tf.float32, stateful=True
-        )
     counted = model.env_steps.assign_add(num_steps * num_envs)
     with tf.control_dependencies([counted]):
-        rollout["episode_stats"] = tf.ensure_shape(stats, (3,))
+        rollout["episode_stats"] = tf.identity(rollout["episode_stats"])
     return rollout

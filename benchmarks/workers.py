@@ -1,0 +1,343 @@
+"""Measurements of keras-ppo and Stable-Baselines3, one per process.
+
+`run.py` starts `python workers.py TASK LIB JSON_ARGS` for every
+measurement, so that each library runs alone in a fresh process with its
+threads pinned before it loads, and prints one JSON line with the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+THREADS = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
+
+# rl-zoo3 hyperparameters (DLR-RM/rl-baselines3-zoo, hyperparams/ppo.yml), plus
+# the SB3 default single-env setting. Both libraries get exactly these.
+CONFIGS = {
+    "cartpole-8x32": dict(
+        env_id="CartPole-v1", num_envs=8, n_steps=32, batch_size=256, n_epochs=20,
+        gamma=0.98, gae_lambda=0.8, learning_rate=1e-3,
+    ),
+    "cartpole-1x2048": dict(
+        env_id="CartPole-v1", num_envs=1, n_steps=2048, batch_size=64, n_epochs=10,
+        gamma=0.99, gae_lambda=0.95, learning_rate=3e-4,
+    ),
+    "pendulum-4x1024": dict(
+        env_id="Pendulum-v1", num_envs=4, n_steps=1024, batch_size=64, n_epochs=10,
+        gamma=0.9, gae_lambda=0.95, learning_rate=1e-3,
+    ),
+    "acrobot-16x256": dict(
+        env_id="Acrobot-v1", num_envs=16, n_steps=256, batch_size=64, n_epochs=4,
+        gamma=0.99, gae_lambda=0.94, learning_rate=3e-4,
+    ),
+}
+
+
+def pin_threads(lib):
+    if lib == "sb3":
+        import torch
+
+        torch.set_num_threads(THREADS)
+        torch.set_num_interop_threads(THREADS)
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+
+
+class EpisodeLog:
+    """Shared record of finished episodes: (return, time, env steps)."""
+
+    def __init__(self):
+        self.episodes = []
+        self.start = time.perf_counter()
+        self.steps = 0
+
+    def wrapper(self, env):
+        import gymnasium as gym
+
+        log = self
+
+        class Recorder(gym.Wrapper):
+            def reset(self, **kwargs):
+                self._return = 0.0
+                return self.env.reset(**kwargs)
+
+            def step(self, action):
+                out = self.env.step(action)
+                log.steps += 1
+                self._return += float(out[1])
+                if out[2] or out[3]:
+                    log.episodes.append(
+                        (self._return, time.perf_counter() - log.start, log.steps)
+                    )
+                return out
+
+        return Recorder(env)
+
+    def running_mean(self, window=100):
+        recent = [r for r, _, _ in self.episodes[-window:]]
+        return sum(recent) / len(recent) if recent else float("-inf")
+
+
+# ------------------------------------------------------------------ agents
+
+
+def kppo_agent(cfg, seed, schedules=False, log=None):
+    import gymnasium as gym
+    import keras
+
+    import keras_ppo
+    from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
+
+    wrappers = [log.wrapper] if log else []
+    envs = gym.make_vec(
+        cfg["env_id"], num_envs=cfg["num_envs"], vectorization_mode="sync",
+        wrappers=wrappers,
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    )
+    config = keras_ppo.PPOConfig(
+        num_steps=cfg["n_steps"], minibatch_size=cfg["batch_size"],
+        update_epochs=cfg["n_epochs"], gamma=cfg["gamma"],
+        gae_lambda=cfg["gae_lambda"], ent_coef=0.0, clip_value=None, seed=seed,
+    )
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    rate, callbacks = cfg["learning_rate"], []
+    iterations = cfg.get("iterations")
+    if schedules:
+        rate = keras.optimizers.schedules.PolynomialDecay(
+            rate, iterations * config.updates_per_iteration(envs.num_envs), 0.0
+        )
+        callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
+    model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
+    return model, envs, keras_ppo.rollout_dataset(model, envs), callbacks
+
+
+def sb3_agent(cfg, seed, schedules=False, log=None):
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    def make():
+        env = gym.make(cfg["env_id"])
+        return log.wrapper(env) if log else env
+
+    envs = DummyVecEnv([make for _ in range(cfg["num_envs"])])
+    rate, clip = cfg["learning_rate"], 0.2
+    if schedules:  # rl-zoo3's lin_<x>: x * progress_remaining
+        rate = lambda p, r=rate: r * p  # noqa: E731
+        clip = lambda p: 0.2 * p  # noqa: E731
+    agent = PPO(
+        "MlpPolicy", envs, n_steps=cfg["n_steps"], batch_size=cfg["batch_size"],
+        n_epochs=cfg["n_epochs"], gamma=cfg["gamma"], gae_lambda=cfg["gae_lambda"],
+        learning_rate=rate, clip_range=clip, ent_coef=0.0, seed=seed,
+        device="cpu", verbose=0,
+    )
+    return agent, envs
+
+
+def timed(function, totals, key):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[key] = totals.get(key, 0.0) + time.perf_counter() - start
+
+    return wrapper
+
+
+# ------------------------------------------------------------------ tasks
+
+
+def throughput(lib, config_name, iterations=20, warmup=2):
+    """Env steps/s of the whole training loop, split into rollout (env
+    stepping + acting + GAE) and the rest (updates and loop overhead)."""
+    cfg = dict(CONFIGS[config_name], iterations=warmup + iterations)
+    batch = cfg["num_envs"] * cfg["n_steps"]
+    totals = {}
+    if lib == "kppo":
+        model, _, dataset, _ = kppo_agent(cfg, seed=0)
+        model.fit(dataset, epochs=warmup, verbose=0)
+        source = dataset.source
+        source._run = timed(source._run, totals, "rollout")
+        start = time.perf_counter()
+        model.fit(dataset, epochs=iterations, verbose=0)
+    else:
+        agent, _ = sb3_agent(cfg, seed=0)
+        agent.learn(warmup * batch)
+        agent.collect_rollouts = timed(agent.collect_rollouts, totals, "rollout")
+        start = time.perf_counter()
+        agent.learn(iterations * batch, reset_num_timesteps=False)
+    total = time.perf_counter() - start
+    rollout = totals.get("rollout", 0.0)
+    return {
+        "steps_per_s": iterations * batch / total,
+        "ms_per_iteration": 1e3 * total / iterations,
+        "rollout_ms": 1e3 * rollout / iterations,
+        "update_ms": 1e3 * (total - rollout) / iterations,
+    }
+
+
+def latency(lib, calls=2000):
+    """Seconds per policy call (sample, log-prob, value) on 8 observations,
+    numpy in, as a rollout loop in Python would call it."""
+    import numpy as np
+
+    cfg = dict(CONFIGS["cartpole-8x32"], iterations=1)
+    obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    if lib == "kppo":
+        model = kppo_agent(cfg, seed=0)[0]
+        call = lambda: model.act(obs)  # noqa: E731
+    else:
+        import torch
+        from stable_baselines3.common.utils import obs_as_tensor
+
+        policy = sb3_agent(cfg, seed=0)[0].policy
+
+        def call():
+            with torch.no_grad():
+                return policy(obs_as_tensor(obs, policy.device))
+
+    for _ in range(50):
+        call()
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    return {"us_per_call": 1e6 * (time.perf_counter() - start) / calls}
+
+
+def env_limit(lib, config_name, steps=20_000):
+    """Raw env steps/s of the vector env each library trains on, with
+    random actions: the ceiling for any training loop."""
+    import gymnasium as gym
+    import numpy as np
+
+    cfg = CONFIGS[config_name]
+    if lib == "kppo":
+        envs = gym.make_vec(
+            cfg["env_id"], num_envs=cfg["num_envs"], vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        )
+        envs.reset(seed=0)
+        single = envs.single_action_space
+    else:
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        envs = DummyVecEnv([lambda: gym.make(cfg["env_id"])] * cfg["num_envs"])
+        envs.seed(0)
+        envs.reset()
+        single = envs.action_space
+    step = envs.step
+    single.seed(0)
+    actions = [
+        np.stack([single.sample() for _ in range(cfg["num_envs"])])
+        for _ in range(256)
+    ]
+    calls = steps // cfg["num_envs"]
+    start = time.perf_counter()
+    for i in range(calls):
+        step(actions[i % 256])
+    return {"steps_per_s": calls * cfg["num_envs"] / (time.perf_counter() - start)}
+
+
+def solve(lib, seed, config_name="cartpole-8x32", target=475.0, max_steps=200_000):
+    """Wall time and env steps until the mean return of the last 100
+    episodes reaches `target`, with rl-zoo3's linear schedules."""
+    cfg = CONFIGS[config_name]
+    batch = cfg["num_envs"] * cfg["n_steps"]
+    cfg = dict(cfg, iterations=-(-100_000 // batch))  # schedules span 100k
+    log = EpisodeLog()
+    if lib == "kppo":
+        import keras
+
+        model, _, dataset, callbacks = kppo_agent(cfg, seed, True, log)
+
+        class Stop(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if log.running_mean() >= target:
+                    self.model.stop_training = True
+
+        log.start = time.perf_counter()
+        model.fit(dataset, epochs=-(-max_steps // batch), verbose=0,
+                  callbacks=[*callbacks, Stop()])
+    else:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        agent, _ = sb3_agent(cfg, seed, True, log)
+
+        class Stop(BaseCallback):
+            def _on_step(self):
+                return log.running_mean() < target
+
+        log.start = time.perf_counter()
+        agent.learn(max_steps, callback=Stop())
+    # When the running mean first reached the target, from the episode log
+    # both libraries share (they only differ in when they notice and stop).
+    first = next(
+        (i for i in range(len(log.episodes)) if _mean_upto(log.episodes, i) >= target),
+        None,
+    )
+    if first is None:
+        return {"solved": False, "seconds": None, "env_steps": None}
+    _, seconds, steps = log.episodes[first]
+    return {"solved": True, "seconds": seconds, "env_steps": steps}
+
+
+def _mean_upto(episodes, i, window=100):
+    recent = [r for r, _, _ in episodes[max(0, i + 1 - window): i + 1]]
+    return sum(recent) / len(recent)
+
+
+def returns(lib, config_name, seed, total_steps, eval_episodes=10):
+    """Training curve (mean return of the last 100 episodes at each
+    iteration) and the final deterministic evaluation return."""
+    cfg = CONFIGS[config_name]
+    batch = cfg["num_envs"] * cfg["n_steps"]
+    iterations = -(-total_steps // batch)
+    cfg = dict(cfg, iterations=iterations)
+    log = EpisodeLog()
+    schedules = config_name.startswith("cartpole")
+    if lib == "kppo":
+        import keras_ppo
+
+        model, _, dataset, callbacks = kppo_agent(cfg, seed, schedules, log)
+        model.fit(dataset, epochs=iterations, verbose=0, callbacks=callbacks)
+        final = keras_ppo.evaluate(model, cfg["env_id"], episodes=eval_episodes,
+                                   seed=10_000)["mean_return"]
+    else:
+        import gymnasium as gym
+        import numpy as np
+
+        agent, _ = sb3_agent(cfg, seed, schedules, log)
+        agent.learn(iterations * batch)
+        env = gym.make(cfg["env_id"])
+        totals = []
+        for episode in range(eval_episodes):
+            obs, _ = env.reset(seed=10_000 + episode)
+            done, total = False, 0.0
+            while not done:
+                action, _ = agent.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            totals.append(total)
+        final = float(np.mean(totals))
+    curve = [(steps, _mean_upto(log.episodes, i)) for i, (_, _, steps) in
+             enumerate(log.episodes)][:: max(1, len(log.episodes) // 200)]
+    return {"final_eval_return": final, "curve": curve}
+
+
+TASKS = {"throughput": throughput, "latency": latency, "env_limit": env_limit,
+         "solve": solve, "returns": returns}
+
+if __name__ == "__main__":
+    task, lib, arguments = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    pin_threads(lib)
+    result = TASKS[task](lib, **arguments)
+    print("RESULT " + json.dumps(result))
