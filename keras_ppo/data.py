@@ -64,11 +64,12 @@ def rollout_dataset(model, envs: VectorEnv) -> tf.data.Dataset:
 
 
 class IterationSource:
-    """Runs one PPO iteration's rollout when minibatch 0 is requested and
-    serves the iteration's minibatches by index.
+    """Runs PPO iterations for a rollout dataset: each element of its
+    `dataset` is one iteration's minibatches, collected on demand.
 
-    The rollout, GAE and shuffling run in one compiled `tf.function`; the
-    dataset only hands out slices, so creating an iterator is cheap.
+    The rollout, GAE and shuffling run in one compiled `tf.function`, called
+    from the dataset through `tf.py_function` (the tf.data runtime executes
+    graphs with loops much slower than the eager runtime does).
 
     Args:
         model: The `PPOModel` whose weights act.
@@ -82,7 +83,6 @@ class IterationSource:
         self.num_minibatches = config.num_minibatches(driver.num_envs)
         self.num_updates = config.update_epochs * self.num_minibatches
         self.iterations = 0
-        self._minibatches = None
         self._run = tf.function(self._collect_and_shuffle, autograph=False)
         outputs = self._run.get_concrete_function().structured_outputs
         self.element_spec = {
@@ -100,25 +100,28 @@ class IterationSource:
         """
         spec = self.element_spec
 
-        def minibatch(index):
-            flat = tf.py_function(
-                self.minibatch, [index], [s.dtype for s in spec.values()]
-            )
+        def iteration(_):
+            flat = tf.py_function(self.collect, [], [s.dtype for s in spec.values()])
             return {
-                key: tf.ensure_shape(value, s.shape)
+                key: tf.ensure_shape(value, (self.num_updates, *s.shape))
                 for (key, s), value in zip(spec.items(), flat, strict=True)
             }
 
         options = tf.data.Options()
         # tf.data's default rewrites would prefetch or parallelise, running
-        # rollouts ahead of the updates; they also cost time per iterator.
+        # rollouts ahead of the updates.
         options.experimental_optimization.apply_default_optimizations = False
         options.autotune.enabled = False
         options.deterministic = True
-        indices = tf.data.Dataset.range(self.num_updates)
+        iterations = tf.data.Dataset.range(1)
         if repeat:
-            indices = indices.repeat()
-        return indices.map(minibatch).with_options(options)
+            iterations = iterations.repeat()
+        minibatches = iterations.map(iteration).unbatch()
+        if not repeat:
+            minibatches = minibatches.apply(
+                tf.data.experimental.assert_cardinality(self.num_updates)
+            )
+        return minibatches.with_options(options)
 
     def _collect_and_shuffle(self):
         config = self.model.config
@@ -131,21 +134,12 @@ class IterationSource:
             self.model.next_seed(),
         )
 
-    def minibatch(self, index):
-        """The iteration's minibatch `index` as a list in `element_spec`
-        order; index 0 first collects a new rollout."""
-        index = int(index)
-        if index == 0:
-            minibatches = self._run()
-            self.iterations += 1
-            unstacked = [tf.unstack(minibatches[key]) for key in self.element_spec]
-            self._minibatches = list(zip(*unstacked, strict=True))
-        elif self._minibatches is None:
-            raise RuntimeError(
-                "A rollout dataset must be read from its first minibatch. "
-                f"Received: index={index}"
-            )
-        return list(self._minibatches[index])
+    def collect(self):
+        """Runs one iteration's rollout; returns its minibatches, stacked
+        `[num_updates, minibatch_size, ...]`, in `element_spec` order."""
+        minibatches = self._run()
+        self.iterations += 1
+        return [minibatches[key] for key in self.element_spec]
 
 
 # Per-sample fields of a minibatch, shuffled together.
