@@ -280,6 +280,26 @@ class PPOModel(keras.Model):
         observations = np.asarray(observations, dtype)
         return self._env_actions(observations, bool(deterministic)).numpy()
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+        """Writes a TF SavedModel serving the deterministic policy.
+
+        Its `serve` endpoint maps `observations [batch, *obs_shape]` to
+        `{"action": env-ready deterministic actions, "value": [batch]}`; load
+        it with `tf.saved_model.load` (no keras_ppo needed).
+
+        Raises:
+            ValueError: For other formats or arguments.
+        """
+        if format != "tf_saved_model" or kwargs:
+            raise ValueError(
+                "PPOModel.export writes a TF SavedModel with a fixed `serve` "
+                f"endpoint. Received: format={format!r}, extra arguments "
+                f"{sorted(kwargs)}"
+            )
+        from keras_ppo.export import export_policy
+
+        export_policy(self, filepath, verbose=bool(verbose))
+
     # --------------------------------------------------------------- training
 
     def compile(self, optimizer=None, steps_per_execution=None, **kwargs):

@@ -145,3 +145,21 @@ def test_export_rejects_other_models(tmp_path):
 
     with pytest.raises(TypeError, match="Expected a keras_ppo.PPOModel"):
         export_policy(keras.Sequential([keras.layers.Dense(1)]), tmp_path)
+
+
+def test_model_export_method_writes_the_same_serving_endpoint(tmp_path):
+    import gymnasium as gym
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_ppo
+
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(seed=0))
+    model.export(str(tmp_path / "policy"))
+    served = tf.saved_model.load(str(tmp_path / "policy"))
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    outputs = served.serve(obs)
+    np.testing.assert_array_equal(outputs["action"], model.predict_action(obs))
+    with pytest.raises(ValueError, match="format='onnx'"):
+        model.export(str(tmp_path / "other"), format="onnx")
