@@ -148,12 +148,6 @@ def test_export_rejects_other_models(tmp_path):
 
 
 def test_model_export_method_writes_the_same_serving_endpoint(tmp_path):
-    import gymnasium as gym
-    import numpy as np
-    import tensorflow as tf
-
-    import keras_ppo
-
     envs = gym.make_vec("CartPole-v1", num_envs=2)
     model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(seed=0))
     model.export(str(tmp_path / "policy"))
