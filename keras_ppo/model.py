@@ -365,9 +365,19 @@ class PPOModel(keras.Model):
             ):
                 x = source.dataset(repeat=True)
                 steps_per_epoch = source.num_updates
-        return super().fit(
-            x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
-        )
+        try:
+            return super().fit(
+                x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
+            )
+        except tf.errors.OpError as error:
+            # An env failed inside the rollout graph: raise its own exception
+            # (e.g. the ValueError naming a non-finite observation) rather
+            # than TensorFlow's wrapper of it.
+            env_error = source.driver.error if source is not None else None
+            if env_error is None:
+                raise
+            source.driver.error = None
+            raise env_error from error
 
     def compile_from_config(self, config):
         # Keras skips this for models with their own compile(); PPOModel's

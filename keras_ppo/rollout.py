@@ -70,6 +70,10 @@ class EnvDriver:
         self._finished = np.zeros(3, np.float64)  # return sum, length sum, count
         self._buffers = None
         self._t = 0
+        self.rollouts = 0
+        # An exception raised while stepping, kept so that PPOModel.fit can
+        # re-raise it as it was rather than wrapped in a TensorFlow error.
+        self.error = None
 
     def begin(self, num_steps):
         """Starts a rollout of `num_steps` steps; returns the current
@@ -86,19 +90,45 @@ class EnvDriver:
                 "mask": np.zeros(shape, np.float32),
             }
         self._t = 0
+        self.rollouts += 1
         if self._obs is None:
-            obs, _ = self.envs.reset(seed=self.seed)
+            obs, _ = self._call(self.envs.reset, seed=self.seed)
             self._obs = np.asarray(obs, self.obs_dtype)
+            self._check_finite("observation", self._obs)
         return self._obs
+
+    def _call(self, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            self.error = error
+            raise
+
+    def _check_finite(self, what, values):
+        if not np.issubdtype(values.dtype, np.floating):
+            return
+        finite = np.isfinite(values.reshape(self.num_envs, -1)).all(axis=1)
+        if not finite.all():
+            index = int(np.flatnonzero(~finite)[0])
+            self.error = ValueError(
+                f"Env {index} returned a non-finite {what} at step {self._t} of "
+                f"rollout {self.rollouts}: {values[index]!r}. Training on it "
+                "would corrupt the weights; no update used it. Fix the env or "
+                "wrap it to clean its outputs."
+            )
+            raise self.error
 
     def step(self, actions):
         """Steps every env once, records the transition and returns the next
         observations `[N, ...]` (reset observations where episodes ended)."""
         t, buffers = self._t, self._buffers
         buffers["observations"][t] = self._obs
-        obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        obs, rewards, terminated, truncated, infos = self._call(self.envs.step, actions)
         self.step_calls += 1
         obs = np.asarray(obs, self.obs_dtype)
+        rewards = np.asarray(rewards, np.float32)
+        self._check_finite("observation", obs)
+        self._check_finite("reward", rewards)
         valid = ~self._resetting
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
         final_obs = buffers["final_observations"][t]
@@ -110,8 +140,9 @@ class EnvDriver:
                 for i in np.flatnonzero(infos["_final_obs"]):
                     final_obs[i] = infos["final_obs"][i]
             else:
-                reset_obs, _ = self.envs.reset(options={"reset_mask": done})
+                reset_obs, _ = self._call(self.envs.reset, options={"reset_mask": done})
                 obs = np.asarray(reset_obs, self.obs_dtype)
+                self._check_finite("observation", obs)
         rewards = np.where(valid, rewards, 0.0)
         buffers["rewards"][t] = rewards
         buffers["terminations"][t] = terminated
@@ -229,7 +260,10 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
         gamma=model.config.gamma,
         gae_lambda=model.config.gae_lambda,
     )
-    counted = model.env_steps.assign_add(num_steps * num_envs)
+    # Count only rollouts that completed: without the data dependency the
+    # counter could be bumped even when a step failed.
+    with tf.control_dependencies([rollout["rewards"]]):
+        counted = model.env_steps.assign_add(num_steps * num_envs)
     with tf.control_dependencies([counted]):
         rollout["episode_stats"] = tf.identity(rollout["episode_stats"])
     return rollout
