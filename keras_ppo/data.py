@@ -5,10 +5,11 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
+from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
 from keras_ppo.rollout import EnvDriver, collect_rollout
 
 
-def rollout_dataset(model, envs: VectorEnv) -> tf.data.Dataset:
+def rollout_dataset(model, envs) -> tf.data.Dataset:
     """A dataset whose every iteration is one PPO iteration.
 
     Each time an iterator is created and first read, it steps every env
@@ -21,9 +22,11 @@ def rollout_dataset(model, envs: VectorEnv) -> tf.data.Dataset:
 
     Args:
         model: A `keras_ppo.PPOModel`.
-        envs: A gymnasium `VectorEnv` whose single spaces equal the model's.
-            Any autoreset mode works. The envs are reset (seeded with
-            `model.config.seed`) on the first read.
+        envs: A gymnasium `VectorEnv` whose single spaces equal the model's
+            (any autoreset mode works; reset, seeded with `model.config.seed`,
+            on the first read), or a TF-native `keras_ppo.envs` env, whose
+            whole iteration (rollout, GAE, shuffling) then runs as one
+            XLA-compiled call.
 
     Returns:
         A `tf.data.Dataset` of dicts with `observations [mb, ...]`,
@@ -35,7 +38,8 @@ def rollout_dataset(model, envs: VectorEnv) -> tf.data.Dataset:
         is the number of updates per iteration.
 
     Raises:
-        TypeError: If `model` is not a PPOModel or `envs` not a VectorEnv.
+        TypeError: If `model` is not a PPOModel or `envs` is neither a
+            VectorEnv nor a `keras_ppo.envs` env.
         ValueError: If the spaces differ or `minibatch_size` does not divide
             `num_steps * num_envs`.
     """
@@ -43,20 +47,29 @@ def rollout_dataset(model, envs: VectorEnv) -> tf.data.Dataset:
 
     if not isinstance(model, PPOModel):
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
-    if not isinstance(envs, VectorEnv):
+    from keras_ppo.envs import BatchedEnv
+
+    if isinstance(envs, BatchedEnv):
+        driver = GraphEnvDriver(envs, seed=model.config.seed)
+        prefix = ""
+    elif isinstance(envs, VectorEnv):
+        driver = EnvDriver(envs, seed=model.config.seed)
+        prefix = "single_"
+    else:
         raise TypeError(
             "Expected a gymnasium VectorEnv, e.g. gymnasium.make_vec(env_id, "
-            f"num_envs=8). Received: {envs!r}"
+            "num_envs=8), or a keras_ppo.envs env, e.g. keras_ppo.envs.make("
+            f"'CartPole-v1', num_envs=64). Received: {envs!r}"
         )
     for kind in ("observation", "action"):
-        env_space = getattr(envs, f"single_{kind}_space")
+        env_space = getattr(envs, f"{prefix}{kind}_space")
         model_space = getattr(model, f"{kind}_space")
         if env_space != model_space:
             raise ValueError(
                 f"The envs' {kind} space differs from the model's. "
                 f"Model: {model_space}. Received: {env_space}"
             )
-    source = IterationSource(model, EnvDriver(envs, seed=model.config.seed))
+    source = IterationSource(model, driver)
     dataset = source.dataset(repeat=False)
     dataset.source = source
     model._set_updates_per_iteration(source.num_updates)
@@ -83,7 +96,12 @@ class IterationSource:
         self.num_minibatches = config.num_minibatches(driver.num_envs)
         self.num_updates = config.update_epochs * self.num_minibatches
         self.iterations = 0
-        self._run = tf.function(self._collect_and_shuffle, autograph=False)
+        in_graph = isinstance(driver, GraphEnvDriver)
+        self._collect = collect_graph_rollout if in_graph else collect_rollout
+        # Envs stepped through numpy_function cannot be compiled by XLA.
+        self._run = tf.function(
+            self._collect_and_shuffle, autograph=False, jit_compile=in_graph
+        )
         outputs = self._run.get_concrete_function().structured_outputs
         self.element_spec = {
             key: tf.TensorSpec(value.shape[1:], value.dtype)
@@ -125,7 +143,7 @@ class IterationSource:
 
     def _collect_and_shuffle(self):
         config = self.model.config
-        rollout = collect_rollout(self.model, self.driver, config.num_steps)
+        rollout = self._collect(self.model, self.driver, config.num_steps)
         return shuffled_minibatches(
             rollout,
             config.update_epochs,

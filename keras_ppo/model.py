@@ -174,7 +174,8 @@ class PPOModel(keras.Model):
 
     @classmethod
     def from_env(cls, env, config=None, **kwargs):
-        """Builds a model for a gymnasium `VectorEnv` (or a single `Env`).
+        """Builds a model for a gymnasium `VectorEnv`, a single `Env` or a
+        TF-native `keras_ppo.envs` env.
 
         Raises:
             TypeError: If `env` is not a gymnasium env or its spaces are not
@@ -189,6 +190,9 @@ class PPOModel(keras.Model):
                 **kwargs,
             )
         if hasattr(env, "observation_space") and hasattr(env, "action_space"):
+            # A keras_ppo.envs env is batched but has single-env spaces.
+            if isinstance(getattr(env, "num_envs", None), int):
+                kwargs.setdefault("num_envs", env.num_envs)
             return cls(env.observation_space, env.action_space, config=config, **kwargs)
         raise TypeError(
             "Expected a gymnasium Env or VectorEnv with `observation_space` and "
