@@ -63,9 +63,26 @@ PRESETS = {
 }
 
 
-def preset(env_id: str) -> tuple[dict, dict]:
-    """`(run_settings, config_overrides)` for `env_id`; defaults elsewhere."""
-    entry = PRESETS.get(env_id, {})
+# TF-native envs (`--tf-env`) step so fast that more envs per iteration and
+# fewer update epochs buy wall time: CartPole's rl-zoo3 settings with 32
+# envs and 10 epochs solved it in 1.8 s of training here (3.5 s to compile),
+# against 2.6 s with the 8-env preset.
+TF_PRESETS = {
+    "CartPole-v1": {
+        "run": {
+            **PRESETS["CartPole-v1"]["run"],
+            "num_envs": 32,
+            "total_timesteps": 150_000,
+        },
+        "config": {**PRESETS["CartPole-v1"]["config"], "update_epochs": 10},
+    },
+}
+
+
+def preset(env_id: str, tf_env: bool = False) -> tuple[dict, dict]:
+    """`(run_settings, config_overrides)` for `env_id` (with a TF-native env
+    if `tf_env`); defaults where there is no preset."""
+    entry = (TF_PRESETS if tf_env else {}).get(env_id) or PRESETS.get(env_id, {})
     return {**DEFAULT_RUN, **entry.get("run", {})}, dict(entry.get("config", {}))
 
 
@@ -80,7 +97,7 @@ class Run(typing.NamedTuple):
     """Everything `fit` needs for a preset run."""
 
     model: typing.Any  # PPOModel, compiled
-    envs: typing.Any  # gymnasium VectorEnv
+    envs: typing.Any  # gymnasium VectorEnv or keras_ppo.envs env
     dataset: typing.Any  # rollout_dataset(model, envs)
     epochs: int  # PPO iterations covering total_timesteps
     callbacks: list  # schedules the preset needs, e.g. clip annealing
@@ -96,6 +113,7 @@ def make_run(
     anneal_clip_ratio: bool | None = None,
     hidden_sizes=(64, 64),
     vectorization_mode: str = "sync",
+    tf_env: bool = False,
     **config_overrides,
 ) -> Run:
     """Builds envs, a compiled `PPOModel` and its rollout dataset from the
@@ -115,6 +133,8 @@ def make_run(
             iteration, with a `ClipRatioScheduler` in `Run.callbacks`).
         hidden_sizes: Hidden layer sizes of the MLPs.
         vectorization_mode: "sync" or "async" gymnasium vector env.
+        tf_env: Use the TF-native env (`keras_ppo.envs`), whose rollouts
+            compile with XLA, instead of a gymnasium vector env.
         **config_overrides: `PPOConfig` fields.
 
     Returns:
@@ -132,7 +152,7 @@ def make_run(
     from keras_ppo.envs_util import make_vector_env
     from keras_ppo.model import PPOModel
 
-    settings, overrides = preset(env_id)
+    settings, overrides = preset(env_id, tf_env)
     given = dict(
         total_timesteps=total_timesteps,
         num_envs=num_envs,
@@ -161,7 +181,12 @@ def make_run(
     config = PPOConfig(**{**overrides, **config_overrides})
     config.num_minibatches(settings["num_envs"])  # fail before making envs
 
-    envs = make_vector_env(env_id, settings["num_envs"], vectorization_mode)
+    if tf_env:
+        from keras_ppo import envs as tf_envs
+
+        envs = tf_envs.make(env_id, settings["num_envs"])
+    else:
+        envs = make_vector_env(env_id, settings["num_envs"], vectorization_mode)
     model = PPOModel.from_env(envs, config=config, hidden_sizes=hidden_sizes)
     epochs = math.ceil(settings["total_timesteps"] / config.batch_size(envs.num_envs))
     if settings["anneal_lr"]:

@@ -89,6 +89,9 @@ class BatchedEnv:
     def __repr__(self) -> str:
         return f"BatchedEnv({self.env_id}, num_envs={self.num_envs})"
 
+    def close(self):
+        """Nothing to release; here for gymnasium's env API."""
+
     def reset(self, key) -> tuple[State, tf.Tensor]:
         """Starts a new episode in every env.
 
