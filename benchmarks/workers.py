@@ -18,20 +18,44 @@ THREADS = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
 # the SB3 default single-env setting. Both libraries get exactly these.
 CONFIGS = {
     "cartpole-8x32": dict(
-        env_id="CartPole-v1", num_envs=8, n_steps=32, batch_size=256, n_epochs=20,
-        gamma=0.98, gae_lambda=0.8, learning_rate=1e-3,
+        env_id="CartPole-v1",
+        num_envs=8,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=20,
+        gamma=0.98,
+        gae_lambda=0.8,
+        learning_rate=1e-3,
     ),
     "cartpole-1x2048": dict(
-        env_id="CartPole-v1", num_envs=1, n_steps=2048, batch_size=64, n_epochs=10,
-        gamma=0.99, gae_lambda=0.95, learning_rate=3e-4,
+        env_id="CartPole-v1",
+        num_envs=1,
+        n_steps=2048,
+        batch_size=64,
+        n_epochs=10,
+        gamma=0.99,
+        gae_lambda=0.95,
+        learning_rate=3e-4,
     ),
     "pendulum-4x1024": dict(
-        env_id="Pendulum-v1", num_envs=4, n_steps=1024, batch_size=64, n_epochs=10,
-        gamma=0.9, gae_lambda=0.95, learning_rate=1e-3,
+        env_id="Pendulum-v1",
+        num_envs=4,
+        n_steps=1024,
+        batch_size=64,
+        n_epochs=10,
+        gamma=0.9,
+        gae_lambda=0.95,
+        learning_rate=1e-3,
     ),
     "acrobot-16x256": dict(
-        env_id="Acrobot-v1", num_envs=16, n_steps=256, batch_size=64, n_epochs=4,
-        gamma=0.99, gae_lambda=0.94, learning_rate=3e-4,
+        env_id="Acrobot-v1",
+        num_envs=16,
+        n_steps=256,
+        batch_size=64,
+        n_epochs=4,
+        gamma=0.99,
+        gae_lambda=0.94,
+        learning_rate=3e-4,
     ),
 }
 
@@ -97,14 +121,21 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
 
     wrappers = [log.wrapper] if log else []
     envs = gym.make_vec(
-        cfg["env_id"], num_envs=cfg["num_envs"], vectorization_mode="sync",
+        cfg["env_id"],
+        num_envs=cfg["num_envs"],
+        vectorization_mode="sync",
         wrappers=wrappers,
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
     )
     config = keras_ppo.PPOConfig(
-        num_steps=cfg["n_steps"], minibatch_size=cfg["batch_size"],
-        update_epochs=cfg["n_epochs"], gamma=cfg["gamma"],
-        gae_lambda=cfg["gae_lambda"], ent_coef=0.0, clip_value=None, seed=seed,
+        num_steps=cfg["n_steps"],
+        minibatch_size=cfg["batch_size"],
+        update_epochs=cfg["n_epochs"],
+        gamma=cfg["gamma"],
+        gae_lambda=cfg["gae_lambda"],
+        ent_coef=0.0,
+        clip_value=None,
+        seed=seed,
     )
     model = keras_ppo.PPOModel.from_env(envs, config=config)
     rate, callbacks = cfg["learning_rate"], []
@@ -116,6 +147,36 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
         callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
     model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
     return model, envs, keras_ppo.rollout_dataset(model, envs), callbacks
+
+
+def kppo_tf_agent(cfg, seed, schedules=False):
+    """keras-ppo on the TF-native env (`keras_ppo.envs`)."""
+    import keras
+
+    import keras_ppo
+    import keras_ppo.envs as tf_envs
+    from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
+
+    env = tf_envs.make(cfg["env_id"], num_envs=cfg["num_envs"])
+    config = keras_ppo.PPOConfig(
+        num_steps=cfg["n_steps"],
+        minibatch_size=cfg["batch_size"],
+        update_epochs=cfg["n_epochs"],
+        gamma=cfg["gamma"],
+        gae_lambda=cfg["gae_lambda"],
+        ent_coef=0.0,
+        clip_value=None,
+        seed=seed,
+    )
+    model = keras_ppo.PPOModel.from_env(env, config=config)
+    rate, callbacks, iterations = cfg["learning_rate"], [], cfg.get("iterations")
+    if schedules:
+        rate = keras.optimizers.schedules.PolynomialDecay(
+            rate, iterations * config.updates_per_iteration(env.num_envs), 0.0
+        )
+        callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
+    model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
+    return model, env, keras_ppo.rollout_dataset(model, env), callbacks
 
 
 def sb3_agent(cfg, seed, schedules=False, log=None):
@@ -133,10 +194,19 @@ def sb3_agent(cfg, seed, schedules=False, log=None):
         rate = lambda p, r=rate: r * p  # noqa: E731
         clip = lambda p: 0.2 * p  # noqa: E731
     agent = PPO(
-        "MlpPolicy", envs, n_steps=cfg["n_steps"], batch_size=cfg["batch_size"],
-        n_epochs=cfg["n_epochs"], gamma=cfg["gamma"], gae_lambda=cfg["gae_lambda"],
-        learning_rate=rate, clip_range=clip, ent_coef=0.0, seed=seed,
-        device="cpu", verbose=0,
+        "MlpPolicy",
+        envs,
+        n_steps=cfg["n_steps"],
+        batch_size=cfg["batch_size"],
+        n_epochs=cfg["n_epochs"],
+        gamma=cfg["gamma"],
+        gae_lambda=cfg["gae_lambda"],
+        learning_rate=rate,
+        clip_range=clip,
+        ent_coef=0.0,
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
     return agent, envs
 
@@ -161,8 +231,9 @@ def throughput(lib, config_name, iterations=20, warmup=2):
     cfg = dict(CONFIGS[config_name], iterations=warmup + iterations)
     batch = cfg["num_envs"] * cfg["n_steps"]
     totals = {}
-    if lib == "kppo":
-        model, _, dataset, _ = kppo_agent(cfg, seed=0)
+    if lib.startswith("kppo"):
+        make = kppo_agent if lib == "kppo" else kppo_tf_agent
+        model, _, dataset, _ = make(cfg, seed=0)
         model.fit(dataset, epochs=warmup, verbose=0)
         source = dataset.source
         source._run = timed(source._run, totals, "rollout")
@@ -221,7 +292,9 @@ def env_limit(lib, config_name, steps=20_000):
     cfg = CONFIGS[config_name]
     if lib == "kppo":
         envs = gym.make_vec(
-            cfg["env_id"], num_envs=cfg["num_envs"], vectorization_mode="sync",
+            cfg["env_id"],
+            num_envs=cfg["num_envs"],
+            vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
         )
         envs.reset(seed=0)
@@ -236,8 +309,7 @@ def env_limit(lib, config_name, steps=20_000):
     step = envs.step
     single.seed(0)
     actions = [
-        np.stack([single.sample() for _ in range(cfg["num_envs"])])
-        for _ in range(256)
+        np.stack([single.sample() for _ in range(cfg["num_envs"])]) for _ in range(256)
     ]
     calls = steps // cfg["num_envs"]
     start = time.perf_counter()
@@ -253,6 +325,8 @@ def solve(lib, seed, config_name="cartpole-8x32", target=475.0, max_steps=200_00
     batch = cfg["num_envs"] * cfg["n_steps"]
     cfg = dict(cfg, iterations=-(-100_000 // batch))  # schedules span 100k
     log = EpisodeLog()
+    if lib == "kppo-tf":
+        return _solve_in_graph(cfg, seed, target, max_steps)
     if lib == "kppo":
         import keras
 
@@ -264,8 +338,12 @@ def solve(lib, seed, config_name="cartpole-8x32", target=475.0, max_steps=200_00
                     self.model.stop_training = True
 
         log.start = time.perf_counter()
-        model.fit(dataset, epochs=-(-max_steps // batch), verbose=0,
-                  callbacks=[*callbacks, Stop()])
+        model.fit(
+            dataset,
+            epochs=-(-max_steps // batch),
+            verbose=0,
+            callbacks=[*callbacks, Stop()],
+        )
     else:
         from stable_baselines3.common.callbacks import BaseCallback
 
@@ -289,8 +367,53 @@ def solve(lib, seed, config_name="cartpole-8x32", target=475.0, max_steps=200_00
     return {"solved": True, "seconds": seconds, "env_steps": steps}
 
 
+def _solve_in_graph(cfg, seed, target, max_steps, window=100):
+    """`solve` for TF-native envs, whose episodes end inside the graph: the
+    running mean comes from the per-iteration episode statistics (the latest
+    iterations holding at least `window` episodes), and the first iteration
+    is also timed alone: tracing and XLA compilation."""
+    import keras
+
+    batch = cfg["num_envs"] * cfg["n_steps"]
+    model, _, dataset, callbacks = kppo_tf_agent(cfg, seed, True)
+    tracker = next(m for m in model.metrics if m.name == "episode_return")
+    iterations, found = [], {}
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            # The tracker still holds this iteration's episode count.
+            iterations.append((logs["episode_return"], float(tracker.count.numpy())))
+            total, count = 0.0, 0.0
+            for mean, n in reversed(iterations):
+                if n:
+                    total, count = total + mean * n, count + n
+                if count >= window:
+                    break
+            if count >= window and total / count >= target:
+                found["seconds"] = time.perf_counter() - start
+                found["env_steps"] = int(self.model.env_steps.numpy())
+                self.model.stop_training = True
+
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks + [Stop()])
+    first_iteration = time.perf_counter() - start
+    model.fit(
+        dataset,
+        initial_epoch=1,
+        epochs=-(-max_steps // batch),
+        verbose=0,
+        callbacks=callbacks + [Stop()],
+    )
+    return {
+        "solved": bool(found),
+        "seconds": found.get("seconds"),
+        "env_steps": found.get("env_steps"),
+        "first_iteration_seconds": first_iteration,
+    }
+
+
 def _mean_upto(episodes, i, window=100):
-    recent = [r for r, _, _ in episodes[max(0, i + 1 - window): i + 1]]
+    recent = [r for r, _, _ in episodes[max(0, i + 1 - window) : i + 1]]
     return sum(recent) / len(recent)
 
 
@@ -308,8 +431,9 @@ def returns(lib, config_name, seed, total_steps, eval_episodes=10):
 
         model, _, dataset, callbacks = kppo_agent(cfg, seed, schedules, log)
         model.fit(dataset, epochs=iterations, verbose=0, callbacks=callbacks)
-        final = keras_ppo.evaluate(model, cfg["env_id"], episodes=eval_episodes,
-                                   seed=10_000)["mean_return"]
+        final = keras_ppo.evaluate(
+            model, cfg["env_id"], episodes=eval_episodes, seed=10_000
+        )["mean_return"]
     else:
         import gymnasium as gym
         import numpy as np
@@ -328,13 +452,43 @@ def returns(lib, config_name, seed, total_steps, eval_episodes=10):
                 done = terminated or truncated
             totals.append(total)
         final = float(np.mean(totals))
-    curve = [(steps, _mean_upto(log.episodes, i)) for i, (_, _, steps) in
-             enumerate(log.episodes)][:: max(1, len(log.episodes) // 200)]
+    curve = [
+        (steps, _mean_upto(log.episodes, i))
+        for i, (_, _, steps) in enumerate(log.episodes)
+    ][:: max(1, len(log.episodes) // 200)]
     return {"final_eval_return": final, "curve": curve}
 
 
-TASKS = {"throughput": throughput, "latency": latency, "env_limit": env_limit,
-         "solve": solve, "returns": returns}
+def tf_rollout(lib, num_envs, steps=200):
+    """Env steps/s of the compiled rollout alone (policy + TF-native
+    CartPole, GAE, shuffling) for `num_envs` envs: what one iteration's
+    collection costs without the updates."""
+    cfg = dict(
+        CONFIGS["cartpole-8x32"],
+        num_envs=num_envs,
+        n_steps=steps,
+        batch_size=num_envs * steps,
+        n_epochs=1,
+        iterations=1,
+    )
+    model, _, dataset, _ = kppo_tf_agent(cfg, seed=0)
+    run = dataset.source._run
+    run()
+    repeats = max(3, 200_000 // (num_envs * steps))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    return {"steps_per_s": repeats * num_envs * steps / (time.perf_counter() - start)}
+
+
+TASKS = {
+    "throughput": throughput,
+    "latency": latency,
+    "env_limit": env_limit,
+    "solve": solve,
+    "returns": returns,
+    "tf_rollout": tf_rollout,
+}
 
 if __name__ == "__main__":
     task, lib, arguments = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
