@@ -1,4 +1,10 @@
-"""The `keras-ppo` command line: `keras-ppo train [ENV_ID] ...`."""
+"""The `keras-ppo` command line.
+
+* `keras-ppo train [ENV_ID] ...`: train and save an agent.
+* `keras-ppo evaluate PATH [ENV_ID]`: mean return of a saved agent.
+* `keras-ppo enjoy PATH [ENV_ID] --output FILE.gif`: record its episodes.
+* `keras-ppo plot RUN_DIR... --output curves.png`: learning curves.
+"""
 
 from __future__ import annotations
 
@@ -170,11 +176,120 @@ def build_parser() -> argparse.ArgumentParser:
         help="0 silent, 1 progress bar (default), 2 one line per iteration",
     )
     _add_config_options(train)
-    train.set_defaults(subparser=train)
+    train.set_defaults(subparser=train, run=train_command)
+    _add_agent_commands(commands)
+    _add_plot_command(commands)
     return parser
 
 
-def train(args, parser) -> int:
+AGENT_HELP = (
+    "The agent is a .keras file saved from a PPOModel (keras-ppo train writes "
+    "runs/ENV_ID/agent.keras). ENV_ID defaults to the name of the agent's "
+    "directory when that is a registered gymnasium id."
+)
+
+
+def _add_agent_commands(commands):
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a saved agent",
+        description="Print the mean and std of a saved agent's episode return "
+        "and length. " + AGENT_HELP,
+    )
+    enjoy = commands.add_parser(
+        "enjoy",
+        help="record a saved agent's episodes to a GIF or MP4",
+        description="Play deterministic episodes with a saved agent and write "
+        'the rendered frames to a GIF or MP4 (needs pip install "keras-ppo'
+        '[render]"). ' + AGENT_HELP,
+    )
+    for sub, episodes in ((evaluate, 10), (enjoy, 1)):
+        sub.add_argument("path", metavar="PATH", help="saved agent (.keras)")
+        sub.add_argument(
+            "env_id",
+            metavar="ENV_ID",
+            nargs="?",
+            default=None,
+            help="gymnasium env id (default: the agent's directory name)",
+        )
+        sub.add_argument(
+            "--episodes",
+            type=int,
+            default=episodes,
+            help=f"episodes to play (default: {episodes})",
+        )
+        sub.add_argument(
+            "--seed",
+            type=_optional(int),
+            default=None,
+            metavar="S|none",
+            help="seed of the envs' first reset (default: none)",
+        )
+    evaluate.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="sample actions instead of taking the most likely one",
+    )
+    enjoy.add_argument(
+        "--output",
+        default=None,
+        help="FILE.gif or FILE.mp4 (default: the agent's path with .gif)",
+    )
+    enjoy.add_argument(
+        "--fps", type=float, default=None, help="frame rate (default: the env's)"
+    )
+    evaluate.set_defaults(subparser=evaluate, run=evaluate_command)
+    enjoy.set_defaults(subparser=enjoy, run=enjoy_command)
+
+
+def _add_plot_command(commands):
+    plot = commands.add_parser(
+        "plot",
+        help="plot learning curves from training logs",
+        description=(
+            "Plot a metric from the TensorBoard logs (RUN_DIR/train/events.*) "
+            "or CSVLogger files of training runs, found in or below each "
+            "RUN_DIR. Runs in the same directory are seeds of one "
+            "configuration: one curve, their mean, with their min-max range "
+            "shaded. The x-axis is env steps when every run logged env_steps "
+            "(keras-ppo train does), else iterations. Needs pip install "
+            '"keras-ppo[plot]".'
+        ),
+    )
+    plot.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="runs or dirs")
+    plot.add_argument(
+        "--output", default="curves.png", help="image file (default: curves.png)"
+    )
+    plot.add_argument(
+        "--metric",
+        default="episode_return",
+        help="logged metric, e.g. eval_return (default: episode_return)",
+    )
+    plot.add_argument(
+        "--x-axis",
+        choices=("auto", "iteration", "env_steps"),
+        default="auto",
+        help="x-axis (default: auto, env steps when logged)",
+    )
+    plot.set_defaults(subparser=plot, run=plot_command)
+
+
+def _env_steps_logger():
+    import keras
+
+    class EnvStepsLogger(keras.callbacks.Callback):
+        """Adds the model's env step count to the epoch logs, so TensorBoard
+        logs `epoch_env_steps` and `keras-ppo plot` can use env steps as
+        its x-axis."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["env_steps"] = int(self.model.env_steps.numpy())
+
+    return EnvStepsLogger()
+
+
+def train_command(args, parser) -> int:
     import keras
 
     import keras_ppo
@@ -216,7 +331,11 @@ def train(args, parser) -> int:
         f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
     )
     print(f"  {config}")
-    callbacks = [*run.callbacks, keras.callbacks.TensorBoard(logdir)]
+    callbacks = [
+        *run.callbacks,
+        _env_steps_logger(),
+        keras.callbacks.TensorBoard(logdir),
+    ]
     if args.verbose:
         callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
     start = time.perf_counter()
@@ -252,15 +371,188 @@ def train(args, parser) -> int:
     return 0
 
 
+def _missing_dependency(parser, error: ImportError):
+    """Exits 2 with the install hint, without the usage lines of `error`."""
+    parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def _load_agent(path: str, parser):
+    """The `PPOModel` saved at `path`; exits 2 naming `path` otherwise."""
+    if not os.path.exists(path):
+        parser.error(f"no such agent file: {path!r}")
+    if not os.path.isfile(path):
+        parser.error(f"expected a .keras agent file. Received a directory: {path!r}")
+    import keras
+
+    from keras_ppo.model import PPOModel  # registers the class for loading
+
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:  # Keras raises ValueError, zip and JSON errors
+        parser.error(
+            f"{path!r} is not a keras-ppo agent (a PPOModel saved with "
+            f"model.save('agent.keras')): {error}"
+        )
+    if not isinstance(model, PPOModel):
+        parser.error(
+            f"{path!r} holds a {type(model).__name__}, not a keras-ppo agent "
+            "(a PPOModel saved with model.save('agent.keras'))"
+        )
+    return model
+
+
+def _resolve_env_id(args, parser) -> str:
+    import gymnasium as gym
+
+    if args.env_id is not None:
+        env_id = args.env_id
+    else:
+        env_id = os.path.basename(os.path.dirname(os.path.abspath(args.path)))
+        if env_id not in gym.registry:
+            parser.error(
+                f"give ENV_ID: the agent's directory name {env_id!r} is not a "
+                "registered env id (keras-ppo train saves agents to "
+                "runs/ENV_ID/agent.keras)"
+            )
+        print(f"Env {env_id} (the agent's directory name)")
+    if env_id not in gym.registry:
+        parser.error(
+            f"unknown environment id {env_id!r}. List the registered ids with "
+            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
+        )
+    return env_id
+
+
+def _check_spaces(model, observation_space, action_space, env_id, parser):
+    if (observation_space, action_space) != (
+        model.observation_space,
+        model.action_space,
+    ):
+        parser.error(
+            f"the agent does not fit {env_id}: the agent was trained on "
+            f"observation space {model.observation_space} and action space "
+            f"{model.action_space}; {env_id} has observation space "
+            f"{observation_space} and action space {action_space}"
+        )
+
+
+def evaluate_command(args, parser) -> int:
+    import gymnasium as gym
+
+    from keras_ppo.envs_util import make_vector_env
+    from keras_ppo.evaluation import evaluate
+
+    if args.episodes < 1:
+        parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
+    model = _load_agent(args.path, parser)
+    env_id = _resolve_env_id(args, parser)
+    try:
+        # As keras_ppo.evaluate(model, env_id) makes them, so results match.
+        envs = make_vector_env(env_id, min(args.episodes, 16))
+    except gym.error.Error as error:
+        parser.error(f"could not make {env_id}: {error}")
+    try:
+        _check_spaces(
+            model,
+            envs.single_observation_space,
+            envs.single_action_space,
+            env_id,
+            parser,
+        )
+        result = evaluate(
+            model,
+            envs,
+            episodes=args.episodes,
+            deterministic=not args.stochastic,
+            seed=args.seed,
+        )
+    finally:
+        envs.close()
+    mode = "stochastic" if args.stochastic else "deterministic"
+    print(
+        f"Evaluation over {args.episodes} episodes ({mode}): "
+        f"return {result['mean_return']:.1f} +- {result['std_return']:.1f}, "
+        f"length {result['mean_length']:.1f} +- {result['std_length']:.1f}"
+    )
+    return 0
+
+
+def enjoy_command(args, parser) -> int:
+    import gymnasium as gym
+
+    from keras_ppo import rendering
+
+    if args.episodes < 1:
+        parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
+    if args.fps is not None and not args.fps > 0:
+        parser.error(f"argument --fps must be > 0. Received: {args.fps}")
+    output = args.output or os.path.splitext(args.path)[0] + ".gif"
+    if os.path.splitext(output)[1].lower() not in rendering.FORMATS:
+        parser.error(f"argument --output must end in .gif or .mp4. Received: {output}")
+    model = _load_agent(args.path, parser)
+    env_id = _resolve_env_id(args, parser)
+    # Frames are drawn off-screen: keep pygame from opening a window or an
+    # audio device, and from printing its banner.
+    for name, value in (
+        ("SDL_VIDEODRIVER", "dummy"),
+        ("SDL_AUDIODRIVER", "dummy"),
+        ("PYGAME_HIDE_SUPPORT_PROMPT", "1"),
+    ):
+        os.environ.setdefault(name, value)
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+    except gym.error.Error as error:
+        parser.error(f"could not make {env_id} with render_mode='rgb_array': {error}")
+    try:
+        modes = env.metadata.get("render_modes", [])
+        if "rgb_array" not in modes:
+            parser.error(f"{env_id} cannot render rgb_array frames; it renders {modes}")
+        _check_spaces(model, env.observation_space, env.action_space, env_id, parser)
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        result = rendering.record_episodes(
+            model, env, output, episodes=args.episodes, seed=args.seed, fps=args.fps
+        )
+    except ImportError as error:
+        _missing_dependency(parser, error)
+    finally:
+        env.close()
+    for k, (total, length) in enumerate(
+        zip(result["returns"], result["lengths"], strict=True)
+    ):
+        print(f"Episode {k + 1}: return {total:.1f}, length {length}")
+    print(f"Wrote {result['frames']} frames at {result['fps']:g} fps to {output}")
+    return 0
+
+
+def plot_command(args, parser) -> int:
+    from keras_ppo import plotting
+
+    try:
+        groups = plotting.load_groups(args.run_dirs, args.metric, args.x_axis)
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        summary = plotting.plot_groups(groups, args.metric, args.output)
+    except ImportError as error:
+        _missing_dependency(parser, error)
+    except ValueError as error:
+        parser.error(str(error))
+    for entry in summary:
+        runs = f"{entry['runs']} run" + ("s" if entry["runs"] > 1 else "")
+        x_label = plotting.X_LABELS[entry["x_axis"]]
+        print(
+            f"{entry['label']} ({runs}): {args.metric} at {x_label} "
+            f"{entry['last_x']:g}: mean {entry['last_mean']:.2f} "
+            f"(min {entry['last_min']:.2f}, max {entry['last_max']:.2f})"
+        )
+    print(f"Wrote {args.output}")
+    return 0
+
+
 def main(argv=None) -> int:
     # Before TensorFlow loads: hide its C++ info and warning lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train":
-        return train(args, args.subparser)
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    return args.run(args, args.subparser)
 
 
 if __name__ == "__main__":

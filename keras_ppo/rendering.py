@@ -1,0 +1,182 @@
+"""Recording an agent's episodes to a GIF or MP4 file.
+
+Frames come from `env.render()` with `render_mode="rgb_array"` and are
+streamed to the writer, so a long episode never holds all its RGB frames in
+memory. GIFs are written with Pillow, MP4s (H.264) with imageio-ffmpeg, whose
+wheel ships an ffmpeg binary; gymnasium's classic-control envs draw with
+pygame. `pip install "keras-ppo[render]"` installs all three.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+
+import gymnasium as gym
+import numpy as np
+
+INSTALL_HINT = 'pip install "keras-ppo[render]"'
+FORMATS = (".gif", ".mp4")
+
+
+def record_episodes(
+    model,
+    env: gym.Env,
+    path: str | os.PathLike,
+    episodes: int = 1,
+    seed: int | None = None,
+    deterministic: bool = True,
+    fps: float | None = None,
+) -> dict:
+    """Plays episodes with the model's policy and writes every frame to `path`.
+
+    Each episode contributes its reset frame and one frame per step, so an
+    episode of length `L` gives `L + 1` frames.
+
+    Args:
+        model: A `PPOModel` whose spaces match `env`'s.
+        env: A single gymnasium env made with `render_mode="rgb_array"`.
+        path: Output file ending in `.gif` or `.mp4`.
+        episodes: Number of episodes, `>= 1`.
+        seed: Seed of the first reset; episode `k` resets with `seed + k`.
+        deterministic: Act with the distribution's mode instead of sampling.
+        fps: Frames per second of the file; defaults to the env's
+            `metadata["render_fps"]`, else 30.
+
+    Returns:
+        A dict with the per-episode `returns` and `lengths`, the number of
+        `frames` written and the `fps`.
+
+    Raises:
+        ValueError: For another file type, `episodes < 1`, `fps <= 0` or an
+            env whose render mode is not `rgb_array`.
+        ImportError: If the writer's package, or the package the env renders
+            with (pygame for classic control), is missing; the message says
+            what to install. Nothing is written then.
+    """
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"Expected an output file ending in .gif or .mp4. Received: {path!r}"
+        )
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"`episodes` must be an int >= 1. Received: {episodes!r}")
+    if env.render_mode != "rgb_array":
+        raise ValueError(
+            'Make the env with render_mode="rgb_array" to record it. '
+            f"Received: render_mode={env.render_mode!r}"
+        )
+    fps = float(fps or env.metadata.get("render_fps") or 30)
+    if fps <= 0:
+        raise ValueError(f"`fps` must be > 0. Received: {fps!r}")
+    write = _gif_writer() if suffix == ".gif" else _mp4_writer()
+
+    returns, lengths = [], []
+    frames = _play(model, env, episodes, seed, deterministic, returns, lengths)
+    # Render the first frame before creating the file: a missing renderer
+    # (pygame) fails here and leaves nothing behind.
+    first = _first_frame(frames, env)
+    count = write(_chain(first, frames), path, fps)
+    return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
+
+
+def _play(model, env, episodes, seed, deterministic, returns, lengths):
+    """Yields the frames of `episodes` episodes; appends their statistics."""
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=None if seed is None else seed + episode)
+        yield env.render()
+        total, length, done = 0.0, 0, False
+        while not done:
+            batch = np.asarray(observation)[np.newaxis]
+            action = model.predict_action(batch, deterministic=deterministic)[0]
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+            yield env.render()
+        returns.append(total)
+        lengths.append(length)
+
+
+def _first_frame(frames: Iterator, env) -> np.ndarray:
+    try:
+        frame = next(frames)
+    except gym.error.DependencyNotInstalled as error:
+        raise ImportError(
+            f"Rendering {env.spec.id if env.spec else env} needs a package that "
+            f"is not installed; {INSTALL_HINT} installs pygame, which "
+            f"gymnasium's classic-control envs need. Gymnasium says: {error}"
+        ) from error
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[-1] != 3:
+        raise ValueError(
+            "Expected env.render() to return an RGB array [height, width, 3]. "
+            f"Received: shape {frame.shape}"
+        )
+    return frame
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _gif_writer():
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError(f"Writing a GIF needs Pillow: {INSTALL_HINT}") from error
+
+    def write_gif(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
+        count = 0
+
+        def images():
+            nonlocal count
+            for frame in frames:
+                count += 1
+                yield Image.fromarray(np.asarray(frame, np.uint8))
+
+        stream = images()
+        first = next(stream)
+        # Pillow merges identical consecutive frames into one longer frame,
+        # so the file's total duration, not its frame count, is exact.
+        first.save(
+            path,
+            save_all=True,
+            append_images=stream,
+            duration=round(1000 / fps),
+            loop=0,
+        )
+        return count
+
+    return write_gif
+
+
+def _mp4_writer():
+    try:
+        import imageio_ffmpeg
+    except ImportError as error:
+        raise ImportError(
+            f"Writing an MP4 needs imageio-ffmpeg: {INSTALL_HINT}"
+        ) from error
+
+    def write_mp4(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
+        frames = iter(frames)
+        first = next(frames)
+        height, width = first.shape[:2]
+        # H.264 in yuv420p needs even sizes; ffmpeg scales odd ones by one pixel.
+        writer = imageio_ffmpeg.write_frames(
+            path, (width, height), fps=fps, macro_block_size=2, ffmpeg_log_level="error"
+        )
+        writer.send(None)
+        count = 0
+        try:
+            for frame in _chain(first, frames):
+                writer.send(np.ascontiguousarray(frame, np.uint8))
+                count += 1
+        finally:
+            writer.close()
+        return count
+
+    return write_mp4

@@ -1,0 +1,111 @@
+"""Executes the notebooks in notebooks/ so that they never rot."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+KERNEL = "keras-ppo-tests"
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch):
+    """A kernel running this interpreter. The `python3` kernelspec that
+    ipykernel installs starts whichever `python` is first on PATH, which need
+    not be the one keras_ppo is installed in."""
+    spec = tmp_path / "jupyter" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel_json = {"argv": argv, "display_name": KERNEL, "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel_json))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return KERNEL
+
+
+def execute(name, workdir, kernel):
+    """Runs every cell in `workdir`; raises CellExecutionError on an error."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name=kernel,
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    client.execute()
+    return notebook
+
+
+def text_of(cell):
+    """The printed and displayed text of a code cell."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream":
+            parts.append(output["text"])
+        elif "data" in output:
+            parts.append(output["data"].get("text/plain", ""))
+    return "".join(parts)
+
+
+def one_cell_matching(notebook, pattern):
+    """The match of `pattern` in the only code cell whose output has it."""
+    matches = [
+        match
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for match in [re.search(pattern, text_of(cell))]
+        if match
+    ]
+    assert len(matches) == 1, (pattern, [text_of(c) for c in notebook.cells])
+    return matches[0]
+
+
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "custom_env.ipynb"])
+def test_notebooks_are_stored_without_outputs(name):
+    # Outputs would go stale and bloat diffs: the tests execute the notebooks.
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+def test_quickstart_trains_saves_and_evaluates(tmp_path, kernel):
+    notebook = execute("quickstart.ipynb", tmp_path, kernel)
+    one_cell_matching(notebook, r"Trained 25600 env steps")
+    match = one_cell_matching(
+        notebook, r"Evaluation over 10 episodes: return ([\d.]+) \+- [\d.]+"
+    )
+    # An untrained policy balances for about 10-40 steps.
+    assert float(match.group(1)) >= 100
+    plots = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(plots) == 1
+    assert (tmp_path / "agent.keras").is_file()
+    assert list((tmp_path / "runs" / "quickstart" / "train").glob("events.out.*"))
+    one_cell_matching(notebook, r"array\(\[[01]\]")  # predict_action's output
+
+
+def test_custom_env_notebook_learns_to_reach_the_goal(tmp_path, kernel):
+    notebook = execute("custom_env.ipynb", tmp_path, kernel)
+    # hidden_sizes=(32, 32): two 2-32-32 trunks, 3 logits, 1 value, rng etc.
+    params = int(one_cell_matching(notebook, r"(\d+) parameters").group(1))
+    trunks = 2 * (2 * 32 + 32 + 32 * 32 + 32)
+    assert trunks + (32 * 3 + 3) + (32 + 1) <= params < trunks + 200
+    pattern = r"{}: return (-?[\d.]+), .* reached the goal in (\d+) of 20 episodes"
+    before = one_cell_matching(notebook, pattern.format("Untrained"))
+    after = one_cell_matching(notebook, pattern.format("Trained"))
+    assert float(after.group(1)) > float(before.group(1))
+    assert int(after.group(2)) > int(before.group(2))
+    assert int(after.group(2)) >= 15
