@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="gymnasium vector env mode (default: sync)",
     )
     train.add_argument(
+        "--tf-env",
+        action="store_true",
+        help="use the TF-native env (CartPole-v1, Acrobot-v1, MountainCar-v0, "
+        "MountainCarContinuous-v0, Pendulum-v1): the whole rollout compiles "
+        "with XLA",
+    )
+    train.add_argument(
         "--learning-rate",
         type=float,
         default=None,
@@ -320,6 +327,7 @@ def train_command(args, parser) -> int:
             anneal_clip_ratio=args.anneal_clip_ratio,
             hidden_sizes=args.hidden_sizes,
             vectorization_mode=args.vectorization,
+            tf_env=args.tf_env,
             **overrides,
         )
     except (TypeError, ValueError) as error:

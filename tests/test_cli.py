@@ -193,3 +193,36 @@ def test_cartpole_preset_is_applied_without_overrides(capsys, tmp_path):
     assert schedule["config"]["initial_learning_rate"] == pytest.approx(1e-3)
     assert schedule["config"]["decay_steps"] == 20
     assert schedule["config"]["end_learning_rate"] == 0.0
+
+
+def test_train_with_tf_env_uses_the_compiled_rollout(tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "CartPole-v1",
+            "--tf-env",
+            "--total-timesteps",
+            "512",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "64",
+            "--minibatch-size",
+            "128",
+            "--update-epochs",
+            "1",
+            "--eval-episodes",
+            "1",
+            "--seed",
+            "0",
+            "--logdir",
+            str(tmp_path / "run"),
+            "--verbose",
+            "0",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "2 iterations x 256 env steps (4 envs x 64 steps)" in out
+    assert "Evaluation over 1 episodes" in out
+    assert (tmp_path / "run" / "agent.keras").exists()
