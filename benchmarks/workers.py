@@ -47,6 +47,28 @@ CONFIGS = {
         gae_lambda=0.95,
         learning_rate=1e-3,
     ),
+    "lunarlander-16x1024": dict(
+        env_id="LunarLander-v3",
+        num_envs=16,
+        n_steps=1024,
+        batch_size=64,
+        n_epochs=4,
+        gamma=0.999,
+        gae_lambda=0.98,
+        learning_rate=3e-4,
+        ent_coef=0.01,
+    ),
+    # The TF-env preset of keras-ppo train --tf-env: more envs, fewer epochs.
+    "cartpole-32x32": dict(
+        env_id="CartPole-v1",
+        num_envs=32,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=10,
+        gamma=0.98,
+        gae_lambda=0.8,
+        learning_rate=1e-3,
+    ),
     "acrobot-16x256": dict(
         env_id="Acrobot-v1",
         num_envs=16,
@@ -133,7 +155,7 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
         update_epochs=cfg["n_epochs"],
         gamma=cfg["gamma"],
         gae_lambda=cfg["gae_lambda"],
-        ent_coef=0.0,
+        ent_coef=cfg.get("ent_coef", 0.0),
         clip_value=None,
         seed=seed,
     )
@@ -164,7 +186,7 @@ def kppo_tf_agent(cfg, seed, schedules=False):
         update_epochs=cfg["n_epochs"],
         gamma=cfg["gamma"],
         gae_lambda=cfg["gae_lambda"],
-        ent_coef=0.0,
+        ent_coef=cfg.get("ent_coef", 0.0),
         clip_value=None,
         seed=seed,
     )
@@ -203,7 +225,7 @@ def sb3_agent(cfg, seed, schedules=False, log=None):
         gae_lambda=cfg["gae_lambda"],
         learning_rate=rate,
         clip_range=clip,
-        ent_coef=0.0,
+        ent_coef=cfg.get("ent_coef", 0.0),
         seed=seed,
         device="cpu",
         verbose=0,
@@ -426,32 +448,24 @@ def returns(lib, config_name, seed, total_steps, eval_episodes=10):
     cfg = dict(cfg, iterations=iterations)
     log = EpisodeLog()
     schedules = config_name.startswith("cartpole")
+    import keras_ppo  # evaluate() needs only gymnasium, not TensorFlow
+
     if lib == "kppo":
-        import keras_ppo
-
-        model, _, dataset, callbacks = kppo_agent(cfg, seed, schedules, log)
-        model.fit(dataset, epochs=iterations, verbose=0, callbacks=callbacks)
-        final = keras_ppo.evaluate(
-            model, cfg["env_id"], episodes=eval_episodes, seed=10_000
-        )["mean_return"]
+        policy, _, dataset, callbacks = kppo_agent(cfg, seed, schedules, log)
+        policy.fit(dataset, epochs=iterations, verbose=0, callbacks=callbacks)
     else:
-        import gymnasium as gym
-        import numpy as np
-
         agent, _ = sb3_agent(cfg, seed, schedules, log)
         agent.learn(iterations * batch)
-        env = gym.make(cfg["env_id"])
-        totals = []
-        for episode in range(eval_episodes):
-            obs, _ = env.reset(seed=10_000 + episode)
-            done, total = False, 0.0
-            while not done:
-                action, _ = agent.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            totals.append(total)
-        final = float(np.mean(totals))
+
+        class policy:  # noqa: N801 - what keras_ppo.evaluate calls
+            @staticmethod
+            def predict_action(obs, deterministic=True):
+                return agent.predict(obs, deterministic=deterministic)[0]
+
+    # The same evaluation episodes (envs, seeds) for both libraries.
+    final = keras_ppo.evaluate(
+        policy, cfg["env_id"], episodes=eval_episodes, seed=10_000
+    )["mean_return"]
     curve = [
         (steps, _mean_upto(log.episodes, i))
         for i, (_, _, steps) in enumerate(log.episodes)

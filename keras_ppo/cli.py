@@ -409,11 +409,14 @@ def _load_agent(path: str, parser):
     return model
 
 
-def _resolve_env_id(args, parser) -> str:
+def _resolve_env_id(args, parser, model) -> str:
     import gymnasium as gym
 
     if args.env_id is not None:
         env_id = args.env_id
+    elif model.env_id is not None:
+        env_id = model.env_id
+        print(f"Env {env_id} (the env the agent was trained on)")
     else:
         env_id = os.path.basename(os.path.dirname(os.path.abspath(args.path)))
         if env_id not in gym.registry:
@@ -453,7 +456,7 @@ def evaluate_command(args, parser) -> int:
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
     model = _load_agent(args.path, parser)
-    env_id = _resolve_env_id(args, parser)
+    env_id = _resolve_env_id(args, parser, model)
     try:
         # As keras_ppo.evaluate(model, env_id) makes them, so results match.
         envs = make_vector_env(env_id, min(args.episodes, 16))
@@ -498,7 +501,7 @@ def enjoy_command(args, parser) -> int:
     if os.path.splitext(output)[1].lower() not in rendering.FORMATS:
         parser.error(f"argument --output must end in .gif or .mp4. Received: {output}")
     model = _load_agent(args.path, parser)
-    env_id = _resolve_env_id(args, parser)
+    env_id = _resolve_env_id(args, parser, model)
     # Frames are drawn off-screen: keep pygame from opening a window or an
     # audio device, and from printing its banner.
     for name, value in (

@@ -37,6 +37,9 @@ class PPOModel(keras.Model):
         num_envs: Number of envs the model will be trained on, if known;
             lets `compile` pick `steps_per_execution` before any dataset
             exists.
+        env_id: The gymnasium id of the env it is trained on, if known
+            (`from_env` fills it); saved with the agent so that tools such
+            as `keras-ppo evaluate` can find the env again.
 
     Call:
         `params, value = model(observations)`: the action distribution's
@@ -60,6 +63,7 @@ class PPOModel(keras.Model):
         shared_trunk=False,
         init_log_std=0.0,
         num_envs=None,
+        env_id=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -84,6 +88,7 @@ class PPOModel(keras.Model):
         self.shared_trunk = shared_trunk
         self.init_log_std = float(init_log_std)
         self.num_envs = num_envs
+        self.env_id = env_id
 
         seeds = networks.seed_stream(config.seed)
         self.policy_trunk = networks.mlp(hidden_sizes, activation, seeds, "policy")
@@ -181,6 +186,8 @@ class PPOModel(keras.Model):
             TypeError: If `env` is not a gymnasium env or its spaces are not
                 supported.
         """
+        spec = getattr(env, "spec", None)
+        kwargs.setdefault("env_id", getattr(env, "env_id", getattr(spec, "id", None)))
         if isinstance(env, VectorEnv):
             kwargs.setdefault("num_envs", env.num_envs)
             return cls(
@@ -210,6 +217,7 @@ class PPOModel(keras.Model):
             "shared_trunk": self.shared_trunk,
             "init_log_std": self.init_log_std,
             "num_envs": self.num_envs,
+            "env_id": self.env_id,
         }
 
     @classmethod

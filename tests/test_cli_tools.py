@@ -71,11 +71,11 @@ def summary_line(result, episodes, mode="deterministic"):
     )
 
 
-def test_evaluate_infers_the_env_from_the_run_dir_and_matches_evaluate(agent, capsys):
+def test_evaluate_infers_the_env_and_matches_evaluate(agent, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(agent), "--episodes", "3", "--seed", "5"]) == 0
     out = capsys.readouterr().out
-    assert "Env CartPole-v1 (the agent's directory name)" in out
+    assert "Env CartPole-v1 (the env the agent was trained on)" in out
     model = keras.saving.load_model(agent)
     expected = keras_ppo.evaluate(model, "CartPole-v1", episodes=3, seed=5)
     assert summary_line(expected, 3) in out
@@ -98,11 +98,40 @@ def test_evaluate_stochastic_with_explicit_env_id(agent, capsys, tmp_path):
     assert summary_line(expected, 2, "stochastic") in out
 
 
-def test_evaluate_needs_env_id_when_the_dir_name_is_not_one(agent, capsys, tmp_path):
+def test_evaluate_uses_the_env_id_the_agent_was_trained_on(agent, capsys, tmp_path):
     copy = tmp_path / "my-experiment" / "agent.keras"
     copy.parent.mkdir()
     shutil.copy(agent, copy)
-    err = run_failing(["evaluate", str(copy)], capsys)
+    assert keras.saving.load_model(copy).env_id == "CartPole-v1"
+    assert main(["evaluate", str(copy), "--episodes", "1"]) == 0
+    assert "Env CartPole-v1 (the env the agent was trained on)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_evaluate_falls_back_to_the_directory_name(capsys, tmp_path):
+    envs = gym.make_vec("CartPole-v1", num_envs=1)
+    model = keras_ppo.PPOModel.from_spaces(
+        envs.single_observation_space, envs.single_action_space
+    )
+    path = tmp_path / "CartPole-v1" / "agent.keras"
+    path.parent.mkdir()
+    model.save(path)
+    assert main(["evaluate", str(path), "--episodes", "1"]) == 0
+    assert "Env CartPole-v1 (the agent's directory name)" in capsys.readouterr().out
+
+
+def test_evaluate_needs_env_id_when_neither_agent_nor_dir_name_has_one(
+    capsys, tmp_path
+):
+    envs = gym.make_vec("CartPole-v1", num_envs=1)
+    model = keras_ppo.PPOModel.from_spaces(
+        envs.single_observation_space, envs.single_action_space
+    )
+    path = tmp_path / "my-experiment" / "agent.keras"
+    path.parent.mkdir()
+    model.save(path)
+    err = run_failing(["evaluate", str(path)], capsys)
     assert "ENV_ID" in err and "'my-experiment'" in err
 
 
