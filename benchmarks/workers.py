@@ -135,11 +135,8 @@ class EpisodeLog:
 
 
 def kppo_agent(cfg, seed, schedules=False, log=None):
+    """keras-ppo on a gymnasium SyncVectorEnv (SAME_STEP autoreset)."""
     import gymnasium as gym
-    import keras
-
-    import keras_ppo
-    from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
 
     wrappers = [log.wrapper] if log else []
     envs = gym.make_vec(
@@ -149,6 +146,25 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
         wrappers=wrappers,
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
     )
+    return _kppo_setup(cfg, seed, schedules, envs)
+
+
+def kppo_tf_agent(cfg, seed, schedules=False):
+    """keras-ppo on the TF-native env (`keras_ppo.envs`)."""
+    import keras_ppo.envs as tf_envs
+
+    env = tf_envs.make(cfg["env_id"], num_envs=cfg["num_envs"])
+    return _kppo_setup(cfg, seed, schedules, env)
+
+
+def _kppo_setup(cfg, seed, schedules, envs):
+    """`(model, envs, dataset, callbacks)` with `cfg`'s hyperparameters and,
+    with `schedules`, rl-zoo3's linear learning-rate and clip schedules."""
+    import keras
+
+    import keras_ppo
+    from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
+
     config = keras_ppo.PPOConfig(
         num_steps=cfg["n_steps"],
         minibatch_size=cfg["batch_size"],
@@ -160,8 +176,7 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
         seed=seed,
     )
     model = keras_ppo.PPOModel.from_env(envs, config=config)
-    rate, callbacks = cfg["learning_rate"], []
-    iterations = cfg.get("iterations")
+    rate, callbacks, iterations = cfg["learning_rate"], [], cfg.get("iterations")
     if schedules:
         rate = keras.optimizers.schedules.PolynomialDecay(
             rate, iterations * config.updates_per_iteration(envs.num_envs), 0.0
@@ -169,36 +184,6 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
         callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
     model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
     return model, envs, keras_ppo.rollout_dataset(model, envs), callbacks
-
-
-def kppo_tf_agent(cfg, seed, schedules=False):
-    """keras-ppo on the TF-native env (`keras_ppo.envs`)."""
-    import keras
-
-    import keras_ppo
-    import keras_ppo.envs as tf_envs
-    from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
-
-    env = tf_envs.make(cfg["env_id"], num_envs=cfg["num_envs"])
-    config = keras_ppo.PPOConfig(
-        num_steps=cfg["n_steps"],
-        minibatch_size=cfg["batch_size"],
-        update_epochs=cfg["n_epochs"],
-        gamma=cfg["gamma"],
-        gae_lambda=cfg["gae_lambda"],
-        ent_coef=cfg.get("ent_coef", 0.0),
-        clip_value=None,
-        seed=seed,
-    )
-    model = keras_ppo.PPOModel.from_env(env, config=config)
-    rate, callbacks, iterations = cfg["learning_rate"], [], cfg.get("iterations")
-    if schedules:
-        rate = keras.optimizers.schedules.PolynomialDecay(
-            rate, iterations * config.updates_per_iteration(env.num_envs), 0.0
-        )
-        callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
-    model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
-    return model, env, keras_ppo.rollout_dataset(model, env), callbacks
 
 
 def sb3_agent(cfg, seed, schedules=False, log=None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from keras_ppo.advantages import compute_gae
+from keras_ppo.rollout import add_advantages
 
 
 class GraphEnvDriver:
@@ -121,20 +121,7 @@ def collect_graph_rollout(model, driver: GraphEnvDriver, num_steps: int):
     model.env_steps.assign_add(num_steps * driver.num_envs)
 
     rollout = {name: array.stack() for name, array in zip(names, arrays, strict=True)}
-    final_obs = rollout.pop("final_observations")
-    flat_final = tf.reshape(final_obs, (num_steps * driver.num_envs, *driver.obs_shape))
-    rollout["next_values"] = tf.reshape(
-        model.value(flat_final), (num_steps, driver.num_envs)
-    )
-    rollout["advantages"], rollout["returns"] = compute_gae(
-        rollout["rewards"],
-        rollout["values"],
-        rollout["next_values"],
-        rollout["terminations"],
-        rollout["truncations"],
-        gamma=model.config.gamma,
-        gae_lambda=model.config.gae_lambda,
-    )
+    add_advantages(model, rollout)
     rollout["mask"] = tf.ones((num_steps, driver.num_envs))
     rollout["episode_stats"] = finished
     return rollout

@@ -245,11 +245,27 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
     }
     for key, value in zip(ENV_KEYS, env_side, strict=True):
         rollout[key] = tf.ensure_shape(value, shapes.get(key, (num_steps, num_envs)))
-    # V(observation after step t) for all t in one batched call: the next
-    # observation's value, or the final observation's where an episode ended
-    # (only truncations use it; terminations are masked in GAE).
+    add_advantages(model, rollout)
+    # Count only rollouts that completed: without the data dependency the
+    # counter could be bumped even when a step failed.
+    with tf.control_dependencies([rollout["rewards"]]):
+        counted = model.env_steps.assign_add(num_steps * num_envs)
+    with tf.control_dependencies([counted]):
+        rollout["episode_stats"] = tf.identity(rollout["episode_stats"])
+    return rollout
+
+
+def add_advantages(model, rollout):
+    """Replaces `rollout["final_observations"]` `[T, N, ...]` by
+    `next_values` and adds GAE `advantages` and `returns` (all `[T, N]`).
+
+    `next_values[t]` is V(observation after step t) for all t in one batched
+    call: the next observation's value, or the final observation's where an
+    episode ended (only truncations use it; terminations are masked in GAE).
+    """
     final_obs = rollout.pop("final_observations")
-    flat_final = tf.reshape(final_obs, (num_steps * num_envs, *driver.obs_shape))
+    num_steps, num_envs = final_obs.shape[:2]
+    flat_final = tf.reshape(final_obs, (num_steps * num_envs, *final_obs.shape[2:]))
     rollout["next_values"] = tf.reshape(model.value(flat_final), (num_steps, num_envs))
     rollout["advantages"], rollout["returns"] = compute_gae(
         rollout["rewards"],
@@ -260,10 +276,3 @@ def collect_rollout(model, driver: EnvDriver, num_steps: int):
         gamma=model.config.gamma,
         gae_lambda=model.config.gae_lambda,
     )
-    # Count only rollouts that completed: without the data dependency the
-    # counter could be bumped even when a step failed.
-    with tf.control_dependencies([rollout["rewards"]]):
-        counted = model.env_steps.assign_add(num_steps * num_envs)
-    with tf.control_dependencies([counted]):
-        rollout["episode_stats"] = tf.identity(rollout["episode_stats"])
-    return rollout
