@@ -40,6 +40,15 @@ class PPOModel(keras.Model):
         env_id: The gymnasium id of the env it is trained on, if known
             (`from_env` fills it); saved with the agent so that tools such
             as `keras-ppo evaluate` can find the env again.
+        policy_network: A Keras layer or model to use as the policy trunk
+            instead of the MLP, e.g. a CNN for image observations. It gets
+            the observations in their own shape, cast to float32 (Discrete
+            ones one-hot); its output is flattened into the policy head.
+            Must be serialisable (Keras layers, `keras.Sequential`,
+            functional models or registered custom layers) for save/load.
+        value_network: The value trunk for a custom `policy_network`. By
+            default a fresh copy of `policy_network` (`keras.models.
+            clone_model`), or the same one with `shared_trunk=True`.
 
     Call:
         `params, value = model(observations)`: the action distribution's
@@ -64,6 +73,8 @@ class PPOModel(keras.Model):
         init_log_std=0.0,
         num_envs=None,
         env_id=None,
+        policy_network=None,
+        value_network=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,7 +93,12 @@ class PPOModel(keras.Model):
         self.observation_space = observation_space
         self.action_space = action_space
         self.distribution = make_distribution(action_space)
-        self.encoder = networks.encoder_for(observation_space)
+        self.custom_trunks = policy_network is not None
+        # Custom trunks see observations in their own shape (images stay
+        # images); Discrete observations are one-hot encoded either way.
+        self.encoder = networks.encoder_for(
+            observation_space, flatten=not self.custom_trunks
+        )
         self.hidden_sizes = hidden_sizes
         self.activation = activation
         self.shared_trunk = shared_trunk
@@ -91,12 +107,26 @@ class PPOModel(keras.Model):
         self.env_id = env_id
 
         seeds = networks.seed_stream(config.seed)
-        self.policy_trunk = networks.mlp(hidden_sizes, activation, seeds, "policy")
-        self.value_trunk = (
-            self.policy_trunk
-            if shared_trunk
-            else networks.mlp(hidden_sizes, activation, seeds, "value")
-        )
+        if self.custom_trunks:
+            self.policy_trunk = networks.trunk(policy_network, "policy_network")
+            if shared_trunk:
+                self.value_trunk = self.policy_trunk
+            elif value_network is not None:
+                self.value_trunk = networks.trunk(value_network, "value_network")
+            else:
+                self.value_trunk = networks.clone_trunk(self.policy_trunk)
+        elif value_network is not None:
+            raise ValueError(
+                "`value_network` needs a `policy_network` too. Received: "
+                f"policy_network=None, value_network={value_network!r}"
+            )
+        else:
+            self.policy_trunk = networks.mlp(hidden_sizes, activation, seeds, "policy")
+            self.value_trunk = (
+                self.policy_trunk
+                if shared_trunk
+                else networks.mlp(hidden_sizes, activation, seeds, "value")
+            )
         gaussian = isinstance(self.distribution, DiagGaussian)
         head_size = self.distribution.size if gaussian else self.distribution.param_size
         self.policy_head = networks.orthogonal_dense(
@@ -218,7 +248,16 @@ class PPOModel(keras.Model):
             "init_log_std": self.init_log_std,
             "num_envs": self.num_envs,
             "env_id": self.env_id,
+            "policy_network": self._trunk_config(self.policy_trunk),
+            "value_network": (
+                None if self.shared_trunk else self._trunk_config(self.value_trunk)
+            ),
         }
+
+    def _trunk_config(self, trunk):
+        if not self.custom_trunks:
+            return None
+        return keras.saving.serialize_keras_object(trunk)
 
     @classmethod
     def from_config(cls, config):
@@ -226,13 +265,17 @@ class PPOModel(keras.Model):
         observation_space = spaces.space_from_config(config.pop("observation_space"))
         action_space = spaces.space_from_config(config.pop("action_space"))
         ppo_config = PPOConfig(**config.pop("config"))
+        for key in ("policy_network", "value_network"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(observation_space, action_space, config=ppo_config, **config)
 
     # ------------------------------------------------------------- inference
 
     def call(self, observations, training=False):
         features = self.encoder(observations)
-        params = self.policy_head(self.policy_trunk(features, training=training))
+        hidden = networks.flatten(self.policy_trunk(features, training=training))
+        params = self.policy_head(hidden)
         if self.log_std is not None:
             log_std = tf.broadcast_to(self.log_std, tf.shape(params))
             params = tf.concat([params, log_std], axis=-1)
@@ -243,7 +286,7 @@ class PPOModel(keras.Model):
         return self._value_from_features(self.encoder(observations), False)
 
     def _value_from_features(self, features, training):
-        hidden = self.value_trunk(features, training=training)
+        hidden = networks.flatten(self.value_trunk(features, training=training))
         return tf.squeeze(self.value_head(hidden), axis=-1)
 
     def next_seed(self):

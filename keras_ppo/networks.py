@@ -51,11 +51,42 @@ class ObservationEncoder(keras.layers.Layer):
         return config
 
 
-def encoder_for(space) -> ObservationEncoder:
+def encoder_for(space, flatten=True) -> ObservationEncoder:
     check_observation_space(space)
     if isinstance(space, spaces.Discrete):
         return ObservationEncoder(int(space.n), int(space.start), name="encoder")
-    return ObservationEncoder(name="encoder")
+    return ObservationEncoder(flatten=flatten, name="encoder")
+
+
+def trunk(network, argument):
+    """Checks a user-given trunk: a Keras layer (models are layers)."""
+    if not isinstance(network, keras.layers.Layer):
+        raise TypeError(
+            f"`{argument}` must be a Keras layer or model. Received: {network!r}"
+        )
+    return network
+
+
+def clone_trunk(network):
+    """A copy of `network` with fresh weights, for a separate value trunk."""
+    try:
+        if isinstance(network, keras.Model):
+            return keras.models.clone_model(network)
+        return network.__class__.from_config(network.get_config())
+    except Exception as error:
+        raise ValueError(
+            "Could not copy `policy_network` for the value trunk; pass "
+            "`value_network` (or `shared_trunk=True`). Received: "
+            f"{network!r} ({error})"
+        ) from error
+
+
+def flatten(features):
+    """`[batch, ...]` trunk outputs as `[batch, features]` for a Dense head."""
+    if features.shape.rank == 2:
+        return features
+    size = math.prod(features.shape[1:])  # static, so the head can build
+    return tf.reshape(features, [-1, size])
 
 
 def orthogonal_dense(units, gain, seed, activation=None, name=None):
