@@ -60,6 +60,44 @@ PRESETS = {
             "clip_value": None,
         },
     },
+    # rl-zoo3 without its observation normalisation (`normalize: true`),
+    # which keras-ppo does not have yet; benchmarks/README.md shows both
+    # libraries reaching about -80 in 200k steps with these settings.
+    "Acrobot-v1": {
+        "run": {
+            "num_envs": 16,
+            "total_timesteps": 200_000,
+            "learning_rate": 3e-4,
+            "anneal_lr": False,
+        },
+        "config": {
+            "num_steps": 256,
+            "minibatch_size": 64,
+            "update_epochs": 4,
+            "gamma": 0.99,
+            "gae_lambda": 0.94,
+            "ent_coef": 0.0,
+            "clip_value": None,
+        },
+    },
+    # rl-zoo3's LunarLander-v2 settings; 262 after 1M steps in the benchmark.
+    "LunarLander-v3": {
+        "run": {
+            "num_envs": 16,
+            "total_timesteps": 1_000_000,
+            "learning_rate": 3e-4,
+            "anneal_lr": False,
+        },
+        "config": {
+            "num_steps": 1024,
+            "minibatch_size": 64,
+            "update_epochs": 4,
+            "gamma": 0.999,
+            "gae_lambda": 0.98,
+            "ent_coef": 0.01,
+            "clip_value": None,
+        },
+    },
 }
 
 
