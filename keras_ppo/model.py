@@ -391,7 +391,8 @@ class PPOModel(keras.Model):
         # Create the optimizer's variables now (the model is already built);
         # created inside the first train step, they would make tf.function
         # trace it twice.
-        self.optimizer.build(self.trainable_variables)
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, *args, shuffle=False, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit`; `x` is a `keras_ppo.rollout_dataset`.
