@@ -1,11 +1,13 @@
 """Keras callbacks for PPO training."""
 
+from keras_ppo.callbacks.checkpoint import AtomicModelCheckpoint
 from keras_ppo.callbacks.evaluation import EvalCallback
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 from keras_ppo.callbacks.timesteps import TimestepLimit
 
 __all__ = [
+    "AtomicModelCheckpoint",
     "ClipRatioScheduler",
     "EvalCallback",
     "ProgressBar",
