@@ -1,28 +1,12 @@
 """keras-ppo: Proximal Policy Optimization for Keras 3, trained with `fit`."""
 
-import importlib
+# Imported eagerly: importing keras_ppo.model registers PPOModel with Keras,
+# which `keras.saving.load_model("agent.keras")` needs.
+from keras_ppo.advantages import compute_gae
+from keras_ppo.config import PPOConfig
+from keras_ppo.data import rollout_dataset
+from keras_ppo.evaluation import evaluate
+from keras_ppo.model import PPOModel
 
 __version__ = "0.1.0"
-
-# Public names and their modules. Imported on first use, so that the command
-# line can configure TensorFlow's logging before TensorFlow loads.
-_EXPORTS = {
-    "PPOConfig": "keras_ppo.config",
-    "PPOModel": "keras_ppo.model",
-    "compute_gae": "keras_ppo.advantages",
-    "evaluate": "keras_ppo.evaluation",
-    "rollout_dataset": "keras_ppo.data",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'keras_ppo' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__all__ = ["PPOConfig", "PPOModel", "compute_gae", "evaluate", "rollout_dataset"]

@@ -300,7 +300,7 @@ def train_command(args, parser) -> int:
     import keras
 
     import keras_ppo
-    from keras_ppo.callbacks import ProgressBar
+    from keras_ppo.callbacks import ProgressBar, StopOnInterrupt
 
     overrides = {
         field.name: getattr(args, field.name)
@@ -339,10 +339,12 @@ def train_command(args, parser) -> int:
         f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
     )
     print(f"  {config}")
+    stop = StopOnInterrupt()
     callbacks = [
         *run.callbacks,
         _env_steps_logger(),
         keras.callbacks.TensorBoard(logdir),
+        stop,
     ]
     if args.verbose:
         callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
@@ -350,8 +352,10 @@ def train_command(args, parser) -> int:
     interrupted = False
     try:
         model.fit(run.dataset, epochs=run.epochs, verbose=0, callbacks=callbacks)
-    except KeyboardInterrupt:
+        interrupted = stop.interrupted
+    except KeyboardInterrupt:  # a second Ctrl-C: stop mid-iteration
         interrupted = True
+    if interrupted:
         print("\nInterrupted: saving the agent as trained so far.")
     elapsed = time.perf_counter() - start
     envs.close()

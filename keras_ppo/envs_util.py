@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import signal
+
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
@@ -27,9 +30,22 @@ def make_vector_env(env_id: str, num_envs: int, vectorization_mode: str = "sync"
             "`python -c 'import gymnasium; gymnasium.pprint_registry()'` "
             "(ids of packages such as ale-py or box2d appear once installed)."
         )
+    if vectorization_mode == "async":
+        # Subprocess envs ignore Ctrl-C: the training process handles it
+        # (stops after the iteration and saves); an interrupted worker would
+        # instead crash the rollout before anything is saved.
+        return gym.vector.AsyncVectorEnv(
+            [functools.partial(_make_ignoring_sigint, env_id)] * num_envs,
+            autoreset_mode=AutoresetMode.SAME_STEP,
+        )
     return gym.make_vec(
         env_id,
         num_envs=num_envs,
         vectorization_mode=vectorization_mode,
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
     )
+
+
+def _make_ignoring_sigint(env_id):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return gym.make(env_id)

@@ -456,3 +456,23 @@ def test_evaluate_rejects_zero_episodes():
     model = make_cartpole_spaces_model()
     with pytest.raises(ValueError, match="episodes"):
         keras_ppo.evaluate(model, "CartPole-v1", episodes=0)
+
+
+def test_import_keras_ppo_is_enough_to_load_a_saved_agent(tmp_path):
+    # In a fresh interpreter: loading needs PPOModel registered with Keras,
+    # which `import keras_ppo` alone must do.
+    import subprocess
+    import sys
+
+    envs = gym.make_vec("CartPole-v1", num_envs=1)
+    path = tmp_path / "agent.keras"
+    keras_ppo.PPOModel.from_env(envs).save(path)
+    script = (
+        "import keras, keras_ppo; "
+        f"print(type(keras.saving.load_model({str(path)!r})).__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("PPOModel")

@@ -2,6 +2,7 @@
 
 from keras_ppo.callbacks.checkpoint import AtomicModelCheckpoint
 from keras_ppo.callbacks.evaluation import EvalCallback
+from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 from keras_ppo.callbacks.timesteps import TimestepLimit
@@ -11,6 +12,7 @@ __all__ = [
     "ClipRatioScheduler",
     "EvalCallback",
     "ProgressBar",
+    "StopOnInterrupt",
     "TimestepLimit",
     "linear_schedule",
 ]
