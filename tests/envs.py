@@ -104,3 +104,28 @@ class VectorStepCounter(gym.vector.VectorWrapper):
     def step(self, actions):
         self.counter[0] += self.num_envs
         return self.env.step(actions)
+
+
+def rss_mib():
+    """Resident memory of this process in MiB (Linux), or skips the test."""
+    import pytest
+
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status")
+
+
+def count_traces(model):
+    """Wraps `model.train_step` so that each tracing appends to the returned
+    list (a Python side effect runs only while tf.function traces)."""
+    traces = []
+    train_step = model.train_step
+
+    def counting_train_step(data):
+        traces.append(1)
+        return train_step(data)
+
+    model.train_step = counting_train_step
+    return traces

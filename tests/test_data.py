@@ -5,7 +5,13 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
-from envs import EpisodeRecorder, VectorStepCounter, vector
+from envs import (
+    EpisodeRecorder,
+    VectorStepCounter,
+    count_traces,
+    rss_mib,
+    vector,
+)
 
 import keras_ppo
 
@@ -238,14 +244,7 @@ def test_steps_per_execution_not_dividing_an_iteration_stays_exact(monkeypatch):
 def test_train_step_and_rollout_trace_once_for_a_whole_fit():
     envs, model, _ = make_setup()
     model.compile()
-    traces = []
-    train_step = model.train_step
-
-    def counting_train_step(data):
-        traces.append(1)  # Python side effect: runs only while tracing
-        return train_step(data)
-
-    model.train_step = counting_train_step
+    traces = count_traces(model)
     dataset = keras_ppo.rollout_dataset(model, envs)
     model.fit(dataset, epochs=6, verbose=0)
     model.fit(dataset, epochs=2, verbose=0)
@@ -254,13 +253,6 @@ def test_train_step_and_rollout_trace_once_for_a_whole_fit():
 
 
 def test_resident_memory_is_stable_over_200_iterations():
-    def rss_mib():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        pytest.skip("no /proc/self/status")
-
     envs, model, counter = make_setup(
         num_envs=2, num_steps=16, minibatch_size=32, update_epochs=1
     )

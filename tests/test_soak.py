@@ -3,7 +3,7 @@ retrace and do not leak memory."""
 
 import gymnasium as gym
 import pytest
-from envs import VectorStepCounter
+from envs import VectorStepCounter, count_traces, rss_mib
 
 import keras_ppo
 
@@ -14,14 +14,6 @@ NUM_ENVS, NUM_STEPS = 2, 16
 # iteration alive (a rollout's buffers, say) measured +7.5 MiB and fails;
 # retracing is caught by the trace counts instead.
 MAX_GROWTH_MIB = 5
-
-
-def rss_mib():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    pytest.skip("no /proc/self/status")
 
 
 @pytest.mark.slow
@@ -39,14 +31,7 @@ def test_300_iterations_on_async_envs_stay_exact_traced_once_and_bounded():
         )
         model = keras_ppo.PPOModel.from_env(envs, config=config)
         model.compile()
-        traces = []
-        train_step = model.train_step
-
-        def counting_train_step(data):
-            traces.append(1)  # Python side effect: runs only while tracing
-            return train_step(data)
-
-        model.train_step = counting_train_step
+        traces = count_traces(model)
         dataset = keras_ppo.rollout_dataset(model, envs)
 
         model.fit(dataset, epochs=WARMUP, verbose=0)  # tracing, allocators
