@@ -33,6 +33,13 @@ class PPOConfig:
         vf_coef: Weight of the value loss (mean squared error), `>= 0`.
             CleanRL halves its squared error; with this loss its 0.5 is 0.25.
         normalize_advantages: Standardise advantages per minibatch.
+        normalize_observations: Normalise `Box` observations by their
+            running mean and variance, clipped to [-10, 10], inside the model
+            (`keras_ppo.normalization`; Stable-Baselines3's `VecNormalize`).
+        normalize_rewards: Divide rewards by the running standard deviation
+            of the discounted return, clipped to [-10, 10], before GAE. Values
+            are then learnt in these scaled units; episode returns in the
+            logs stay in the env's.
         target_kl: Skip the rest of an iteration's minibatches once a
             minibatch's approximate KL exceeds this, or `None` (off).
         seed: Seed for weights, action sampling, shuffling and env resets,
@@ -58,6 +65,8 @@ class PPOConfig:
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     normalize_advantages: bool = True
+    normalize_observations: bool = False
+    normalize_rewards: bool = False
     target_kl: float | None = None
     seed: int | None = None
 
@@ -71,11 +80,12 @@ class PPOConfig:
             _check_float("clip_value", self.clip_value, lower=0.0, open_lower=True)
         for name in ("ent_coef", "vf_coef"):
             _check_float(name, getattr(self, name), lower=0.0)
-        if not isinstance(self.normalize_advantages, bool):
-            raise TypeError(
-                "`normalize_advantages` must be a bool. "
-                f"Received: normalize_advantages={self.normalize_advantages!r}"
-            )
+        for name in (
+            "normalize_advantages",
+            "normalize_observations",
+            "normalize_rewards",
+        ):
+            _check_bool(name, getattr(self, name))
         if self.target_kl is not None:
             _check_float("target_kl", self.target_kl, lower=0.0, open_lower=True)
         if self.seed is not None:
@@ -114,6 +124,11 @@ class PPOConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
 
 
 def _check_int(name, value, minimum):

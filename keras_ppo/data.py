@@ -9,7 +9,7 @@ from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
 from keras_ppo.rollout import EnvDriver, collect_rollout
 
 
-def rollout_dataset(model, envs) -> tf.data.Dataset:
+def rollout_dataset(model, envs, nonfinite="raise") -> tf.data.Dataset:
     """A dataset whose every iteration is one PPO iteration.
 
     Each time an iterator is created and first read, it steps every env
@@ -27,6 +27,11 @@ def rollout_dataset(model, envs) -> tf.data.Dataset:
             on the first read), or a TF-native `keras_ppo.envs` env, whose
             whole iteration (rollout, GAE, shuffling) then runs as one
             XLA-compiled call.
+        nonfinite: What to do when a gymnasium env returns a NaN or inf
+            observation or reward: `"raise"` a `ValueError` naming the env
+            and step before any update uses it (default), or `"mask"` the
+            affected steps out of training with a warning
+            (`keras_ppo.rollout.EnvDriver` has the details).
 
     Returns:
         A `tf.data.Dataset` of dicts with `observations [mb, ...]`,
@@ -40,8 +45,8 @@ def rollout_dataset(model, envs) -> tf.data.Dataset:
     Raises:
         TypeError: If `model` is not a PPOModel or `envs` is neither a
             VectorEnv nor a `keras_ppo.envs` env.
-        ValueError: If the spaces differ or `minibatch_size` does not divide
-            `num_steps * num_envs`.
+        ValueError: If the spaces differ, `minibatch_size` does not divide
+            `num_steps * num_envs` or `nonfinite` is not one of the above.
     """
     from keras_ppo.model import PPOModel
 
@@ -49,11 +54,15 @@ def rollout_dataset(model, envs) -> tf.data.Dataset:
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     from keras_ppo.envs import BatchedEnv
 
+    if nonfinite not in ("raise", "mask"):
+        raise ValueError(
+            f"`nonfinite` must be 'raise' or 'mask'. Received: nonfinite={nonfinite!r}"
+        )
     if isinstance(envs, BatchedEnv):
         driver = GraphEnvDriver(envs, seed=model.config.seed)
         prefix = ""
     elif isinstance(envs, VectorEnv):
-        driver = EnvDriver(envs, seed=model.config.seed)
+        driver = EnvDriver(envs, seed=model.config.seed, nonfinite=nonfinite)
         prefix = "single_"
     else:
         raise TypeError(
@@ -143,6 +152,12 @@ class IterationSource:
 
     def _collect_and_shuffle(self):
         config = self.model.config
+        normalizer = self.model.observation_normalizer
+        if normalizer is not None:
+            # The previous rollout's observations join the statistics only
+            # now, after the updates that trained on them (see
+            # keras_ppo.normalization).
+            normalizer.commit()
         rollout = self._collect(self.model, self.driver, config.num_steps)
         return shuffled_minibatches(
             rollout,

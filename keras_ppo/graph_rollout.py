@@ -39,6 +39,7 @@ class GraphEnvDriver:
         self.returns = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
         self.lengths = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
         self.step_count = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.reward_returns = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
 
     @property
     def step_calls(self):
@@ -121,7 +122,7 @@ def collect_graph_rollout(model, driver: GraphEnvDriver, num_steps: int):
     model.env_steps.assign_add(num_steps * driver.num_envs)
 
     rollout = {name: array.stack() for name, array in zip(names, arrays, strict=True)}
-    add_advantages(model, rollout)
     rollout["mask"] = tf.ones((num_steps, driver.num_envs))
+    add_advantages(model, rollout, driver)
     rollout["episode_stats"] = finished
     return rollout

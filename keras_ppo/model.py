@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
@@ -12,6 +13,7 @@ from keras_ppo.config import PPOConfig
 from keras_ppo.data import MINIBATCH_KEYS
 from keras_ppo.distributions import DiagGaussian, make_distribution
 from keras_ppo.metrics import EpisodeMean
+from keras_ppo.normalization import RunningNormalization
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")
@@ -106,6 +108,23 @@ class PPOModel(keras.Model):
         self.num_envs = num_envs
         self.env_id = env_id
 
+        # Running statistics are model state, so save/load and export carry
+        # them; `keras_ppo.normalization` explains when they change.
+        self.observation_normalizer = None
+        if config.normalize_observations:
+            if not isinstance(observation_space, gym.spaces.Box):
+                raise ValueError(
+                    "`normalize_observations` needs a Box observation space. "
+                    f"Received: {observation_space}"
+                )
+            self.observation_normalizer = RunningNormalization(
+                observation_space.shape, name="observation_normalizer"
+            )
+        self.reward_normalizer = (
+            RunningNormalization((), name="reward_normalizer")
+            if config.normalize_rewards
+            else None
+        )
         seeds = networks.seed_stream(config.seed)
         if self.custom_trunks:
             self.policy_trunk = networks.trunk(policy_network, "policy_network")
@@ -273,6 +292,16 @@ class PPOModel(keras.Model):
     # ------------------------------------------------------------- inference
 
     def call(self, observations, training=False):
+        return self._heads(self.normalize(observations), training)
+
+    def normalize(self, observations):
+        """Observations as the networks see them: normalised by the running
+        statistics when `config.normalize_observations`, else unchanged."""
+        if self.observation_normalizer is None:
+            return observations
+        return self.observation_normalizer(observations)
+
+    def _heads(self, observations, training):
         features = self.encoder(observations)
         hidden = networks.flatten(self.policy_trunk(features, training=training))
         params = self.policy_head(hidden)
@@ -283,7 +312,8 @@ class PPOModel(keras.Model):
 
     def value(self, observations):
         """State values `[batch]` of raw observations `[batch, ...]`."""
-        return self._value_from_features(self.encoder(observations), False)
+        features = self.encoder(self.normalize(observations))
+        return self._value_from_features(features, False)
 
     def _value_from_features(self, features, training):
         hidden = networks.flatten(self.value_trunk(features, training=training))
@@ -510,7 +540,10 @@ class PPOModel(keras.Model):
         if config.normalize_advantages:
             advantages = losses.normalize_advantages(advantages, weights=weights)
         with tf.GradientTape() as tape:
-            params, values = self(data["observations"], training=True)
+            # Rollouts store observations normalised as the policy saw them:
+            # reading the statistics here could race with the next rollout's
+            # update of them, which runs inside the dataset.
+            params, values = self._heads(data["observations"], training=True)
             log_probs = self.distribution.log_prob(params, data["actions"])
             log_ratio = log_probs - data["log_probs"]
             policy_loss = losses.clipped_surrogate_loss(
