@@ -7,6 +7,14 @@ from keras_ppo.config import PPOConfig
 from keras_ppo.data import rollout_dataset
 from keras_ppo.evaluation import evaluate
 from keras_ppo.model import PPOModel
+from keras_ppo.saving import load_agent
 
 __version__ = "0.1.0"
-__all__ = ["PPOConfig", "PPOModel", "compute_gae", "evaluate", "rollout_dataset"]
+__all__ = [
+    "PPOConfig",
+    "PPOModel",
+    "compute_gae",
+    "evaluate",
+    "load_agent",
+    "rollout_dataset",
+]

@@ -55,6 +55,8 @@ CONFIG_HELP = {
     "ent_coef": "entropy bonus weight",
     "vf_coef": "value loss weight",
     "normalize_advantages": "standardise advantages per minibatch",
+    "normalize_observations": "running mean/std observation normalisation",
+    "normalize_rewards": "scale rewards by the running return std",
     "target_kl": "skip an iteration's remaining updates above this KL, or none",
     "seed": "seed for weights, sampling and envs, or none",
 }
@@ -106,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an agent on a gymnasium env",
         description=(
-            "Train a PPO agent. Envs with a tuned preset (CartPole-v1, "
-            "Pendulum-v1) use rl-zoo3's hyperparameters; any option overrides "
-            "them. Writes TensorBoard logs to --logdir and the agent to --save, "
+            "Train a PPO agent. Envs with a tuned preset ("
+            + ", ".join(presets.PRESETS)
+            + ") use rl-zoo3's hyperparameters; any option overrides them. "
+            "Writes TensorBoard logs to --logdir and the agent to --save, "
             "then prints the deterministic evaluation return."
         ),
     )
@@ -154,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="anneal the clip ratio linearly to 0 (default: preset)",
+    )
+    train.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=None,
+        help="global gradient-norm clip (default: preset, else 0.5)",
+    )
+    train.add_argument(
+        "--init-log-std",
+        type=float,
+        default=None,
+        help="initial log std of Gaussian policies (default: preset, else 0)",
     )
     train.add_argument(
         "--hidden-sizes",
@@ -301,6 +316,7 @@ def train_command(args, parser) -> int:
 
     import keras_ppo
     from keras_ppo.callbacks import ProgressBar, StopOnInterrupt
+    from keras_ppo.saving import save_atomically
 
     overrides = {
         field.name: getattr(args, field.name)
@@ -325,6 +341,8 @@ def train_command(args, parser) -> int:
             learning_rate=args.learning_rate,
             anneal_lr=args.anneal_lr,
             anneal_clip_ratio=args.anneal_clip_ratio,
+            max_grad_norm=args.max_grad_norm,
+            init_log_std=args.init_log_std,
             hidden_sizes=args.hidden_sizes,
             vectorization_mode=args.vectorization,
             tf_env=args.tf_env,
@@ -361,7 +379,8 @@ def train_command(args, parser) -> int:
     envs.close()
     steps = int(model.env_steps.numpy())
     os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
-    model.save(save_path)
+    # Atomic: a kill during the save leaves an earlier agent file intact.
+    save_atomically(model, save_path)
     print(
         f"Trained {steps} env steps in {elapsed:.1f} s "
         f"({steps / max(elapsed, 1e-9):.0f} env steps/s)."
@@ -390,27 +409,12 @@ def _missing_dependency(parser, error: ImportError):
 
 def _load_agent(path: str, parser):
     """The `PPOModel` saved at `path`; exits 2 naming `path` otherwise."""
-    if not os.path.exists(path):
-        parser.error(f"no such agent file: {path!r}")
-    if not os.path.isfile(path):
-        parser.error(f"expected a .keras agent file. Received a directory: {path!r}")
-    import keras
-
-    from keras_ppo.model import PPOModel  # registers the class for loading
+    from keras_ppo.saving import load_agent
 
     try:
-        model = keras.saving.load_model(path)
-    except Exception as error:  # Keras raises ValueError, zip and JSON errors
-        parser.error(
-            f"{path!r} is not a keras-ppo agent (a PPOModel saved with "
-            f"model.save('agent.keras')): {error}"
-        )
-    if not isinstance(model, PPOModel):
-        parser.error(
-            f"{path!r} holds a {type(model).__name__}, not a keras-ppo agent "
-            "(a PPOModel saved with model.save('agent.keras'))"
-        )
-    return model
+        return load_agent(path)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
 
 
 def _resolve_env_id(args, parser, model) -> str:
