@@ -108,7 +108,8 @@ PRESETS = {
     # it the car learnt to stand still (return -0.07 after 8k steps). These
     # are CleanRL's `ppo_continuous_action.py` defaults (2048 steps, 32
     # minibatches, 10 epochs, lr 3e-4 (not annealed here), observation and
-    # reward normalisation) on 8 envs; seed 0 evaluated at 93.9 after 300k steps (90 by 100k).
+    # reward normalisation) on 8 envs; seed 0 evaluated at 93.9 after 300k
+    # steps (90 by 100k).
     "MountainCarContinuous-v0": {
         "run": {
             "num_envs": 8,
