@@ -6,6 +6,7 @@ from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 from keras_ppo.callbacks.timesteps import TimestepLimit
+from keras_ppo.callbacks.video import VideoRecorder
 
 __all__ = [
     "AtomicModelCheckpoint",
@@ -14,5 +15,6 @@ __all__ = [
     "ProgressBar",
     "StopOnInterrupt",
     "TimestepLimit",
+    "VideoRecorder",
     "linear_schedule",
 ]
