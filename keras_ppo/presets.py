@@ -148,8 +148,11 @@ PRESETS = {
         },
     },
 }
-# rl-zoo3 tunes the continuous lander exactly as the discrete one.
+# rl-zoo3 tunes the continuous lander exactly as the discrete one; seed 0
+# evaluated at 269 after 1M steps.
 PRESETS["LunarLanderContinuous-v3"] = PRESETS["LunarLander-v3"]
+# Checked only to 655k of its 5M steps (seed 0): deterministic return -46,
+# up from -110 after the first iteration.
 PRESETS["BipedalWalker-v3"] = {
     "run": {
         "num_envs": 32,

@@ -193,6 +193,14 @@ def test_fit_rejects_a_dataset_of_another_model():
         model.fit(keras_ppo.rollout_dataset(other, envs), epochs=1, verbose=0)
 
 
+def test_fit_before_compile_is_an_error_before_any_env_step():
+    envs, model, counter = make_setup()
+    with pytest.raises(ValueError, match="compile"):
+        model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
+    assert counter[0] == 0
+    assert int(model.env_steps.numpy()) == 0
+
+
 def test_fit_rejects_a_dataset_that_is_not_a_rollout():
     import tensorflow as tf
 
