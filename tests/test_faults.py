@@ -193,3 +193,40 @@ def test_unknown_nonfinite_mode_is_rejected_before_any_work():
         ValueError, match="'raise' or 'mask'. Received: nonfinite='skip'"
     ):
         keras_ppo.rollout_dataset(model, envs, nonfinite="skip")
+
+
+def test_after_an_env_crash_logs_are_readable_and_backup_resumes(tmp_path):
+    import tensorflow as tf
+
+    envs, model = faulty_setup("raise", at=20)  # crashes in the 3rd rollout
+    logdir, backup = tmp_path / "logs", tmp_path / "backup"
+
+    def callbacks():
+        return [
+            keras.callbacks.BackupAndRestore(str(backup)),
+            keras.callbacks.TensorBoard(str(logdir)),
+        ]
+
+    with pytest.raises(RuntimeError, match="simulator crashed"):
+        model.fit(
+            keras_ppo.rollout_dataset(model, envs),
+            epochs=4,
+            verbose=0,
+            callbacks=callbacks(),
+        )
+    steps = []
+    for path in (logdir / "train").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            steps += [event.step for v in event.summary.value if v.tag == "epoch_loss"]
+    assert sorted(steps) == [0, 1]
+
+    # A fresh process would rebuild everything; healthy envs resume the run.
+    envs, resumed = faulty_setup("none", at=0)
+    history = resumed.fit(
+        keras_ppo.rollout_dataset(resumed, envs),
+        epochs=4,
+        verbose=0,
+        callbacks=callbacks(),
+    )
+    assert len(history.history["loss"]) == 2  # epochs 3 and 4 only
+    assert int(resumed.env_steps.numpy()) == 4 * 3 * 8
