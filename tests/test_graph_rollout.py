@@ -1,5 +1,6 @@
 """Training on TF-native envs through the same rollout_dataset and fit."""
 
+import gymnasium as gym
 import keras
 import numpy as np
 import pytest
@@ -67,6 +68,28 @@ def test_graph_rollout_matches_the_env_and_continues_across_rollouts():
         first["next_values"][:-1][within], first["values"][1:][within], rtol=1e-5
     )
     assert np.all(first["next_values"][:-1][~within] != first["values"][1:][~within])
+
+
+def test_xla_compiled_iterations_train_like_graph_ones():
+    env, model = tf_setup(update_epochs=3)
+    model.compile(steps_per_execution=1)
+    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=True)
+    assert dataset.source._run._jit_compile
+    assert not keras_ppo.rollout_dataset(model, env).source._run._jit_compile
+    callback = BatchLogs()
+    model.fit(dataset, epochs=2, verbose=0, callbacks=[callback])
+    assert int(model.env_steps.numpy()) == 2 * 4 * 16
+    # Each iteration's first update acts on the rollout's own policy.
+    for calls in callback.epoch_logs:
+        assert calls[0]["approx_kl"] < 1e-6
+        assert calls[-1]["approx_kl"] > 1e-6
+
+
+def test_jit_compile_needs_a_tf_env():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(seed=0))
+    with pytest.raises(ValueError, match="needs a TF-native env"):
+        keras_ppo.rollout_dataset(model, envs, jit_compile=True)
 
 
 def test_rollout_dataset_rejects_other_env_types():
