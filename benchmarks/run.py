@@ -176,6 +176,7 @@ PARTS = ("solve", "tf_rollout", "tf_vs_gym")
 def write_part(part, quick, threads, out):
     """Runs one TF-env part alone; writes `PART.json` and `PART.md`."""
     seeds = range(1 if quick else (5 if part == "solve" else 3))
+    os.makedirs(out, exist_ok=True)
     if part == "solve":
         results = tf_report.run_solve(measure, threads, seeds)
         markdown = tf_report.solve_markdown(results)
@@ -187,7 +188,6 @@ def write_part(part, quick, threads, out):
         results = tf_report.run_tf_vs_gym(measure, threads, seeds, budgets)
         markdown = tf_report.tf_vs_gym_markdown(results)
         tf_report.plot_tf_vs_gym(results, os.path.join(out, "tf_vs_gym.png"))
-    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{part}.json"), "w") as file:
         json.dump(
             {"machine": machine(threads), "quick": quick, part: results}, file, indent=1

@@ -50,15 +50,15 @@ def _seconds(value):
 def solve_markdown(results):
     lines = [
         "| CartPole-v1, median over seeds | total (setup + training) "
-        "| training [min, max] | env steps | setup | first iteration "
-        "| solved |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| total CPU time | training [min, max] | env steps | setup "
+        "| first iteration (of which first rollout) | solved |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for criterion, title in (
         ("eval", "deterministic evaluation (10 episodes) >= 475"),
         ("last100", "mean of the last 100 training episodes >= 475"),
     ):
-        lines.append(f"| **{title}** | | | | | | |")
+        lines.append(f"| **{title}** | | | | | | | |")
         for name, label in SOLVE_LIBS.items():
             runs = results.get(name)
             if not runs:
@@ -66,15 +66,19 @@ def solve_markdown(results):
             solved = [r for r in runs if r[criterion]["solved"]]
             train = [r[criterion]["seconds"] for r in solved]
             total = [r[criterion]["seconds"] + r["setup_seconds"] for r in solved]
+            cpu = [r[criterion]["cpu_seconds"] + r["setup_cpu_seconds"] for r in solved]
             steps = _median([r[criterion]["env_steps"] for r in solved])
-            first = _median([r.get("first_iteration_seconds") for r in runs])
+            first = _seconds(_median([r.get("first_iteration_seconds") for r in runs]))
+            rollout = _median([r.get("first_rollout_seconds") for r in runs])
+            if rollout is not None:
+                first += f" ({rollout:.1f} s)"
             span = f" [{min(train):.1f}, {max(train):.1f}]" if train else ""
             lines.append(
-                f"| {label} | {_seconds(_median(total))} "
+                f"| {label} | {_seconds(_median(total))} | {_seconds(_median(cpu))} "
                 f"| {_seconds(_median(train))}{span} "
                 f"| {'n/a' if steps is None else f'{steps:,.0f}'} "
                 f"| {_seconds(_median([r['setup_seconds'] for r in runs]))} "
-                f"| {_seconds(first)} | {len(solved)}/{len(runs)} |"
+                f"| {first} | {len(solved)}/{len(runs)} |"
             )
     return "\n".join(lines) + "\n"
 
