@@ -49,9 +49,9 @@ def _seconds(value):
 
 def solve_markdown(results):
     lines = [
-        "| CartPole-v1, median over seeds | total (setup + training) "
-        "| total CPU time | training [min, max] | env steps | setup "
-        "| first iteration (of which first rollout) | solved |",
+        "| CartPole-v1, median over seeds | total wall time (setup + training) "
+        "| total CPU time | training, wall [min, max] | env steps | setup, wall "
+        "| first iteration, wall (of which first rollout) | solved |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for criterion, title in (

@@ -28,9 +28,9 @@ def rollout_dataset(model, envs, jit_compile: bool = False) -> tf.data.Dataset:
             whole iteration (rollout, GAE, shuffling) then runs as one
             compiled graph call.
         jit_compile: Compile a TF-native env's iteration with XLA. Off by
-            default: on a 2-core CPU, XLA took 3-6 s to compile it and
-            ran no faster from 64 envs up (benchmarks/README.md), so only
-            long runs on few envs gain from it.
+            default: on a 2-core CPU, XLA took 3-10 s to compile it and
+            ran slower from 64 envs up (benchmarks/README.md); long runs on
+            few envs gain from it (8x faster rollouts with 8 envs).
 
     Returns:
         A `tf.data.Dataset` of dicts with `observations [mb, ...]`,
