@@ -3,10 +3,12 @@
     pip install ".[bench]"          # stable-baselines3, torch==2.13.0, matplotlib
     python benchmarks/run.py          # full run (about 50 minutes on 2 cores)
     python benchmarks/run.py --quick  # a few minutes, fewer seeds and steps
+    python benchmarks/run.py --only solve       # or tf_rollout, tf_vs_gym
 
 Every measurement runs in its own process (`workers.py`) with the same
 thread pinning for both libraries. Prints a table and writes
-`results.json`, `results.md` and `returns.png` to `--out`.
+`results.json`, `results.md` and `returns.png` to `--out`; `--only PART`
+runs one part and writes `PART.json` and `PART.md` (and `tf_vs_gym.png`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import statistics
 import subprocess
 import sys
 from importlib import metadata
+
+import tf_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBS = ("kppo", "sb3")
@@ -121,18 +125,8 @@ def run(quick, threads, out):
     )
     print(f"env limit: {results['env_limit']}\nlatency: {results['latency']}")
 
-    results["tf_rollout"] = {
-        num_envs: measure("tf_rollout", "kppo", threads, num_envs=num_envs)
-        for num_envs in (8, 64, 1024, 4096)
-    }
-    print(f"TF-env rollout alone: {results['tf_rollout']}")
-
-    seeds = range(2 if quick else 5)
-    results["solve"] = {
-        lib: [measure("solve", lib, threads, seed=seed) for seed in seeds]
-        for lib in LIBS + ("kppo-tf",)
-    }
-    print(f"time to solve: {results['solve']}")
+    results["tf_rollout"] = tf_report.run_tf_rollout(measure, threads)
+    results["solve"] = tf_report.run_solve(measure, threads, range(2 if quick else 5))
 
     budgets = {
         "cartpole-8x32": 100_000,
@@ -173,6 +167,34 @@ def run(quick, threads, out):
         file.write(markdown)
     plot_returns(results["returns"], os.path.join(out, "returns.png"))
     print(markdown)
+    write_part("tf_vs_gym", quick, threads, out)
+
+
+PARTS = ("solve", "tf_rollout", "tf_vs_gym")
+
+
+def write_part(part, quick, threads, out):
+    """Runs one TF-env part alone; writes `PART.json` and `PART.md`."""
+    seeds = range(1 if quick else (5 if part == "solve" else 3))
+    os.makedirs(out, exist_ok=True)
+    if part == "solve":
+        results = tf_report.run_solve(measure, threads, seeds)
+        markdown = tf_report.solve_markdown(results)
+    elif part == "tf_rollout":
+        results = tf_report.run_tf_rollout(measure, threads)
+        markdown = tf_report.tf_rollout_markdown(results)
+    else:
+        budgets = {"CartPole-v1": 30_000} if quick else None
+        results = tf_report.run_tf_vs_gym(measure, threads, seeds, budgets)
+        markdown = tf_report.tf_vs_gym_markdown(results)
+        tf_report.plot_tf_vs_gym(results, os.path.join(out, "tf_vs_gym.png"))
+    with open(os.path.join(out, f"{part}.json"), "w") as file:
+        json.dump(
+            {"machine": machine(threads), "quick": quick, part: results}, file, indent=1
+        )
+    with open(os.path.join(out, f"{part}.md"), "w") as file:
+        file.write(markdown)
+    print(markdown)
 
 
 def box2d_available():
@@ -181,17 +203,6 @@ def box2d_available():
     except ImportError:
         return False
     return True
-
-
-def solve_summary(runs):
-    seconds = [r["seconds"] for r in runs if r["solved"]]
-    steps = [r["env_steps"] for r in runs if r["solved"]]
-    if not seconds:
-        return None, f"0/{len(runs)} solved"
-    return statistics.median(seconds), (
-        f"{statistics.median(seconds):.1f} s [{min(seconds):.1f}, {max(seconds):.1f}], "
-        f"{statistics.median(steps):,.0f} steps, {len(seconds)}/{len(runs)} solved"
-    )
 
 
 def report(results):
@@ -223,36 +234,13 @@ def report(results):
             f"| {theirs['rollout_ms']:.1f} / {theirs['update_ms']:.1f} "
             f"| {limit:,.0f} | {tf_cell} |"
         )
-    lines += [
-        "",
-        "TF-native CartPole rollout alone (policy + env + GAE + shuffle, XLA), "
-        "env steps/s: "
-        + ", ".join(
-            f"{n} envs {r['steps_per_s']:,.0f}"
-            for n, r in results["tf_rollout"].items()
-        )
-        + ".",
-    ]
-    ours_median, ours_text = solve_summary(results["solve"]["kppo"])
-    theirs_median, theirs_text = solve_summary(results["solve"]["sb3"])
-    tf_median, tf_text = solve_summary(results["solve"]["kppo-tf"])
-    compile_times = [r["first_iteration_seconds"] for r in results["solve"]["kppo-tf"]]
     lat = results["latency"]
-
-    def over(ours, theirs):
-        return f"{ours / theirs:.2f}x" if ours and theirs else "n/a"
-
     lines += [
         "",
-        "| CartPole-v1 time to solve (mean of last 100 episodes >= 475) | median "
-        "wall time [min, max], env steps |",
-        "| --- | --- |",
-        f"| keras-ppo | {ours_text} |",
-        f"| SB3 | {theirs_text} |",
-        f"| keras-ppo, TF env (first iteration incl. XLA compile: median "
-        f"{statistics.median(compile_times):.1f} s) | {tf_text} |",
-        f"| ratio to SB3 | keras-ppo {over(ours_median, theirs_median)}; "
-        f"TF env {over(tf_median, theirs_median)} |",
+        tf_report.tf_rollout_markdown(results["tf_rollout"]),
+        "Time to solve CartPole-v1 (times exclude the evaluations):",
+        "",
+        tf_report.solve_markdown(results["solve"]),
         "",
         f"Policy call on 8 observations (sample, log-prob, value; numpy in): "
         f"keras-ppo {lat['kppo']['us_per_call']:.0f} us, SB3 "
@@ -326,8 +314,18 @@ def main():
         default=os.path.join(HERE, "results"),
         help="where to write results.json/.md and returns.png",
     )
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        help="run only this TF-env part (solve: time to solve CartPole-v1; "
+        "tf_rollout: the compiled rollout alone; tf_vs_gym: learning curves on "
+        "TF-native against gymnasium envs)",
+    )
     args = parser.parse_args()
-    run(args.quick, args.threads, args.out)
+    if args.only:
+        write_part(args.only, args.quick, args.threads, args.out)
+    else:
+        run(args.quick, args.threads, args.out)
 
 
 if __name__ == "__main__":

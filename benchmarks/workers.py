@@ -149,15 +149,15 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
     return _kppo_setup(cfg, seed, schedules, envs)
 
 
-def kppo_tf_agent(cfg, seed, schedules=False):
+def kppo_tf_agent(cfg, seed, schedules=False, jit_compile=False):
     """keras-ppo on the TF-native env (`keras_ppo.envs`)."""
     import keras_ppo.envs as tf_envs
 
     env = tf_envs.make(cfg["env_id"], num_envs=cfg["num_envs"])
-    return _kppo_setup(cfg, seed, schedules, env)
+    return _kppo_setup(cfg, seed, schedules, env, jit_compile)
 
 
-def _kppo_setup(cfg, seed, schedules, envs):
+def _kppo_setup(cfg, seed, schedules, envs, jit_compile=False):
     """`(model, envs, dataset, callbacks)` with `cfg`'s hyperparameters and,
     with `schedules`, rl-zoo3's linear learning-rate and clip schedules."""
     import keras
@@ -183,7 +183,8 @@ def _kppo_setup(cfg, seed, schedules, envs):
         )
         callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
     model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
-    return model, envs, keras_ppo.rollout_dataset(model, envs), callbacks
+    dataset = keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile)
+    return model, envs, dataset, callbacks
 
 
 def sb3_agent(cfg, seed, schedules=False, log=None):
@@ -325,98 +326,19 @@ def env_limit(lib, config_name, steps=20_000):
     return {"steps_per_s": calls * cfg["num_envs"] / (time.perf_counter() - start)}
 
 
-def solve(lib, seed, config_name="cartpole-8x32", target=475.0, max_steps=200_000):
-    """Wall time and env steps until the mean return of the last 100
-    episodes reaches `target`, with rl-zoo3's linear schedules."""
-    cfg = CONFIGS[config_name]
-    batch = cfg["num_envs"] * cfg["n_steps"]
-    cfg = dict(cfg, iterations=-(-100_000 // batch))  # schedules span 100k
-    log = EpisodeLog()
-    if lib == "kppo-tf":
-        return _solve_in_graph(cfg, seed, target, max_steps)
-    if lib == "kppo":
-        import keras
+def solve(lib, seed, jit_compile=False, overrides=None):
+    """Time to solve CartPole-v1 (see solving.py): keras-ppo with its preset
+    on gymnasium envs (`kppo`) or TF-native envs (`kppo-tf`, the TF preset;
+    `overrides` for make_run), SB3 with rl-zoo3's settings."""
+    import solving
 
-        model, _, dataset, callbacks = kppo_agent(cfg, seed, True, log)
-
-        class Stop(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if log.running_mean() >= target:
-                    self.model.stop_training = True
-
-        log.start = time.perf_counter()
-        model.fit(
-            dataset,
-            epochs=-(-max_steps // batch),
-            verbose=0,
-            callbacks=[*callbacks, Stop()],
+    if lib == "sb3":
+        return solving.solve_sb3(
+            seed, sb3_agent, CONFIGS["cartpole-8x32"], EpisodeLog()
         )
-    else:
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        agent, _ = sb3_agent(cfg, seed, True, log)
-
-        class Stop(BaseCallback):
-            def _on_step(self):
-                return log.running_mean() < target
-
-        log.start = time.perf_counter()
-        agent.learn(max_steps, callback=Stop())
-    # When the running mean first reached the target, from the episode log
-    # both libraries share (they only differ in when they notice and stop).
-    first = next(
-        (i for i in range(len(log.episodes)) if _mean_upto(log.episodes, i) >= target),
-        None,
+    return solving.solve_kppo(
+        seed, tf_env=lib == "kppo-tf", jit_compile=jit_compile, **(overrides or {})
     )
-    if first is None:
-        return {"solved": False, "seconds": None, "env_steps": None}
-    _, seconds, steps = log.episodes[first]
-    return {"solved": True, "seconds": seconds, "env_steps": steps}
-
-
-def _solve_in_graph(cfg, seed, target, max_steps, window=100):
-    """`solve` for TF-native envs, whose episodes end inside the graph: the
-    running mean comes from the per-iteration episode statistics (the latest
-    iterations holding at least `window` episodes), and the first iteration
-    is also timed alone: tracing and XLA compilation."""
-    import keras
-
-    batch = cfg["num_envs"] * cfg["n_steps"]
-    model, _, dataset, callbacks = kppo_tf_agent(cfg, seed, True)
-    tracker = next(m for m in model.metrics if m.name == "episode_return")
-    iterations, found = [], {}
-
-    class Stop(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            # The tracker still holds this iteration's episode count.
-            iterations.append((logs["episode_return"], float(tracker.count.numpy())))
-            total, count = 0.0, 0.0
-            for mean, n in reversed(iterations):
-                if n:
-                    total, count = total + mean * n, count + n
-                if count >= window:
-                    break
-            if count >= window and total / count >= target:
-                found["seconds"] = time.perf_counter() - start
-                found["env_steps"] = int(self.model.env_steps.numpy())
-                self.model.stop_training = True
-
-    start = time.perf_counter()
-    model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks + [Stop()])
-    first_iteration = time.perf_counter() - start
-    model.fit(
-        dataset,
-        initial_epoch=1,
-        epochs=-(-max_steps // batch),
-        verbose=0,
-        callbacks=callbacks + [Stop()],
-    )
-    return {
-        "solved": bool(found),
-        "seconds": found.get("seconds"),
-        "env_steps": found.get("env_steps"),
-        "first_iteration_seconds": first_iteration,
-    }
 
 
 def _mean_upto(episodes, i, window=100):
@@ -458,10 +380,14 @@ def returns(lib, config_name, seed, total_steps, eval_episodes=10):
     return {"final_eval_return": final, "curve": curve}
 
 
-def tf_rollout(lib, num_envs, steps=200):
+def tf_rollout(lib, num_envs, steps=200, jit_compile=False):
     """Env steps/s of the compiled rollout alone (policy + TF-native
     CartPole, GAE, shuffling) for `num_envs` envs: what one iteration's
-    collection costs without the updates."""
+    collection costs without the updates. `compile_seconds`: building the
+    rollout dataset (tracing) and the first call (graph optimisation or XLA
+    compilation)."""
+    import keras_ppo
+
     cfg = dict(
         CONFIGS["cartpole-8x32"],
         num_envs=num_envs,
@@ -470,14 +396,26 @@ def tf_rollout(lib, num_envs, steps=200):
         n_epochs=1,
         iterations=1,
     )
-    model, _, dataset, _ = kppo_tf_agent(cfg, seed=0)
-    run = dataset.source._run
+    model, envs, _, _ = kppo_tf_agent(cfg, seed=0)
+    start = time.perf_counter()
+    run = keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile).source._run
     run()
+    compile_seconds = time.perf_counter() - start
     repeats = max(3, 200_000 // (num_envs * steps))
     start = time.perf_counter()
     for _ in range(repeats):
         run()
-    return {"steps_per_s": repeats * num_envs * steps / (time.perf_counter() - start)}
+    return {
+        "steps_per_s": repeats * num_envs * steps / (time.perf_counter() - start),
+        "compile_seconds": compile_seconds,
+    }
+
+
+def tf_vs_gym(lib, env_id, seed, total_steps=None):
+    """The TF preset on TF-native (`kppo-tf`) or gymnasium (`kppo`) envs."""
+    import curves
+
+    return curves.tf_vs_gym(lib, env_id, seed, total_steps)
 
 
 TASKS = {
@@ -487,6 +425,7 @@ TASKS = {
     "solve": solve,
     "returns": returns,
     "tf_rollout": tf_rollout,
+    "tf_vs_gym": tf_vs_gym,
 }
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
 from keras_ppo.rollout import EnvDriver, collect_rollout
 
 
-def rollout_dataset(model, envs, nonfinite="raise") -> tf.data.Dataset:
+def rollout_dataset(
+    model, envs, jit_compile: bool = False, nonfinite: str = "raise"
+) -> tf.data.Dataset:
     """A dataset whose every iteration is one PPO iteration.
 
     Each time an iterator is created and first read, it steps every env
@@ -26,7 +28,11 @@ def rollout_dataset(model, envs, nonfinite="raise") -> tf.data.Dataset:
             (any autoreset mode works; reset, seeded with `model.config.seed`,
             on the first read), or a TF-native `keras_ppo.envs` env, whose
             whole iteration (rollout, GAE, shuffling) then runs as one
-            XLA-compiled call.
+            compiled graph call.
+        jit_compile: Compile a TF-native env's iteration with XLA. Off by
+            default: on a 2-core CPU, XLA took 3-10 s to compile it and
+            ran slower from 64 envs up (benchmarks/README.md); long runs on
+            few envs gain from it (8x faster rollouts with 8 envs).
         nonfinite: What to do when a gymnasium env returns a NaN or inf
             observation or reward: `"raise"` a `ValueError` naming the env
             and step before any update uses it (default), or `"mask"` the
@@ -46,7 +52,9 @@ def rollout_dataset(model, envs, nonfinite="raise") -> tf.data.Dataset:
         TypeError: If `model` is not a PPOModel or `envs` is neither a
             VectorEnv nor a `keras_ppo.envs` env.
         ValueError: If the spaces differ, `minibatch_size` does not divide
-            `num_steps * num_envs` or `nonfinite` is not one of the above.
+            `num_steps * num_envs`, `nonfinite` is not one of the above, or
+            `jit_compile` is set for gymnasium envs (stepped in Python, so
+            not compilable).
     """
     from keras_ppo.model import PPOModel
 
@@ -78,7 +86,12 @@ def rollout_dataset(model, envs, nonfinite="raise") -> tf.data.Dataset:
                 f"The envs' {kind} space differs from the model's. "
                 f"Model: {model_space}. Received: {env_space}"
             )
-    source = IterationSource(model, driver)
+    if jit_compile and not isinstance(driver, GraphEnvDriver):
+        raise ValueError(
+            "`jit_compile=True` needs a TF-native env (keras_ppo.envs.make); "
+            f"gymnasium envs step in Python. Received: {envs!r}"
+        )
+    source = IterationSource(model, driver, jit_compile=jit_compile)
     dataset = source.dataset(repeat=False)
     dataset.source = source
     model._set_updates_per_iteration(source.num_updates)
@@ -89,16 +102,17 @@ class IterationSource:
     """Runs PPO iterations for a rollout dataset: each element of its
     `dataset` is one iteration's minibatches, collected on demand.
 
-    The rollout, GAE and shuffling run in one compiled `tf.function`, called
+    The rollout, GAE and shuffling run in one `tf.function`, called
     from the dataset through `tf.py_function` (the tf.data runtime executes
     graphs with loops much slower than the eager runtime does).
 
     Args:
         model: The `PPOModel` whose weights act.
         driver: The `EnvDriver` of the envs.
+        jit_compile: Compile that function with XLA (TF-native envs only).
     """
 
-    def __init__(self, model, driver):
+    def __init__(self, model, driver, jit_compile=False):
         config = model.config
         self.model = model
         self.driver = driver
@@ -107,9 +121,8 @@ class IterationSource:
         self.iterations = 0
         in_graph = isinstance(driver, GraphEnvDriver)
         self._collect = collect_graph_rollout if in_graph else collect_rollout
-        # Envs stepped through numpy_function cannot be compiled by XLA.
         self._run = tf.function(
-            self._collect_and_shuffle, autograph=False, jit_compile=in_graph
+            self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
         )
         outputs = self._run.get_concrete_function().structured_outputs
         self.element_spec = {

@@ -2,7 +2,8 @@
 
 Nothing leaves TensorFlow: the env state lives in variables between
 rollouts, every step is a pure function of it, and the whole rollout, GAE
-and minibatch shuffling compile with XLA into one call.
+and minibatch shuffling run as one graph call (XLA-compilable, see
+`rollout_dataset(..., jit_compile=True)`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Training on TF-native envs through the same rollout_dataset and fit."""
 
-import keras
+import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,6 +9,7 @@ from test_data import BatchLogs
 import keras_ppo
 import keras_ppo.envs as tfenvs
 from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
+from keras_ppo.presets import make_run, preset
 
 
 def tf_setup(env_id="CartPole-v1", num_envs=4, **config):
@@ -69,6 +70,28 @@ def test_graph_rollout_matches_the_env_and_continues_across_rollouts():
     assert np.all(first["next_values"][:-1][~within] != first["values"][1:][~within])
 
 
+def test_xla_compiled_iterations_train_like_graph_ones():
+    env, model = tf_setup(update_epochs=3)
+    model.compile(steps_per_execution=1)
+    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=True)
+    assert dataset.source._run._jit_compile
+    assert not keras_ppo.rollout_dataset(model, env).source._run._jit_compile
+    callback = BatchLogs()
+    model.fit(dataset, epochs=2, verbose=0, callbacks=[callback])
+    assert int(model.env_steps.numpy()) == 2 * 4 * 16
+    # Each iteration's first update acts on the rollout's own policy.
+    for calls in callback.epoch_logs:
+        assert calls[0]["approx_kl"] < 1e-6
+        assert calls[-1]["approx_kl"] > 1e-6
+
+
+def test_jit_compile_needs_a_tf_env():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(seed=0))
+    with pytest.raises(ValueError, match="needs a TF-native env"):
+        keras_ppo.rollout_dataset(model, envs, jit_compile=True)
+
+
 def test_rollout_dataset_rejects_other_env_types():
     _, model = tf_setup()
     with pytest.raises(TypeError, match="keras_ppo.envs.make"):
@@ -82,32 +105,15 @@ def test_mismatched_tf_env_spaces_are_rejected():
 
 
 @pytest.mark.slow
-def test_cartpole_on_tf_envs_reaches_475():
-    env, model = tf_setup(
-        num_envs=8,
-        num_steps=32,
-        minibatch_size=256,
-        update_epochs=20,
-        gamma=0.98,
-        gae_lambda=0.8,
-        ent_coef=0.0,
-        clip_value=None,
-    )
-    epochs = 100_000 // 256
-    model.compile(
-        keras.optimizers.Adam(
-            keras.optimizers.schedules.PolynomialDecay(1e-3, epochs * 20, 0.0),
-            epsilon=1e-5,
-            global_clipnorm=0.5,
-        )
-    )
-    from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
-
-    model.fit(
-        keras_ppo.rollout_dataset(model, env),
-        epochs=epochs,
-        verbose=0,
-        callbacks=[ClipRatioScheduler(linear_schedule(0.2, epochs))],
-    )
-    result = keras_ppo.evaluate(model, "CartPole-v1", episodes=10, seed=123)
+def test_tf_cartpole_preset_reaches_475():
+    """`keras-ppo train CartPole-v1 --tf-env`'s preset, trained for its full
+    budget, solves CartPole-v1 under deterministic evaluation."""
+    run = make_run("CartPole-v1", tf_env=True, seed=0)
+    settings, config = preset("CartPole-v1", tf_env=True)
+    assert isinstance(run.envs, tfenvs.BatchedEnv)
+    assert run.envs.num_envs == settings["num_envs"]
+    assert run.model.config.minibatch_size == config["minibatch_size"]
+    run.model.fit(run.dataset, epochs=run.epochs, verbose=0, callbacks=run.callbacks)
+    assert int(run.model.env_steps.numpy()) >= settings["total_timesteps"]
+    result = keras_ppo.evaluate(run.model, "CartPole-v1", episodes=10, seed=123)
     assert result["mean_return"] >= 475, result
