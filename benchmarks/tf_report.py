@@ -22,7 +22,7 @@ CURVE_STEPS = {
     "CartPole-v1": 100_000,
     "Acrobot-v1": 200_000,
     "MountainCar-v0": 200_000,
-    "MountainCarContinuous-v0": 100_000,
+    "MountainCarContinuous-v0": 200_000,
     "Pendulum-v1": 200_000,
 }
 

@@ -137,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tf-env",
         action="store_true",
         help="use the TF-native env (CartPole-v1, Acrobot-v1, MountainCar-v0, "
-        "MountainCarContinuous-v0, Pendulum-v1): the whole rollout compiles "
-        "with XLA",
+        "MountainCarContinuous-v0, Pendulum-v1): the whole rollout runs as "
+        "one compiled graph call",
     )
     train.add_argument(
         "--learning-rate",

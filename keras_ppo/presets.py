@@ -227,7 +227,8 @@ TF_PRESETS = {
         },
     },
     # rl-zoo3 MountainCar-v0 (16 envs x 16 steps, minibatch 64, 4 epochs,
-    # gamma 0.99, lambda 0.98, 1M steps) with 64 envs.
+    # gamma 0.99, lambda 0.98, observation and reward normalisation, 1M
+    # steps) with 64 envs: seed 0 evaluated at -143 after 200k steps (27 s).
     "MountainCar-v0": {
         "run": {
             "num_envs": 64,
@@ -236,37 +237,20 @@ TF_PRESETS = {
             "anneal_lr": False,
             "anneal_clip_ratio": False,
         },
-        "config": {
-            "num_steps": 16,
-            "minibatch_size": 64,
-            "update_epochs": 4,
-            "gamma": 0.99,
-            "gae_lambda": 0.98,
-            "ent_coef": 0.0,
-            "clip_value": None,
-        },
+        "config": PRESETS["MountainCar-v0"]["config"],
     },
-    # rl-zoo3 MountainCarContinuous-v0 (1 env x 8 steps, minibatch 256, 10
-    # epochs, gamma 0.9999, lambda 0.9, lr 7.77e-5, entropy 0.00429, clip 0.1,
-    # vf_coef 0.19) with 32 envs: one minibatch of 256 per iteration.
+    # The gymnasium preset (CleanRL's continuous defaults with normalisation;
+    # rl-zoo3's values need gSDE) as 32 envs x 256 steps: seed 0 passed 89 in
+    # training after 41k steps and evaluated at 93.7 after 300k (30 s).
     "MountainCarContinuous-v0": {
         "run": {
+            **PRESETS["MountainCarContinuous-v0"]["run"],
             "num_envs": 32,
-            "total_timesteps": 100_000,
-            "learning_rate": 7.77e-5,
-            "anneal_lr": False,
             "anneal_clip_ratio": False,
         },
         "config": {
-            "num_steps": 8,
-            "minibatch_size": 256,
-            "update_epochs": 10,
-            "gamma": 0.9999,
-            "gae_lambda": 0.9,
-            "clip_ratio": 0.1,
-            "ent_coef": 0.00429,
-            "vf_coef": 0.19,
-            "clip_value": None,
+            **PRESETS["MountainCarContinuous-v0"]["config"],
+            "num_steps": 256,
         },
     },
     # rl-zoo3 Pendulum-v1 (4 envs x 1024 steps, minibatch 64, 10 epochs,
