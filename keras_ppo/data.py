@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
+from keras_ppo import distribute
 from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
 from keras_ppo.rollout import EnvDriver, collect_rollout
 
@@ -49,11 +50,12 @@ def rollout_dataset(model, envs) -> tf.data.Dataset:
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     from keras_ppo.envs import BatchedEnv
 
+    # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
-        driver = GraphEnvDriver(envs, seed=model.config.seed)
+        driver = GraphEnvDriver(envs, seed=distribute.env_seed(model, envs.num_envs))
         prefix = ""
     elif isinstance(envs, VectorEnv):
-        driver = EnvDriver(envs, seed=model.config.seed)
+        driver = EnvDriver(envs, seed=distribute.env_seed(model, envs.num_envs))
         prefix = "single_"
     else:
         raise TypeError(

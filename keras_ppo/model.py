@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import losses, networks, spaces
+from keras_ppo import distribute, losses, networks, spaces
 from keras_ppo.config import PPOConfig
 from keras_ppo.data import MINIBATCH_KEYS
 from keras_ppo.distributions import DiagGaussian, make_distribution
@@ -293,6 +293,11 @@ class PPOModel(keras.Model):
         """A fresh stateless-RNG seed `[2]`; advances `rng_key`."""
         seed = tf.identity(self.rng_key.value)
         self.rng_key.assign_add(tf.constant([0, 1], tf.int64))
+        worker = distribute.worker_index(self)
+        if worker:
+            # Workers of a multi-worker strategy share rng_key (a weight);
+            # each samples its own stream.
+            seed += tf.constant([worker, 0], tf.int64)
         return seed
 
     def sample_actions(self, observations):
@@ -382,9 +387,12 @@ class PPOModel(keras.Model):
             optimizer = keras.optimizers.Adam(
                 learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
             )
-        self._auto_steps_per_execution = steps_per_execution is None
+        # Under a tf.distribute strategy Keras 3.15 cannot run several steps
+        # per call (its loop puts the replicas' merge_call inside a tf.cond).
+        distributed = distribute.is_distributed(self)
+        self._auto_steps_per_execution = steps_per_execution is None and not distributed
         if steps_per_execution is None:
-            steps_per_execution = self._updates_per_iteration or 1
+            steps_per_execution = 1 if distributed else self._updates_per_iteration or 1
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
@@ -415,7 +423,10 @@ class PPOModel(keras.Model):
             # An endless stream read one iteration per epoch keeps a single
             # iterator for the whole fit. Only when every compiled call ends
             # on an iteration boundary: a call never reads past one.
-            if (
+            if distribute.is_distributed(self):
+                # Under tf.distribute: minibatches split across replicas.
+                x = distribute.distributed_dataset(source, self.distribute_strategy)
+            elif (
                 steps_per_epoch is None
                 and source.num_updates % self.steps_per_execution == 0
             ):
@@ -484,6 +495,9 @@ class PPOModel(keras.Model):
                 f"model, envs). The batch lacks {missing}. "
                 f"Received keys: {sorted(data) if isinstance(data, dict) else data}"
             )
+        if distribute.is_distributed(self):
+            # One replica's share of the update (decided while tracing).
+            return distribute.train_step(self, data)
         if self.config.target_kl is None:
             self._update(data)
         else:
@@ -510,17 +524,9 @@ class PPOModel(keras.Model):
         if config.normalize_advantages:
             advantages = losses.normalize_advantages(advantages, weights=weights)
         with tf.GradientTape() as tape:
-            params, values = self(data["observations"], training=True)
-            log_probs = self.distribution.log_prob(params, data["actions"])
-            log_ratio = log_probs - data["log_probs"]
-            policy_loss = losses.clipped_surrogate_loss(
-                log_ratio, advantages, self.clip_ratio, weights
+            loss, policy_loss, value_loss, entropy, log_ratio = self._loss_terms(
+                data, advantages
             )
-            value_loss = losses.value_loss(
-                values, data["values"], data["returns"], config.clip_value, weights
-            )
-            entropy = losses.weighted_mean(self.distribution.entropy(params), weights)
-            loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
         approx_kl = losses.approx_kl(log_ratio, weights)
         gradients = tape.gradient(loss, self.trainable_variables)
 
@@ -546,3 +552,31 @@ class PPOModel(keras.Model):
         for tracker, result in zip(self._trackers, results, strict=True):
             tracker.update_state(result)
         return tf.constant(True)
+
+    def _loss_terms(self, data, advantages):
+        """The PPO loss of a minibatch and its terms (weighted means over its
+        samples) and the log-ratios; shared with `distribute.train_step`.
+
+        Returns:
+            `(loss, policy_loss, value_loss, entropy, log_ratio)`.
+        """
+        config = self.config
+        weights = data["mask"]
+        params, values = self(data["observations"], training=True)
+        log_probs = self.distribution.log_prob(params, data["actions"])
+        log_ratio = log_probs - data["log_probs"]
+        policy_loss = losses.clipped_surrogate_loss(
+            log_ratio, advantages, self.clip_ratio, weights
+        )
+        value_loss = losses.value_loss(
+            values, data["values"], data["returns"], config.clip_value, weights
+        )
+        entropy = losses.weighted_mean(self.distribution.entropy(params), weights)
+        loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
+        return loss, policy_loss, value_loss, entropy, log_ratio
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy Keras would build the model from a
+        # batch pulled from the dataset: a whole rollout, thrown away. The
+        # model and optimizer are built in __init__ and compile.
+        super()._maybe_symbolic_build(data_batch=data_batch)
