@@ -54,6 +54,13 @@ def worker_index(model) -> int:
     return int(resolver.task_id) + int(has_chief)
 
 
+def num_workers(strategy) -> int:
+    """Worker processes of a multi-worker `strategy`; 1 for any other."""
+    if strategy is None or not _multi_worker(strategy):
+        return 1
+    return int(strategy.extended._num_workers)
+
+
 def env_seed(model, num_envs):
     """Seed of the first reset of `num_envs` envs: `model.config.seed`, plus
     `worker_index * num_envs` so that the workers' envs, seeded `seed + i`
@@ -92,7 +99,7 @@ def distributed_dataset(source, strategy):
     """
     num_replicas = strategy.num_replicas_in_sync
     minibatch_size = source.model.config.minibatch_size
-    workers = strategy.extended._num_workers if _multi_worker(strategy) else 1
+    workers = num_workers(strategy)
     dataset = source.dataset(repeat=False).map(per_sample)
     options = tf.data.Options()
     # Each worker trains on the rollouts of its own envs: nothing to shard.

@@ -118,3 +118,183 @@ def test_mirrored_cartpole_learns():
     # 40k steps of the CartPole preset (which solves it in about 70k).
     returns = run_script("mirrored_checks.py", "learn", timeout=900)["episode_return"]
     assert np.nanmean(returns[-20:]) > 250, returns
+
+
+# ------------------------------------------------------------- multi-worker
+
+
+def start_workers(script, num_workers=2):
+    from keras_ppo import launch
+
+    ports = launch.free_ports(num_workers)
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [ROOT, environment.get("PYTHONPATH")])
+    )
+    return [
+        subprocess.Popen(
+            [sys.executable, os.path.join(HERE, script)],
+            env=dict(environment, TF_CONFIG=launch.tf_config(ports, index)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(num_workers)
+    ]
+
+
+@pytest.fixture(scope="module")
+def workers():
+    processes = start_workers("multiworker_checks.py")
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=300)
+            lines = [s for s in stdout.splitlines() if s.startswith("RESULT ")]
+            assert lines, f"a worker failed:\n{stderr[-4000:]}"
+            results.append(json.loads(lines[0][len("RESULT ") :]))
+    finally:
+        for process in processes:
+            process.kill()
+    return sorted(results, key=lambda result: result["worker"])
+
+
+def test_multiworker_workers_hold_identical_weights(workers):
+    first, second = workers
+    assert [first["worker"], second["worker"]] == [0, 1]
+    assert max_difference(first["initial"], second["initial"]) == 0.0
+    assert max_difference(first["weights"], second["weights"]) == 0.0
+    assert max_difference(first["weights"], first["initial"]) > 1e-4
+    assert first["optimizer_iterations"] == second["optimizer_iterations"] == 3 * 8
+
+
+def test_multiworker_each_worker_steps_its_own_envs_exactly(workers):
+    for worker in workers:
+        assert worker["env_steps_counted"] == 3 * 4 * 16
+        assert worker["env_steps_variable"] == 3 * 4 * 16
+        assert worker["iterations"] == 3
+        # No policy lag: each rollout used the newest (shared) weights.
+        assert max(worker["first_step_kl"]) < 1e-6
+    # Different env seeds (and action streams): different episodes.
+    assert workers[0]["episodes"] != workers[1]["episodes"]
+
+
+def test_multiworker_epoch_logs_aggregate_all_workers_episodes(workers):
+    first, second = workers
+    assert first["history"] == second["history"]
+    for epoch in range(3):
+        finished = first["episodes"][epoch] + second["episodes"][epoch]
+        assert finished
+        np.testing.assert_allclose(
+            first["history"]["episode_return"][epoch],
+            np.mean([episode_return for episode_return, _ in finished]),
+            rtol=1e-6,
+        )
+
+
+# ---------------------------------------------------------------- launcher
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_train_rejects_a_worker_count_below_one(value, capsys):
+    from keras_ppo.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--workers", value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--workers" in err and repr(value) in err
+
+
+def test_train_rejects_a_tf_config_of_another_size(monkeypatch, capsys, tmp_path):
+    from keras_ppo import launch
+    from keras_ppo.cli import main
+
+    monkeypatch.setenv("TF_CONFIG", launch.tf_config([1, 2, 3], 0))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--workers", "2", "--logdir", str(tmp_path / "run")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--workers 2" in err and "3 workers" in err
+
+
+def test_tf_config_names_every_worker_and_its_index():
+    from keras_ppo import launch
+
+    ports = launch.free_ports(3)
+    assert len(set(ports)) == 3
+    config = json.loads(launch.tf_config(ports, 2))
+    assert config["cluster"]["worker"] == [f"localhost:{p}" for p in ports]
+    assert config["task"] == {"type": "worker", "index": 2}
+    assert launch.cluster_size(launch.tf_config(ports, 0)) == 3
+    with pytest.raises(ValueError, match="TF_CONFIG must be JSON"):
+        launch.cluster_size("not json")
+
+
+def test_train_with_two_workers_trains_one_agent_written_by_the_chief(tmp_path):
+    logdir = tmp_path / "run"
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    environment.pop("TF_CONFIG", None)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [ROOT, environment.get("PYTHONPATH")])
+    )
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_ppo.cli",
+            "train",
+            "CartPole-v1",
+            "--workers",
+            "2",
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "64",
+            "--minibatch-size",
+            "64",
+            "--update-epochs",
+            "2",
+            # 2 workers x 2 envs x 64 steps = 256 steps per iteration.
+            "--total-timesteps",
+            "768",
+            "--seed",
+            "3",
+            "--eval-episodes",
+            "1",
+            "--verbose",
+            "0",
+            "--logdir",
+            str(logdir),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    out = completed.stdout
+    assert "Starting 2 workers" in out
+    assert "3 iterations x 128 env steps" in out and "each of 2 workers" in out
+    assert "Trained 768 env steps" in out
+    assert "Evaluation over 1 episodes" in out
+    assert (logdir / "agent.keras").is_file()
+    assert sorted(p.name for p in logdir.iterdir()) == [
+        "agent.keras",
+        "train",
+        "workers",
+    ]
+    worker_log = (logdir / "workers" / "worker-1.log").read_text()
+    assert "Trained 768 env steps" in worker_log
+    assert "Saved the agent" not in worker_log
+    agent = keras_ppo_load(logdir / "agent.keras")
+    assert int(agent.env_steps.numpy()) == 384  # the chief's own steps
+
+
+def keras_ppo_load(path):
+    import keras
+
+    import keras_ppo  # noqa: F401 (registers PPOModel)
+
+    return keras.saving.load_model(str(path))
