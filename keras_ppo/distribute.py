@@ -12,9 +12,15 @@ Build and compile the model under a strategy's scope and fit as usual:
 
 * `MirroredStrategy` (one process, several devices): each minibatch of the
   rollout is split across the replicas.
-* `MultiWorkerMirroredStrategy` (one replica per worker process): every
-  worker steps its own envs; its minibatches are its replica's share of a
-  global minibatch of `num_workers * minibatch_size` samples.
+* `MultiWorkerMirroredStrategy`: every worker process steps its own envs
+  (seeded apart) and splits its minibatches across its replicas; one update
+  is on a global minibatch of `num_workers * minibatch_size` samples.
+
+Each worker reads its rollout dataset through one plain iterator
+(`ReplicatedInput`), so the single-device guarantees hold: exactly
+`epochs * num_envs * num_steps` env steps per worker and no policy lag.
+Under a strategy `steps_per_execution` defaults to 1: Keras 3.15 cannot run
+more under MirroredStrategy on CPUs.
 
 Either way one update uses the gradient of the whole global minibatch,
 exactly as one device would compute it: losses and advantage statistics are
@@ -27,11 +33,10 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from tensorflow.python.distribute import input_lib
 
 from keras_ppo import losses
 
-# Scalar fields of a minibatch, spread over its samples so that tf.distribute
-# can split the minibatch along its first dimension.
 EPISODE_KEYS = ("episode_return_sum", "episode_length_sum", "episode_count")
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -71,56 +76,74 @@ def env_seed(model, num_envs):
     return seed + worker_index(model) * num_envs
 
 
-def per_sample(minibatch):
-    """Turns a minibatch's scalars into `[minibatch_size]` vectors:
-    `update_index` repeated, episode sums on the first sample only (so that
-    sums over any split of the samples are the minibatch's sums)."""
-    size = minibatch["mask"].shape[0]
-    spread = dict(minibatch)
-    spread["update_index"] = tf.fill([size], minibatch["update_index"])
-    first = tf.one_hot(0, size, dtype=tf.float32)
-    for key in EPISODE_KEYS:
-        spread[key] = first * tf.cast(minibatch[key], tf.float32)
-    return spread
+class ReplicatedInput(input_lib.DistributedDataset):
+    """Feeds every replica of this worker whole minibatches of `dataset`
+    through one plain `tf.data` iterator; `train_step` takes each replica's
+    share (`replica_share`).
 
+    `fit` would otherwise distribute the dataset itself, with iterators that
+    prefetch (the next rollout would start before the last update of an
+    iteration: policy lag, and one rollout too many at the end) and cost
+    about 0.3 s to create, twice per epoch. This keeps the single-device
+    contract: a rollout runs exactly when its first minibatch is read.
 
-def distributed_dataset(source, strategy):
-    """The input `fit` reads under `strategy`: one PPO iteration, its
-    minibatches split across replicas.
-
-    The dataset is finite (one iteration), so fit makes a fresh iterator per
-    epoch: tf.distribute's iterators prefetch, and on an endless stream they
-    would start the next rollout before the last update of the current
-    iteration (policy lag) and run one rollout too many at the end.
+    Args:
+        dataset: A `tf.data.Dataset` of minibatch dicts.
+        strategy: The `tf.distribute` strategy of the model.
 
     Raises:
-        ValueError: If the minibatch does not split evenly, or a multi-worker
-            strategy has several replicas per worker.
+        ValueError: If a minibatch does not split evenly across the
+            replicas of a worker.
     """
-    num_replicas = strategy.num_replicas_in_sync
-    minibatch_size = source.model.config.minibatch_size
-    workers = num_workers(strategy)
-    dataset = source.dataset(repeat=False).map(per_sample)
-    options = tf.data.Options()
-    # Each worker trains on the rollouts of its own envs: nothing to shard.
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.OFF
-    )
-    dataset = dataset.with_options(options)
-    if workers == 1:
-        if minibatch_size % num_replicas:
+
+    def __init__(self, dataset, strategy):
+        # Not DistributedDataset.__init__, which distributes the dataset: the
+        # subclass is only how Keras recognises an already distributed input.
+        self._dataset = dataset
+        replicas = local_replicas(strategy)
+        size = dataset.element_spec["mask"].shape[0]
+        if size is None or size % replicas:
             raise ValueError(
-                f"`minibatch_size` must be divisible by the {num_replicas} "
-                f"replicas of the strategy. Received: minibatch_size="
-                f"{minibatch_size}"
+                f"`minibatch_size` must be divisible by the {replicas} replicas "
+                f"of each worker. Received: minibatch_size={size}"
             )
-        return strategy.experimental_distribute_dataset(dataset)
-    if num_replicas != workers:
-        raise ValueError(
-            "keras_ppo trains a MultiWorkerMirroredStrategy with one replica "
-            f"per worker. Received: {num_replicas} replicas on {workers} workers"
-        )
-    return strategy.distribute_datasets_from_function(lambda _: dataset)
+
+    def __iter__(self):
+        return iter(self._dataset)
+
+    @property
+    def element_spec(self):
+        return self._dataset.element_spec
+
+    @property
+    def cardinality(self):
+        return int(self._dataset.cardinality())
+
+
+def local_replicas(strategy) -> int:
+    """Replicas of `strategy` in this worker process."""
+    return strategy.num_replicas_in_sync // num_workers(strategy)
+
+
+def replica_share(context, minibatch):
+    """This replica's share of a worker's minibatch: the per-sample fields
+    split evenly across the worker's replicas; episode statistics divided by
+    their number, so that the sum over all replicas counts each worker's
+    episodes once."""
+    from keras_ppo.data import TRAINING_KEYS  # data.py imports this module
+
+    replicas = local_replicas(context.strategy)
+    if replicas == 1:
+        return minibatch
+    index = context.replica_id_in_sync_group % replicas
+    share = dict(minibatch)
+    for key in TRAINING_KEYS:
+        value = minibatch[key]
+        split = tf.reshape(value, (replicas, -1, *value.shape[1:]))
+        share[key] = tf.gather(split, index)
+    for key in EPISODE_KEYS:
+        share[key] = minibatch[key] / replicas
+    return share
 
 
 def _multi_worker(strategy):
@@ -131,12 +154,13 @@ def _multi_worker(strategy):
     )
 
 
-def normalize_advantages(context, advantages, weights, total_weight, epsilon=1e-8):
-    """`losses.normalize_advantages` with the mean and std of the global
-    minibatch (the samples of every replica)."""
-    mean = context.all_reduce(SUM, tf.reduce_sum(weights * advantages)) / total_weight
-    squares = tf.reduce_sum(weights * tf.square(advantages - mean))
-    variance = context.all_reduce(SUM, squares) / total_weight
+def normalize_advantages(advantages, weights, sums, epsilon=1e-8):
+    """`losses.normalize_advantages` with the weighted mean and std of the
+    global minibatch, from the all-reduced `sums` = (sum of weights, of
+    weighted advantages, of weighted squared advantages)."""
+    total = tf.maximum(sums[0], 1e-12)
+    mean = sums[1] / total
+    variance = tf.maximum(sums[2] / total - tf.square(mean), 0.0)
     return (advantages - mean) / (tf.sqrt(variance) + epsilon)
 
 
@@ -149,16 +173,26 @@ def train_step(model, data):
     """
     context = tf.distribute.get_replica_context()
     num_replicas = context.num_replicas_in_sync
+    data = replica_share(context, data)
     config = model.config
     weights = data["mask"]
-    local_weight = tf.reduce_sum(weights)
-    total_weight = context.all_reduce(SUM, local_weight)
-    share = tf.math.divide_no_nan(local_weight, total_weight)
     advantages = data["advantages"]
+    local_weight = tf.reduce_sum(weights)
+    # One all-reduce (each is a synchronisation of all replicas) for the
+    # sample weight and the advantage statistics.
+    sums = context.all_reduce(
+        SUM,
+        tf.stack(
+            [
+                local_weight,
+                tf.reduce_sum(weights * advantages),
+                tf.reduce_sum(weights * tf.square(advantages)),
+            ]
+        ),
+    )
+    share = tf.math.divide_no_nan(local_weight, sums[0])
     if config.normalize_advantages:
-        advantages = normalize_advantages(
-            context, advantages, weights, tf.maximum(total_weight, 1e-12)
-        )
+        advantages = normalize_advantages(advantages, weights, sums)
     with tf.GradientTape() as tape:
         loss, policy_loss, value_loss, entropy, log_ratio = model._loss_terms(
             data, advantages
@@ -259,7 +293,7 @@ def _apply_unless_too_far(model, gradients, approx_kl, data):
         1.0 if the minibatch was used (its metrics count), 0.0 if the
         iteration had already stopped.
     """
-    update_index = data["update_index"][0]
+    update_index = data["update_index"]
     stopped = tf.logical_and(model._kl_stopped, update_index > 0)
     too_far = approx_kl > model.config.target_kl
     skip = tf.logical_or(stopped, too_far)

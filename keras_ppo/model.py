@@ -423,15 +423,16 @@ class PPOModel(keras.Model):
             # An endless stream read one iteration per epoch keeps a single
             # iterator for the whole fit. Only when every compiled call ends
             # on an iteration boundary: a call never reads past one.
-            if distribute.is_distributed(self):
-                # Under tf.distribute: minibatches split across replicas.
-                x = distribute.distributed_dataset(source, self.distribute_strategy)
-            elif (
+            if (
                 steps_per_epoch is None
                 and source.num_updates % self.steps_per_execution == 0
             ):
                 x = source.dataset(repeat=True)
                 steps_per_epoch = source.num_updates
+        if distribute.is_distributed(self) and isinstance(x, tf.data.Dataset):
+            # Under tf.distribute: every replica reads whole minibatches from
+            # one plain iterator and trains on its share of each.
+            x = distribute.ReplicatedInput(x, self.distribute_strategy)
         try:
             return super().fit(
                 x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs

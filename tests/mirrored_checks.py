@@ -26,7 +26,6 @@ import numpy as np  # noqa: E402
 from envs import EpisodeRecorder, VectorStepCounter, vector  # noqa: E402
 
 import keras_ppo  # noqa: E402
-from keras_ppo import distribute  # noqa: E402
 
 DEVICES = ["/cpu:0", "/cpu:1"]
 
@@ -139,9 +138,6 @@ def update_scenario(strategy):
         model = make_model(envs, scope, steps_per_execution=1, update_epochs=1)
         initial = [v.numpy() for v in model.trainable_variables]
         dataset = tf.data.Dataset.from_tensor_slices(stacked)
-        if scope is not None:
-            # Keras splits a plain dataset along the batch dimension itself.
-            dataset = dataset.map(distribute.per_sample)
         logs = StepLogs(scope)
         model.fit(dataset, epochs=1, verbose=0, callbacks=[logs])
         results[name] = {
