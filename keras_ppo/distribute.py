@@ -242,12 +242,33 @@ def train_step(model, data):
     return_tracker.update_state(episodes[0], episodes[2])
     length_tracker.update_state(episodes[1], episodes[2])
     results = {metric.name: metric.result() for metric in model.metrics}
-    if _multi_worker(tf.distribute.get_strategy()):
-        # Keras 3.15 reduces the step's outputs across workers with
-        # strategy.reduce("MEAN", value, axis=0), which fails for scalars
-        # (tensorflow/tensorflow#72388); `[1]` vectors reduce to scalars.
-        results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+    if packs_logs(model):
+        # Keras 3.15 reduces each output across workers: one collective per
+        # metric per step, and strategy.reduce("MEAN", value, axis=0) fails
+        # for scalars (tensorflow/tensorflow#72388). One [1, n] tensor costs
+        # one collective; `unpack_logs` restores the names.
+        return {PACKED_LOGS: tf.stack([list(results.values())])}
     return results
+
+
+PACKED_LOGS = "keras_ppo_packed_logs"
+
+
+def packs_logs(model) -> bool:
+    """Whether `train_step` returns its logs packed (multi-worker)."""
+    return is_distributed(model) and _multi_worker(model.distribute_strategy)
+
+
+def unpack_logs(model, train_function):
+    """Wraps a train function returning packed logs into one returning the
+    named logs of `model.metrics`."""
+    names = [metric.name for metric in model.metrics]
+
+    def function(iterator):
+        logs = train_function(iterator)
+        return dict(zip(names, tf.unstack(logs[PACKED_LOGS]), strict=True))
+
+    return function
 
 
 def _clips(optimizer):

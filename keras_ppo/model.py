@@ -447,6 +447,15 @@ class PPOModel(keras.Model):
             source.driver.error = None
             raise env_error from error
 
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=force)
+        if distribute.packs_logs(self):
+            # Multi-worker train steps return their logs as one tensor.
+            self.train_function = distribute.unpack_logs(self, self.train_function)
+        return self.train_function
+
     def compile_from_config(self, config):
         # Keras skips this for models with their own compile(); PPOModel's
         # compile takes the same arguments, so restoring it is safe and keeps
