@@ -100,9 +100,12 @@ class IterationSource:
         self.iterations = 0
         in_graph = isinstance(driver, GraphEnvDriver)
         self._collect = collect_graph_rollout if in_graph else collect_rollout
-        # Envs stepped through numpy_function cannot be compiled by XLA.
+        # Envs stepped through numpy_function cannot be compiled by XLA, nor
+        # can updates of a tf.distribute model's weight copies on other
+        # devices (rng_key, env_steps).
+        jit_compile = in_graph and not distribute.is_distributed(model)
         self._run = tf.function(
-            self._collect_and_shuffle, autograph=False, jit_compile=in_graph
+            self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
         )
         outputs = self._run.get_concrete_function().structured_outputs
         self.element_spec = {

@@ -441,7 +441,8 @@ class PPOModel(keras.Model):
             # An env failed inside the rollout graph: raise its own exception
             # (e.g. the ValueError naming a non-finite observation) rather
             # than TensorFlow's wrapper of it.
-            env_error = source.driver.error if source is not None else None
+            # (TF-native envs have no Python-side error to re-raise.)
+            env_error = getattr(source.driver, "error", None) if source else None
             if env_error is None:
                 raise
             source.driver.error = None

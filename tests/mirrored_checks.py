@@ -197,6 +197,28 @@ def indivisible_scenario(strategy):
     return None
 
 
+def tf_env_scenario(strategy):
+    """A TF-native env (its rollout compiled without XLA under a strategy)."""
+    import keras_ppo.envs
+
+    env = keras_ppo.envs.make("CartPole-v1", num_envs=8)
+    config = keras_ppo.PPOConfig(
+        num_steps=16, minibatch_size=32, update_epochs=2, seed=0
+    )
+    with strategy.scope():
+        model = keras_ppo.PPOModel.from_env(env, config=config)
+        model.compile()
+    logs = StepLogs(strategy)
+    dataset = keras_ppo.rollout_dataset(model, env)
+    model.fit(dataset, epochs=3, verbose=0, callbacks=[logs])
+    return {
+        "env_steps_variable": int(model.env_steps.numpy()),
+        "step_calls": int(dataset.source.driver.step_calls),
+        "first_step_kl": [steps[0]["approx_kl"] for steps in logs.epochs],
+        "replica_spread": logs.spread,
+    }
+
+
 def learn_scenario(strategy):
     from keras_ppo import presets
 
@@ -220,6 +242,7 @@ def main(mode):
             "update": update_scenario(strategy),
             "target_kl": target_kl_scenario(strategy),
             "indivisible": indivisible_scenario(strategy),
+            "tf_env": tf_env_scenario(strategy),
         }
     print("RESULT " + json.dumps(result), flush=True)
 

@@ -113,6 +113,14 @@ def test_mirrored_minibatch_must_split_evenly(mirrored):
     assert "minibatch_size=7" in message and "2 replicas" in message
 
 
+def test_mirrored_strategy_trains_on_a_tf_native_env(mirrored):
+    result = mirrored["tf_env"]
+    assert result["step_calls"] == 3 * 16
+    assert result["env_steps_variable"] == 3 * 8 * 16
+    assert max(result["first_step_kl"]) < 1e-6
+    assert result["replica_spread"] == 0.0
+
+
 @pytest.mark.slow
 def test_mirrored_cartpole_learns():
     # 40k steps of the CartPole preset (which solves it in about 70k).

@@ -111,3 +111,18 @@ def test_cartpole_on_tf_envs_reaches_475():
     )
     result = keras_ppo.evaluate(model, "CartPole-v1", episodes=10, seed=123)
     assert result["mean_return"] >= 475, result
+
+
+def test_a_failing_graph_rollout_raises_its_own_error_from_fit():
+    # fit re-raises a gymnasium driver's Python error; a TF-native driver
+    # has none, and looking it up used to raise AttributeError instead.
+    env, model = tf_setup()
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, env)
+
+    def failing_collect():
+        raise tf.errors.InvalidArgumentError(None, None, "rollout failed")
+
+    dataset.source.collect = failing_collect
+    with pytest.raises(tf.errors.OpError, match="rollout failed"):
+        model.fit(dataset, epochs=1, verbose=0)
