@@ -370,12 +370,14 @@ class PPOModel(keras.Model):
                 `Adam(3e-4, epsilon=1e-5, global_clipnorm=0.5)`, the
                 CleanRL / Stable-Baselines3 PPO optimizer.
             steps_per_execution: Minibatch updates per compiled call. `None`
-                (default) runs a whole PPO iteration's updates in one call.
+                (default) runs a whole PPO iteration's updates in one call
+                (one update under a `tf.distribute` strategy).
             **kwargs: Passed to `keras.Model.compile` (e.g. `jit_compile`,
                 `run_eagerly`). `loss` and `metrics` are not accepted.
 
         Raises:
-            ValueError: If `loss` or `metrics` is given.
+            ValueError: If `loss` or `metrics` is given, or
+                `steps_per_execution` > 1 under a strategy.
         """
         for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(key) is not None:
@@ -388,8 +390,13 @@ class PPOModel(keras.Model):
                 learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
             )
         # Under a tf.distribute strategy Keras 3.15 cannot run several steps
-        # per call (its loop puts the replicas' merge_call inside a tf.cond).
+        # per call (its loop puts the replicas' synchronisation in a tf.cond).
         distributed = distribute.is_distributed(self)
+        if distributed and steps_per_execution not in (None, 1):
+            raise ValueError(
+                "Under a tf.distribute strategy `steps_per_execution` must be 1 "
+                f"(Keras 3.15). Received: steps_per_execution={steps_per_execution}"
+            )
         self._auto_steps_per_execution = steps_per_execution is None and not distributed
         if steps_per_execution is None:
             steps_per_execution = 1 if distributed else self._updates_per_iteration or 1
@@ -461,7 +468,11 @@ class PPOModel(keras.Model):
         # Keras skips this for models with their own compile(); PPOModel's
         # compile takes the same arguments, so restoring it is safe and keeps
         # the optimizer state of saved agents.
-        self.compile(**keras.saving.deserialize_keras_object(config))
+        config = keras.saving.deserialize_keras_object(config)
+        if distribute.is_distributed(self):
+            # A saved agent may be loaded under a strategy: one step per call.
+            config.pop("steps_per_execution", None)
+        self.compile(**config)
 
     def _set_updates_per_iteration(self, updates):
         """Called by `rollout_dataset`: aligns automatic steps_per_execution."""

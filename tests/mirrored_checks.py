@@ -219,6 +219,36 @@ def tf_env_scenario(strategy):
     }
 
 
+def steps_per_execution_scenario(strategy):
+    """The error for several steps per call, and a one-device agent (saved
+    with 8 steps per call) loaded and trained under the strategy."""
+    import tempfile
+
+    counter = [0]
+    envs = make_envs(counter, [])
+    config = keras_ppo.PPOConfig(num_steps=16, minibatch_size=16, seed=0)
+    message = None
+    with strategy.scope():
+        model = keras_ppo.PPOModel.from_env(envs, config=config)
+        try:
+            model.compile(steps_per_execution=4)
+        except ValueError as error:
+            message = str(error)
+    saved = make_model(envs, None)
+    path = os.path.join(tempfile.mkdtemp(), "agent.keras")
+    saved.save(path)
+    with strategy.scope():
+        loaded = keras.saving.load_model(path)
+    loaded.fit(keras_ppo.rollout_dataset(loaded, envs), epochs=1, verbose=0)
+    return {
+        "message": message,
+        "saved_steps_per_execution": int(saved.steps_per_execution),
+        "loaded_steps_per_execution": int(loaded.steps_per_execution),
+        "loaded_env_steps": int(loaded.env_steps.numpy()),
+        "env_steps_counted": counter[0],
+    }
+
+
 def learn_scenario(strategy):
     from keras_ppo import presets
 
@@ -243,6 +273,7 @@ def main(mode):
             "target_kl": target_kl_scenario(strategy),
             "indivisible": indivisible_scenario(strategy),
             "tf_env": tf_env_scenario(strategy),
+            "steps_per_execution": steps_per_execution_scenario(strategy),
         }
     print("RESULT " + json.dumps(result), flush=True)
 

@@ -113,6 +113,19 @@ def test_mirrored_minibatch_must_split_evenly(mirrored):
     assert "minibatch_size=7" in message and "2 replicas" in message
 
 
+def test_mirrored_compile_rejects_several_steps_per_execution(mirrored):
+    message = mirrored["steps_per_execution"]["message"]
+    assert message is not None and "steps_per_execution=4" in message
+
+
+def test_an_agent_saved_on_one_device_trains_under_a_strategy(mirrored):
+    result = mirrored["steps_per_execution"]
+    assert result["saved_steps_per_execution"] == 3 * 4
+    assert result["loaded_steps_per_execution"] == 1
+    # The loaded agent keeps counting from the saved count (0: never fit).
+    assert result["loaded_env_steps"] == result["env_steps_counted"] == 4 * 16
+
+
 def test_mirrored_strategy_trains_on_a_tf_native_env(mirrored):
     result = mirrored["tf_env"]
     assert result["step_calls"] == 3 * 16
