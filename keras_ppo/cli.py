@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 1, no distribution)",
     )
     train.add_argument(
+        "--backup-dir",
+        default=None,
+        help="back up the run after every iteration and resume from there "
+        "when restarted, e.g. after a worker was killed (only the chief writes "
+        "it; deleted when training ends)",
+    )
+    train.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
@@ -322,7 +329,11 @@ def train_command(args, parser) -> int:
 
     import keras_ppo
     from keras_ppo import distribute
-    from keras_ppo.callbacks import ProgressBar, StopOnInterrupt
+    from keras_ppo.callbacks import (
+        ChiefBackupAndRestore,
+        ProgressBar,
+        StopOnInterrupt,
+    )
 
     overrides = {
         field.name: getattr(args, field.name)
@@ -382,6 +393,8 @@ def train_command(args, parser) -> int:
         _env_steps_logger(workers),
         stop,
     ]
+    if args.backup_dir:
+        callbacks.insert(0, ChiefBackupAndRestore(args.backup_dir))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(logdir))
     if args.verbose and chief:

@@ -70,5 +70,47 @@ def main():
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def backup(backup_dir, kill_after_epoch):
+    """Fits 4 iterations with ChiefBackupAndRestore(backup_dir); worker 1
+    kills itself after epoch `kill_after_epoch` (-1: never)."""
+    from keras_ppo.callbacks.backup import ChiefBackupAndRestore
+
+    counter = [0]
+    envs = VectorStepCounter(vector(lambda: gym.make("CartPole-v1"), NUM_ENVS), counter)
+    config = keras_ppo.PPOConfig(
+        num_steps=NUM_STEPS, minibatch_size=16, update_epochs=2, seed=0
+    )
+    with STRATEGY.scope():
+        model = keras_ppo.PPOModel.from_env(envs, config=config)
+        model.compile()
+    worker = keras_ppo.distribute.worker_index(model)
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if worker == 1 and epoch == kill_after_epoch:
+                os.kill(os.getpid(), 9)
+
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    history = model.fit(
+        dataset,
+        epochs=4,
+        verbose=0,
+        callbacks=[ChiefBackupAndRestore(backup_dir), Kill()],
+    )
+    result = {
+        "worker": worker,
+        "env_steps_counted": counter[0],
+        "env_steps_variable": int(model.env_steps.numpy()),
+        "epochs_run": len(history.history["loss"]),
+        "weights": [v.numpy().tolist() for v in model.trainable_variables],
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) > 1:
+        backup(sys.argv[1], int(sys.argv[2]))
+    else:
+        main()

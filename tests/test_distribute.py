@@ -136,15 +136,16 @@ def test_mirrored_strategy_trains_on_a_tf_native_env(mirrored):
 
 @pytest.mark.slow
 def test_mirrored_cartpole_learns():
-    # 40k steps of the CartPole preset (which solves it in about 70k).
+    # 30k steps of the CartPole preset (which solves it in about 70k); the
+    # first iterations average about 30.
     returns = run_script("mirrored_checks.py", "learn", timeout=900)["episode_return"]
-    assert np.nanmean(returns[-20:]) > 250, returns
+    assert np.nanmean(returns[-20:]) > 200, returns
 
 
 # ------------------------------------------------------------- multi-worker
 
 
-def start_workers(script, num_workers=2):
+def start_workers(script, num_workers=2, args=()):
     from keras_ppo import launch
 
     ports = launch.free_ports(num_workers)
@@ -154,7 +155,7 @@ def start_workers(script, num_workers=2):
     )
     return [
         subprocess.Popen(
-            [sys.executable, os.path.join(HERE, script)],
+            [sys.executable, os.path.join(HERE, script), *args],
             env=dict(environment, TF_CONFIG=launch.tf_config(ports, index)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -211,6 +212,52 @@ def test_multiworker_epoch_logs_aggregate_all_workers_episodes(workers):
             np.mean([episode_return for episode_return, _ in finished]),
             rtol=1e-6,
         )
+
+
+def backed_up_epoch(metadata):
+    try:
+        return json.loads(metadata.read_text())["epoch"]
+    except (OSError, ValueError):  # not written yet, or being written
+        return -1
+
+
+def test_multiworker_run_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
+    import time
+
+    backup_dir = str(tmp_path / "backup")
+    metadata = tmp_path / "backup" / "training_metadata.json"
+    # Worker 1 kills itself after epoch index 1; the chief then waits for it
+    # forever, so it is killed too, as the launcher would.
+    first = start_workers("multiworker_checks.py", args=(backup_dir, "1"))
+    try:
+        first[1].wait(timeout=300)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and backed_up_epoch(metadata) < 2:
+            time.sleep(0.2)
+    finally:
+        for process in first:
+            process.kill()
+            process.communicate()
+    assert first[1].returncode == -9
+    assert backed_up_epoch(metadata) == 2
+
+    second = start_workers("multiworker_checks.py", args=(backup_dir, "-1"))
+    results = []
+    try:
+        for process in second:
+            stdout, stderr = process.communicate(timeout=300)
+            lines = [s for s in stdout.splitlines() if s.startswith("RESULT ")]
+            assert lines, f"a worker failed:\n{stderr[-4000:]}"
+            results.append(json.loads(lines[0][len("RESULT ") :]))
+    finally:
+        for process in second:
+            process.kill()
+    for result in results:
+        assert result["epochs_run"] == 2  # epochs 2 and 3 of 4
+        assert result["env_steps_counted"] == 2 * 4 * 16
+        assert result["env_steps_variable"] == 4 * 4 * 16
+    assert max_difference(results[0]["weights"], results[1]["weights"]) == 0.0
+    assert not (tmp_path / "backup").exists()  # the chief deleted it
 
 
 # ---------------------------------------------------------------- launcher
@@ -319,3 +366,61 @@ def keras_ppo_load(path):
     import keras_ppo  # noqa: F401 (registers PPOModel)
 
     return keras.saving.load_model(str(path))
+
+
+def test_train_backup_dir_restores_a_finished_iteration(tmp_path, monkeypatch):
+    import keras
+
+    from keras_ppo.callbacks import ChiefBackupAndRestore
+    from keras_ppo.cli import main
+
+    restored = []
+    original = ChiefBackupAndRestore.on_train_begin
+
+    def on_train_begin(self, logs=None):
+        original(self, logs)
+        restored.append(int(self.model.env_steps.numpy()))
+
+    monkeypatch.setattr(ChiefBackupAndRestore, "on_train_begin", on_train_begin)
+    backup_dir = tmp_path / "backup"
+    # A backup of iteration 1 of a run of this configuration.
+    argv = [
+        "train",
+        "CartPole-v1",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "64",
+        "--minibatch-size",
+        "64",
+        "--update-epochs",
+        "1",
+        "--total-timesteps",
+        "256",
+        "--eval-episodes",
+        "1",
+        "--verbose",
+        "0",
+        "--logdir",
+        str(tmp_path / "run"),
+        "--backup-dir",
+        str(backup_dir),
+    ]
+    from keras_ppo import presets
+
+    run = presets.make_run(
+        "CartPole-v1", num_envs=2, num_steps=64, minibatch_size=64, update_epochs=1
+    )
+    run.model.fit(
+        run.dataset,
+        epochs=1,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)
+        ],
+    )
+    assert main(argv) == 0
+    assert restored == [128]  # resumed after iteration 1
+    agent = keras_ppo_load(tmp_path / "run" / "agent.keras")
+    assert int(agent.env_steps.numpy()) == 256
+    assert not backup_dir.exists()  # deleted when training ended
