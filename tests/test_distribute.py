@@ -165,9 +165,14 @@ def start_workers(script, num_workers=2, args=()):
     ]
 
 
-@pytest.fixture(scope="module")
-def workers():
-    processes = start_workers("multiworker_checks.py")
+def backed_up_epoch(metadata):
+    try:
+        return json.loads(metadata.read_text())["epoch"]
+    except (OSError, ValueError):  # not written yet, or being written
+        return -1
+
+
+def collect_results(processes):
     results = []
     try:
         for process in processes:
@@ -178,57 +183,19 @@ def workers():
     finally:
         for process in processes:
             process.kill()
-    return sorted(results, key=lambda result: result["worker"])
+    return results
 
 
-def test_multiworker_workers_hold_identical_weights(workers):
-    first, second = workers
-    assert [first["worker"], second["worker"]] == [0, 1]
-    assert max_difference(first["initial"], second["initial"]) == 0.0
-    assert max_difference(first["weights"], second["weights"]) == 0.0
-    assert max_difference(first["weights"], first["initial"]) > 1e-4
-    assert first["optimizer_iterations"] == second["optimizer_iterations"] == 3 * 8
-
-
-def test_multiworker_each_worker_steps_its_own_envs_exactly(workers):
-    for worker in workers:
-        assert worker["env_steps_counted"] == 3 * 4 * 16
-        assert worker["env_steps_variable"] == 3 * 4 * 16
-        assert worker["iterations"] == 3
-        # No policy lag: each rollout used the newest (shared) weights.
-        assert max(worker["first_step_kl"]) < 1e-6
-    # Different env seeds (and action streams): different episodes.
-    assert workers[0]["episodes"] != workers[1]["episodes"]
-
-
-def test_multiworker_epoch_logs_aggregate_all_workers_episodes(workers):
-    first, second = workers
-    assert first["history"] == second["history"]
-    for epoch in range(3):
-        finished = first["episodes"][epoch] + second["episodes"][epoch]
-        assert finished
-        np.testing.assert_allclose(
-            first["history"]["episode_return"][epoch],
-            np.mean([episode_return for episode_return, _ in finished]),
-            rtol=1e-6,
-        )
-
-
-def backed_up_epoch(metadata):
-    try:
-        return json.loads(metadata.read_text())["epoch"]
-    except (OSError, ValueError):  # not written yet, or being written
-        return -1
-
-
-def test_multiworker_run_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """Two workers fit 4 iterations backed up by the chief; worker 1 kills
+    itself after iteration 2 (the chief, waiting for it forever, is killed
+    too, as the launcher would); then both are restarted and resume."""
     import time
 
-    backup_dir = str(tmp_path / "backup")
-    metadata = tmp_path / "backup" / "training_metadata.json"
-    # Worker 1 kills itself after epoch index 1; the chief then waits for it
-    # forever, so it is killed too, as the launcher would.
-    first = start_workers("multiworker_checks.py", args=(backup_dir, "1"))
+    backup_dir = tmp_path_factory.mktemp("multiworker") / "backup"
+    metadata = backup_dir / "training_metadata.json"
+    first = start_workers("multiworker_checks.py", args=(str(backup_dir), "1"))
     try:
         first[1].wait(timeout=300)
         deadline = time.monotonic() + 60
@@ -238,26 +205,60 @@ def test_multiworker_run_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
         for process in first:
             process.kill()
             process.communicate()
-    assert first[1].returncode == -9
-    assert backed_up_epoch(metadata) == 2
+    killed = {
+        "returncode": first[1].returncode,
+        "backed_up_epoch": backed_up_epoch(metadata),
+    }
+    second = start_workers("multiworker_checks.py", args=(str(backup_dir), "-1"))
+    results = collect_results(second)
+    return {
+        "killed": killed,
+        "resumed": sorted(results, key=lambda result: result["worker"]),
+        "backup_left": backup_dir.exists(),
+    }
 
-    second = start_workers("multiworker_checks.py", args=(backup_dir, "-1"))
-    results = []
-    try:
-        for process in second:
-            stdout, stderr = process.communicate(timeout=300)
-            lines = [s for s in stdout.splitlines() if s.startswith("RESULT ")]
-            assert lines, f"a worker failed:\n{stderr[-4000:]}"
-            results.append(json.loads(lines[0][len("RESULT ") :]))
-    finally:
-        for process in second:
-            process.kill()
-    for result in results:
-        assert result["epochs_run"] == 2  # epochs 2 and 3 of 4
-        assert result["env_steps_counted"] == 2 * 4 * 16
-        assert result["env_steps_variable"] == 4 * 4 * 16
-    assert max_difference(results[0]["weights"], results[1]["weights"]) == 0.0
-    assert not (tmp_path / "backup").exists()  # the chief deleted it
+
+def test_multiworker_run_resumes_from_the_chiefs_backup_after_a_kill(workers):
+    assert workers["killed"] == {"returncode": -9, "backed_up_epoch": 2}
+    first, second = workers["resumed"]
+    assert max_difference(first["restored"], second["restored"]) == 0.0
+    for worker in workers["resumed"]:
+        assert len(worker["history"]["loss"]) == 2  # iterations 2 and 3 of 4
+        # The env-step count and the optimizer state were restored too.
+        assert worker["env_steps_variable"] == 4 * 4 * 16
+        assert worker["optimizer_iterations"] == 4 * 8
+    assert not workers["backup_left"]  # the chief deleted it
+
+
+def test_multiworker_workers_hold_identical_weights(workers):
+    first, second = workers["resumed"]
+    assert [first["worker"], second["worker"]] == [0, 1]
+    assert max_difference(first["weights"], second["weights"]) == 0.0
+    assert max_difference(first["weights"], first["restored"]) > 1e-4
+
+
+def test_multiworker_each_worker_steps_its_own_envs_exactly(workers):
+    for worker in workers["resumed"]:
+        assert worker["env_steps_counted"] == 2 * 4 * 16
+        assert worker["iterations"] == 2
+        # No policy lag: each rollout used the newest (shared) weights.
+        assert max(worker["first_step_kl"]) < 1e-6
+    # Different env seeds (and action streams): different episodes.
+    first, second = workers["resumed"]
+    assert first["episodes"] != second["episodes"]
+
+
+def test_multiworker_epoch_logs_aggregate_all_workers_episodes(workers):
+    first, second = workers["resumed"]
+    assert first["history"] == second["history"]
+    for epoch in range(2):
+        finished = first["episodes"][epoch] + second["episodes"][epoch]
+        assert finished
+        np.testing.assert_allclose(
+            first["history"]["episode_return"][epoch],
+            np.mean([episode_return for episode_return, _ in finished]),
+            rtol=1e-6,
+        )
 
 
 # ---------------------------------------------------------------- launcher
