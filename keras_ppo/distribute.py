@@ -101,8 +101,11 @@ class ReplicatedInput(input_lib.DistributedDataset):
         # subclass is only how Keras recognises an already distributed input.
         self._dataset = dataset
         replicas = local_replicas(strategy)
-        size = dataset.element_spec["mask"].shape[0]
-        if size is None or size % replicas:
+        spec = dataset.element_spec
+        # Other datasets fail in train_step, which names the missing keys.
+        mask = spec.get("mask") if isinstance(spec, dict) else None
+        size = None if mask is None else mask.shape[0]
+        if mask is not None and (size is None or size % replicas):
             raise ValueError(
                 f"`minibatch_size` must be divisible by the {replicas} replicas "
                 f"of each worker. Received: minibatch_size={size}"

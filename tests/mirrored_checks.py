@@ -188,13 +188,21 @@ def target_kl_scenario(strategy):
 
 
 def indivisible_scenario(strategy):
+    """The errors for a minibatch that does not split and for a dataset
+    that is not a rollout."""
     envs = make_envs([0], [], num_envs=3)
     model = make_model(envs, strategy, num_steps=7, minibatch_size=7)
-    try:
-        model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
-    except ValueError as error:
-        return str(error)
-    return None
+    messages = []
+    for dataset in (
+        keras_ppo.rollout_dataset(model, envs),
+        tf.data.Dataset.from_tensor_slices({"observations": np.zeros((4, 4))}),
+    ):
+        try:
+            model.fit(dataset, epochs=1, verbose=0)
+            messages.append(None)
+        except ValueError as error:
+            messages.append(str(error))
+    return messages
 
 
 def tf_env_scenario(strategy):

@@ -108,9 +108,14 @@ def test_mirrored_target_kl_skips_the_rest_of_each_iteration(mirrored):
 
 
 def test_mirrored_minibatch_must_split_evenly(mirrored):
-    message = mirrored["indivisible"]
+    message = mirrored["indivisible"][0]
     assert message is not None
     assert "minibatch_size=7" in message and "2 replicas" in message
+
+
+def test_mirrored_fit_rejects_a_dataset_that_is_not_a_rollout(mirrored):
+    message = mirrored["indivisible"][1]
+    assert message is not None and "rollout_dataset" in message
 
 
 def test_mirrored_compile_rejects_several_steps_per_execution(mirrored):
