@@ -66,6 +66,14 @@ def num_workers(strategy) -> int:
     return int(strategy.extended._num_workers)
 
 
+def any_worker(model, flag: bool) -> bool:
+    """Whether `flag` is true on any worker (a collective: every worker of
+    `model`'s strategy must call it)."""
+    strategy = model.distribute_strategy
+    flags = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+    return bool(strategy.reduce(SUM, flags, axis=None).numpy() > 0)
+
+
 def env_seed(model, num_envs):
     """Seed of the first reset of `num_envs` envs: `model.config.seed`, plus
     `worker_index * num_envs` so that the workers' envs, seeded `seed + i`

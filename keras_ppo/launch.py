@@ -91,11 +91,13 @@ def run_local_workers(argv, num_workers: int, log_dir: str) -> int:
 
     Worker 0 (the chief) prints to this terminal; worker i writes to
     `LOG_DIR/workers/worker-i.log`. If one worker fails, the others are
-    stopped (they would wait for it forever); Ctrl-C stops all of them.
+    stopped (they would wait for it forever). Ctrl-C is passed on to every
+    worker: they stop together after the current iteration and the chief
+    saves the agent; a second Ctrl-C stops them at once.
 
     Returns:
-        0 if every worker succeeded, else the exit code of the first that
-        failed (130 after Ctrl-C).
+        0 if every worker succeeded, 130 after Ctrl-C, else the exit code
+        of the first that failed.
     """
     ports = free_ports(num_workers)
     worker_logs = os.path.join(log_dir, "workers")
@@ -126,20 +128,32 @@ def run_local_workers(argv, num_workers: int, log_dir: str) -> int:
             )
         return _wait(processes, worker_logs)
     except KeyboardInterrupt:
-        print("\nCtrl-C: stopping the workers.", flush=True)
-        _stop(processes)
-        return 130
+        print(
+            "\nCtrl-C: the workers stop after this iteration (press again to "
+            "stop them now).",
+            flush=True,
+        )
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        try:
+            return _wait(processes, worker_logs, interrupted=True)
+        except KeyboardInterrupt:
+            print("\nStopping the workers now.", flush=True)
+            _stop(processes)
+            return 130
     finally:
         _stop(processes)
         for output in files:
             output.close()
 
 
-def _wait(processes, worker_logs):
+def _wait(processes, worker_logs, interrupted=False):
+    finished = (0, 130) if interrupted else (0,)
     while True:
         codes = [process.poll() for process in processes]
         for index, code in enumerate(codes):
-            if code not in (None, 0):
+            if code is not None and code not in finished:
                 where = (
                     "above"
                     if index == 0
@@ -152,8 +166,8 @@ def _wait(processes, worker_logs):
                     flush=True,
                 )
                 return code
-        if all(code == 0 for code in codes):
-            return 0
+        if all(code in finished for code in codes):
+            return 130 if interrupted else 0
         time.sleep(0.1)
 
 

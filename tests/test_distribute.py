@@ -430,3 +430,75 @@ def test_train_backup_dir_restores_a_finished_iteration(tmp_path, monkeypatch):
     agent = keras_ppo_load(tmp_path / "run" / "agent.keras")
     assert int(agent.env_steps.numpy()) == 256
     assert not backup_dir.exists()  # deleted when training ended
+
+
+def test_ctrl_c_stops_all_workers_after_one_iteration_and_saves(tmp_path):
+    import signal
+    import time
+
+    from test_cli_signals import default_sigint, lines_of
+
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    environment.pop("TF_CONFIG", None)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [ROOT, environment.get("PYTHONPATH")])
+    )
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "keras_ppo.cli",
+            "train",
+            "CartPole-v1",
+            "--workers",
+            "2",
+            "--total-timesteps",
+            "10000000",  # hours: only the interrupt ends it
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "16",
+            "--minibatch-size",
+            "32",
+            "--update-epochs",
+            "1",
+            "--seed",
+            "0",
+            "--verbose",
+            "2",  # one line per iteration
+            "--logdir",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
+    output = []
+    lines = lines_of(launcher.stdout)
+    deadline = time.monotonic() + 120
+    try:
+        while not any("/5000000 env steps (" in line for line in output[-1:]):
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0))
+            assert line is not None, "".join(output)
+            output.append(line)
+        launcher.send_signal(signal.SIGINT)  # Ctrl-C reaches only the launcher
+        launcher.wait(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    while (line := lines.get(timeout=10)) is not None:
+        output.append(line)
+    output = "".join(output)
+    assert launcher.returncode == 130, output
+    assert "the workers stop after this iteration" in output
+    assert "Interrupted: saving the agent" in output
+    worker_log = (tmp_path / "run" / "workers" / "worker-1.log").read_text()
+    assert "Interrupted: saving the agent" in worker_log
+    agent = keras_ppo_load(tmp_path / "run" / "agent.keras")
+    steps = int(agent.env_steps.numpy())  # the chief's, whole iterations
+    assert steps >= 32 and steps % 32 == 0
+    assert f"Trained {2 * steps} env steps" in output
