@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 import typing
@@ -42,6 +44,16 @@ def _hidden_sizes(text):
             f"expected positive layer sizes. Received: {text!r}"
         )
     return sizes
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1. Received: {text!r}")
+    return value
 
 
 CONFIG_HELP = {
@@ -191,6 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="deterministic evaluation episodes after training (default: 10)",
     )
     train.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes training together (tf.distribute's "
+        "MultiWorkerMirroredStrategy): started here, or with TF_CONFIG set this "
+        "process is one of them; --total-timesteps counts all workers' steps "
+        "(default: 1, no distribution)",
+    )
+    train.add_argument(
+        "--backup-dir",
+        default=None,
+        help="back up the run after every iteration and resume from there "
+        "when restarted, e.g. after a worker was killed (only the chief writes "
+        "it; deleted when training ends)",
+    )
+    train.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
@@ -296,17 +324,17 @@ def _add_plot_command(commands):
     plot.set_defaults(subparser=plot, run=plot_command)
 
 
-def _env_steps_logger():
+def _env_steps_logger(workers=1):
     import keras
 
     class EnvStepsLogger(keras.callbacks.Callback):
-        """Adds the model's env step count to the epoch logs, so TensorBoard
-        logs `epoch_env_steps` and `keras-ppo plot` can use env steps as
-        its x-axis."""
+        """Adds the env step count (of all `workers`, which step equally
+        many) to the epoch logs, so TensorBoard logs `epoch_env_steps` and
+        `keras-ppo plot` can use env steps as its x-axis."""
 
         def on_epoch_end(self, epoch, logs=None):
             if logs is not None:
-                logs["env_steps"] = int(self.model.env_steps.numpy())
+                logs["env_steps"] = workers * int(self.model.env_steps.numpy())
 
     return EnvStepsLogger()
 
@@ -315,7 +343,12 @@ def train_command(args, parser) -> int:
     import keras
 
     import keras_ppo
-    from keras_ppo.callbacks import ProgressBar, StopOnInterrupt
+    from keras_ppo import distribute
+    from keras_ppo.callbacks import (
+        ChiefBackupAndRestore,
+        ProgressBar,
+        StopOnInterrupt,
+    )
     from keras_ppo.saving import save_atomically
 
     overrides = {
@@ -331,6 +364,17 @@ def train_command(args, parser) -> int:
     save_path = args.save or os.path.join(logdir, "agent.keras")
     if not save_path.endswith(".keras"):
         parser.error(f"argument --save must end in .keras. Received: {save_path}")
+    # --workers N: start N local workers, or be one of them (TF_CONFIG set).
+    strategy, workers = None, args.workers
+    if workers > 1:
+        from keras_ppo import launch
+
+        if "TF_CONFIG" not in os.environ:
+            return launch.run_local_workers(args.argv, workers, logdir)
+        try:
+            strategy = launch.multi_worker_strategy(workers)
+        except ValueError as error:
+            parser.error(str(error))
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
     try:
@@ -346,25 +390,32 @@ def train_command(args, parser) -> int:
             hidden_sizes=args.hidden_sizes,
             vectorization_mode=args.vectorization,
             tf_env=args.tf_env,
+            strategy=strategy,
             **overrides,
         )
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     model, envs, config = run.model, run.envs, run.model.config
+    # Only the chief (worker 0) writes logs and keeps the agent.
+    chief = distribute.worker_index(model) == 0
     batch = config.batch_size(envs.num_envs)
     print(
         f"Training PPO on {args.env_id}: {run.epochs} iterations x {batch} "
         f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
+        + (f" on each of {workers} workers" if workers > 1 else "")
     )
     print(f"  {config}")
     stop = StopOnInterrupt()
     callbacks = [
         *run.callbacks,
-        _env_steps_logger(),
-        keras.callbacks.TensorBoard(logdir),
+        _env_steps_logger(workers),
         stop,
     ]
-    if args.verbose:
+    if args.backup_dir:
+        callbacks.insert(0, ChiefBackupAndRestore(args.backup_dir))
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(logdir))
+    if args.verbose and chief:
         callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
     start = time.perf_counter()
     interrupted = False
@@ -377,7 +428,11 @@ def train_command(args, parser) -> int:
         print("\nInterrupted: saving the agent as trained so far.")
     elapsed = time.perf_counter() - start
     envs.close()
-    steps = int(model.env_steps.numpy())
+    steps = workers * int(model.env_steps.numpy())
+    if not chief:
+        # Every worker saves (saving may synchronise them); only the
+        # chief's copy is kept.
+        save_path = os.path.join(tempfile.mkdtemp(), "agent.keras")
     os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
     # Atomic: a kill during the save leaves an earlier agent file intact.
     save_atomically(model, save_path)
@@ -385,6 +440,9 @@ def train_command(args, parser) -> int:
         f"Trained {steps} env steps in {elapsed:.1f} s "
         f"({steps / max(elapsed, 1e-9):.0f} env steps/s)."
     )
+    if not chief:
+        shutil.rmtree(os.path.dirname(save_path))
+        return 130 if interrupted else 0
     print(f"Saved the agent to {save_path}; TensorBoard logs in {logdir}")
     if interrupted:
         return 130
@@ -571,6 +629,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # What `keras-ppo train --workers N` passes on to the workers it starts.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.run(args, args.subparser)
 
 

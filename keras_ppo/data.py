@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
+from keras_ppo import distribute
 from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
 from keras_ppo.rollout import EnvDriver, collect_rollout
 
@@ -66,11 +67,14 @@ def rollout_dataset(
         raise ValueError(
             f"`nonfinite` must be 'raise' or 'mask'. Received: nonfinite={nonfinite!r}"
         )
+    # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
-        driver = GraphEnvDriver(envs, seed=model.config.seed)
+        driver = GraphEnvDriver(envs, seed=distribute.env_seed(model, envs.num_envs))
         prefix = ""
     elif isinstance(envs, VectorEnv):
-        driver = EnvDriver(envs, seed=model.config.seed, nonfinite=nonfinite)
+        driver = EnvDriver(
+            envs, seed=distribute.env_seed(model, envs.num_envs), nonfinite=nonfinite
+        )
         prefix = "single_"
     else:
         raise TypeError(
@@ -121,6 +125,9 @@ class IterationSource:
         self.iterations = 0
         in_graph = isinstance(driver, GraphEnvDriver)
         self._collect = collect_graph_rollout if in_graph else collect_rollout
+        # XLA cannot compile updates of a tf.distribute model's weight copies
+        # on other devices (rng_key, env_steps).
+        jit_compile = jit_compile and not distribute.is_distributed(model)
         self._run = tf.function(
             self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
         )

@@ -26,4 +26,7 @@ class EpisodeMean(keras.metrics.Metric):
 
     def result(self):
         nan = tf.constant(float("nan"), self.dtype)
-        return tf.where(self.count > 0, self.total / tf.maximum(self.count, 1.0), nan)
+        # Counts may be fractions: under tf.distribute each replica holds a
+        # share of them (keras_ppo.distribute.train_step).
+        mean = tf.math.divide_no_nan(self.total, self.count)
+        return tf.where(self.count > 0, mean, nan)

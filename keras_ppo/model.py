@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import losses, networks, spaces
+from keras_ppo import distribute, losses, networks, spaces
 from keras_ppo.config import PPOConfig
 from keras_ppo.data import MINIBATCH_KEYS
 from keras_ppo.distributions import DiagGaussian, make_distribution
@@ -323,6 +323,11 @@ class PPOModel(keras.Model):
         """A fresh stateless-RNG seed `[2]`; advances `rng_key`."""
         seed = tf.identity(self.rng_key.value)
         self.rng_key.assign_add(tf.constant([0, 1], tf.int64))
+        worker = distribute.worker_index(self)
+        if worker:
+            # Workers of a multi-worker strategy share rng_key (a weight);
+            # each samples its own stream.
+            seed += tf.constant([worker, 0], tf.int64)
         return seed
 
     def sample_actions(self, observations):
@@ -395,12 +400,14 @@ class PPOModel(keras.Model):
                 `Adam(3e-4, epsilon=1e-5, global_clipnorm=0.5)`, the
                 CleanRL / Stable-Baselines3 PPO optimizer.
             steps_per_execution: Minibatch updates per compiled call. `None`
-                (default) runs a whole PPO iteration's updates in one call.
+                (default) runs a whole PPO iteration's updates in one call
+                (one update under a `tf.distribute` strategy).
             **kwargs: Passed to `keras.Model.compile` (e.g. `jit_compile`,
                 `run_eagerly`). `loss` and `metrics` are not accepted.
 
         Raises:
-            ValueError: If `loss` or `metrics` is given.
+            ValueError: If `loss` or `metrics` is given, or
+                `steps_per_execution` > 1 under a strategy.
         """
         for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
             if kwargs.get(key) is not None:
@@ -412,9 +419,17 @@ class PPOModel(keras.Model):
             optimizer = keras.optimizers.Adam(
                 learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
             )
-        self._auto_steps_per_execution = steps_per_execution is None
+        # Under a tf.distribute strategy Keras 3.15 cannot run several steps
+        # per call (its loop puts the replicas' synchronisation in a tf.cond).
+        distributed = distribute.is_distributed(self)
+        if distributed and steps_per_execution not in (None, 1):
+            raise ValueError(
+                "Under a tf.distribute strategy `steps_per_execution` must be 1 "
+                f"(Keras 3.15). Received: steps_per_execution={steps_per_execution}"
+            )
+        self._auto_steps_per_execution = steps_per_execution is None and not distributed
         if steps_per_execution is None:
-            steps_per_execution = self._updates_per_iteration or 1
+            steps_per_execution = 1 if distributed else self._updates_per_iteration or 1
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
@@ -451,6 +466,10 @@ class PPOModel(keras.Model):
             ):
                 x = source.dataset(repeat=True)
                 steps_per_epoch = source.num_updates
+        if distribute.is_distributed(self) and isinstance(x, tf.data.Dataset):
+            # Under tf.distribute: every replica reads whole minibatches from
+            # one plain iterator and trains on its share of each.
+            x = distribute.ReplicatedInput(x, self.distribute_strategy)
         try:
             return super().fit(
                 x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
@@ -459,17 +478,31 @@ class PPOModel(keras.Model):
             # An env failed inside the rollout graph: raise its own exception
             # (e.g. the ValueError naming a non-finite observation) rather
             # than TensorFlow's wrapper of it.
-            env_error = source.driver.error if source is not None else None
+            # (TF-native envs have no Python-side error to re-raise.)
+            env_error = getattr(source.driver, "error", None) if source else None
             if env_error is None:
                 raise
             source.driver.error = None
             raise env_error from error
 
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=force)
+        if distribute.packs_logs(self):
+            # Multi-worker train steps return their logs as one tensor.
+            self.train_function = distribute.unpack_logs(self, self.train_function)
+        return self.train_function
+
     def compile_from_config(self, config):
         # Keras skips this for models with their own compile(); PPOModel's
         # compile takes the same arguments, so restoring it is safe and keeps
         # the optimizer state of saved agents.
-        self.compile(**keras.saving.deserialize_keras_object(config))
+        config = keras.saving.deserialize_keras_object(config)
+        if distribute.is_distributed(self):
+            # A saved agent may be loaded under a strategy: one step per call.
+            config.pop("steps_per_execution", None)
+        self.compile(**config)
 
     def _set_updates_per_iteration(self, updates):
         """Called by `rollout_dataset`: aligns automatic steps_per_execution."""
@@ -514,6 +547,9 @@ class PPOModel(keras.Model):
                 f"model, envs). The batch lacks {missing}. "
                 f"Received keys: {sorted(data) if isinstance(data, dict) else data}"
             )
+        if distribute.is_distributed(self):
+            # One replica's share of the update (decided while tracing).
+            return distribute.train_step(self, data)
         if self.config.target_kl is None:
             self._update(data)
         else:
@@ -540,20 +576,9 @@ class PPOModel(keras.Model):
         if config.normalize_advantages:
             advantages = losses.normalize_advantages(advantages, weights=weights)
         with tf.GradientTape() as tape:
-            # Rollouts store observations normalised as the policy saw them:
-            # reading the statistics here could race with the next rollout's
-            # update of them, which runs inside the dataset.
-            params, values = self._heads(data["observations"], training=True)
-            log_probs = self.distribution.log_prob(params, data["actions"])
-            log_ratio = log_probs - data["log_probs"]
-            policy_loss = losses.clipped_surrogate_loss(
-                log_ratio, advantages, self.clip_ratio, weights
+            loss, policy_loss, value_loss, entropy, log_ratio = self._loss_terms(
+                data, advantages
             )
-            value_loss = losses.value_loss(
-                values, data["values"], data["returns"], config.clip_value, weights
-            )
-            entropy = losses.weighted_mean(self.distribution.entropy(params), weights)
-            loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
         approx_kl = losses.approx_kl(log_ratio, weights)
         gradients = tape.gradient(loss, self.trainable_variables)
 
@@ -579,3 +604,34 @@ class PPOModel(keras.Model):
         for tracker, result in zip(self._trackers, results, strict=True):
             tracker.update_state(result)
         return tf.constant(True)
+
+    def _loss_terms(self, data, advantages):
+        """The PPO loss of a minibatch and its terms (weighted means over its
+        samples) and the log-ratios; shared with `distribute.train_step`.
+
+        Returns:
+            `(loss, policy_loss, value_loss, entropy, log_ratio)`.
+        """
+        config = self.config
+        weights = data["mask"]
+        # Rollouts store observations normalised as the policy saw them:
+        # reading the statistics here could race with the next rollout's
+        # update of them, which runs inside the dataset.
+        params, values = self._heads(data["observations"], training=True)
+        log_probs = self.distribution.log_prob(params, data["actions"])
+        log_ratio = log_probs - data["log_probs"]
+        policy_loss = losses.clipped_surrogate_loss(
+            log_ratio, advantages, self.clip_ratio, weights
+        )
+        value_loss = losses.value_loss(
+            values, data["values"], data["returns"], config.clip_value, weights
+        )
+        entropy = losses.weighted_mean(self.distribution.entropy(params), weights)
+        loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
+        return loss, policy_loss, value_loss, entropy, log_ratio
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy Keras would build the model from a
+        # batch pulled from the dataset: a whole rollout, thrown away. The
+        # model and optimizer are built in __init__ and compile.
+        super()._maybe_symbolic_build(data_batch=data_batch)

@@ -11,6 +11,7 @@ gradient norm 0.5.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import typing
@@ -315,6 +316,7 @@ def make_run(
     hidden_sizes=(64, 64),
     vectorization_mode: str = "sync",
     tf_env: bool = False,
+    strategy=None,
     **config_overrides,
 ) -> Run:
     """Builds envs, a compiled `PPOModel` and its rollout dataset from the
@@ -338,6 +340,10 @@ def make_run(
         vectorization_mode: "sync" or "async" gymnasium vector env.
         tf_env: Use the TF-native env (`keras_ppo.envs`), whose rollouts
             compile with XLA, instead of a gymnasium vector env.
+        strategy: A `tf.distribute` strategy to build and compile the model
+            under, or None. With a multi-worker strategy every worker runs
+            its own `num_envs` envs and `total_timesteps` counts the steps
+            of all workers.
         **config_overrides: `PPOConfig` fields.
 
     Returns:
@@ -350,6 +356,7 @@ def make_run(
     """
     import keras
 
+    from keras_ppo import distribute
     from keras_ppo.config import PPOConfig
     from keras_ppo.data import rollout_dataset
     from keras_ppo.envs_util import make_vector_env
@@ -392,24 +399,27 @@ def make_run(
         envs = tf_envs.make(env_id, settings["num_envs"])
     else:
         envs = make_vector_env(env_id, settings["num_envs"], vectorization_mode)
-    model = PPOModel.from_env(
-        envs,
-        config=config,
-        hidden_sizes=hidden_sizes,
-        init_log_std=settings["init_log_std"],
-    )
-    epochs = math.ceil(settings["total_timesteps"] / config.batch_size(envs.num_envs))
+    workers = distribute.num_workers(strategy)
+    batch_size = config.batch_size(envs.num_envs) * workers
+    epochs = math.ceil(settings["total_timesteps"] / batch_size)
     if settings["anneal_lr"]:
         rate = keras.optimizers.schedules.PolynomialDecay(
             rate,
             decay_steps=epochs * config.updates_per_iteration(envs.num_envs),
             end_learning_rate=0.0,
         )
-    model.compile(
-        keras.optimizers.Adam(
-            rate, epsilon=1e-5, global_clipnorm=settings["max_grad_norm"]
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = PPOModel.from_env(
+            envs,
+            config=config,
+            hidden_sizes=hidden_sizes,
+            init_log_std=settings["init_log_std"],
         )
-    )
+        model.compile(
+            keras.optimizers.Adam(
+                rate, epsilon=1e-5, global_clipnorm=settings["max_grad_norm"]
+            )
+        )
     callbacks = []
     if settings["anneal_clip_ratio"]:
         from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule

@@ -117,3 +117,18 @@ def test_tf_cartpole_preset_reaches_475():
     assert int(run.model.env_steps.numpy()) >= settings["total_timesteps"]
     result = keras_ppo.evaluate(run.model, "CartPole-v1", episodes=10, seed=123)
     assert result["mean_return"] >= 475, result
+
+
+def test_a_failing_graph_rollout_raises_its_own_error_from_fit():
+    # fit re-raises a gymnasium driver's Python error; a TF-native driver
+    # has none, and looking it up used to raise AttributeError instead.
+    env, model = tf_setup()
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, env)
+
+    def failing_collect():
+        raise tf.errors.InvalidArgumentError(None, None, "rollout failed")
+
+    dataset.source.collect = failing_collect
+    with pytest.raises(tf.errors.OpError, match="rollout failed"):
+        model.fit(dataset, epochs=1, verbose=0)

@@ -1,5 +1,6 @@
 """Keras callbacks for PPO training."""
 
+from keras_ppo.callbacks.backup import ChiefBackupAndRestore
 from keras_ppo.callbacks.checkpoint import AtomicModelCheckpoint
 from keras_ppo.callbacks.evaluation import EvalCallback
 from keras_ppo.callbacks.interrupt import StopOnInterrupt
@@ -10,6 +11,7 @@ from keras_ppo.callbacks.video import VideoRecorder
 
 __all__ = [
     "AtomicModelCheckpoint",
+    "ChiefBackupAndRestore",
     "ClipRatioScheduler",
     "EvalCallback",
     "ProgressBar",

@@ -6,13 +6,17 @@ import signal
 
 import keras
 
+from keras_ppo import distribute
+
 
 class StopOnInterrupt(keras.callbacks.Callback):
     """The first Ctrl-C (SIGINT) during `fit` ends training after the current
     iteration, so no rollout or update is cut in half and callbacks such as
     checkpoints see a complete epoch; a second Ctrl-C raises
-    `KeyboardInterrupt` at once. `interrupted` tells whether it stopped the
-    run. Must be used from the main thread (Python delivers signals there).
+    `KeyboardInterrupt` at once. Under a multi-worker strategy all workers
+    stop after the same iteration when any of them is interrupted.
+    `interrupted` tells whether it stopped the run. Must be used from the
+    main thread (Python delivers signals there).
     """
 
     def __init__(self):
@@ -34,6 +38,10 @@ class StopOnInterrupt(keras.callbacks.Callback):
         )
 
     def on_epoch_end(self, epoch, logs=None):
+        if distribute.num_workers(self.model.distribute_strategy) > 1:
+            # Workers must stop after the same iteration (or the others would
+            # wait for them forever): a Ctrl-C to any stops all.
+            self.interrupted = distribute.any_worker(self.model, self.interrupted)
         if self.interrupted:
             self.model.stop_training = True
 

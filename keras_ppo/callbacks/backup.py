@@ -1,0 +1,38 @@
+"""`BackupAndRestore` for multi-worker training."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_ppo import distribute
+
+
+class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` that only the chief writes.
+
+    Under `MultiWorkerMirroredStrategy` every worker runs the same callbacks;
+    Keras' `BackupAndRestore` would have all of them write the same files.
+    With this one every worker restores from `backup_dir` when `fit` starts
+    (so it must be on a filesystem all workers see), but only the chief
+    (worker 0) writes the backup after each epoch and deletes it at the end.
+    Without a multi-worker strategy it is `BackupAndRestore`.
+
+    Weights include `env_steps` and the RNG key, so a run restarted after a
+    worker was killed resumes at the last completed iteration with its
+    env-step count (every worker's envs restart from a reset).
+
+    Example:
+        >>> model.fit(dataset, epochs=100, callbacks=[
+        ...     ChiefBackupAndRestore("/shared/runs/backup")])
+    """
+
+    def _is_chief(self):
+        return distribute.worker_index(self.model) == 0
+
+    def _save_model(self):
+        if self._is_chief():
+            super()._save_model()
+
+    def on_train_end(self, logs=None):
+        if self._is_chief():
+            super().on_train_end(logs)
