@@ -28,6 +28,7 @@ from envs import EpisodeRecorder, VectorStepCounter, vector  # noqa: E402
 import keras_ppo  # noqa: E402
 
 DEVICES = ["/cpu:0", "/cpu:1"]
+NORMALIZED = dict(normalize_observations=True, normalize_rewards=True)
 
 
 def make_envs(counter, episodes, num_envs=4):
@@ -58,10 +59,13 @@ def replica_spread(strategy, model):
     """Largest difference between two replicas' copies of any weight or
     optimizer variable."""
     spread = 0.0
-    for variable in model.trainable_variables + model.optimizer.variables:
+    # Every model variable: weights, running statistics, counters, RNG key.
+    for variable in model.variables + model.optimizer.variables:
         copies = strategy.experimental_local_results(variable.value)
         for copy in copies[1:]:
-            difference = tf.reduce_max(tf.abs(tf.cast(copy - copies[0], tf.float64)))
+            difference = tf.reduce_max(
+                tf.abs(tf.cast(copy, tf.float64) - tf.cast(copies[0], tf.float64))
+            )
             spread = max(spread, float(difference))
     return spread
 
@@ -115,6 +119,12 @@ def fit_scenario(strategy, **config):
         "step_losses": [[s["loss"] for s in steps] for steps in logs.epochs],
         "replica_spread": logs.spread,
         "weights": [v.numpy().tolist() for v in model.trainable_variables],
+        "statistics": [
+            v.numpy().tolist()
+            for layer in (model.observation_normalizer, model.reward_normalizer)
+            if layer is not None
+            for v in layer.weights
+        ],
     }
 
 
@@ -277,6 +287,8 @@ def main(mode):
             "num_replicas": strategy.num_replicas_in_sync,
             "fit": fit_scenario(strategy),
             "fit_single": fit_scenario(None),
+            "normalized": fit_scenario(strategy, **NORMALIZED),
+            "normalized_single": fit_scenario(None, **NORMALIZED),
             "update": update_scenario(strategy),
             "target_kl": target_kl_scenario(strategy),
             "indivisible": indivisible_scenario(strategy),

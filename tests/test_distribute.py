@@ -80,6 +80,16 @@ def test_mirrored_fit_matches_one_device_fit(mirrored):
     assert max_difference(fit["weights"], single["weights"]) < 1e-6
 
 
+def test_mirrored_normalization_matches_one_device_without_policy_lag(mirrored):
+    fit, single = mirrored["normalized"], mirrored["normalized_single"]
+    assert fit["replica_spread"] == 0.0
+    assert len(fit["statistics"]) == 12  # 6 variables per normaliser
+    assert max_difference(fit["statistics"], single["statistics"]) < 1e-5
+    assert max_difference(fit["weights"], single["weights"]) < 1e-6
+    assert all(kl < 1e-6 for kl in fit["first_step_kl"])
+    assert fit["env_steps_counted"] == 3 * 4 * 16
+
+
 def test_mirrored_fit_steps_envs_exactly_and_without_policy_lag(mirrored):
     fit = mirrored["fit"]
     assert fit["env_steps_counted"] == 3 * 4 * 16
