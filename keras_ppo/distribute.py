@@ -35,7 +35,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.distribute import input_lib
 
-from keras_ppo import losses
+from keras_ppo import losses, update
 
 EPISODE_KEYS = ("episode_return_sum", "episode_length_sum", "episode_count")
 SUM = tf.distribute.ReduceOp.SUM
@@ -205,8 +205,8 @@ def train_step(model, data):
     if config.normalize_advantages:
         advantages = normalize_advantages(advantages, weights, sums)
     with tf.GradientTape() as tape:
-        loss, policy_loss, value_loss, entropy, log_ratio = model._loss_terms(
-            data, advantages
+        loss, policy_loss, value_loss, entropy, log_ratio = update.loss_terms(
+            model, data, advantages
         )
         scaled_loss = share * loss
     gradients = tape.gradient(scaled_loss, model.trainable_variables)

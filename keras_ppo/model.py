@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import distribute, losses, networks, spaces
+from keras_ppo import distribute, networks, spaces, update
 from keras_ppo.config import PPOConfig
 from keras_ppo.data import MINIBATCH_KEYS
 from keras_ppo.distributions import DiagGaussian, make_distribution
@@ -126,26 +126,9 @@ class PPOModel(keras.Model):
             else None
         )
         seeds = networks.seed_stream(config.seed)
-        if self.custom_trunks:
-            self.policy_trunk = networks.trunk(policy_network, "policy_network")
-            if shared_trunk:
-                self.value_trunk = self.policy_trunk
-            elif value_network is not None:
-                self.value_trunk = networks.trunk(value_network, "value_network")
-            else:
-                self.value_trunk = networks.clone_trunk(self.policy_trunk)
-        elif value_network is not None:
-            raise ValueError(
-                "`value_network` needs a `policy_network` too. Received: "
-                f"policy_network=None, value_network={value_network!r}"
-            )
-        else:
-            self.policy_trunk = networks.mlp(hidden_sizes, activation, seeds, "policy")
-            self.value_trunk = (
-                self.policy_trunk
-                if shared_trunk
-                else networks.mlp(hidden_sizes, activation, seeds, "value")
-            )
+        self.policy_trunk, self.value_trunk = networks.build_trunks(
+            policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
+        )
         gaussian = isinstance(self.distribution, DiagGaussian)
         head_size = self.distribution.size if gaussian else self.distribution.param_size
         self.policy_head = networks.orthogonal_dense(
@@ -550,85 +533,11 @@ class PPOModel(keras.Model):
         if distribute.is_distributed(self):
             # One replica's share of the update (decided while tracing).
             return distribute.train_step(self, data)
-        if self.config.target_kl is None:
-            self._update(data)
-        else:
-            # Skip (rather than end) the iteration's remaining minibatches
-            # once the policy moved too far: ending the epoch early would
-            # also make fit() lose track of the dataset's length.
-            self._kl_stopped.assign(
-                tf.logical_and(self._kl_stopped, data["update_index"] > 0)
-            )
-            tf.cond(
-                self._kl_stopped,
-                lambda: tf.constant(False),
-                lambda: self._update(data, check_kl=True),
-            )
+        update.minibatch_update(self, data)
         return_tracker, length_tracker = self._episode_trackers
         return_tracker.update_state(data["episode_return_sum"], data["episode_count"])
         length_tracker.update_state(data["episode_length_sum"], data["episode_count"])
         return {metric.name: metric.result() for metric in self.metrics}
-
-    def _update(self, data, check_kl=False):
-        config = self.config
-        weights = data["mask"]
-        advantages = data["advantages"]
-        if config.normalize_advantages:
-            advantages = losses.normalize_advantages(advantages, weights=weights)
-        with tf.GradientTape() as tape:
-            loss, policy_loss, value_loss, entropy, log_ratio = self._loss_terms(
-                data, advantages
-            )
-        approx_kl = losses.approx_kl(log_ratio, weights)
-        gradients = tape.gradient(loss, self.trainable_variables)
-
-        def apply():
-            self.optimizer.apply(gradients, self.trainable_variables)
-            return tf.constant(True)
-
-        if check_kl:
-            too_far = approx_kl > config.target_kl
-            self._kl_stopped.assign(too_far)
-            tf.cond(too_far, lambda: tf.constant(False), apply)
-        else:
-            apply()
-        results = (
-            loss,
-            policy_loss,
-            value_loss,
-            entropy,
-            approx_kl,
-            losses.clip_fraction(log_ratio, self.clip_ratio, weights),
-            losses.explained_variance(data["values"], data["returns"], weights),
-        )
-        for tracker, result in zip(self._trackers, results, strict=True):
-            tracker.update_state(result)
-        return tf.constant(True)
-
-    def _loss_terms(self, data, advantages):
-        """The PPO loss of a minibatch and its terms (weighted means over its
-        samples) and the log-ratios; shared with `distribute.train_step`.
-
-        Returns:
-            `(loss, policy_loss, value_loss, entropy, log_ratio)`.
-        """
-        config = self.config
-        weights = data["mask"]
-        # Rollouts store observations normalised as the policy saw them:
-        # reading the statistics here could race with the next rollout's
-        # update of them, which runs inside the dataset.
-        params, values = self._heads(data["observations"], training=True)
-        log_probs = self.distribution.log_prob(params, data["actions"])
-        log_ratio = log_probs - data["log_probs"]
-        policy_loss = losses.clipped_surrogate_loss(
-            log_ratio, advantages, self.clip_ratio, weights
-        )
-        value_loss = losses.value_loss(
-            values, data["values"], data["returns"], config.clip_value, weights
-        )
-        entropy = losses.weighted_mean(self.distribution.entropy(params), weights)
-        loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
-        return loss, policy_loss, value_loss, entropy, log_ratio
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a tf.distribute strategy Keras would build the model from a

@@ -58,6 +58,35 @@ def encoder_for(space, flatten=True) -> ObservationEncoder:
     return ObservationEncoder(flatten=flatten, name="encoder")
 
 
+def build_trunks(
+    policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
+):
+    """`(policy_trunk, value_trunk)` of a `PPOModel`: the user's networks, or
+    MLPs; one trunk for both with `shared_trunk`; by default a clone of a
+    custom `policy_network` for the value.
+
+    Raises:
+        ValueError: For a `value_network` without a `policy_network`.
+        TypeError: For networks that are not Keras layers.
+    """
+    if policy_network is not None:
+        policy = trunk(policy_network, "policy_network")
+        if shared_trunk:
+            return policy, policy
+        if value_network is not None:
+            return policy, trunk(value_network, "value_network")
+        return policy, clone_trunk(policy)
+    if value_network is not None:
+        raise ValueError(
+            "`value_network` needs a `policy_network` too. Received: "
+            f"policy_network=None, value_network={value_network!r}"
+        )
+    policy = mlp(hidden_sizes, activation, seeds, "policy")
+    if shared_trunk:
+        return policy, policy
+    return policy, mlp(hidden_sizes, activation, seeds, "value")
+
+
 def trunk(network, argument):
     """Checks a user-given trunk: a Keras layer (models are layers)."""
     if not isinstance(network, keras.layers.Layer):

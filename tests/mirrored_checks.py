@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from envs import EpisodeRecorder, VectorStepCounter, vector  # noqa: E402
 
 import keras_ppo  # noqa: E402
+from keras_ppo.update import loss_terms  # noqa: E402
 
 DEVICES = ["/cpu:0", "/cpu:1"]
 NORMALIZED = dict(normalize_observations=True, normalize_rewards=True)
@@ -172,7 +173,7 @@ def gradient_norm(minibatch):
         minibatch["advantages"], weights=minibatch["mask"]
     )
     with tf.GradientTape() as tape:
-        loss = fresh._loss_terms(minibatch, advantages)[0]
+        loss = loss_terms(fresh, minibatch, advantages)[0]
     gradients = tape.gradient(loss, fresh.trainable_variables)
     return float(tf.linalg.global_norm(gradients))
 
