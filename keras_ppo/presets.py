@@ -210,22 +210,8 @@ TF_PRESETS = {
     # gamma 0.99, lambda 0.94): the same 4096 samples per iteration from 64
     # envs x 64 steps.
     "Acrobot-v1": {
-        "run": {
-            "num_envs": 64,
-            "total_timesteps": 200_000,
-            "learning_rate": 3e-4,
-            "anneal_lr": False,
-            "anneal_clip_ratio": False,
-        },
-        "config": {
-            "num_steps": 64,
-            "minibatch_size": 64,
-            "update_epochs": 4,
-            "gamma": 0.99,
-            "gae_lambda": 0.94,
-            "ent_coef": 0.0,
-            "clip_value": None,
-        },
+        "run": {**PRESETS["Acrobot-v1"]["run"], "num_envs": 64},
+        "config": {**PRESETS["Acrobot-v1"]["config"], "num_steps": 64},
     },
     # rl-zoo3 MountainCar-v0 (16 envs x 16 steps, minibatch 64, 4 epochs,
     # gamma 0.99, lambda 0.98, observation and reward normalisation, 1M
@@ -260,21 +246,11 @@ TF_PRESETS = {
     # training but -777 deterministic (seed 0; 16 x 256: -147, seed 1).
     "Pendulum-v1": {
         "run": {
+            **PRESETS["Pendulum-v1"]["run"],
             "num_envs": 16,
             "total_timesteps": 200_000,
-            "learning_rate": 1e-3,
-            "anneal_lr": False,
-            "anneal_clip_ratio": False,
         },
-        "config": {
-            "num_steps": 256,
-            "minibatch_size": 64,
-            "update_epochs": 10,
-            "gamma": 0.9,
-            "gae_lambda": 0.95,
-            "ent_coef": 0.0,
-            "clip_value": None,
-        },
+        "config": {**PRESETS["Pendulum-v1"]["config"], "num_steps": 256},
     },
 }
 

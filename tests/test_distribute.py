@@ -14,11 +14,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def run_script(*args, timeout=300):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def subprocess_environment(log_level="2"):
+    """The environment of a child process that imports this checkout's
+    keras_ppo, with quiet TensorFlow logs and no inherited TF_CONFIG."""
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level)
+    environment.pop("TF_CONFIG", None)
     environment["PYTHONPATH"] = os.pathsep.join(
         filter(None, [ROOT, environment.get("PYTHONPATH")])
     )
+    return environment
+
+
+def run_script(*args, timeout=300):
+    environment = subprocess_environment()
     completed = subprocess.run(
         [sys.executable, os.path.join(HERE, args[0]), *args[1:]],
         capture_output=True,
@@ -164,10 +172,7 @@ def start_workers(script, num_workers=2, args=()):
     from keras_ppo import launch
 
     ports = launch.free_ports(num_workers)
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [ROOT, environment.get("PYTHONPATH")])
-    )
+    environment = subprocess_environment()
     return [
         subprocess.Popen(
             [sys.executable, os.path.join(HERE, script), *args],
@@ -317,11 +322,7 @@ def test_tf_config_names_every_worker_and_its_index():
 
 def test_train_with_two_workers_trains_one_agent_written_by_the_chief(tmp_path):
     logdir = tmp_path / "run"
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    environment.pop("TF_CONFIG", None)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [ROOT, environment.get("PYTHONPATH")])
-    )
+    environment = subprocess_environment(log_level="2")
     completed = subprocess.run(
         [
             sys.executable,
@@ -446,39 +447,12 @@ def test_ctrl_c_stops_all_workers_after_one_iteration_and_saves(tmp_path):
     import signal
     import time
 
-    from test_cli_signals import default_sigint, lines_of
+    from test_cli_signals import TRAIN, default_sigint, lines_of
 
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    environment.pop("TF_CONFIG", None)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [ROOT, environment.get("PYTHONPATH")])
-    )
+    environment = subprocess_environment(log_level="3")
     launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keras_ppo.cli",
-            "train",
-            "CartPole-v1",
-            "--workers",
-            "2",
-            "--total-timesteps",
-            "10000000",  # hours: only the interrupt ends it
-            "--num-envs",
-            "2",
-            "--num-steps",
-            "16",
-            "--minibatch-size",
-            "32",
-            "--update-epochs",
-            "1",
-            "--seed",
-            "0",
-            "--verbose",
-            "2",  # one line per iteration
-            "--logdir",
-            str(tmp_path / "run"),
-        ],
+        # test_cli_signals' command with two workers and its own log dir.
+        [*TRAIN[:5], "--workers", "2", *TRAIN[5:-1], str(tmp_path / "run")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
