@@ -1,0 +1,77 @@
+"""The `keras-ppo` command line.
+
+* `keras-ppo train [ENV_ID] ...`: train and save an agent.
+* `keras-ppo evaluate PATH [ENV_ID]`: mean return of a saved agent.
+* `keras-ppo enjoy PATH [ENV_ID] --output FILE.gif`: record its episodes.
+* `keras-ppo plot RUN_DIR... --output curves.png`: learning curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# The subcommand modules import only the standard library and presets at the
+# top: Keras, gymnasium and the plot and render extras load inside the commands
+# that need them, so `--help` and usage errors never wait for them.
+from keras_ppo.cli.agents import (
+    AGENT_HELP,
+    _add_agent_commands,
+    enjoy_command,
+    evaluate_command,
+)
+from keras_ppo.cli.options import CONFIG_HELP
+from keras_ppo.cli.plot import _add_plot_command, plot_command
+from keras_ppo.cli.train import _add_train_command, train_command
+
+# The names `keras_ppo.cli` had before it became a package.
+__all__ = [
+    "AGENT_HELP",
+    "CONFIG_HELP",
+    "build_parser",
+    "enjoy_command",
+    "evaluate_command",
+    "main",
+    "plot_command",
+    "train_command",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `keras-ppo` parser with its `train`, `evaluate`, `enjoy` and `plot`
+    subcommands.
+
+    Returns:
+        An `argparse.ArgumentParser` whose parsed namespace carries `run`, the
+        subcommand's function, and `subparser`, the parser it reports errors
+        with.
+    """
+    parser = argparse.ArgumentParser(
+        prog="keras-ppo",
+        description="Proximal Policy Optimization for Keras, trained with model.fit.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_command(commands)
+    _add_agent_commands(commands)
+    _add_plot_command(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Runs `keras-ppo` with `argv`.
+
+    Args:
+        argv: The arguments after the program name; `None` reads `sys.argv`.
+
+    Returns:
+        The exit code: 0 on success, 130 when training was interrupted.
+        Usage errors exit 2 through `SystemExit`.
+    """
+    # Before TensorFlow loads: hide its C++ info and warning lines.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # What `keras-ppo train --workers N` passes on to the workers it starts.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args.run(args, args.subparser)

@@ -1,0 +1,104 @@
+"""Argument types and option groups shared by the `keras-ppo` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+
+from keras_ppo import presets
+
+
+def _optional(parse):
+    """An argparse type accepting `none`/`off` (None) or `parse(text)`."""
+
+    def parse_optional(text):
+        if text.lower() in ("none", "off"):
+            return None
+        return parse(text)
+
+    parse_optional.__name__ = parse.__name__  # argparse names it in errors
+    return parse_optional
+
+
+def _hidden_sizes(text):
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated ints such as 64,64. Received: {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected positive layer sizes. Received: {text!r}"
+        )
+    return sizes
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1. Received: {text!r}")
+    return value
+
+
+CONFIG_HELP = {
+    "num_steps": "steps per env per iteration",
+    "minibatch_size": "samples per update; must divide num_steps * num_envs",
+    "update_epochs": "passes over each rollout",
+    "gamma": "discount factor",
+    "gae_lambda": "GAE lambda",
+    "clip_ratio": "surrogate clip range",
+    "clip_value": "value clip range, or none",
+    "ent_coef": "entropy bonus weight",
+    "vf_coef": "value loss weight",
+    "normalize_advantages": "standardise advantages per minibatch",
+    "normalize_observations": "running mean/std observation normalisation",
+    "normalize_rewards": "scale rewards by the running return std",
+    "target_kl": "skip an iteration's remaining updates above this KL, or none",
+    "seed": "seed for weights, sampling and envs, or none",
+}
+
+
+def _add_config_options(parser):
+    group = parser.add_argument_group(
+        "PPO hyperparameters (default: the env's preset, else PPOConfig's)"
+    )
+    hints = typing.get_type_hints(_config_class())
+    for field in presets.config_fields():
+        flag = "--" + field.name.replace("_", "-")
+        hint = hints[field.name]
+        optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
+        if hint is bool:
+            group.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=CONFIG_HELP.get(field.name),
+            )
+        elif optional:
+            group.add_argument(
+                flag,
+                type=_optional(float if float in hint.__args__ else int),
+                default=None,
+                metavar="X|none",
+                help=CONFIG_HELP.get(field.name),
+            )
+        else:
+            group.add_argument(
+                flag, type=hint, default=None, help=CONFIG_HELP.get(field.name)
+            )
+
+
+def _config_class():
+    from keras_ppo.config import PPOConfig
+
+    return PPOConfig
+
+
+def _missing_dependency(parser, error: ImportError):
+    """Exits 2 with the install hint, without the usage lines of `error`."""
+    parser.exit(2, f"{parser.prog}: error: {error}\n")

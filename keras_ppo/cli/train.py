@@ -1,0 +1,275 @@
+"""`keras-ppo train [ENV_ID] ...`: train, save and evaluate an agent."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+
+from keras_ppo import presets
+from keras_ppo.cli.options import _add_config_options, _hidden_sizes, _positive_int
+
+
+def _add_train_command(commands):
+    train = commands.add_parser(
+        "train",
+        help="train an agent on a gymnasium env",
+        description=(
+            "Train a PPO agent. Envs with a tuned preset ("
+            + ", ".join(presets.PRESETS)
+            + ") use rl-zoo3's hyperparameters; any option overrides them. "
+            "Writes TensorBoard logs to --logdir and the agent to --save, "
+            "then prints the deterministic evaluation return."
+        ),
+    )
+    train.add_argument(
+        "env_id", nargs="?", default="CartPole-v1", help="gymnasium env id"
+    )
+    train.add_argument(
+        "--total-timesteps",
+        type=int,
+        default=None,
+        help="env steps to train for (default: preset)",
+    )
+    train.add_argument(
+        "--num-envs", type=int, default=None, help="parallel envs (default: preset)"
+    )
+    train.add_argument(
+        "--vectorization",
+        choices=("sync", "async"),
+        default="sync",
+        help="gymnasium vector env mode (default: sync)",
+    )
+    train.add_argument(
+        "--tf-env",
+        action="store_true",
+        help="use the TF-native env (CartPole-v1, Acrobot-v1, MountainCar-v0, "
+        "MountainCarContinuous-v0, Pendulum-v1): the whole rollout runs as "
+        "one compiled graph call",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: preset)",
+    )
+    train.add_argument(
+        "--anneal-lr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="anneal the learning rate linearly to 0 (default: preset)",
+    )
+    train.add_argument(
+        "--anneal-clip-ratio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="anneal the clip ratio linearly to 0 (default: preset)",
+    )
+    train.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=None,
+        help="global gradient-norm clip (default: preset, else 0.5)",
+    )
+    train.add_argument(
+        "--init-log-std",
+        type=float,
+        default=None,
+        help="initial log std of Gaussian policies (default: preset, else 0)",
+    )
+    train.add_argument(
+        "--hidden-sizes",
+        type=_hidden_sizes,
+        default=(64, 64),
+        help="hidden layer sizes of the policy and value MLPs (default: 64,64)",
+    )
+    train.add_argument(
+        "--logdir", default=None, help="TensorBoard log dir (default: runs/ENV_ID)"
+    )
+    train.add_argument(
+        "--save",
+        default=None,
+        help="where to save the agent (default: LOGDIR/agent.keras)",
+    )
+    train.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=10,
+        help="deterministic evaluation episodes after training (default: 10)",
+    )
+    train.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes training together (tf.distribute's "
+        "MultiWorkerMirroredStrategy): started here, or with TF_CONFIG set this "
+        "process is one of them; --total-timesteps counts all workers' steps "
+        "(default: 1, no distribution)",
+    )
+    train.add_argument(
+        "--backup-dir",
+        default=None,
+        help="back up the run after every iteration and resume from there "
+        "when restarted, e.g. after a worker was killed (only the chief writes "
+        "it; deleted when training ends)",
+    )
+    train.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="0 silent, 1 progress bar (default), 2 one line per iteration",
+    )
+    _add_config_options(train)
+    train.set_defaults(subparser=train, run=train_command)
+
+
+def _env_steps_logger(workers=1):
+    import keras
+
+    class EnvStepsLogger(keras.callbacks.Callback):
+        """Adds the env step count (of all `workers`, which step equally
+        many) to the epoch logs, so TensorBoard logs `epoch_env_steps` and
+        `keras-ppo plot` can use env steps as its x-axis."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["env_steps"] = workers * int(self.model.env_steps.numpy())
+
+    return EnvStepsLogger()
+
+
+def train_command(args, parser) -> int:
+    """Trains on `args.env_id`, saves the agent and evaluates it.
+
+    With `--workers N` and no `TF_CONFIG`, starts N worker processes instead
+    (`keras_ppo.launch`); with `TF_CONFIG` set, is one of them.
+
+    Args:
+        args: The parsed command line (`build_parser`).
+        parser: The subcommand's parser, which reports usage errors (exit 2).
+
+    Returns:
+        The exit code: 0, or 130 when interrupted (the agent is saved either
+        way); when it started the workers, the launcher's exit code.
+    """
+    import keras
+
+    import keras_ppo
+    from keras_ppo import distribute
+    from keras_ppo.callbacks import (
+        ChiefBackupAndRestore,
+        ProgressBar,
+        StopOnInterrupt,
+    )
+    from keras_ppo.saving import save_atomically
+
+    overrides = {
+        field.name: getattr(args, field.name)
+        for field in presets.config_fields()
+        if getattr(args, field.name) is not None
+    }
+    if args.eval_episodes < 1:
+        parser.error(
+            f"argument --eval-episodes must be >= 1. Received: {args.eval_episodes}"
+        )
+    logdir = args.logdir or os.path.join("runs", args.env_id)
+    save_path = args.save or os.path.join(logdir, "agent.keras")
+    if not save_path.endswith(".keras"):
+        parser.error(f"argument --save must end in .keras. Received: {save_path}")
+    # --workers N: start N local workers, or be one of them (TF_CONFIG set).
+    strategy, workers = None, args.workers
+    if workers > 1:
+        from keras_ppo import launch
+
+        if "TF_CONFIG" not in os.environ:
+            return launch.run_local_workers(args.argv, workers, logdir)
+        try:
+            strategy = launch.multi_worker_strategy(workers)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.seed is not None:
+        keras.utils.set_random_seed(args.seed)
+    try:
+        run = presets.make_run(
+            args.env_id,
+            total_timesteps=args.total_timesteps,
+            num_envs=args.num_envs,
+            learning_rate=args.learning_rate,
+            anneal_lr=args.anneal_lr,
+            anneal_clip_ratio=args.anneal_clip_ratio,
+            max_grad_norm=args.max_grad_norm,
+            init_log_std=args.init_log_std,
+            hidden_sizes=args.hidden_sizes,
+            vectorization_mode=args.vectorization,
+            tf_env=args.tf_env,
+            strategy=strategy,
+            **overrides,
+        )
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    model, envs, config = run.model, run.envs, run.model.config
+    # Only the chief (worker 0) writes logs and keeps the agent.
+    chief = distribute.worker_index(model) == 0
+    batch = config.batch_size(envs.num_envs)
+    print(
+        f"Training PPO on {args.env_id}: {run.epochs} iterations x {batch} "
+        f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
+        + (f" on each of {workers} workers" if workers > 1 else "")
+    )
+    print(f"  {config}")
+    stop = StopOnInterrupt()
+    callbacks = [
+        *run.callbacks,
+        _env_steps_logger(workers),
+        stop,
+    ]
+    if args.backup_dir:
+        callbacks.insert(0, ChiefBackupAndRestore(args.backup_dir))
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(logdir))
+    if args.verbose and chief:
+        callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        model.fit(run.dataset, epochs=run.epochs, verbose=0, callbacks=callbacks)
+        interrupted = stop.interrupted
+    except KeyboardInterrupt:  # a second Ctrl-C: stop mid-iteration
+        interrupted = True
+    if interrupted:
+        print("\nInterrupted: saving the agent as trained so far.")
+    elapsed = time.perf_counter() - start
+    envs.close()
+    steps = workers * int(model.env_steps.numpy())
+    if not chief:
+        # Every worker saves (saving may synchronise them); only the
+        # chief's copy is kept.
+        save_path = os.path.join(tempfile.mkdtemp(), "agent.keras")
+    os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
+    # Atomic: a kill during the save leaves an earlier agent file intact.
+    save_atomically(model, save_path)
+    print(
+        f"Trained {steps} env steps in {elapsed:.1f} s "
+        f"({steps / max(elapsed, 1e-9):.0f} env steps/s)."
+    )
+    if not chief:
+        shutil.rmtree(os.path.dirname(save_path))
+        return 130 if interrupted else 0
+    print(f"Saved the agent to {save_path}; TensorBoard logs in {logdir}")
+    if interrupted:
+        return 130
+    result = keras_ppo.evaluate(
+        model,
+        args.env_id,
+        episodes=args.eval_episodes,
+        seed=10_000 + (config.seed or 0),
+    )
+    print(
+        f"Evaluation over {args.eval_episodes} episodes (deterministic): "
+        f"return {result['mean_return']:.1f} +- {result['std_return']:.1f}, "
+        f"length {result['mean_length']:.1f}"
+    )
+    return 0
