@@ -7,7 +7,7 @@ from gymnasium.vector import VectorEnv
 
 from keras_ppo import distribute
 from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
-from keras_ppo.rollout import EnvDriver, collect_rollout
+from keras_ppo.rollout import EnvDriver, check_nonfinite_mode, collect_rollout
 
 
 def rollout_dataset(
@@ -63,10 +63,8 @@ def rollout_dataset(
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     from keras_ppo.envs import BatchedEnv
 
-    if nonfinite not in ("raise", "mask"):
-        raise ValueError(
-            f"`nonfinite` must be 'raise' or 'mask'. Received: nonfinite={nonfinite!r}"
-        )
+    # Checked here too: TF-native envs have no EnvDriver to check it.
+    check_nonfinite_mode(nonfinite)
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
         driver = GraphEnvDriver(envs, seed=distribute.env_seed(model, envs.num_envs))

@@ -71,10 +71,7 @@ class EnvDriver:
     """
 
     def __init__(self, envs: VectorEnv, seed=None, nonfinite="raise"):
-        if nonfinite not in ("raise", "mask"):
-            raise ValueError(
-                f"`nonfinite` must be 'raise' or 'mask'. Received: {nonfinite!r}"
-            )
+        check_nonfinite_mode(nonfinite)
         self.nonfinite = nonfinite
         self.masked_steps = 0
         self.envs = envs
@@ -138,9 +135,7 @@ class EnvDriver:
             raise
 
     def _check_finite(self, what, values):
-        if not np.issubdtype(values.dtype, np.floating):
-            return
-        finite = np.isfinite(values.reshape(self.num_envs, -1)).all(axis=1)
+        finite = _finite_rows(values)
         if not finite.all():
             index = int(np.flatnonzero(~finite)[0])
             self.error = ValueError(
@@ -254,6 +249,14 @@ class EnvDriver:
             )
             self._returns[done] = 0.0
             self._lengths[done] = 0
+
+
+def check_nonfinite_mode(nonfinite):
+    """Raises ValueError unless `nonfinite` is "raise" or "mask"."""
+    if nonfinite not in ("raise", "mask"):
+        raise ValueError(
+            f"`nonfinite` must be 'raise' or 'mask'. Received: nonfinite={nonfinite!r}"
+        )
 
 
 def _finite_rows(values):
