@@ -237,19 +237,15 @@ class EnvDriver:
         self._lengths += valid
         # Episodes with masked steps have no true return: leave them out.
         counted = done & ~self._tainted
-        self._tainted &= ~done
-        self._returns[done & ~counted] = 0.0
-        self._lengths[done & ~counted] = 0
-        done = counted
-        if done.any():
+        if counted.any():
             self._finished += (
-                self._returns[done].sum(),
-                self._lengths[done].sum(),
-                done.sum(),
+                self._returns[counted].sum(),
+                self._lengths[counted].sum(),
+                counted.sum(),
             )
-            self._returns[done] = 0.0
-            self._lengths[done] = 0
-
+        self._returns[done] = 0.0
+        self._lengths[done] = 0
+        self._tainted &= ~done
 
 def check_nonfinite_mode(nonfinite):
     """Raises ValueError unless `nonfinite` is "raise" or "mask"."""
