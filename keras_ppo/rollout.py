@@ -247,6 +247,7 @@ class EnvDriver:
         self._lengths[done] = 0
         self._tainted &= ~done
 
+
 def check_nonfinite_mode(nonfinite):
     """Raises ValueError unless `nonfinite` is "raise" or "mask"."""
     if nonfinite not in ("raise", "mask"):

@@ -46,11 +46,8 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         dirname = os.path.dirname(filepath)
         if dirname:
             os.makedirs(dirname, exist_ok=True)
-        self._save_atomically(filepath)
+        save_atomically(self.model, filepath, weights_only=self.save_weights_only)
         if self.verbose > 0:
             io_utils.print_msg(
                 f"\nEpoch {epoch + 1}: finished saving model to {filepath}"
             )
-
-    def _save_atomically(self, filepath):
-        save_atomically(self.model, filepath, weights_only=self.save_weights_only)
