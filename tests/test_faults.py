@@ -140,9 +140,15 @@ def test_masking_a_nan_observation_drops_both_steps_it_touches():
     # Step 2 is cut: its advantage is one TD error, bootstrapped from the
     # (finite) observation step 3 started from.
     assert second["truncations"][2, 1] and not second["terminations"][2, 1]
+    # The rollout computed this value in a batch of all T * N final
+    # observations, the check in a batch of one: float32 sums may differ in
+    # their last bits between the two batch shapes.
     obs3 = second["observations"][3, 1][None]
     np.testing.assert_allclose(
-        second["next_values"][2, 1], model.value(obs3).numpy()[0], rtol=1e-6
+        second["next_values"][2, 1],
+        model.value(obs3).numpy()[0],
+        rtol=1e-5,
+        atol=1e-6,
     )
     gamma = model.config.gamma
     td = second["rewards"][2, 1] + gamma * second["next_values"][2, 1]
