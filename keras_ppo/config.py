@@ -35,7 +35,7 @@ class PPOConfig:
         normalize_advantages: Standardise advantages per minibatch.
         normalize_observations: Normalise `Box` observations by their
             running mean and variance, clipped to [-10, 10], inside the model
-            (`keras_ppo.normalization`; Stable-Baselines3's `VecNormalize`).
+            (`keras_ppo.agent.normalization`; Stable-Baselines3's `VecNormalize`).
         normalize_rewards: Divide rewards by the running standard deviation
             of the discounted return, clipped to [-10, 10], before GAE. Values
             are then learnt in these scaled units; episode returns in the

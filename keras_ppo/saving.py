@@ -4,23 +4,18 @@ with errors that say what is wrong with the file."""
 from __future__ import annotations
 
 import os
-import uuid
 import zipfile
 
 import keras
 
-# Longest first: ".weights.h5" must win over ".h5".
-_SUFFIXES = (".weights.h5", ".keras", ".h5")
+from keras_ppo import files
+from keras_ppo.agent.model import PPOModel
 
 
 def save_atomically(model, filepath, weights_only=False) -> None:
     """Saves `model` (or only its weights) so that `filepath` always holds
-    either the previous file or the complete new one.
-
-    Writes to a hidden temporary file in the same directory, flushes it to
-    disk and `os.replace`s it onto `filepath`. A process killed midway
-    leaves the previous file intact (and at most a `.NAME.<random>.tmp`
-    file next to it); a save that raises removes its temporary file.
+    either the previous file or the complete new one
+    (`keras_ppo.files.save_atomically`).
 
     Args:
         model: A Keras model.
@@ -30,45 +25,8 @@ def save_atomically(model, filepath, weights_only=False) -> None:
     Raises:
         ValueError: If the suffix is not one Keras saves to.
     """
-    filepath = os.fspath(filepath)
-    dirname, basename = os.path.split(filepath)
-    suffix = next((s for s in _SUFFIXES if basename.endswith(s)), None)
-    if suffix is None:
-        raise ValueError(
-            f"Expected a path ending in one of {list(_SUFFIXES)}. "
-            f"Received: {filepath!r}"
-        )
-    # Keras picks the format from the suffix, so the temporary file keeps it.
-    stem = basename[: -len(suffix)]
-    temp_path = os.path.join(dirname, f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
-    try:
-        if weights_only:
-            model.save_weights(temp_path, overwrite=True)
-        else:
-            model.save(temp_path, overwrite=True)
-        # On disk before the rename, or a power loss could leave the new name
-        # pointing at unwritten blocks.
-        with open(temp_path, "rb") as saved:
-            os.fsync(saved.fileno())
-        os.replace(temp_path, filepath)
-    finally:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-    _fsync_directory(dirname or ".")
-
-
-def _fsync_directory(dirname):
-    """Makes a rename in `dirname` durable (POSIX; a no-op elsewhere)."""
-    try:
-        descriptor = os.open(dirname, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # Some filesystems cannot fsync directories.
-    finally:
-        os.close(descriptor)
+    save = model.save_weights if weights_only else model.save
+    files.save_atomically(lambda path: save(path, overwrite=True), filepath)
 
 
 def load_agent(filepath):
@@ -88,8 +46,6 @@ def load_agent(filepath):
         FileNotFoundError: If there is no such file.
         ValueError: If the file is not a complete keras-ppo agent.
     """
-    from keras_ppo.model import PPOModel
-
     path = os.fspath(filepath)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such agent file. Received: {path!r}")

@@ -129,3 +129,15 @@ def count_traces(model):
 
     model.train_step = counting_train_step
     return traces
+
+
+def rollout_arrays(rollout):
+    """A collected `Rollout` as a dict of numpy arrays, with `episodes` an
+    `EpisodeStats` of Python floats (compare it with a tuple)."""
+    arrays = {
+        key: np.asarray(value)
+        for key, value in rollout._asdict().items()
+        if key != "episodes"
+    }
+    arrays["episodes"] = type(rollout.episodes)(*(float(v) for v in rollout.episodes))
+    return arrays

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from envs import EpisodeRecorder, VectorStepCounter, vector  # noqa: E402
 
 import keras_ppo  # noqa: E402
-from keras_ppo.update import loss_terms  # noqa: E402
+from keras_ppo.agent.update import loss_terms  # noqa: E402
 
 DEVICES = ["/cpu:0", "/cpu:1"]
 NORMALIZED = dict(normalize_observations=True, normalize_rewards=True)
@@ -169,7 +169,7 @@ def update_scenario(strategy):
 
 def gradient_norm(minibatch):
     fresh = make_model(make_envs([0], []), None, update_epochs=1)
-    advantages = keras_ppo.losses.normalize_advantages(
+    advantages = keras_ppo.core.losses.normalize_advantages(
         minibatch["advantages"], weights=minibatch["mask"]
     )
     with tf.GradientTape() as tape:

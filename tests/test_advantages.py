@@ -1,10 +1,10 @@
-"""Tests for `keras_ppo.advantages.compute_gae`."""
+"""Tests for `keras_ppo.core.advantages.compute_gae`."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ppo.advantages import compute_gae
+from keras_ppo.core.advantages import compute_gae
 
 GAMMA = 0.9
 LAMBDA = 0.8  # gamma * lambda = 0.72

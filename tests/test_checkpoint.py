@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import keras_ppo
-from keras_ppo.callbacks import AtomicModelCheckpoint
 
 # `import keras_ppo` loads PPOModel lazily; load_model needs it registered.
-from keras_ppo.model import PPOModel  # noqa: F401
+from keras_ppo.agent.model import PPOModel  # noqa: F401
+from keras_ppo.callbacks import AtomicModelCheckpoint
 
 NUM_ENVS, NUM_STEPS = 2, 8
 

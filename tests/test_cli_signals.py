@@ -13,7 +13,7 @@ import keras
 import pytest
 
 # `import keras_ppo` loads PPOModel lazily; load_model needs it registered.
-from keras_ppo.model import PPOModel
+from keras_ppo.agent.model import PPOModel
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGKILL"), reason="POSIX signals and process groups"

@@ -182,7 +182,7 @@ def test_plain_iteration_yields_one_iteration_of_minibatches():
         )
         other = np.concatenate([batches[0]["log_probs"], batches[1]["log_probs"]])
         np.testing.assert_array_equal(np.sort(values), np.sort(other))
-    assert float(batches[1]["episode_count"]) == 0.0
+    assert float(batches[1]["episodes"]["count"]) == 0.0
 
 
 def test_fit_rejects_a_dataset_of_another_model():

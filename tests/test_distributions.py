@@ -1,4 +1,4 @@
-"""Tests for `keras_ppo.distributions`."""
+"""Tests for `keras_ppo.core.distributions`."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from gymnasium import spaces
 
-from keras_ppo.distributions import (
+from keras_ppo.core.distributions import (
     Bernoulli,
     Categorical,
     DiagGaussian,

@@ -1,4 +1,4 @@
-"""keras_ppo.export: the SavedModel serves the deterministic policy and the
+"""keras_ppo.agent.export: the SavedModel serves the deterministic policy and the
 value function without keras-ppo."""
 
 import subprocess
@@ -13,7 +13,7 @@ from envs import RandomEnv, vector
 from gymnasium import spaces
 
 import keras_ppo
-from keras_ppo.export import export_policy
+from keras_ppo.agent.export import export_policy
 
 TINY = dict(num_steps=16, minibatch_size=32, update_epochs=2, seed=0)
 
@@ -122,7 +122,7 @@ def test_signature_takes_the_stored_observation_dtype(
     export_policy(model, tmp_path)
     policy = tf.saved_model.load(str(tmp_path))
     (spec,) = policy.signatures["serve"].structured_input_signature[1].values()
-    dtype = keras_ppo.spaces.observation_dtype(observation_space)
+    dtype = keras_ppo.core.spaces.observation_dtype(observation_space)
     assert spec.dtype == dtype
     assert spec.shape.as_list() == [None, *observation_space.shape]
     observations = observations_of(observation_space, count=8)

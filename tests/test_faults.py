@@ -110,13 +110,15 @@ def masked_rollouts(fault, at, num_steps=8, rollouts=2):
     """Collects `rollouts` rollouts with `nonfinite="mask"` from the faulty
     setup; returns the driver and the rollouts as numpy dicts."""
     import tensorflow as tf
+    from envs import rollout_arrays
 
-    from keras_ppo.rollout import EnvDriver, collect_rollout
+    from keras_ppo.rollout.gym_driver import GymDriver
+    from keras_ppo.rollout.prepare import collect_rollout
 
     envs, model = faulty_setup(fault, at=at)
-    driver = EnvDriver(envs, seed=0, nonfinite="mask")
+    driver = GymDriver(envs, seed=0, nonfinite="mask")
     run = tf.function(lambda: collect_rollout(model, driver, num_steps))
-    results = [{k: v.numpy() for k, v in run().items()} for _ in range(rollouts)]
+    results = [rollout_arrays(run()) for _ in range(rollouts)]
     return model, driver, results
 
 
@@ -179,7 +181,7 @@ def test_an_episode_with_masked_steps_is_left_out_of_the_statistics():
     # Random CartPole episodes end within 100 steps; env 1's first episode
     # (with the masked step 2) is one of them but is not counted.
     assert np.flatnonzero(ended[:, 1])[0] > 2
-    assert rollout["episode_stats"][2] == ended.sum() - 1
+    assert rollout["episodes"].count == ended.sum() - 1
 
 
 def test_fit_with_masking_trains_through_faults_with_exact_accounting():

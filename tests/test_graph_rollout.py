@@ -4,12 +4,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
+from envs import rollout_arrays
 from test_data import BatchLogs
 
 import keras_ppo
 import keras_ppo.envs as tfenvs
-from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
 from keras_ppo.presets import make_run, preset
+from keras_ppo.rollout.prepare import collect_rollout
+from keras_ppo.rollout.tf_driver import TFDriver
 
 
 def tf_setup(env_id="CartPole-v1", num_envs=4, **config):
@@ -38,18 +40,18 @@ def test_fit_steps_tf_envs_exactly_and_without_policy_lag():
 
 def test_graph_rollout_matches_the_env_and_continues_across_rollouts():
     env, model = tf_setup(num_envs=3)
-    driver = GraphEnvDriver(env, seed=0)
-    run = tf.function(lambda: collect_graph_rollout(model, driver, 40))
-    first = {key: value.numpy() for key, value in run().items()}
-    start_obs = driver.obs.numpy().copy()
-    second = {key: value.numpy() for key, value in run().items()}
+    driver = TFDriver(env, seed=0)
+    run = tf.function(lambda: collect_rollout(model, driver, 40))
+    first = rollout_arrays(run())
+    start_obs = driver.observations.numpy().copy()
+    second = rollout_arrays(run())
     # The second rollout starts where the first stopped.
     np.testing.assert_array_equal(second["observations"][0], start_obs)
     # CartPole pays 1 per step, and random policies end episodes within 40
     # steps: episode statistics count whole episodes.
     np.testing.assert_array_equal(first["rewards"], np.ones((40, 3)))
     ended = first["terminations"] | first["truncations"]
-    assert first["episode_stats"][2] == ended.sum() > 0
+    assert first["episodes"].count == ended.sum() > 0
     # GAE inside the graph equals compute_gae on the returned arrays.
     advantages, _ = keras_ppo.compute_gae(
         first["rewards"],

@@ -1,4 +1,4 @@
-"""Tests for `keras_ppo.losses`."""
+"""Tests for `keras_ppo.core.losses`."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ppo import losses
+from keras_ppo.core import losses
 
 
 def _f64(xs):

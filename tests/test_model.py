@@ -1,4 +1,4 @@
-"""Tests for `keras_ppo.model.PPOModel`: spaces, initialisation, compile, the
+"""Tests for `keras_ppo.agent.model.PPOModel`: spaces, initialisation, compile, the
 metrics contract, rollout_dataset validation, save/load and evaluation."""
 
 import gymnasium as gym
@@ -9,7 +9,7 @@ from envs import RandomEnv, vector
 from gymnasium import spaces
 
 import keras_ppo
-from keras_ppo.model import PPOModel
+from keras_ppo.agent.model import PPOModel
 
 ACTION_SPACES = {
     "discrete": lambda: spaces.Discrete(3, start=-1),
@@ -310,16 +310,16 @@ def test_steps_per_execution_defaults_to_updates_per_iteration():
     from_env = PPOModel.from_env(envs, config=config)
     from_env.compile()
     assert from_env.steps_per_execution == config.updates_per_iteration(2) == 12
-    # Without num_envs the dataset tells the model.
+    # Without num_envs fit takes it from the rollout dataset.
     from_spaces = PPOModel.from_spaces(
         envs.single_observation_space, envs.single_action_space, config=config
     )
     from_spaces.compile()
-    keras_ppo.rollout_dataset(from_spaces, envs)
+    from_spaces.fit(keras_ppo.rollout_dataset(from_spaces, envs), epochs=1, verbose=0)
     assert from_spaces.steps_per_execution == 12
     explicit = PPOModel.from_env(envs, config=config)
     explicit.compile(steps_per_execution=5)
-    keras_ppo.rollout_dataset(explicit, envs)
+    explicit.fit(keras_ppo.rollout_dataset(explicit, envs), epochs=1, verbose=0)
     assert explicit.steps_per_execution == 5
 
 

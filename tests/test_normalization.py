@@ -10,7 +10,7 @@ from envs import vector
 from test_data import BatchLogs
 
 import keras_ppo
-from keras_ppo.normalization import RunningNormalization, discounted_returns
+from keras_ppo.agent.normalization import RunningNormalization, discounted_returns
 
 
 def test_running_statistics_equal_numpy_over_weighted_batches():

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_ppo import losses
-from keras_ppo.advantages import compute_gae
+from keras_ppo.core import losses
+from keras_ppo.core.advantages import compute_gae
 
 # Every distinct [T, N] compiles compute_gae's XLA scan anew (~0.1 s each).
 # No example database: it would write .hypothesis/ into the working tree.

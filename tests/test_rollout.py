@@ -5,21 +5,22 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
-from envs import CounterEnv, vector
+from envs import CounterEnv, rollout_arrays, vector
 from gymnasium.vector import AutoresetMode
 
 import keras_ppo
-from keras_ppo.advantages import compute_gae
-from keras_ppo.rollout import EnvDriver, collect_rollout
+from keras_ppo.core.advantages import compute_gae
+from keras_ppo.rollout.gym_driver import GymDriver
+from keras_ppo.rollout.prepare import collect_rollout
 
 # Modes in which every step is a real transition (no reset steps).
 MODES = [AutoresetMode.SAME_STEP, AutoresetMode.DISABLED]
 
 
 def collect(model, envs, num_steps, seed=0):
-    driver = EnvDriver(envs, seed=seed)
-    run = tf.function(lambda: collect_rollout(model, driver, num_steps))
-    return driver, run
+    driver = GymDriver(envs, seed=seed)
+    compiled = tf.function(lambda: collect_rollout(model, driver, num_steps))
+    return driver, lambda: rollout_arrays(compiled())
 
 
 def counter_setup(mode, terminate_at=None, max_steps=3, num_envs=2):
@@ -36,7 +37,7 @@ def counter_setup(mode, terminate_at=None, max_steps=3, num_envs=2):
 def test_truncated_episode_bootstraps_from_its_final_observation(mode):
     envs, model = counter_setup(mode, max_steps=3)
     _, run = collect(model, envs, num_steps=7)
-    rollout = {key: value.numpy() for key, value in run().items()}
+    rollout = run()
     # Episodes last 3 steps: observations 0, 1, 2, then a reset to 0.
     np.testing.assert_array_equal(
         rollout["observations"][:, 0, 0], [0, 1, 2, 0, 1, 2, 0]
@@ -56,7 +57,7 @@ def test_truncated_episode_bootstraps_from_its_final_observation(mode):
 def test_next_step_mode_masks_reset_steps_and_bootstraps_from_final_obs():
     envs, model = counter_setup(AutoresetMode.NEXT_STEP, max_steps=3)
     driver, run = collect(model, envs, num_steps=9)
-    rollout = {key: value.numpy() for key, value in run().items()}
+    rollout = run()
     # Steps 0-2 are the episode, step 3 only resets (obs 3 -> 0, reward 0).
     np.testing.assert_array_equal(
         rollout["observations"][:, 0, 0], [0, 1, 2, 3, 0, 1, 2, 3, 0]
@@ -73,7 +74,7 @@ def test_next_step_mode_masks_reset_steps_and_bootstraps_from_final_obs():
         rollout["next_values"][valid, 0], np.array(expected)[valid], rtol=1e-5
     )
     # Two episodes of length 3 per env; reset steps are not counted.
-    np.testing.assert_array_equal(rollout["episode_stats"], [12.0, 12.0, 4.0])
+    assert rollout["episodes"] == (12.0, 12.0, 4.0)
     assert driver.step_calls == 9
 
 
@@ -87,17 +88,17 @@ def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
         envs, config=keras_ppo.PPOConfig(num_steps=100, minibatch_size=100, seed=0)
     )
     _, run = collect(model, envs, num_steps=100)
-    stats = run()["episode_stats"].numpy()
-    assert stats[2] == len(envs.length_queue) >= 8
-    assert stats[1] == sum(envs.length_queue)
-    assert stats[0] == pytest.approx(sum(envs.return_queue))
+    stats = run()["episodes"]
+    assert stats.count == len(envs.length_queue) >= 8
+    assert stats.length_sum == sum(envs.length_queue)
+    assert stats.return_sum == pytest.approx(sum(envs.return_queue))
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_terminated_episode_does_not_bootstrap(mode):
     envs, model = counter_setup(mode, terminate_at=2, max_steps=100)
     _, run = collect(model, envs, num_steps=4)
-    rollout = {key: value.numpy() for key, value in run().items()}
+    rollout = run()
     np.testing.assert_array_equal(rollout["terminations"][:, 0], [0, 1, 0, 1])
     advantages, returns = compute_gae(
         rollout["rewards"],
@@ -126,7 +127,7 @@ def test_same_step_and_disabled_modes_give_identical_rollouts():
         config = keras_ppo.PPOConfig(num_steps=64, minibatch_size=64, seed=7)
         model = keras_ppo.PPOModel.from_env(envs, config=config)
         driver, run = collect(model, envs, num_steps=64, seed=7)
-        rollouts.append({key: value.numpy() for key, value in run().items()})
+        rollouts.append(run())
         assert driver.step_calls == 64
     assert rollouts[0]["terminations"].sum() >= 3, "episodes must end to test resets"
     for other in rollouts[1:]:
@@ -138,10 +139,10 @@ def test_episode_statistics_count_finished_episodes_across_rollouts():
     envs, model = counter_setup(AutoresetMode.SAME_STEP, max_steps=3, num_envs=2)
     _, run = collect(model, envs, num_steps=4)
     # Steps 1-4 of each env: one episode ends at step 3 -> 2 episodes.
-    np.testing.assert_array_equal(run()["episode_stats"], [6.0, 6.0, 2.0])
+    assert run()["episodes"] == (6.0, 6.0, 2.0)
     # Steps 5-8: the episode ending at step 6 (length 3) -> 2 more; the
     # partial episode that began in the first rollout is counted whole.
-    np.testing.assert_array_equal(run()["episode_stats"], [6.0, 6.0, 2.0])
+    assert run()["episodes"] == (6.0, 6.0, 2.0)
     assert int(model.env_steps.numpy()) == 2 * 4 * 2
 
 
@@ -161,6 +162,6 @@ def test_discrete_actions_reach_the_env_with_their_start_offset():
         envs, config=keras_ppo.PPOConfig(num_steps=50, minibatch_size=50, seed=0)
     )
     _, run = collect(model, envs, num_steps=50)
-    actions = run()["actions"].numpy()
+    actions = run()["actions"]
     assert set(seen) == {-1, 0, 1}
     np.testing.assert_array_equal(np.sort(seen), np.sort(actions.reshape(-1) - 1))

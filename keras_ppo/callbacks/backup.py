@@ -14,8 +14,8 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     Keras' `BackupAndRestore` would have all of them write the same files.
     With this one every worker restores from `backup_dir` when `fit` starts
     (so it must be on a filesystem all workers see), but only the chief
-    (worker 0) writes the backup after each epoch and deletes it at the end.
-    Without a multi-worker strategy it is `BackupAndRestore`.
+    (worker 0) writes the backup and deletes it at the end. Without a
+    multi-worker strategy it is `BackupAndRestore`.
 
     Weights include `env_steps` and the RNG key, so a run restarted after a
     worker was killed resumes at the last completed iteration with its
@@ -29,9 +29,15 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     def _is_chief(self):
         return distribute.worker_index(self.model) == 0
 
-    def _save_model(self):
+    # The hooks in which BackupAndRestore writes or deletes files; restoring
+    # (on_train_begin) stays on every worker.
+    def on_epoch_end(self, epoch, logs=None):
         if self._is_chief():
-            super()._save_model()
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._is_chief():
+            super().on_train_batch_end(batch, logs)
 
     def on_train_end(self, logs=None):
         if self._is_chief():

@@ -7,7 +7,7 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_ppo import spaces
+from keras_ppo.core import spaces
 
 
 def export_policy(model, filepath: str | os.PathLike, verbose: bool = False) -> None:
@@ -31,7 +31,7 @@ def export_policy(model, filepath: str | os.PathLike, verbose: bool = False) -> 
         None. The endpoint is
         `serve(observations [batch, *obs_shape]) -> {"action", "value"}`:
         `observations` in the dtype the model stores them in
-        (`keras_ppo.spaces.observation_dtype`: float32 for floating `Box`
+        (`keras_ppo.core.spaces.observation_dtype`: float32 for floating `Box`
         spaces, the `Box`'s own integer dtype, int32 for `Discrete`);
         `action` `[batch, *action_shape]` in the action space's dtype (int64
         for `Discrete`, with its `start` added), clipped to `Box` bounds;
@@ -41,14 +41,12 @@ def export_policy(model, filepath: str | os.PathLike, verbose: bool = False) -> 
         TypeError: If `model` is not a `keras_ppo.PPOModel`.
 
     Example:
-        >>> keras_ppo.export.export_policy(model, "exported/cartpole")
+        >>> keras_ppo.agent.export.export_policy(model, "exported/cartpole")
         >>> # In a process with only TensorFlow installed:
         >>> policy = tf.saved_model.load("exported/cartpole")
         >>> actions = policy.serve(observations)["action"].numpy()
     """
-    from keras_ppo.model import PPOModel
-
-    if not isinstance(model, PPOModel):
+    if not hasattr(model, "distribution") or not hasattr(model, "observation_space"):
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     distribution = model.distribution
     signature = tf.TensorSpec(

@@ -5,9 +5,13 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import distribute
-from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
-from keras_ppo.rollout import EnvDriver, check_nonfinite_mode, collect_rollout
+from keras_ppo.agent import replicas, streams
+from keras_ppo.agent.model import PPOModel
+from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
+from keras_ppo.envs import BatchedEnv
+from keras_ppo.rollout.gym_driver import GymDriver, check_nonfinite_mode
+from keras_ppo.rollout.prepare import collect_rollout
+from keras_ppo.rollout.tf_driver import TFDriver
 
 
 def rollout_dataset(
@@ -41,12 +45,12 @@ def rollout_dataset(
             (`keras_ppo.rollout.EnvDriver` has the details).
 
     Returns:
-        A `tf.data.Dataset` of dicts with `observations [mb, ...]`,
-        `actions [mb, ...]`, `log_probs`, `values`, `advantages`, `returns`,
-        `mask` (`[mb]`; 0 marks reset steps to ignore), the scalar
-        `update_index` within the iteration and the scalars
-        `episode_return_sum`, `episode_length_sum`, `episode_count` (non-zero
-        only in the iteration's first minibatch). Its cardinality
+        A `tf.data.Dataset` of `keras_ppo.core.batch.Minibatch` dicts:
+        `observations [mb, ...]`, `actions [mb, ...]`, `log_probs`,
+        `values`, `advantages`, `returns`, `mask` (`[mb]`; 0 marks reset
+        steps to ignore), the scalar `update_index` within the iteration and
+        `episodes`, the iteration's episode sums `return_sum`, `length_sum`
+        and `count` (non-zero only in its first minibatch). Its cardinality
         is the number of updates per iteration.
 
     Raises:
@@ -57,21 +61,17 @@ def rollout_dataset(
             `jit_compile` is set for gymnasium envs (stepped in Python, so
             not compilable).
     """
-    from keras_ppo.model import PPOModel
-
     if not isinstance(model, PPOModel):
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
-    from keras_ppo.envs import BatchedEnv
-
-    # Checked here too: TF-native envs have no EnvDriver to check it.
+    # Checked here too: TF-native envs have no GymDriver to check it.
     check_nonfinite_mode(nonfinite)
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
-        driver = GraphEnvDriver(envs, seed=distribute.env_seed(model, envs.num_envs))
+        driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
         prefix = ""
     elif isinstance(envs, VectorEnv):
-        driver = EnvDriver(
-            envs, seed=distribute.env_seed(model, envs.num_envs), nonfinite=nonfinite
+        driver = GymDriver(
+            envs, seed=replicas.env_seed(model, envs.num_envs), nonfinite=nonfinite
         )
         prefix = "single_"
     else:
@@ -88,15 +88,14 @@ def rollout_dataset(
                 f"The envs' {kind} space differs from the model's. "
                 f"Model: {model_space}. Received: {env_space}"
             )
-    if jit_compile and not isinstance(driver, GraphEnvDriver):
+    if jit_compile and not isinstance(driver, TFDriver):
         raise ValueError(
             "`jit_compile=True` needs a TF-native env (keras_ppo.envs.make); "
             f"gymnasium envs step in Python. Received: {envs!r}"
         )
     source = IterationSource(model, driver, jit_compile=jit_compile)
     dataset = source.dataset(repeat=False)
-    dataset.source = source
-    model._set_updates_per_iteration(source.num_updates)
+    streams.register(dataset, source)
     return dataset
 
 
@@ -104,13 +103,14 @@ class IterationSource:
     """Runs PPO iterations for a rollout dataset: each element of its
     `dataset` is one iteration's minibatches, collected on demand.
 
-    The rollout, GAE and shuffling run in one `tf.function`, called
-    from the dataset through `tf.py_function` (the tf.data runtime executes
-    graphs with loops much slower than the eager runtime does).
+    The rollout, GAE and shuffling run in one `tf.function`, called from the
+    dataset through `tf.py_function` (the tf.data runtime executes graphs
+    with loops much slower than the eager runtime does). It is the
+    `keras_ppo.agent.streams.RolloutStream` that `PPOModel.fit` reads.
 
     Args:
         model: The `PPOModel` whose weights act.
-        driver: The `EnvDriver` of the envs.
+        driver: The `Driver` of the envs.
         jit_compile: Compile that function with XLA (TF-native envs only).
     """
 
@@ -119,38 +119,33 @@ class IterationSource:
         self.model = model
         self.driver = driver
         self.num_minibatches = config.num_minibatches(driver.num_envs)
-        self.num_updates = config.update_epochs * self.num_minibatches
-        self.iterations = 0
-        in_graph = isinstance(driver, GraphEnvDriver)
-        self._collect = collect_graph_rollout if in_graph else collect_rollout
+        self.updates_per_iteration = config.update_epochs * self.num_minibatches
         # XLA cannot compile updates of a tf.distribute model's weight copies
         # on other devices (rng_key, env_steps).
-        jit_compile = jit_compile and not distribute.is_distributed(model)
-        self._run = tf.function(
+        jit_compile = jit_compile and not replicas.is_distributed(model)
+        self._iteration = tf.function(
             self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
         )
-        outputs = self._run.get_concrete_function().structured_outputs
-        self.element_spec = {
-            key: tf.TensorSpec(value.shape[1:], value.dtype)
-            for key, value in outputs.items()
-        }
+        outputs = self._iteration.get_concrete_function().structured_outputs
+        # One element: one minibatch, without the leading update axis.
+        self.element_spec = tf.nest.map_structure(
+            lambda value: tf.TensorSpec(value.shape[1:], value.dtype), outputs
+        )
 
     def dataset(self, repeat=False):
         """The minibatches of one iteration as a dataset, or of endless
-        iterations with `repeat=True`.
-
-        `PPOModel.fit` trains on the endless one with `steps_per_epoch` set
-        to one iteration's updates: Keras then keeps one iterator for the
-        whole `fit` instead of creating two per epoch (~4 ms each).
-        """
+        iterations with `repeat=True`."""
         spec = self.element_spec
+        flat_spec = tf.nest.flatten(spec)
+        updates = self.updates_per_iteration
 
         def iteration(_):
-            flat = tf.py_function(self.collect, [], [s.dtype for s in spec.values()])
-            return {
-                key: tf.ensure_shape(value, (self.num_updates, *s.shape))
-                for (key, s), value in zip(spec.items(), flat, strict=True)
-            }
+            flat = tf.py_function(self._collect, [], [s.dtype for s in flat_spec])
+            flat = [
+                tf.ensure_shape(value, (updates, *s.shape))
+                for s, value in zip(flat_spec, flat, strict=True)
+            ]
+            return tf.nest.pack_sequence_as(spec, flat)
 
         options = tf.data.Options()
         # tf.data's default rewrites would prefetch or parallelise, running
@@ -164,82 +159,69 @@ class IterationSource:
         minibatches = iterations.map(iteration).unbatch()
         if not repeat:
             minibatches = minibatches.apply(
-                tf.data.experimental.assert_cardinality(self.num_updates)
+                tf.data.experimental.assert_cardinality(updates)
             )
         return minibatches.with_options(options)
 
+    def endless(self):
+        return self.dataset(repeat=True)
+
+    def env_error(self):
+        return self.driver.take_error()
+
     def _collect_and_shuffle(self):
-        config = self.model.config
-        normalizer = self.model.observation_normalizer
-        if normalizer is not None:
+        model, config = self.model, self.model.config
+        if model.observation_normalizer is not None:
             # The previous rollout's observations join the statistics only
             # now, after the updates that trained on them (see
-            # keras_ppo.normalization).
-            normalizer.commit()
-        rollout = self._collect(self.model, self.driver, config.num_steps)
-        return shuffled_minibatches(
+            # keras_ppo.agent.normalization).
+            model.observation_normalizer.commit()
+        rollout = collect_rollout(model, self.driver, config.num_steps)
+        minibatches = shuffled_minibatches(
             rollout,
             config.update_epochs,
             self.num_minibatches,
             config.minibatch_size,
-            self.model.next_seed(),
+            model.next_seed(),
         )
+        return minibatches.as_dict()
 
-    def collect(self):
+    def _collect(self):
         """Runs one iteration's rollout; returns its minibatches, stacked
-        `[num_updates, minibatch_size, ...]`, in `element_spec` order."""
-        minibatches = self._run()
-        self.iterations += 1
-        return [minibatches[key] for key in self.element_spec]
+        `[updates, minibatch_size, ...]`, flattened in `element_spec` order."""
+        return tf.nest.flatten(self._iteration())
 
 
-# Per-sample fields of a minibatch, shuffled together.
-TRAINING_KEYS = (
-    "observations",
-    "actions",
-    "log_probs",
-    "values",
-    "advantages",
-    "returns",
-    "mask",
-)
-# Every key of a minibatch, as PPOModel.train_step expects it.
-MINIBATCH_KEYS = TRAINING_KEYS + (
-    "update_index",
-    "episode_return_sum",
-    "episode_length_sum",
-    "episode_count",
-)
-
-
-def shuffled_minibatches(rollout, update_epochs, num_minibatches, minibatch_size, seed):
+def shuffled_minibatches(
+    rollout: Rollout, update_epochs, num_minibatches, minibatch_size, seed
+) -> Minibatch:
     """Splits a time-major rollout into `update_epochs` shuffled passes.
 
     Args:
-        rollout: Dict from `collect_rollout` (time-major `[T, N, ...]`).
+        rollout: A `Rollout` (time-major `[T, N, ...]`).
         update_epochs: Passes over the rollout (`U`).
         num_minibatches: Minibatches per pass (`M`).
         minibatch_size: Samples per minibatch; `M * minibatch_size = T * N`.
         seed: Stateless RNG seed `[2]`.
 
     Returns:
-        A dict of tensors with leading dimension `U * M`: each training key
-        as `[U * M, minibatch_size, ...]`, plus `update_index [U * M]` and
-        the episode statistics, non-zero only at index 0.
+        A `Minibatch` whose every field has a leading dimension `U * M`: the
+        sample fields `[U * M, minibatch_size, ...]`, `update_index` and the
+        episode statistics, non-zero only at index 0.
     """
     num_updates = update_epochs * num_minibatches
     batch_size = num_minibatches * minibatch_size
     # One independent permutation of the whole batch per pass.
     keys = tf.random.stateless_uniform((update_epochs, batch_size), seed)
     order = tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
-    minibatches = {}
-    for key in TRAINING_KEYS:
-        flat = tf.reshape(rollout[key], (batch_size, *rollout[key].shape[2:]))
-        minibatches[key] = tf.gather(flat, order)
-    minibatches["update_index"] = tf.range(num_updates)
+
+    def shuffled(value):
+        return tf.gather(tf.reshape(value, (batch_size, *value.shape[2:])), order)
+
+    samples = {key: shuffled(getattr(rollout, key)) for key in SAMPLE_FIELDS}
     first = tf.one_hot(0, num_updates)
-    stats = rollout["episode_stats"]
-    minibatches["episode_return_sum"] = first * stats[0]
-    minibatches["episode_length_sum"] = first * stats[1]
-    minibatches["episode_count"] = first * stats[2]
-    return minibatches
+    return Minibatch(
+        **samples,
+        update_index=tf.range(num_updates),
+        episodes=rollout.episodes.scaled(first),
+    )

@@ -102,3 +102,38 @@ def explained_variance(predictions, targets, weights=None):
     return tf.where(
         target_var > 0, 1.0 - residual_var / tf.maximum(target_var, 1e-12), 0.0
     )
+
+
+def weighted_moments(values, weights, shift):
+    """`[3]` sums `(sum w, sum w * x, sum w * x^2)` of `x = values - shift`.
+
+    Sums of several shards (replicas) add up to the sums of the whole batch;
+    `mean_and_variance` turns them into statistics. Shifting by a value
+    near the data (e.g. one of its samples, the same on every shard) keeps
+    the one-pass variance free of cancellation.
+    """
+    shifted = values - shift
+    return tf.stack(
+        [
+            tf.reduce_sum(weights),
+            tf.reduce_sum(weights * shifted),
+            tf.reduce_sum(weights * tf.square(shifted)),
+        ]
+    )
+
+
+def mean_and_variance(moments, shift):
+    """Weighted mean and (population) variance from `weighted_moments`."""
+    total = tf.maximum(moments[0], 1e-12)
+    mean = moments[1] / total
+    return mean + shift, tf.maximum(moments[2] / total - tf.square(mean), 0.0)
+
+
+def explained_variance_from_moments(target_moments, residual_moments):
+    """`explained_variance` from the `weighted_moments` of the targets and
+    of the residuals `targets - predictions`."""
+    _, target_var = mean_and_variance(target_moments, 0.0)
+    _, residual_var = mean_and_variance(residual_moments, 0.0)
+    return tf.where(
+        target_var > 0, 1.0 - residual_var / tf.maximum(target_var, 1e-12), 0.0
+    )

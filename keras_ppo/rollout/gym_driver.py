@@ -1,4 +1,4 @@
-"""Collecting PPO rollouts from a gymnasium `VectorEnv` inside one graph.
+"""The driver of gymnasium `VectorEnv`s: stepped in Python, from the graph.
 
 The policy runs in TensorFlow; the envs are stepped through
 `tf.numpy_function`, so a whole rollout of `num_steps` steps is one graph
@@ -15,26 +15,15 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from keras_ppo import spaces
-from keras_ppo.advantages import compute_gae
-from keras_ppo.normalization import discounted_returns
-
-# Env-side fields of a rollout, as returned by `EnvDriver.finish`.
-ENV_KEYS = (
-    "observations",
-    "final_observations",
-    "rewards",
-    "terminations",
-    "truncations",
-    "mask",
-    "episode_stats",
-)
+from keras_ppo.core import spaces
+from keras_ppo.core.batch import EnvSteps
+from keras_ppo.rollout.collect import Driver
 
 
-class EnvDriver:
-    """Python-side state of the envs: current observations, autoreset
-    handling, the env-side buffers of the rollout being collected and
-    episode statistics.
+class GymDriver(Driver):
+    """The `Driver` of a gymnasium `VectorEnv`: current observations,
+    autoreset handling and the env-side buffers of the rollout being
+    collected.
 
     For every step, `final_observations` holds the observation that followed
     it within its episode (the last observation when the episode ended), for
@@ -74,21 +63,16 @@ class EnvDriver:
         check_nonfinite_mode(nonfinite)
         self.nonfinite = nonfinite
         self.masked_steps = 0
+        space = envs.single_observation_space
+        super().__init__(envs.num_envs, space.shape, spaces.observation_dtype(space))
         self.envs = envs
-        self.num_envs = envs.num_envs
         self.seed = seed
         self.autoreset_mode = AutoresetMode(
             envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         )
-        space = envs.single_observation_space
-        self.obs_shape = tuple(space.shape)
-        self.obs_dtype = spaces.observation_dtype(space).as_numpy_dtype
-        self.step_calls = 0
+        self._obs_dtype = self.observation_dtype.as_numpy_dtype
         self._obs = None
         self._resetting = np.zeros(self.num_envs, bool)
-        self._returns = np.zeros(self.num_envs, np.float64)
-        self._lengths = np.zeros(self.num_envs, np.int64)
-        self._finished = np.zeros(3, np.float64)  # return sum, length sum, count
         # Non-finite masking: the current observation is a stand-in, and the
         # current episode had masked steps.
         self._replaced = np.zeros(self.num_envs, bool)
@@ -96,34 +80,78 @@ class EnvDriver:
         self._masked_in_rollout = []
         self._buffers = None
         self._t = 0
-        self.rollouts = 0
+        self._rollout = 0
+        self._num_steps = None
         # An exception raised while stepping, kept so that PPOModel.fit can
         # re-raise it as it was rather than wrapped in a TensorFlow error.
-        self.error = None
-        # Discounted returns per env for reward scaling, carried across
-        # rollouts (see `add_advantages`).
-        self.reward_returns = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
+        self._error = None
 
-    def begin(self, num_steps):
+    # ------------------------------------------------- the graph-side stages
+
+    def start(self, num_steps):
+        self._num_steps = int(num_steps)
+        observations = tf.numpy_function(
+            self._begin, [num_steps], self.observation_dtype, stateful=True
+        )
+        return tf.ensure_shape(observations, self._batch_shape()), ()
+
+    def step(self, t, observations, env_actions, carry):
+        observations = tf.numpy_function(
+            self._step, [env_actions], self.observation_dtype, stateful=True
+        )
+        return tf.ensure_shape(observations, self._batch_shape()), carry
+
+    def finish(self, carry, observations) -> EnvSteps:
+        # The data dependency on the last observations orders this call
+        # after every step (numpy_function calls are otherwise unordered).
+        with tf.control_dependencies([observations]):
+            dtypes = [self.observation_dtype] * 2 + [tf.float32]
+            dtypes += [tf.bool] * 2 + [tf.float32] + [tf.bool] * 2
+            fields = tf.numpy_function(self._finish, [], dtypes, stateful=True)
+        time_major = (self._num_steps, self.num_envs)
+        shapes = {
+            "observations": time_major + self.observation_shape,
+            "final_observations": time_major + self.observation_shape,
+        }
+        return EnvSteps(
+            *(
+                tf.ensure_shape(value, shapes.get(key, time_major))
+                for key, value in zip(EnvSteps._fields, fields, strict=True)
+            )
+        )
+
+    def take_error(self):
+        error, self._error = self._error, None
+        return error
+
+    def _batch_shape(self):
+        return (self.num_envs, *self.observation_shape)
+
+    # ------------------------------------------------- the Python-side steps
+
+    def _begin(self, num_steps):
         """Starts a rollout of `num_steps` steps; returns the current
         observations `[N, ...]` (resetting the envs on first use)."""
         num_steps = int(num_steps)
         if self._buffers is None or len(self._buffers["rewards"]) != num_steps:
             shape = (num_steps, self.num_envs)
+            obs_shape = shape + self.observation_shape
             self._buffers = {
-                "observations": np.zeros(shape + self.obs_shape, self.obs_dtype),
-                "final_observations": np.zeros(shape + self.obs_shape, self.obs_dtype),
+                "observations": np.zeros(obs_shape, self._obs_dtype),
+                "final_observations": np.zeros(obs_shape, self._obs_dtype),
                 "rewards": np.zeros(shape, np.float32),
                 "terminations": np.zeros(shape, bool),
                 "truncations": np.zeros(shape, bool),
                 "mask": np.zeros(shape, np.float32),
+                "episode_ends": np.zeros(shape, bool),
+                "counted_ends": np.zeros(shape, bool),
             }
         self._t = 0
-        self.rollouts += 1
+        self._rollout += 1
         self._masked_in_rollout = []
         if self._obs is None:
             obs, _ = self._call(self.envs.reset, seed=self.seed)
-            self._obs = np.asarray(obs, self.obs_dtype)
+            self._obs = np.asarray(obs, self._obs_dtype)
             self._check_finite("observation", self._obs)
         return self._obs
 
@@ -131,29 +159,28 @@ class EnvDriver:
         try:
             return function(*args, **kwargs)
         except Exception as error:
-            self.error = error
+            self._error = error
             raise
 
     def _check_finite(self, what, values):
         finite = _finite_rows(values)
         if not finite.all():
             index = int(np.flatnonzero(~finite)[0])
-            self.error = ValueError(
+            self._error = ValueError(
                 f"Env {index} returned a non-finite {what} at step {self._t} of "
-                f"rollout {self.rollouts}: {values[index]!r}. Training on it "
+                f"rollout {self._rollout}: {values[index]!r}. Training on it "
                 "would corrupt the weights; no update used it. Fix the env or "
                 "wrap it to clean its outputs."
             )
-            raise self.error
+            raise self._error
 
-    def step(self, actions):
+    def _step(self, actions):
         """Steps every env once, records the transition and returns the next
         observations `[N, ...]` (reset observations where episodes ended)."""
         t, buffers = self._t, self._buffers
         buffers["observations"][t] = self._obs
         obs, rewards, terminated, truncated, infos = self._call(self.envs.step, actions)
-        self.step_calls += 1
-        obs = np.asarray(obs, self.obs_dtype)
+        obs = np.asarray(obs, self._obs_dtype)
         rewards = np.asarray(rewards, np.float32)
         if self.nonfinite == "raise":
             self._check_finite("observation", obs)
@@ -172,7 +199,7 @@ class EnvDriver:
                         self._check_finite("final observation", final_obs)
             else:
                 reset_obs, _ = self._call(self.envs.reset, options={"reset_mask": done})
-                obs = np.asarray(reset_obs, self.obs_dtype)
+                obs = np.asarray(reset_obs, self._obs_dtype)
                 if self.nonfinite == "raise":
                     self._check_finite("observation", obs)
         buffers["terminations"][t] = terminated
@@ -182,7 +209,10 @@ class EnvDriver:
         rewards = np.where(valid, rewards, 0.0)
         buffers["rewards"][t] = rewards
         buffers["mask"][t] = valid
-        self._record_episodes(rewards, valid, done)
+        buffers["episode_ends"][t] = done
+        # Episodes with masked steps have no true return: not counted.
+        buffers["counted_ends"][t] = done & ~self._tainted
+        self._tainted &= ~done
         self._obs = obs
         self._t = t + 1
         return obs
@@ -209,43 +239,23 @@ class EnvDriver:
         obs[bad_obs] = self._obs[bad_obs]
         return valid & ~masked
 
-    def finish(self):
-        """The rollout's env-side buffers `[T, N, ...]` in `ENV_KEYS` order,
-        ending with the episode statistics `[3]` (return sum, length sum,
-        count of the episodes that ended since the last call)."""
+    def _finish(self):
+        """The rollout's env-side buffers `[T, N, ...]` in `EnvSteps` order."""
         if self._buffers is None or self._t != len(self._buffers["rewards"]):
             raise RuntimeError(
                 f"A rollout must be finished after all its steps. Received: "
                 f"finish() after {self._t} steps"
             )
-        stats, self._finished = self._finished, np.zeros(3, np.float64)
         if self._masked_in_rollout:
             env, step = self._masked_in_rollout[0]
             warnings.warn(
                 f"Masked {len(self._masked_in_rollout)} steps with non-finite "
-                f"observations or rewards in rollout {self.rollouts} (the first: "
+                f"observations or rewards in rollout {self._rollout} (the first: "
                 f"env {env}, step {step}); {self.masked_steps} in total.",
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return [self._buffers[key] for key in ENV_KEYS[:-1]] + [
-            stats.astype(np.float32)
-        ]
-
-    def _record_episodes(self, rewards, valid, done):
-        self._returns += rewards
-        self._lengths += valid
-        # Episodes with masked steps have no true return: leave them out.
-        counted = done & ~self._tainted
-        if counted.any():
-            self._finished += (
-                self._returns[counted].sum(),
-                self._lengths[counted].sum(),
-                counted.sum(),
-            )
-        self._returns[done] = 0.0
-        self._lengths[done] = 0
-        self._tainted &= ~done
+        return [self._buffers[key] for key in EnvSteps._fields]
 
 
 def check_nonfinite_mode(nonfinite):
@@ -261,122 +271,3 @@ def _finite_rows(values):
     if not np.issubdtype(values.dtype, np.floating):
         return np.ones(len(values), bool)
     return np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-
-
-def collect_rollout(model, driver: EnvDriver, num_steps: int):
-    """Collects `num_steps` steps from every env with the model's current
-    weights and computes GAE. Runs in graph mode (inside a `tf.function`).
-
-    Returns:
-        A dict of time-major tensors: `observations [T, N, ...]`,
-        `actions [T, N, ...]`, `log_probs`, `values`, `rewards`,
-        `terminations`, `truncations`, `next_values`, `advantages`,
-        `returns`, `mask` (1 for transitions to train on, 0 for reset
-        steps; all `[T, N]`) and `episode_stats [3]` (return sum, length
-        sum, count of the episodes that ended).
-    """
-    num_envs = driver.num_envs
-    obs_shape = (num_envs, *driver.obs_shape)
-    obs_dtype = tf.as_dtype(driver.obs_dtype)
-    distribution = model.distribution
-
-    obs = tf.numpy_function(driver.begin, [num_steps], obs_dtype, stateful=True)
-    obs = tf.ensure_shape(obs, obs_shape)
-    policy = {
-        "actions": tf.TensorArray(distribution.action_dtype, size=num_steps),
-        "log_probs": tf.TensorArray(tf.float32, size=num_steps),
-        "values": tf.TensorArray(tf.float32, size=num_steps),
-    }
-
-    def body(t, obs, policy):
-        actions, log_probs, values = model.sample_actions(obs)
-        outputs = {"actions": actions, "log_probs": log_probs, "values": values}
-        policy = {key: policy[key].write(t, outputs[key]) for key in policy}
-        next_obs = tf.numpy_function(
-            driver.step, [distribution.to_env(actions)], obs_dtype, stateful=True
-        )
-        return t + 1, tf.ensure_shape(next_obs, obs_shape), policy
-
-    _, obs, policy = tf.while_loop(
-        lambda t, *_: t < num_steps,
-        body,
-        (tf.constant(0), obs, policy),
-        maximum_iterations=num_steps,
-    )
-    rollout = {key: array.stack() for key, array in policy.items()}
-    # Data dependency on the loop's last observation orders this call after
-    # every step (numpy_function calls are otherwise unordered).
-    with tf.control_dependencies([obs]):
-        env_side = tf.numpy_function(
-            driver.finish,
-            [],
-            [
-                obs_dtype,
-                obs_dtype,
-                tf.float32,
-                tf.bool,
-                tf.bool,
-                tf.float32,
-                tf.float32,
-            ],
-            stateful=True,
-        )
-    shapes = {
-        "observations": (num_steps, *obs_shape),
-        "final_observations": (num_steps, *obs_shape),
-        "episode_stats": (3,),
-    }
-    for key, value in zip(ENV_KEYS, env_side, strict=True):
-        rollout[key] = tf.ensure_shape(value, shapes.get(key, (num_steps, num_envs)))
-    add_advantages(model, rollout, driver)
-    # Count only rollouts that completed: without the data dependency the
-    # counter could be bumped even when a step failed.
-    with tf.control_dependencies([rollout["rewards"]]):
-        counted = model.env_steps.assign_add(num_steps * num_envs)
-    with tf.control_dependencies([counted]):
-        rollout["episode_stats"] = tf.identity(rollout["episode_stats"])
-    return rollout
-
-
-def add_advantages(model, rollout, driver):
-    """Replaces `rollout["final_observations"]` `[T, N, ...]` by
-    `next_values` and adds GAE `advantages` and `returns` (all `[T, N]`).
-
-    `next_values[t]` is V(observation after step t) for all t in one batched
-    call: the next observation's value, or the final observation's where an
-    episode ended (only truncations use it; terminations are masked in GAE).
-
-    With the model's normalisation on, this is also where the rollout's
-    observations are staged into the observation statistics and replaced
-    by their normalised values, and its `rewards` are scaled
-    (`keras_ppo.normalization`), using the running discounted returns the
-    driver keeps in `reward_returns`.
-    """
-    config = model.config
-    mask = rollout["mask"]
-    if model.observation_normalizer is not None:
-        model.observation_normalizer.stage(rollout["observations"], mask)
-        # Stored as the policy saw them (the statistics are fixed during a
-        # rollout), so train_step need not read the statistics.
-        rollout["observations"] = model.normalize(rollout["observations"])
-    if model.reward_normalizer is not None:
-        dones = tf.logical_or(rollout["terminations"], rollout["truncations"])
-        returns, running = discounted_returns(
-            rollout["rewards"], dones, driver.reward_returns.value(), config.gamma
-        )
-        driver.reward_returns.assign(running)
-        model.reward_normalizer.update(returns, mask)
-        rollout["rewards"] = model.reward_normalizer.scale(rollout["rewards"])
-    final_obs = rollout.pop("final_observations")
-    num_steps, num_envs = final_obs.shape[:2]
-    flat_final = tf.reshape(final_obs, (num_steps * num_envs, *final_obs.shape[2:]))
-    rollout["next_values"] = tf.reshape(model.value(flat_final), (num_steps, num_envs))
-    rollout["advantages"], rollout["returns"] = compute_gae(
-        rollout["rewards"],
-        rollout["values"],
-        rollout["next_values"],
-        rollout["terminations"],
-        rollout["truncations"],
-        gamma=config.gamma,
-        gae_lambda=config.gae_lambda,
-    )

@@ -8,16 +8,20 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import distribute, networks, spaces, update
+from keras_ppo import compat
+from keras_ppo.agent import export, networks, replicas, streams
+from keras_ppo.agent.metrics import EpisodeMean
+from keras_ppo.agent.normalization import RunningNormalization
+from keras_ppo.agent.update import update
 from keras_ppo.config import PPOConfig
-from keras_ppo.data import MINIBATCH_KEYS
-from keras_ppo.distributions import DiagGaussian, make_distribution
-from keras_ppo.metrics import EpisodeMean
-from keras_ppo.normalization import RunningNormalization
+from keras_ppo.core import spaces
+from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS, Minibatch
+from keras_ppo.core.distributions import DiagGaussian, make_distribution
+from keras_ppo.files import save_atomically
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")
-class PPOModel(keras.Model):
+class PPOModel(compat.NoBatchPulledToBuild, keras.Model):
     """An actor-critic trained by PPO through `model.fit`.
 
     The policy and value functions are MLPs on the encoded observation
@@ -94,6 +98,12 @@ class PPOModel(keras.Model):
         self.config = config
         self.observation_space = observation_space
         self.action_space = action_space
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.shared_trunk = shared_trunk
+        self.init_log_std = float(init_log_std)
+        self.num_envs = num_envs
+        self.env_id = env_id
         self.distribution = make_distribution(action_space)
         self.custom_trunks = policy_network is not None
         # Custom trunks see observations in their own shape (images stay
@@ -101,15 +111,8 @@ class PPOModel(keras.Model):
         self.encoder = networks.encoder_for(
             observation_space, flatten=not self.custom_trunks
         )
-        self.hidden_sizes = hidden_sizes
-        self.activation = activation
-        self.shared_trunk = shared_trunk
-        self.init_log_std = float(init_log_std)
-        self.num_envs = num_envs
-        self.env_id = env_id
-
         # Running statistics are model state, so save/load and export carry
-        # them; `keras_ppo.normalization` explains when they change.
+        # them; `keras_ppo.agent.normalization` explains when they change.
         self.observation_normalizer = None
         if config.normalize_observations:
             if not isinstance(observation_space, gym.spaces.Box):
@@ -137,70 +140,38 @@ class PPOModel(keras.Model):
         self.value_head = networks.orthogonal_dense(
             1, networks.VALUE_GAIN, next(seeds), name="value_head"
         )
-        self.log_std = (
-            self.add_weight(
-                shape=(self.distribution.size,),
-                initializer=keras.initializers.Constant(self.init_log_std),
-                name="log_std",
+        self.log_std = None
+        if gaussian:
+            self.log_std = self._state_weight(
+                "log_std", (self.distribution.size,), self.init_log_std, trainable=True
             )
-            if gaussian
-            else None
-        )
         # Stateless-RNG key for action sampling and minibatch shuffling;
         # a weight, so checkpoints resume the same random stream.
         seed = np.random.SeedSequence(config.seed).generate_state(1)[0]
-        self.rng_key = self.add_weight(
-            shape=(2,),
-            dtype="int64",
-            initializer=keras.initializers.Constant([int(seed), 0]),
-            trainable=False,
-            name="rng_key",
-        )
-        # A weight rather than a constant so that callbacks can anneal it
-        # (keras_ppo.callbacks.ClipRatioScheduler) and checkpoints keep it.
-        self.clip_ratio = self.add_weight(
-            shape=(),
-            initializer=keras.initializers.Constant(config.clip_ratio),
-            trainable=False,
-            name="clip_ratio",
-        )
-        self.env_steps = self.add_weight(
-            shape=(),
-            dtype="int64",
-            initializer="zeros",
-            trainable=False,
-            name="env_steps",
-        )
-        self._kl_stopped = self.add_weight(
-            shape=(),
-            dtype="bool",
-            initializer="zeros",
-            trainable=False,
-            name="kl_stopped",
-        )
-        self._trackers = [
-            keras.metrics.Mean(name=name)
-            for name in (
-                "loss",
-                "policy_loss",
-                "value_loss",
-                "entropy",
-                "approx_kl",
-                "clip_fraction",
-                "explained_variance",
-            )
-        ]
-        self._episode_trackers = [
-            EpisodeMean("episode_return"),
-            EpisodeMean("episode_length"),
-        ]
+        self.rng_key = self._state_weight("rng_key", (2,), [int(seed), 0], "int64")
+        # A weight so that callbacks can anneal it (ClipRatioScheduler) and
+        # checkpoints keep it.
+        self.clip_ratio = self._state_weight("clip_ratio", (), config.clip_ratio)
+        self.env_steps = self._state_weight("env_steps", (), 0, "int64")
+        # Whether target_kl has stopped the current iteration's updates.
+        self.kl_stopped = self._state_weight("kl_stopped", (), False, "bool")
+        # Lists under these names: saved agents store the metrics' state
+        # under them.
+        self._trackers = [keras.metrics.Mean(name=name) for name in LOSS_METRICS]
+        self._episode_trackers = [EpisodeMean(name) for name in EPISODE_METRICS]
         self._auto_steps_per_execution = False
-        self._updates_per_iteration = (
-            config.updates_per_iteration(num_envs) if num_envs else None
-        )
         # Build every variable now: Keras would otherwise pull a batch (and so
         # run a rollout) from the dataset to build the model inside `fit`.
         self(np.zeros((1, *observation_space.shape), observation_space.dtype))
+
+    def _state_weight(self, name, shape, value, dtype=None, trainable=False):
+        return self.add_weight(
+            shape=shape,
+            dtype=dtype,
+            initializer=keras.initializers.Constant(value),
+            trainable=trainable,
+            name=name,
+        )
 
     # ------------------------------------------------------------------ build
 
@@ -275,7 +246,7 @@ class PPOModel(keras.Model):
     # ------------------------------------------------------------- inference
 
     def call(self, observations, training=False):
-        return self._heads(self.normalize(observations), training)
+        return self.heads(self.normalize(observations), training)
 
     def normalize(self, observations):
         """Observations as the networks see them: normalised by the running
@@ -284,7 +255,9 @@ class PPOModel(keras.Model):
             return observations
         return self.observation_normalizer(observations)
 
-    def _heads(self, observations, training):
+    def heads(self, observations, training=False):
+        """`(params, values)` of observations that are already normalised
+        (`normalize`), as rollouts store them."""
         features = self.encoder(observations)
         hidden = networks.flatten(self.policy_trunk(features, training=training))
         params = self.policy_head(hidden)
@@ -306,7 +279,7 @@ class PPOModel(keras.Model):
         """A fresh stateless-RNG seed `[2]`; advances `rng_key`."""
         seed = tf.identity(self.rng_key.value)
         self.rng_key.assign_add(tf.constant([0, 1], tf.int64))
-        worker = distribute.worker_index(self)
+        worker = replicas.worker_index(self)
         if worker:
             # Workers of a multi-worker strategy share rng_key (a weight);
             # each samples its own stream.
@@ -353,6 +326,29 @@ class PPOModel(keras.Model):
         observations = np.asarray(observations, dtype)
         return self._env_actions(observations, bool(deterministic)).numpy()
 
+    # ------------------------------------------------------- saving, export
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save`, atomic: `filepath` holds either the previous
+        file or the complete new one, even if the process dies midway
+        (`keras_ppo.files.save_atomically`). So `ModelCheckpoint` and
+        `BackupAndRestore` never leave a truncated agent behind."""
+        save_atomically(
+            lambda path: super(PPOModel, self).save(path, overwrite=True, **kwargs),
+            filepath,
+            overwrite=overwrite,
+        )
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """`keras.Model.save_weights`, atomic like `save`."""
+        save_atomically(
+            lambda path: super(PPOModel, self).save_weights(
+                path, overwrite=True, **kwargs
+            ),
+            filepath,
+            overwrite=overwrite,
+        )
+
     def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
         """Writes a TF SavedModel serving the deterministic policy.
 
@@ -369,9 +365,7 @@ class PPOModel(keras.Model):
                 f"endpoint. Received: format={format!r}, extra arguments "
                 f"{sorted(kwargs)}"
             )
-        from keras_ppo.export import export_policy
-
-        export_policy(self, filepath, verbose=bool(verbose))
+        export.export_policy(self, filepath, verbose=bool(verbose))
 
     # --------------------------------------------------------------- training
 
@@ -404,7 +398,7 @@ class PPOModel(keras.Model):
             )
         # Under a tf.distribute strategy Keras 3.15 cannot run several steps
         # per call (its loop puts the replicas' synchronisation in a tf.cond).
-        distributed = distribute.is_distributed(self)
+        distributed = replicas.is_distributed(self)
         if distributed and steps_per_execution not in (None, 1):
             raise ValueError(
                 "Under a tf.distribute strategy `steps_per_execution` must be 1 "
@@ -412,7 +406,12 @@ class PPOModel(keras.Model):
             )
         self._auto_steps_per_execution = steps_per_execution is None and not distributed
         if steps_per_execution is None:
-            steps_per_execution = 1 if distributed else self._updates_per_iteration or 1
+            # A whole iteration per call when the envs are known; else `fit`
+            # sets it from the rollout dataset.
+            known = self._auto_steps_per_execution and self.num_envs
+            steps_per_execution = (
+                self.config.updates_per_iteration(self.num_envs) if known else 1
+            )
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
@@ -421,6 +420,16 @@ class PPOModel(keras.Model):
         # trace it twice.
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        # Keras skips this for models with their own compile(); PPOModel's
+        # compile takes the same arguments, so restoring it is safe and keeps
+        # the optimizer state of saved agents.
+        config = keras.saving.deserialize_keras_object(config)
+        if replicas.is_distributed(self):
+            # A saved agent may be loaded under a strategy: one step per call.
+            config.pop("steps_per_execution", None)
+        self.compile(**config)
 
     def fit(self, x=None, *args, shuffle=False, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit`; `x` is a `keras_ppo.rollout_dataset`.
@@ -431,28 +440,25 @@ class PPOModel(keras.Model):
         Raises:
             ValueError: If `x` is a rollout dataset made for another model.
         """
-        source = getattr(x, "source", None)
-        if source is not None:
-            if source.model is not self:
+        stream = streams.stream_of(x)
+        if stream is not None:
+            if stream.model is not self:
                 raise ValueError(
                     "This rollout dataset acts with another model's weights; "
                     "make one with keras_ppo.rollout_dataset(model, envs) for "
                     f"the model you fit. Received: a dataset of "
-                    f"{source.model.name!r} for {self.name!r}"
+                    f"{stream.model.name!r} for {self.name!r}"
                 )
-            # An endless stream read one iteration per epoch keeps a single
-            # iterator for the whole fit. Only when every compiled call ends
-            # on an iteration boundary: a call never reads past one.
-            if (
-                steps_per_epoch is None
-                and source.num_updates % self.steps_per_execution == 0
-            ):
-                x = source.dataset(repeat=True)
-                steps_per_epoch = source.num_updates
-        if distribute.is_distributed(self) and isinstance(x, tf.data.Dataset):
-            # Under tf.distribute: every replica reads whole minibatches from
-            # one plain iterator and trains on its share of each.
-            x = distribute.ReplicatedInput(x, self.distribute_strategy)
+            updates = stream.updates_per_iteration
+            if self._auto_steps_per_execution and self.steps_per_execution != updates:
+                self.steps_per_execution = updates
+                self.train_function = None
+            # One iterator for the whole fit (agent/streams.py), when every
+            # compiled call ends on an iteration boundary.
+            if steps_per_epoch is None and updates % self.steps_per_execution == 0:
+                x, steps_per_epoch = stream.endless(), updates
+        if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):
+            x = replicas.ReplicatedInput(x, self.distribute_strategy)
         try:
             return super().fit(
                 x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
@@ -461,42 +467,20 @@ class PPOModel(keras.Model):
             # An env failed inside the rollout graph: raise its own exception
             # (e.g. the ValueError naming a non-finite observation) rather
             # than TensorFlow's wrapper of it.
-            # (TF-native envs have no Python-side error to re-raise.)
-            env_error = getattr(source.driver, "error", None) if source else None
+            env_error = stream.env_error() if stream is not None else None
             if env_error is None:
                 raise
-            source.driver.error = None
             raise env_error from error
 
     def make_train_function(self, force=False):
+        # Multi-worker train steps return their logs packed into one tensor.
         if self.train_function is not None and not force:
             return self.train_function
         super().make_train_function(force=force)
-        if distribute.packs_logs(self):
-            # Multi-worker train steps return their logs as one tensor.
-            self.train_function = distribute.unpack_logs(self, self.train_function)
+        if replicas.packs_logs(self):
+            names = [metric.name for metric in self.metrics]
+            self.train_function = replicas.unpack_logs(names, self.train_function)
         return self.train_function
-
-    def compile_from_config(self, config):
-        # Keras skips this for models with their own compile(); PPOModel's
-        # compile takes the same arguments, so restoring it is safe and keeps
-        # the optimizer state of saved agents.
-        config = keras.saving.deserialize_keras_object(config)
-        if distribute.is_distributed(self):
-            # A saved agent may be loaded under a strategy: one step per call.
-            config.pop("steps_per_execution", None)
-        self.compile(**config)
-
-    def _set_updates_per_iteration(self, updates):
-        """Called by `rollout_dataset`: aligns automatic steps_per_execution."""
-        self._updates_per_iteration = updates
-        if (
-            self.compiled
-            and self._auto_steps_per_execution
-            and self.steps_per_execution != updates
-        ):
-            self.steps_per_execution = updates
-            self.train_function = None
 
     @property
     def metrics(self):
@@ -504,8 +488,8 @@ class PPOModel(keras.Model):
 
     def reset_metrics(self):
         # One compiled call instead of an eager assign per metric variable:
-        # fit() resets every epoch, and eagerly that cost ~5 ms per PPO
-        # iteration.
+        # fit() resets every epoch, which eagerly costs more than a small
+        # iteration's updates.
         self._reset_metric_variables()
 
     @tf.function
@@ -515,6 +499,7 @@ class PPOModel(keras.Model):
                 variable.assign(tf.zeros_like(variable))
 
     def get_metrics_result(self):
+        # One compiled call for all results, for the same reason.
         results = self._metric_results()
         return {name: float(value) for name, value in results.items()}
 
@@ -523,24 +508,20 @@ class PPOModel(keras.Model):
         return {metric.name: metric.result() for metric in self.metrics}
 
     def train_step(self, data):
-        missing = [key for key in MINIBATCH_KEYS if key not in data]
-        if missing:
-            raise ValueError(
-                "PPOModel.fit expects the dataset of keras_ppo.rollout_dataset("
-                f"model, envs). The batch lacks {missing}. "
-                f"Received keys: {sorted(data) if isinstance(data, dict) else data}"
-            )
-        if distribute.is_distributed(self):
-            # One replica's share of the update (decided while tracing).
-            return distribute.train_step(self, data)
-        update.minibatch_update(self, data)
-        return_tracker, length_tracker = self._episode_trackers
-        return_tracker.update_state(data["episode_return_sum"], data["episode_count"])
-        length_tracker.update_state(data["episode_length_sum"], data["episode_count"])
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a tf.distribute strategy Keras would build the model from a
-        # batch pulled from the dataset: a whole rollout, thrown away. The
-        # model and optimizer are built in __init__ and compile.
-        super()._maybe_symbolic_build(data_batch=data_batch)
+        minibatch = Minibatch.from_dict(data)
+        results, applied, episodes = update(self, minibatch)
+        trackers = {metric.name: metric for metric in self.metrics}
+        for name in LOSS_METRICS:
+            # Every replica tracks the global value; minibatches skipped by
+            # target_kl are not tracked.
+            value = tf.where(applied > 0, results[name], 0.0)
+            trackers[name].update_state(value, sample_weight=applied)
+        # Each replica adds 1/R of the global episode sums: summed across
+        # replicas (the epoch logs) they count each episode once, and each
+        # replica's own mean (the batch logs) is the global mean.
+        trackers["episode_return"].update_state(episodes.return_sum, episodes.count)
+        trackers["episode_length"].update_state(episodes.length_sum, episodes.count)
+        logs = {metric.name: metric.result() for metric in self.metrics}
+        if replicas.packs_logs(self):
+            return replicas.pack_logs(logs)
+        return logs

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from gymnasium import spaces
 
-from keras_ppo.spaces import check_observation_space
+from keras_ppo.core.spaces import check_observation_space
 
 # Orthogonal init gains of the reference implementations (CleanRL `ppo.py`,
 # Stable-Baselines3 `ActorCriticPolicy`): sqrt(2) for hidden layers, 0.01 for

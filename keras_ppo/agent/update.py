@@ -1,0 +1,206 @@
+"""The PPO update: one gradient step on one minibatch, read top to bottom.
+
+One function serves one device and `tf.distribute`. It is written in sums
+over the samples, all-reduced across replicas (the identity without a
+strategy), so every statistic is that of the whole global minibatch, as one
+device would compute it: advantage normalisation, the loss (each replica's
+loss is weighted by its share of the samples, so the replicas' gradients
+add up to the global gradient), gradient clipping and the diagnostics.
+The maths are the pure functions of `keras_ppo.core.losses` (Schulman et
+al., 2017, arXiv:1707.06347, eq. 7 and 9).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_ppo.agent import replicas
+from keras_ppo.core import losses
+from keras_ppo.core.batch import Minibatch
+
+
+def loss_terms(model, minibatch: Minibatch, advantages) -> dict:
+    """The PPO loss of a minibatch and its terms, by name.
+
+    Args:
+        model: The `PPOModel`.
+        minibatch: Its `observations` as the policy saw them (already
+            normalised when the model normalises: reading the statistics
+            here could race with the next rollout's update of them).
+        advantages: `[mb]` advantages, normalised or not.
+
+    Returns:
+        A dict of `loss`, `policy_loss`, `value_loss`, `entropy` (scalars,
+        means weighted by `minibatch.mask`) and `log_ratio` `[mb]`.
+    """
+    config = model.config
+    weights = minibatch.mask
+    params, values = model.heads(minibatch.observations, training=True)
+    log_probs = model.distribution.log_prob(params, minibatch.actions)
+    log_ratio = log_probs - minibatch.log_probs
+    policy_loss = losses.clipped_surrogate_loss(
+        log_ratio, advantages, model.clip_ratio, weights
+    )
+    value_loss = losses.value_loss(
+        values, minibatch.values, minibatch.returns, config.clip_value, weights
+    )
+    entropy = losses.weighted_mean(model.distribution.entropy(params), weights)
+    loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
+    return {
+        "loss": loss,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "log_ratio": log_ratio,
+    }
+
+
+def update(model, minibatch: Minibatch):
+    """One PPO update on the global minibatch (in a replica's context).
+
+    With `config.target_kl`, once a minibatch's approximate KL exceeds it,
+    that minibatch and the rest of the iteration (until `update_index`
+    returns to 0) are skipped rather than ending the epoch, which would make
+    `fit` lose track of the dataset's length.
+
+    Returns:
+        `(results, applied, episodes)`: the losses and diagnostics named as
+        in `keras_ppo.core.batch.LOSS_METRICS`; 1.0 if the minibatch counts
+        (0.0 if target_kl had already stopped the iteration); and this
+        replica's `1 / num_replicas` share of the global minibatch's
+        `EpisodeStats`.
+    """
+    config = model.config
+    # Shifts for one-pass variances, the same on every replica.
+    advantage_shift = minibatch.advantages[0]
+    return_shift = minibatch.returns[0]
+    residual_shift = return_shift - minibatch.values[0]
+    minibatch = replicas.replica_share(minibatch)
+    weights = minibatch.mask
+    advantages = minibatch.advantages
+
+    advantage_moments = replicas.all_sum(
+        losses.weighted_moments(advantages, weights, advantage_shift)
+    )
+    share = tf.math.divide_no_nan(tf.reduce_sum(weights), advantage_moments[0])
+    if config.normalize_advantages:
+        mean, variance = losses.mean_and_variance(advantage_moments, advantage_shift)
+        advantages = (advantages - mean) / (tf.sqrt(variance) + 1e-8)
+
+    with tf.GradientTape() as tape:
+        terms = loss_terms(model, minibatch, advantages)
+        replica_loss = share * terms["loss"]
+    gradients = tape.gradient(replica_loss, model.trainable_variables)
+
+    log_ratio = terms.pop("log_ratio")
+    terms["approx_kl"] = losses.approx_kl(log_ratio, weights)
+    terms["clip_fraction"] = losses.clip_fraction(log_ratio, model.clip_ratio, weights)
+    residuals = minibatch.returns - minibatch.values
+    statistics = {
+        "means": {name: share * value for name, value in terms.items()},
+        "targets": losses.weighted_moments(minibatch.returns, weights, return_shift),
+        "residuals": losses.weighted_moments(residuals, weights, residual_shift),
+        "episodes": minibatch.episodes,
+    }
+    gradients, statistics = _all_sum_and_clip(model.optimizer, gradients, statistics)
+    results = statistics["means"]
+    results["explained_variance"] = losses.explained_variance_from_moments(
+        statistics["targets"], statistics["residuals"]
+    )
+    applied = _apply(model, gradients, results["approx_kl"], minibatch.update_index)
+    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return results, applied, statistics["episodes"].scaled(1.0 / num_replicas)
+
+
+def _all_sum_and_clip(optimizer, gradients, statistics):
+    """All-reduces the statistics and, where the optimizer clips, the
+    gradients too: clipping must see the global gradient, as on one device,
+    while Keras' optimizers clip each replica's part before summing them."""
+    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    if num_replicas == 1 or not _clips(optimizer):
+        return gradients, replicas.all_sum(statistics)
+    gradients, statistics = replicas.all_sum((gradients, statistics))
+    gradients = clip_gradients(optimizer, gradients)
+    # The optimizer's own clipping of each 1/R part is then a no-op, and its
+    # all-reduce sums the parts back to the clipped gradient.
+    return [g / num_replicas for g in gradients], statistics
+
+
+def _clips(optimizer):
+    return any(
+        (getattr(optimizer, name, None) or 0) > 0
+        for name in ("clipnorm", "global_clipnorm", "clipvalue")
+    )
+
+
+def clip_gradients(optimizer, gradients):
+    """Clips `gradients` as `optimizer` would (Keras allows one of
+    `clipnorm`, `global_clipnorm`, `clipvalue`)."""
+    if (optimizer.clipnorm or 0) > 0:
+        return [tf.clip_by_norm(g, optimizer.clipnorm) for g in gradients]
+    if (optimizer.global_clipnorm or 0) > 0:
+        return tf.clip_by_global_norm(gradients, optimizer.global_clipnorm)[0]
+    if (optimizer.clipvalue or 0) > 0:
+        limit = optimizer.clipvalue
+        return [tf.clip_by_value(g, -limit, limit) for g in gradients]
+    return gradients
+
+
+def _apply(model, gradients, approx_kl, update_index):
+    """Applies the gradients unless the target-KL rule skips this minibatch;
+    returns 1.0 if the minibatch counts, 0.0 if the iteration had stopped."""
+    variables = model.trainable_variables
+    if model.config.target_kl is None:
+        model.optimizer.apply(gradients, variables)
+        return tf.constant(1.0)
+    stopped = tf.logical_and(model.kl_stopped, update_index > 0)
+    skip = tf.logical_or(stopped, approx_kl > model.config.target_kl)
+    if replicas.is_distributed(model):
+        _apply_then_undo(model, gradients, skip)
+    else:
+        tf.cond(
+            skip,
+            lambda: tf.constant(False),
+            lambda: _applied(model.optimizer.apply(gradients, variables)),
+        )
+        model.kl_stopped.assign(skip)
+    return 1.0 - tf.cast(stopped, tf.float32)
+
+
+def _applied(_):
+    return tf.constant(True)
+
+
+def _apply_then_undo(model, gradients, skip):
+    """The skip of `_apply` without `tf.cond`: under a strategy the
+    optimizer synchronises the replicas, which is not allowed inside a
+    conditional branch. So the update is applied, then undone where it
+    should have been skipped: every weight and optimizer variable (moments,
+    iteration count) is restored from a snapshot taken before it."""
+    variables = [_tf_variable(v) for v in model.trainable_variables]
+    variables += [_tf_variable(v) for v in model.optimizer.variables]
+    snapshot = [tf.identity(v) for v in variables]
+    with tf.control_dependencies(snapshot):
+        model.optimizer.apply(gradients, model.trainable_variables)
+
+    def restore(strategy, skip, snapshot):
+        def select(variable, old, skip):
+            return variable.assign(tf.where(skip, old, variable))
+
+        for variable, old in zip(variables, snapshot, strict=True):
+            strategy.extended.update(variable, select, args=(old, skip), group=False)
+        strategy.extended.update(
+            _tf_variable(model.kl_stopped),
+            lambda variable, skip: variable.assign(skip),
+            args=(skip,),
+            group=False,
+        )
+
+    tf.distribute.get_replica_context().merge_call(restore, args=(skip, snapshot))
+
+
+def _tf_variable(variable):
+    """The `tf.Variable` (a distributed one under a strategy) of a Keras
+    variable."""
+    return variable.value if isinstance(variable, keras.Variable) else variable

@@ -1,0 +1,40 @@
+"""Every private TensorFlow/Keras API keras-ppo relies on, in one place.
+
+Each touch point has a canary in `tests/test_compat.py` that fails naming
+the API when an upgrade removes or renames it. Everything else in the
+package uses public API only; keep this list short.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+def model_strategy(model):
+    """The `tf.distribute` strategy `model` was built under, or None.
+
+    Private: Keras' TF trainer keeps it as `model._distribute_strategy`
+    (None outside any strategy's scope); the public `distribute_strategy`
+    returns the default strategy instead of None, and the default strategy
+    has no public marker.
+    """
+    return getattr(model, "_distribute_strategy", None)
+
+
+class NoBatchPulledToBuild:
+    """Mixin for a `keras.Model` that is fully built before `fit`.
+
+    Private hook: under a `tf.distribute` strategy Keras' TF trainer calls
+    `_maybe_symbolic_build(iterator=...)` at the start of `fit`, which pulls
+    one batch from the dataset to build the model; from a rollout dataset
+    that is a whole rollout, run and thrown away. Building without a batch
+    is safe for a model whose variables and optimizer already exist.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        super()._maybe_symbolic_build(data_batch=data_batch)
+
+
+#: `(class, method name)` of every private touch point above, for the
+#: canaries.
+PRIVATE_API = ((keras.Model, "_maybe_symbolic_build"),)

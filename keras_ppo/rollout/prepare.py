@@ -1,0 +1,78 @@
+"""Preparing a collected rollout for the update: normalise, bootstrap, GAE.
+
+State goes in and comes out explicitly: the model's running statistics and
+the driver's running discounted returns are the only things updated, and
+`keras_ppo.agent.normalization` explains when.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_ppo.agent.normalization import discounted_returns
+from keras_ppo.core.advantages import compute_gae
+from keras_ppo.core.batch import EnvSteps, EpisodeStats, PolicySteps, Rollout
+from keras_ppo.rollout.collect import collect
+
+
+def prepare(
+    model, driver, env_steps: EnvSteps, policy: PolicySteps, episodes: EpisodeStats
+) -> Rollout:
+    """The `Rollout` the update trains on. Runs in graph mode.
+
+    * With `normalize_observations`, the rollout's observations are staged
+      into the statistics (used from the next rollout on) and stored as the
+      policy saw them, so `train_step` never reads the statistics.
+    * With `normalize_rewards`, rewards are scaled by the running standard
+      deviation of the discounted return (`driver.reward_returns` carries
+      it across rollouts).
+    * `next_values[t]` is V(observation after step t) for all t in one
+      batched call: the final observation's where an episode ended (only
+      truncations use it; terminations do not bootstrap in GAE).
+    """
+    config = model.config
+    observations, rewards = env_steps.observations, env_steps.rewards
+    if model.observation_normalizer is not None:
+        model.observation_normalizer.stage(observations, env_steps.mask)
+        observations = model.normalize(observations)
+    if model.reward_normalizer is not None:
+        dones = tf.logical_or(env_steps.terminations, env_steps.truncations)
+        returns, running = discounted_returns(
+            rewards, dones, driver.reward_returns.value(), config.gamma
+        )
+        driver.reward_returns.assign(running)
+        model.reward_normalizer.update(returns, env_steps.mask)
+        rewards = model.reward_normalizer.scale(rewards)
+    final = env_steps.final_observations
+    num_steps, num_envs = final.shape[:2]
+    flat_final = tf.reshape(final, (num_steps * num_envs, *final.shape[2:]))
+    next_values = tf.reshape(model.value(flat_final), (num_steps, num_envs))
+    advantages, returns = compute_gae(
+        rewards,
+        policy.values,
+        next_values,
+        env_steps.terminations,
+        env_steps.truncations,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+    )
+    return Rollout(
+        observations=observations,
+        actions=policy.actions,
+        log_probs=policy.log_probs,
+        values=policy.values,
+        rewards=rewards,
+        terminations=env_steps.terminations,
+        truncations=env_steps.truncations,
+        mask=env_steps.mask,
+        next_values=next_values,
+        advantages=advantages,
+        returns=returns,
+        episodes=episodes,
+    )
+
+
+def collect_rollout(model, driver, num_steps: int) -> Rollout:
+    """`collect` then `prepare`: one rollout with the model's current
+    weights, ready for the update. Runs in graph mode."""
+    return prepare(model, driver, *collect(model, driver, num_steps))
