@@ -67,6 +67,7 @@ def worker(config_name, iterations):
     import keras
 
     import keras_ppo
+    from keras_ppo.agent.streams import stream_of
 
     envs = gym.make_vec("CartPole-v1", num_envs=NUM_ENVS, vectorization_mode="sync")
     if config_name == "slow-env":
@@ -76,9 +77,9 @@ def worker(config_name, iterations):
         model = keras_ppo.PPOModel.from_env(envs, config=config)
         model.compile()
     dataset = keras_ppo.rollout_dataset(model, envs)
-    source = dataset.source
+    source = stream_of(dataset)
     rollout_time = [0.0]
-    collect = source.collect
+    collect = source.run_iteration
 
     def timed_collect():
         start = time.perf_counter()
@@ -87,7 +88,7 @@ def worker(config_name, iterations):
         finally:
             rollout_time[0] += time.perf_counter() - start
 
-    source.collect = timed_collect
+    source.run_iteration = timed_collect
     model.fit(dataset, epochs=2, verbose=0)  # tracing, warm-up
     steps_before = int(model.env_steps.numpy())
     rollout_time[0] = 0.0

@@ -96,6 +96,7 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
     import keras
 
     import keras_ppo
+    from keras_ppo.agent.streams import stream_of
     from keras_ppo.presets import make_run
 
     begin, cpu_begin = time.perf_counter(), time.process_time()
@@ -109,8 +110,8 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
     # (or XLA compilation), the rest of the first iteration is mostly the
     # tracing of train_step.
     rollouts = []
-    source = dataset.source
-    collect = source._run
+    source = stream_of(dataset)
+    collect = source.run_iteration
 
     def timed_collect():
         start = time.perf_counter()
@@ -119,7 +120,7 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
         finally:
             rollouts.append(time.perf_counter() - start)
 
-    source._run = timed_collect
+    source.run_iteration = timed_collect
     tracker = next(m for m in run.model.metrics if m.name == "episode_return")
     iterations = []
     clock = None

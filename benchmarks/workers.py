@@ -243,8 +243,10 @@ def throughput(lib, config_name, iterations=20, warmup=2):
         make = kppo_agent if lib == "kppo" else kppo_tf_agent
         model, _, dataset, _ = make(cfg, seed=0)
         model.fit(dataset, epochs=warmup, verbose=0)
-        source = dataset.source
-        source._run = timed(source._run, totals, "rollout")
+        from keras_ppo.agent.streams import stream_of
+
+        source = stream_of(dataset)
+        source.run_iteration = timed(source.run_iteration, totals, "rollout")
         start = time.perf_counter()
         model.fit(dataset, epochs=iterations, verbose=0)
     else:
@@ -387,6 +389,7 @@ def tf_rollout(lib, num_envs, steps=200, jit_compile=False):
     rollout dataset (tracing) and the first call (graph optimisation or XLA
     compilation)."""
     import keras_ppo
+    from keras_ppo.agent.streams import stream_of
 
     cfg = dict(
         CONFIGS["cartpole-8x32"],
@@ -398,7 +401,9 @@ def tf_rollout(lib, num_envs, steps=200, jit_compile=False):
     )
     model, envs, _, _ = kppo_tf_agent(cfg, seed=0)
     start = time.perf_counter()
-    run = keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile).source._run
+    run = stream_of(
+        keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile)
+    ).run_iteration
     run()
     compile_seconds = time.perf_counter() - start
     repeats = max(3, 200_000 // (num_envs * steps))

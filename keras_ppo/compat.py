@@ -8,6 +8,7 @@ package uses public API only; keep this list short.
 from __future__ import annotations
 
 import keras
+from tensorflow.python.distribute import input_lib
 
 
 def model_strategy(model):
@@ -33,6 +34,18 @@ class NoBatchPulledToBuild:
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         super()._maybe_symbolic_build(data_batch=data_batch)
+
+
+class AlreadyDistributedDataset(input_lib.DistributedDataset):
+    """Base of an input that Keras' `fit` takes as already distributed.
+
+    Private: Keras recognises distributed inputs by the class name
+    `DistributedDataset` in a `tensorflow.python` module
+    (`keras.src.trainers.data_adapters.is_tf_dataset`), and the public
+    `tf.distribute.DistributedDataset` is another class. Subclasses do not
+    call `DistributedDataset.__init__`, which would distribute a dataset:
+    they implement `__iter__`, `element_spec` and `cardinality` themselves.
+    """
 
 
 #: `(class, method name)` of every private touch point above, for the

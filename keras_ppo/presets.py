@@ -63,9 +63,8 @@ PRESETS = {
             "clip_value": None,
         },
     },
-    # rl-zoo3 without its observation normalisation (`normalize: true`),
-    # which keras-ppo does not have yet; benchmarks/README.md shows both
-    # libraries reaching about -80 in 200k steps with these settings.
+    # rl-zoo3's settings without its observation normalisation (`normalize:
+    # true`): both libraries learn Acrobot without it (benchmarks/README.md).
     "Acrobot-v1": {
         "run": {
             "num_envs": 16,
@@ -181,9 +180,8 @@ PRESETS["BipedalWalker-v3"] = {
 # spread over more envs, which cost almost nothing to step in the graph.
 # Validated by `python benchmarks/run.py --only tf_vs_gym` (3 seeds, the same
 # settings on gymnasium envs) and `--only solve`; results in
-# benchmarks/README.md. rl-zoo3's observation normalisation (`normalize:
-# true` for Acrobot and both MountainCars) and gSDE (Pendulum,
-# MountainCarContinuous) are not in keras-ppo.
+# benchmarks/README.md. rl-zoo3's gSDE (Pendulum, MountainCarContinuous) is
+# not in keras-ppo.
 TF_PRESETS = {
     # rl-zoo3 CartPole-v1 (8 envs x 32 steps, minibatch 256, 20 epochs,
     # gamma 0.98, lambda 0.8, lin_1e-3, lin_0.2) with 16 envs, minibatch 128

@@ -27,6 +27,7 @@ from envs import EpisodeRecorder, VectorStepCounter, vector  # noqa: E402
 
 import keras_ppo  # noqa: E402
 from keras_ppo.agent.update import loss_terms  # noqa: E402
+from keras_ppo.core.batch import Minibatch  # noqa: E402
 
 DEVICES = ["/cpu:0", "/cpu:1"]
 NORMALIZED = dict(normalize_observations=True, normalize_rewards=True)
@@ -135,7 +136,7 @@ def minibatches_with_uneven_masks():
     envs = make_envs([0], [])
     model = make_model(envs, None, update_epochs=1)
     batches = list(keras_ppo.rollout_dataset(model, envs))
-    stacked = {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+    stacked = tf.nest.map_structure(lambda *xs: np.stack(xs), *batches)
     stacked["mask"][:, :5] = 0.0
     return stacked
 
@@ -161,7 +162,7 @@ def update_scenario(strategy):
         if scope is None:
             # The first minibatch's gradient norm: clipping (at 0.5) must be
             # active for the comparison to test it.
-            first = {k: tf.constant(v[0]) for k, v in stacked.items()}
+            first = tf.nest.map_structure(lambda v: tf.constant(v[0]), stacked)
             norm = gradient_norm(first)
     results["first_gradient_norm"] = norm
     return results
@@ -173,7 +174,7 @@ def gradient_norm(minibatch):
         minibatch["advantages"], weights=minibatch["mask"]
     )
     with tf.GradientTape() as tape:
-        loss = loss_terms(fresh, minibatch, advantages)[0]
+        loss = loss_terms(fresh, Minibatch.from_dict(minibatch), advantages)["loss"]
     gradients = tape.gradient(loss, fresh.trainable_variables)
     return float(tf.linalg.global_norm(gradients))
 

@@ -9,19 +9,19 @@ import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
-from keras_ppo.agent import export, networks, replicas, streams
+from keras_ppo.agent import export, networks, replicas
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
-from keras_ppo.agent.update import update
+from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
 from keras_ppo.core import spaces
-from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS, Minibatch
+from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.distributions import DiagGaussian, make_distribution
 from keras_ppo.files import save_atomically
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")
-class PPOModel(compat.NoBatchPulledToBuild, keras.Model):
+class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
     """An actor-critic trained by PPO through `model.fit`.
 
     The policy and value functions are MLPs on the encoded observation
@@ -366,162 +366,3 @@ class PPOModel(compat.NoBatchPulledToBuild, keras.Model):
                 f"{sorted(kwargs)}"
             )
         export.export_policy(self, filepath, verbose=bool(verbose))
-
-    # --------------------------------------------------------------- training
-
-    def compile(self, optimizer=None, steps_per_execution=None, **kwargs):
-        """Configures training; PPO computes its own losses and metrics.
-
-        Args:
-            optimizer: Any Keras optimizer (or name). Defaults to
-                `Adam(3e-4, epsilon=1e-5, global_clipnorm=0.5)`, the
-                CleanRL / Stable-Baselines3 PPO optimizer.
-            steps_per_execution: Minibatch updates per compiled call. `None`
-                (default) runs a whole PPO iteration's updates in one call
-                (one update under a `tf.distribute` strategy).
-            **kwargs: Passed to `keras.Model.compile` (e.g. `jit_compile`,
-                `run_eagerly`). `loss` and `metrics` are not accepted.
-
-        Raises:
-            ValueError: If `loss` or `metrics` is given, or
-                `steps_per_execution` > 1 under a strategy.
-        """
-        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.get(key) is not None:
-                raise ValueError(
-                    f"PPOModel computes its own losses and metrics; `{key}` is "
-                    f"not supported. Received: {key}={kwargs[key]!r}"
-                )
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(
-                learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
-            )
-        # Under a tf.distribute strategy Keras 3.15 cannot run several steps
-        # per call (its loop puts the replicas' synchronisation in a tf.cond).
-        distributed = replicas.is_distributed(self)
-        if distributed and steps_per_execution not in (None, 1):
-            raise ValueError(
-                "Under a tf.distribute strategy `steps_per_execution` must be 1 "
-                f"(Keras 3.15). Received: steps_per_execution={steps_per_execution}"
-            )
-        self._auto_steps_per_execution = steps_per_execution is None and not distributed
-        if steps_per_execution is None:
-            # A whole iteration per call when the envs are known; else `fit`
-            # sets it from the rollout dataset.
-            known = self._auto_steps_per_execution and self.num_envs
-            steps_per_execution = (
-                self.config.updates_per_iteration(self.num_envs) if known else 1
-            )
-        super().compile(
-            optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
-        )
-        # Create the optimizer's variables now (the model is already built);
-        # created inside the first train step, they would make tf.function
-        # trace it twice.
-        if not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def compile_from_config(self, config):
-        # Keras skips this for models with their own compile(); PPOModel's
-        # compile takes the same arguments, so restoring it is safe and keeps
-        # the optimizer state of saved agents.
-        config = keras.saving.deserialize_keras_object(config)
-        if replicas.is_distributed(self):
-            # A saved agent may be loaded under a strategy: one step per call.
-            config.pop("steps_per_execution", None)
-        self.compile(**config)
-
-    def fit(self, x=None, *args, shuffle=False, steps_per_epoch=None, **kwargs):
-        """`keras.Model.fit`; `x` is a `keras_ppo.rollout_dataset`.
-
-        One epoch is one PPO iteration. `shuffle` defaults to False because
-        the rollout dataset shuffles its minibatches itself.
-
-        Raises:
-            ValueError: If `x` is a rollout dataset made for another model.
-        """
-        stream = streams.stream_of(x)
-        if stream is not None:
-            if stream.model is not self:
-                raise ValueError(
-                    "This rollout dataset acts with another model's weights; "
-                    "make one with keras_ppo.rollout_dataset(model, envs) for "
-                    f"the model you fit. Received: a dataset of "
-                    f"{stream.model.name!r} for {self.name!r}"
-                )
-            updates = stream.updates_per_iteration
-            if self._auto_steps_per_execution and self.steps_per_execution != updates:
-                self.steps_per_execution = updates
-                self.train_function = None
-            # One iterator for the whole fit (agent/streams.py), when every
-            # compiled call ends on an iteration boundary.
-            if steps_per_epoch is None and updates % self.steps_per_execution == 0:
-                x, steps_per_epoch = stream.endless(), updates
-        if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):
-            x = replicas.ReplicatedInput(x, self.distribute_strategy)
-        try:
-            return super().fit(
-                x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
-            )
-        except tf.errors.OpError as error:
-            # An env failed inside the rollout graph: raise its own exception
-            # (e.g. the ValueError naming a non-finite observation) rather
-            # than TensorFlow's wrapper of it.
-            env_error = stream.env_error() if stream is not None else None
-            if env_error is None:
-                raise
-            raise env_error from error
-
-    def make_train_function(self, force=False):
-        # Multi-worker train steps return their logs packed into one tensor.
-        if self.train_function is not None and not force:
-            return self.train_function
-        super().make_train_function(force=force)
-        if replicas.packs_logs(self):
-            names = [metric.name for metric in self.metrics]
-            self.train_function = replicas.unpack_logs(names, self.train_function)
-        return self.train_function
-
-    @property
-    def metrics(self):
-        return self._trackers + self._episode_trackers
-
-    def reset_metrics(self):
-        # One compiled call instead of an eager assign per metric variable:
-        # fit() resets every epoch, which eagerly costs more than a small
-        # iteration's updates.
-        self._reset_metric_variables()
-
-    @tf.function
-    def _reset_metric_variables(self):
-        for metric in self.metrics:
-            for variable in metric.variables:
-                variable.assign(tf.zeros_like(variable))
-
-    def get_metrics_result(self):
-        # One compiled call for all results, for the same reason.
-        results = self._metric_results()
-        return {name: float(value) for name, value in results.items()}
-
-    @tf.function
-    def _metric_results(self):
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def train_step(self, data):
-        minibatch = Minibatch.from_dict(data)
-        results, applied, episodes = update(self, minibatch)
-        trackers = {metric.name: metric for metric in self.metrics}
-        for name in LOSS_METRICS:
-            # Every replica tracks the global value; minibatches skipped by
-            # target_kl are not tracked.
-            value = tf.where(applied > 0, results[name], 0.0)
-            trackers[name].update_state(value, sample_weight=applied)
-        # Each replica adds 1/R of the global episode sums: summed across
-        # replicas (the epoch logs) they count each episode once, and each
-        # replica's own mean (the batch logs) is the global mean.
-        trackers["episode_return"].update_state(episodes.return_sum, episodes.count)
-        trackers["episode_length"].update_state(episodes.length_sum, episodes.count)
-        logs = {metric.name: metric.result() for metric in self.metrics}
-        if replicas.packs_logs(self):
-            return replicas.pack_logs(logs)
-        return logs

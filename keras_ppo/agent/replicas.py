@@ -81,12 +81,29 @@ def replica_share(minibatch: Minibatch) -> Minibatch:
 
 
 def all_sum(values):
-    """Sums a nested structure of tensors over every replica of every
-    worker; the identity without a strategy."""
-    return tf.distribute.get_replica_context().all_reduce(SUM, values)
+    """Sums a nested structure of float32 tensors over every replica of
+    every worker; the identity on one replica.
+
+    The structure travels as one flat vector: one collective instead of one
+    per tensor, and multi-worker collectives reject scalars.
+    """
+    context = tf.distribute.get_replica_context()
+    if context.num_replicas_in_sync == 1:
+        return values
+    flat = tf.nest.flatten(values)
+    sizes = [value.shape.num_elements() for value in flat]
+    packed = tf.concat([tf.reshape(value, [-1]) for value in flat], axis=0)
+    summed = tf.split(context.all_reduce(SUM, packed), sizes)
+    return tf.nest.pack_sequence_as(
+        values,
+        [
+            tf.reshape(part, value.shape)
+            for part, value in zip(summed, flat, strict=True)
+        ],
+    )
 
 
-class ReplicatedInput(tf.distribute.DistributedDataset):
+class ReplicatedInput(compat.AlreadyDistributedDataset):
     """Feeds every replica of this worker whole minibatches of `dataset`
     through one plain `tf.data` iterator; each replica then takes its share
     in `train_step` (`replica_share`).

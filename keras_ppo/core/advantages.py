@@ -65,8 +65,8 @@ def compute_gae(
 @tf.function(jit_compile=True)
 def _discounted_sums(deltas, decays):
     # A_t = delta_t + decay_t * A_{t+1}, backwards in time. XLA turns the
-    # scan into one native loop: for T = 1024 it takes 0.2 ms instead of
-    # 14 ms as a graph while-loop.
+    # scan into one native loop instead of a graph while-loop, which pays a
+    # per-iteration dispatch cost for every step.
     return tf.scan(
         lambda next_sum, step: step[0] + step[1] * next_sum,
         (deltas, decays),

@@ -35,9 +35,9 @@ def rollout_dataset(
             whole iteration (rollout, GAE, shuffling) then runs as one
             compiled graph call.
         jit_compile: Compile a TF-native env's iteration with XLA. Off by
-            default: on a 2-core CPU, XLA took 3-10 s to compile it and
-            ran slower from 64 envs up (benchmarks/README.md); long runs on
-            few envs gain from it (8x faster rollouts with 8 envs).
+            default: compiling takes seconds, and whether XLA pays off
+            depends on the number of envs and the run's length
+            (benchmarks/README.md measures both).
         nonfinite: What to do when a gymnasium env returns a NaN or inf
             observation or reward: `"raise"` a `ValueError` naming the env
             and step before any update uses it (default), or `"mask"` the
@@ -123,10 +123,12 @@ class IterationSource:
         # XLA cannot compile updates of a tf.distribute model's weight copies
         # on other devices (rng_key, env_steps).
         jit_compile = jit_compile and not replicas.is_distributed(model)
-        self._iteration = tf.function(
+        # One whole iteration (rollout, GAE, shuffling) as a graph call,
+        # returning its minibatches stacked `[updates, minibatch_size, ...]`.
+        self.run_iteration = tf.function(
             self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
         )
-        outputs = self._iteration.get_concrete_function().structured_outputs
+        outputs = self.run_iteration.get_concrete_function().structured_outputs
         # One element: one minibatch, without the leading update axis.
         self.element_spec = tf.nest.map_structure(
             lambda value: tf.TensorSpec(value.shape[1:], value.dtype), outputs
@@ -189,7 +191,7 @@ class IterationSource:
     def _collect(self):
         """Runs one iteration's rollout; returns its minibatches, stacked
         `[updates, minibatch_size, ...]`, flattened in `element_spec` order."""
-        return tf.nest.flatten(self._iteration())
+        return tf.nest.flatten(self.run_iteration())
 
 
 def shuffled_minibatches(

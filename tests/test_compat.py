@@ -1,0 +1,66 @@
+"""Canaries for the private TensorFlow/Keras APIs in `keras_ppo.compat`.
+
+Each fails naming the API when an upgrade removes or renames it; the
+behaviour that depends on it is tested elsewhere (test_distribute.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+import tensorflow as tf
+
+from keras_ppo import compat
+
+
+def test_keras_still_calls_maybe_symbolic_build_with_an_iterator():
+    method = getattr(keras.Model, "_maybe_symbolic_build", None)
+    assert method is not None, "keras.Model._maybe_symbolic_build is gone"
+    parameters = inspect.signature(method).parameters
+    assert {"iterator", "data_batch"} <= set(parameters), (
+        f"keras.Model._maybe_symbolic_build changed its signature: {parameters}"
+    )
+    fit_source = inspect.getsource(type(keras.Model()).fit)
+    assert "_maybe_symbolic_build(iterator=" in fit_source, (
+        "keras.Model.fit no longer calls _maybe_symbolic_build(iterator=...)"
+    )
+
+
+def test_keras_models_record_their_strategy_as_distribute_strategy_attribute():
+    outside = keras.Sequential([keras.layers.Dense(1)])
+    assert hasattr(outside, "_distribute_strategy"), (
+        "keras.Model._distribute_strategy is gone"
+    )
+    assert compat.model_strategy(outside) is None
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        inside = keras.Sequential([keras.layers.Dense(1)])
+    assert compat.model_strategy(inside) is strategy
+
+
+def test_keras_takes_an_already_distributed_dataset_as_is():
+    from keras.src.trainers.data_adapters import is_tf_dataset
+
+    class Input(compat.AlreadyDistributedDataset):
+        def __init__(self):
+            pass
+
+    assert is_tf_dataset(Input()), (
+        "Keras no longer recognises subclasses of tensorflow.python.distribute."
+        "input_lib.DistributedDataset as distributed datasets"
+    )
+    tf_trainer = inspect.getsource(
+        __import__(
+            "keras.src.backend.tensorflow.trainer", fromlist=["TFEpochIterator"]
+        ).TFEpochIterator
+    )
+    assert "isinstance(dataset, tf.distribute.DistributedDataset)" in tf_trainer, (
+        "Keras' TFEpochIterator no longer skips distributing DistributedDatasets"
+    )
+    assert isinstance(Input(), tf.distribute.DistributedDataset)
+
+
+def test_every_private_method_override_is_listed_and_exists():
+    for owner, name in compat.PRIVATE_API:
+        assert hasattr(owner, name), f"{owner.__name__}.{name} is gone"
