@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
-from envs import CounterEnv, vector
+from envs import CounterEnv, CountingVectorEnv, vector
 from gymnasium.vector import AutoresetMode
 
 import keras_ppo
@@ -17,9 +17,9 @@ MODES = [AutoresetMode.SAME_STEP, AutoresetMode.DISABLED]
 
 
 def collect(model, envs, num_steps, seed=0):
+    """A function that collects the next rollout of `num_steps` steps."""
     driver = EnvDriver(envs, seed=seed)
-    run = tf.function(lambda: collect_rollout(model, driver, num_steps))
-    return driver, run
+    return tf.function(lambda: collect_rollout(model, driver, num_steps))
 
 
 def counter_setup(mode, terminate_at=None, max_steps=3, num_envs=2):
@@ -35,7 +35,7 @@ def counter_setup(mode, terminate_at=None, max_steps=3, num_envs=2):
 @pytest.mark.parametrize("mode", MODES)
 def test_truncated_episode_bootstraps_from_its_final_observation(mode):
     envs, model = counter_setup(mode, max_steps=3)
-    _, run = collect(model, envs, num_steps=7)
+    run = collect(model, envs, num_steps=7)
     rollout = {key: value.numpy() for key, value in run().items()}
     # Episodes last 3 steps: observations 0, 1, 2, then a reset to 0.
     np.testing.assert_array_equal(
@@ -55,7 +55,8 @@ def test_truncated_episode_bootstraps_from_its_final_observation(mode):
 
 def test_next_step_mode_masks_reset_steps_and_bootstraps_from_final_obs():
     envs, model = counter_setup(AutoresetMode.NEXT_STEP, max_steps=3)
-    driver, run = collect(model, envs, num_steps=9)
+    envs = CountingVectorEnv(envs)
+    run = collect(model, envs, num_steps=9)
     rollout = {key: value.numpy() for key, value in run().items()}
     # Steps 0-2 are the episode, step 3 only resets (obs 3 -> 0, reward 0).
     np.testing.assert_array_equal(
@@ -74,7 +75,8 @@ def test_next_step_mode_masks_reset_steps_and_bootstraps_from_final_obs():
     )
     # Two episodes of length 3 per env; reset steps are not counted.
     np.testing.assert_array_equal(rollout["episode_stats"], [12.0, 12.0, 4.0])
-    assert driver.step_calls == 9
+    # The reset steps are real env steps: 9 in all, after one reset.
+    assert (envs.steps, envs.resets) == (9, 1)
 
 
 def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
@@ -86,7 +88,7 @@ def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
     model = keras_ppo.PPOModel.from_env(
         envs, config=keras_ppo.PPOConfig(num_steps=100, minibatch_size=100, seed=0)
     )
-    _, run = collect(model, envs, num_steps=100)
+    run = collect(model, envs, num_steps=100)
     stats = run()["episode_stats"].numpy()
     assert stats[2] == len(envs.length_queue) >= 8
     assert stats[1] == sum(envs.length_queue)
@@ -96,7 +98,7 @@ def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
 @pytest.mark.parametrize("mode", MODES)
 def test_terminated_episode_does_not_bootstrap(mode):
     envs, model = counter_setup(mode, terminate_at=2, max_steps=100)
-    _, run = collect(model, envs, num_steps=4)
+    run = collect(model, envs, num_steps=4)
     rollout = {key: value.numpy() for key, value in run().items()}
     np.testing.assert_array_equal(rollout["terminations"][:, 0], [0, 1, 0, 1])
     advantages, returns = compute_gae(
@@ -117,17 +119,19 @@ def test_terminated_episode_does_not_bootstrap(mode):
 def test_same_step_and_disabled_modes_give_identical_rollouts():
     rollouts = []
     for mode in MODES:
-        envs = gym.make_vec(
-            "CartPole-v1",
-            num_envs=3,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": mode},
+        envs = CountingVectorEnv(
+            gym.make_vec(
+                "CartPole-v1",
+                num_envs=3,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": mode},
+            )
         )
         config = keras_ppo.PPOConfig(num_steps=64, minibatch_size=64, seed=7)
         model = keras_ppo.PPOModel.from_env(envs, config=config)
-        driver, run = collect(model, envs, num_steps=64, seed=7)
+        run = collect(model, envs, num_steps=64, seed=7)
         rollouts.append({key: value.numpy() for key, value in run().items()})
-        assert driver.step_calls == 64
+        assert envs.steps == 64
     assert rollouts[0]["terminations"].sum() >= 3, "episodes must end to test resets"
     for other in rollouts[1:]:
         for key, value in rollouts[0].items():
@@ -136,7 +140,7 @@ def test_same_step_and_disabled_modes_give_identical_rollouts():
 
 def test_episode_statistics_count_finished_episodes_across_rollouts():
     envs, model = counter_setup(AutoresetMode.SAME_STEP, max_steps=3, num_envs=2)
-    _, run = collect(model, envs, num_steps=4)
+    run = collect(model, envs, num_steps=4)
     # Steps 1-4 of each env: one episode ends at step 3 -> 2 episodes.
     np.testing.assert_array_equal(run()["episode_stats"], [6.0, 6.0, 2.0])
     # Steps 5-8: the episode ending at step 6 (length 3) -> 2 more; the
@@ -160,7 +164,7 @@ def test_discrete_actions_reach_the_env_with_their_start_offset():
     model = keras_ppo.PPOModel.from_env(
         envs, config=keras_ppo.PPOConfig(num_steps=50, minibatch_size=50, seed=0)
     )
-    _, run = collect(model, envs, num_steps=50)
+    run = collect(model, envs, num_steps=50)
     actions = run()["actions"].numpy()
     assert set(seen) == {-1, 0, 1}
     np.testing.assert_array_equal(np.sort(seen), np.sort(actions.reshape(-1) - 1))
