@@ -56,18 +56,6 @@ class RandomEnv(gym.Env):
         return self.observation_space.sample(), reward, False, self.t >= self.length, {}
 
 
-class StepCounter(gym.Wrapper):
-    """Counts `step` calls of the wrapped env in a shared list."""
-
-    def __init__(self, env, counter):
-        super().__init__(env)
-        self.counter = counter
-
-    def step(self, action):
-        self.counter[0] += 1
-        return self.env.step(action)
-
-
 class EpisodeRecorder(gym.Wrapper):
     """Appends every finished episode's (return, length) to a shared list."""
 
@@ -94,20 +82,6 @@ def vector(make_env, num_envs, mode=gym.vector.AutoresetMode.SAME_STEP):
     return gym.vector.SyncVectorEnv(
         [make_env for _ in range(num_envs)], autoreset_mode=mode
     )
-
-
-class VectorStepCounter(gym.vector.VectorWrapper):
-    """Counts env steps of a vector env (`num_envs` per `step` call) in a
-    shared list; reset-only steps of NEXT_STEP mode count too, since the
-    env does step."""
-
-    def __init__(self, envs, counter):
-        super().__init__(envs)
-        self.counter = counter
-
-    def step(self, actions):
-        self.counter[0] += self.num_envs
-        return self.env.step(actions)
 
 
 class CountingVectorEnv(gym.vector.VectorWrapper):
