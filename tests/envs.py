@@ -148,13 +148,13 @@ class CountingTFEnv(tfenvs.BatchedEnv):
     XLA.
 
     Attributes:
-        step_calls: int64 variable, executed `step` calls; each steps all
+        steps: int64 variable, executed `step` calls; each steps all
             `num_envs` envs.
     """
 
     def __init__(self, num_envs, fail_at_step=None, xla_incompatible=False):
         super().__init__(tfenvs.cartpole.DEFINITION, num_envs)
-        self.step_calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.fail_at_step = fail_at_step
         self.xla_incompatible = xla_incompatible
 
@@ -162,7 +162,7 @@ class CountingTFEnv(tfenvs.BatchedEnv):
         state, obs, reward, terminated, truncated, final_obs = super().step(
             state, action, key
         )
-        calls = self.step_calls.assign_add(1)
+        calls = self.steps.assign_add(1)
         checks = [calls]
         if self.fail_at_step is not None:
             failing = tf.equal(calls, self.fail_at_step)

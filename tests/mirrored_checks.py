@@ -111,14 +111,14 @@ def fit_scenario(strategy, **config):
     envs = make_envs(episodes)
     model = make_model(envs, strategy, **config)
     observe = Observe(
-        strategy, step_calls=lambda: envs.steps, episodes=lambda: len(episodes)
+        strategy, steps=lambda: envs.steps, episodes=lambda: len(episodes)
     )
     dataset = keras_ppo.rollout_dataset(model, envs)
     history = model.fit(dataset, epochs=3, verbose=0, callbacks=[observe])
     ends = observe.counts["episodes"]
     return {
         "env_steps_counted": envs.env_steps,
-        "step_calls_at_epoch_end": observe.counts["step_calls"],
+        "steps_at_epoch_end": observe.counts["steps"],
         "env_steps_variable": int(model.env_steps.numpy()),
         "optimizer_iterations": int(model.optimizer.iterations.numpy()),
         "steps_per_execution": int(model.steps_per_execution),
@@ -266,12 +266,12 @@ def tf_env_scenario(strategy):
     with strategy.scope():
         model = keras_ppo.PPOModel.from_env(env, config=config)
         model.compile()
-    observe = Observe(strategy, step_calls=lambda: int(env.step_calls.numpy()))
+    observe = Observe(strategy, steps=lambda: int(env.steps.numpy()))
     dataset = keras_ppo.rollout_dataset(model, env)
     model.fit(dataset, epochs=3, verbose=0, callbacks=[observe])
     return {
         "env_steps_variable": int(model.env_steps.numpy()),
-        "step_calls_at_epoch_end": observe.counts["step_calls"],
+        "steps_at_epoch_end": observe.counts["steps"],
         "step_logs": observe.epochs,
         "replica_spreads": observe.spreads,
     }

@@ -31,7 +31,7 @@ EPOCHS, NUM_ENVS, NUM_STEPS = 4, 4, 16
 
 
 def main(backup_dir, kill_after_epoch):
-    episodes, per_epoch, step_calls = [], [], []
+    episodes, per_epoch, steps_at_epoch_end = [], [], []
     envs = CountingVectorEnv(
         vector(
             lambda: EpisodeRecorder(gym.make("CartPole-v1"), episodes),
@@ -59,7 +59,7 @@ def main(backup_dir, kill_after_epoch):
         def on_epoch_end(self, epoch, logs=None):
             done = sum(len(e) for e in per_epoch)
             per_epoch.append(episodes[done:])
-            step_calls.append(envs.steps)
+            steps_at_epoch_end.append(envs.steps)
             if worker == 1 and epoch == kill_after_epoch:
                 os.kill(os.getpid(), 9)
 
@@ -74,7 +74,7 @@ def main(backup_dir, kill_after_epoch):
     result = {
         "worker": worker,
         "env_steps_counted": envs.env_steps,
-        "step_calls_at_epoch_end": step_calls,
+        "steps_at_epoch_end": steps_at_epoch_end,
         "env_steps_variable": int(model.env_steps.numpy()),
         "optimizer_iterations": int(model.optimizer.iterations.numpy()),
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},

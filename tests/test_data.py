@@ -53,10 +53,10 @@ def test_fit_steps_envs_exactly_epochs_times_envs_times_steps(steps_per_executio
     envs, model = make_setup(num_envs=4, num_steps=16, minibatch_size=16)
     model.compile(steps_per_execution=steps_per_execution)
     dataset = keras_ppo.rollout_dataset(model, envs)
-    step_calls = CountAtEpochEnd(lambda: envs.steps)
-    model.fit(dataset, epochs=3, verbose=0, callbacks=[step_calls])
+    steps_at_epoch_end = CountAtEpochEnd(lambda: envs.steps)
+    model.fit(dataset, epochs=3, verbose=0, callbacks=[steps_at_epoch_end])
     # Each epoch ran exactly one rollout of num_steps=16 vector steps.
-    assert step_calls.counts == [16, 32, 48]
+    assert steps_at_epoch_end.counts == [16, 32, 48]
     assert envs.env_steps == 3 * 4 * 16
     assert envs.resets == 1  # only the first read resets the envs
     assert int(model.env_steps.numpy()) == 3 * 4 * 16

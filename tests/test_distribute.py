@@ -129,7 +129,7 @@ def test_mirrored_fit_steps_envs_exactly_and_without_policy_lag(mirrored):
     assert fit["env_steps_variable"] == 3 * 4 * 16
     # One rollout of num_steps=16 vector steps per iteration, no more and
     # never ahead of the iteration that trains on it.
-    assert fit["step_calls_at_epoch_end"] == [16, 32, 48]
+    assert fit["steps_at_epoch_end"] == [16, 32, 48]
     assert fit["optimizer_iterations"] == 3 * 3 * 4
     # Keras cannot run several steps per call under MirroredStrategy.
     assert fit["steps_per_execution"] == 1
@@ -186,7 +186,7 @@ def test_an_agent_saved_on_one_device_trains_under_a_strategy(mirrored):
 def test_mirrored_strategy_trains_on_a_tf_native_env(mirrored):
     result = mirrored["tf_env"]
     # One rollout of 16 steps of the 8 envs per iteration.
-    assert result["step_calls_at_epoch_end"] == [16, 32, 48]
+    assert result["steps_at_epoch_end"] == [16, 32, 48]
     assert result["env_steps_variable"] == 3 * 8 * 16
     assert max(steps[0]["approx_kl"] for steps in result["step_logs"]) < 1e-6
     assert max(result["replica_spreads"]) == 0.0
@@ -297,7 +297,7 @@ def test_multiworker_each_worker_steps_its_own_envs_exactly(workers):
     for worker in workers["resumed"]:
         assert worker["env_steps_counted"] == 2 * 4 * 16
         # One rollout of 16 steps in each of the 2 resumed iterations.
-        assert worker["step_calls_at_epoch_end"] == [16, 32]
+        assert worker["steps_at_epoch_end"] == [16, 32]
         # No policy lag: each rollout used the newest (shared) weights.
         assert max(worker["first_step_kl"]) < 1e-6
     # Different env seeds (and action streams): different episodes.

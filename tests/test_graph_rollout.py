@@ -29,11 +29,13 @@ def test_fit_steps_tf_envs_exactly_and_without_policy_lag():
     model.compile(steps_per_execution=1)
     dataset = keras_ppo.rollout_dataset(model, env)
     callback = BatchLogs()
-    step_calls = CountAtEpochEnd(lambda: int(env.step_calls.numpy()))
-    history = model.fit(dataset, epochs=4, verbose=0, callbacks=[callback, step_calls])
+    steps_at_epoch_end = CountAtEpochEnd(lambda: int(env.steps.numpy()))
+    history = model.fit(
+        dataset, epochs=4, verbose=0, callbacks=[callback, steps_at_epoch_end]
+    )
     # One rollout of num_steps=16 vector steps per iteration, run when the
     # iteration starts, never ahead of it.
-    assert step_calls.counts == [16, 32, 48, 64]
+    assert steps_at_epoch_end.counts == [16, 32, 48, 64]
     assert int(model.env_steps.numpy()) == 4 * 4 * 16
     for calls in callback.epoch_logs:
         assert calls[0]["approx_kl"] < 1e-6
@@ -81,7 +83,7 @@ def test_jit_compile_runs_the_rollout_with_xla_and_only_then():
     env, model = tf_setup(env=CountingTFEnv(4, xla_incompatible=True))
     model.compile()
     model.fit(keras_ppo.rollout_dataset(model, env), epochs=1, verbose=0)
-    assert int(env.step_calls.numpy()) == 16
+    assert int(env.steps.numpy()) == 16
     compiled = keras_ppo.rollout_dataset(model, env, jit_compile=True)
     with pytest.raises(tf.errors.OpError, match="unsupported operations .* on XLA"):
         model.fit(compiled, epochs=1, verbose=0)
@@ -94,7 +96,7 @@ def test_xla_compiled_iterations_train_like_graph_ones():
     dataset = keras_ppo.rollout_dataset(model, env, jit_compile=True)
     callback = BatchLogs()
     model.fit(dataset, epochs=2, verbose=0, callbacks=[callback])
-    assert int(env.step_calls.numpy()) == 2 * 16
+    assert int(env.steps.numpy()) == 2 * 16
     assert int(model.env_steps.numpy()) == 2 * 4 * 16
     # Each iteration's first update acts on the rollout's own policy.
     for calls in callback.epoch_logs:

@@ -34,12 +34,12 @@ def test_300_iterations_on_async_envs_stay_exact_traced_once_and_bounded():
         # The rollout's loop body calls sample_actions once per trace.
         rollout_traces = count_traces(model, "sample_actions")
         dataset = keras_ppo.rollout_dataset(model, envs)
-        step_calls = CountAtEpochEnd(lambda: envs.steps)
+        steps_at_epoch_end = CountAtEpochEnd(lambda: envs.steps)
 
         model.fit(dataset, epochs=WARMUP, verbose=0)  # tracing, allocators
         before = rss_mib()
         history = model.fit(
-            dataset, epochs=ITERATIONS, verbose=0, callbacks=[step_calls]
+            dataset, epochs=ITERATIONS, verbose=0, callbacks=[steps_at_epoch_end]
         )
         growth = rss_mib() - before
         print(f"RSS grew by {growth:.2f} MiB over {ITERATIONS} iterations")
@@ -48,7 +48,7 @@ def test_300_iterations_on_async_envs_stay_exact_traced_once_and_bounded():
         assert envs.env_steps == total
         assert int(model.env_steps.numpy()) == total
         # Exactly one rollout of NUM_STEPS vector steps per iteration.
-        assert step_calls.counts == [
+        assert steps_at_epoch_end.counts == [
             (WARMUP + i) * NUM_STEPS for i in range(1, ITERATIONS + 1)
         ]
         assert int(model.optimizer.iterations.numpy()) == WARMUP + ITERATIONS
