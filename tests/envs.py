@@ -1,10 +1,14 @@
-"""Small gymnasium envs for tests: deterministic, fast and fully known."""
+"""Small envs for tests (deterministic, fast and fully known) and the
+wrappers through which tests observe what training did to them."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import tensorflow as tf
 from gymnasium import spaces
+
+import keras_ppo.envs as tfenvs
 
 
 class CounterEnv(gym.Env):
@@ -52,18 +56,6 @@ class RandomEnv(gym.Env):
         return self.observation_space.sample(), reward, False, self.t >= self.length, {}
 
 
-class StepCounter(gym.Wrapper):
-    """Counts `step` calls of the wrapped env in a shared list."""
-
-    def __init__(self, env, counter):
-        super().__init__(env)
-        self.counter = counter
-
-    def step(self, action):
-        self.counter[0] += 1
-        return self.env.step(action)
-
-
 class EpisodeRecorder(gym.Wrapper):
     """Appends every finished episode's (return, length) to a shared list."""
 
@@ -92,18 +84,97 @@ def vector(make_env, num_envs, mode=gym.vector.AutoresetMode.SAME_STEP):
     )
 
 
-class VectorStepCounter(gym.vector.VectorWrapper):
-    """Counts env steps of a vector env (`num_envs` per `step` call) in a
-    shared list; reset-only steps of NEXT_STEP mode count too, since the
-    env does step."""
+class CountingVectorEnv(gym.vector.VectorWrapper):
+    """Counts the `step` and `reset` calls of a vector env and, with
+    `record=True`, keeps a copy of everything they returned, so that tests
+    check rollouts against what the envs really did.
 
-    def __init__(self, envs, counter):
+    Attributes:
+        steps: `step` calls; each steps all `num_envs` envs. NEXT_STEP
+            mode's reset-only steps count too, since the env does step.
+        resets: `reset` calls.
+        env_steps: `steps * num_envs`.
+        reset_observations: The observations each `reset` returned
+            (`record=True` only).
+        transitions: Per `step` call, a dict of the `actions` it got and
+            the `observations`, `rewards`, `terminations` and `truncations`
+            it returned, each `[num_envs, ...]` (`record=True` only).
+    """
+
+    def __init__(self, envs, record=False):
         super().__init__(envs)
-        self.counter = counter
+        self.record = record
+        self.steps = 0
+        self.resets = 0
+        self.reset_observations = []
+        self.transitions = []
+
+    @property
+    def env_steps(self):
+        return self.steps * self.num_envs
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.resets += 1
+        if self.record:
+            self.reset_observations.append(np.array(obs, copy=True))
+        return obs, info
 
     def step(self, actions):
-        self.counter[0] += self.num_envs
-        return self.env.step(actions)
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        self.steps += 1
+        if self.record:
+            self.transitions.append(
+                {
+                    "actions": np.array(actions, copy=True),
+                    "observations": np.array(obs, copy=True),
+                    "rewards": np.array(rewards, copy=True),
+                    "terminations": np.array(terminated, copy=True),
+                    "truncations": np.array(truncated, copy=True),
+                }
+            )
+        return obs, rewards, terminated, truncated, info
+
+
+class CountingTFEnv(tfenvs.BatchedEnv):
+    """TF-native CartPole that counts its executed `step` calls in a
+    variable.
+
+    The count is updated inside the graph, so it counts steps that ran, not
+    traces. `fail_at_step` (1-based, over the env's life) makes that step
+    fail with an `InvalidArgumentError` saying "rollout failed";
+    `xla_incompatible=True` passes every reward through a
+    `tf.numpy_function`, which runs in a graph but cannot be compiled with
+    XLA.
+
+    Attributes:
+        steps: int64 variable, executed `step` calls; each steps all
+            `num_envs` envs.
+    """
+
+    def __init__(self, num_envs, fail_at_step=None, xla_incompatible=False):
+        super().__init__(tfenvs.cartpole.DEFINITION, num_envs)
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.fail_at_step = fail_at_step
+        self.xla_incompatible = xla_incompatible
+
+    def step(self, state, action, key):
+        state, obs, reward, terminated, truncated, final_obs = super().step(
+            state, action, key
+        )
+        calls = self.steps.assign_add(1)
+        checks = [calls]
+        if self.fail_at_step is not None:
+            failing = tf.equal(calls, self.fail_at_step)
+            checks.append(tf.debugging.Assert(~failing, ["rollout failed"]))
+        if self.xla_incompatible:
+            reward = tf.numpy_function(lambda r: r, [reward], tf.float32)
+            reward = tf.ensure_shape(reward, [self.num_envs])
+        # The rollout uses `reward`: with this data dependency the count's
+        # update (and the check) runs whenever the step does.
+        with tf.control_dependencies(checks):
+            reward = tf.identity(reward)
+        return state, obs, reward, terminated, truncated, final_obs
 
 
 def rss_mib():
@@ -117,17 +188,24 @@ def rss_mib():
     pytest.skip("no /proc/self/status")
 
 
-def count_traces(model):
-    """Wraps `model.train_step` so that each tracing appends to the returned
-    list (a Python side effect runs only while tf.function traces)."""
+def count_traces(model, method="train_step"):
+    """Wraps `model.<method>` so that each call from Python appends to the
+    returned list.
+
+    Inside fit and rollouts these methods are only called while a
+    `tf.function` traces its body (a Python side effect runs only then), so
+    the list counts traces: `train_step` those of the train function,
+    `sample_actions` those of the rollout (its loop body calls it once per
+    trace). Wrap before `rollout_dataset`, which may trace the rollout.
+    """
     traces = []
-    train_step = model.train_step
+    original = getattr(model, method)
 
-    def counting_train_step(data):
+    def counting(*args, **kwargs):
         traces.append(1)
-        return train_step(data)
+        return original(*args, **kwargs)
 
-    model.train_step = counting_train_step
+    setattr(model, method, counting)
     return traces
 
 

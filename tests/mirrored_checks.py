@@ -2,7 +2,8 @@
 
 Logical devices must be configured before TensorFlow initialises its
 devices, so `tests/test_distribute.py` runs this file in a subprocess:
-`python tests/mirrored_checks.py {fast,learn}`.
+`python tests/mirrored_checks.py {fast,learn}`. The scenarios only observe
+(counts, logs, weights, error messages); the tests state what to expect.
 """
 
 from __future__ import annotations
@@ -23,24 +24,30 @@ tf.config.set_logical_device_configuration(
 import gymnasium as gym  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from envs import EpisodeRecorder, VectorStepCounter, vector  # noqa: E402
+from envs import (  # noqa: E402
+    CountingTFEnv,
+    CountingVectorEnv,
+    EpisodeRecorder,
+    vector,
+)
 
 import keras_ppo  # noqa: E402
-from keras_ppo.agent.update import loss_terms  # noqa: E402
-from keras_ppo.core.batch import Minibatch  # noqa: E402
+from keras_ppo.core import losses  # noqa: E402
 
 DEVICES = ["/cpu:0", "/cpu:1"]
 NORMALIZED = dict(normalize_observations=True, normalize_rewards=True)
 
 
-def make_envs(counter, episodes, num_envs=4):
-    return VectorStepCounter(
+def make_envs(episodes=None, num_envs=4):
+    """CartPole in NEXT_STEP mode, counted; finished episodes' (return,
+    length) are appended to `episodes`."""
+    episodes = [] if episodes is None else episodes
+    return CountingVectorEnv(
         vector(
             lambda: EpisodeRecorder(gym.make("CartPole-v1"), episodes),
             num_envs,
             gym.vector.AutoresetMode.NEXT_STEP,
-        ),
-        counter,
+        )
     )
 
 
@@ -72,14 +79,18 @@ def replica_spread(strategy, model):
     return spread
 
 
-class StepLogs(keras.callbacks.Callback):
-    """Per epoch: the logs of every step and the replicas' weight spread."""
+class Observe(keras.callbacks.Callback):
+    """Records, per epoch, the logs of every train step and, under a
+    strategy, the replicas' spread after it (`epochs`), and at each epoch's
+    end the value of every function in `at_epoch_end` (`counts`)."""
 
-    def __init__(self, strategy=None):
+    def __init__(self, strategy=None, **at_epoch_end):
         super().__init__()
         self.strategy = strategy
+        self.at_epoch_end = at_epoch_end
         self.epochs = []
-        self.spread = 0.0
+        self.spreads = []
+        self.counts = {name: [] for name in at_epoch_end}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epochs.append([])
@@ -87,39 +98,38 @@ class StepLogs(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.epochs[-1].append({k: float(v) for k, v in logs.items()})
         if self.strategy is not None:
-            self.spread = max(self.spread, replica_spread(self.strategy, self.model))
+            self.spreads.append(replica_spread(self.strategy, self.model))
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, read in self.at_epoch_end.items():
+            self.counts[name].append(read())
 
 
 def fit_scenario(strategy, **config):
-    """Fits 3 iterations; returns what the tests check."""
-    counter, episodes, seen = [0], [], []
-    envs = make_envs(counter, episodes)
+    """Fits 3 iterations; returns what was observed."""
+    episodes = []
+    envs = make_envs(episodes)
     model = make_model(envs, strategy, **config)
-    logs = StepLogs(strategy)
-
-    class Episodes(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            seen.append(len(episodes))
-
+    observe = Observe(
+        strategy, steps=lambda: envs.steps, episodes=lambda: len(episodes)
+    )
     dataset = keras_ppo.rollout_dataset(model, envs)
-    history = model.fit(dataset, epochs=3, verbose=0, callbacks=[logs, Episodes()])
-    starts = [0] + seen[:-1]
-    true_returns = [
-        float(np.mean([r for r, _ in episodes[a:b]])) if b > a else None
-        for a, b in zip(starts, seen, strict=True)
-    ]
+    history = model.fit(dataset, epochs=3, verbose=0, callbacks=[observe])
+    ends = observe.counts["episodes"]
     return {
-        "env_steps_counted": counter[0],
+        "env_steps_counted": envs.env_steps,
+        "steps_at_epoch_end": observe.counts["steps"],
         "env_steps_variable": int(model.env_steps.numpy()),
-        "iterations": dataset.source.iterations,
         "optimizer_iterations": int(model.optimizer.iterations.numpy()),
         "steps_per_execution": int(model.steps_per_execution),
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-        "true_episode_returns": true_returns,
-        "first_step_kl": [steps[0]["approx_kl"] for steps in logs.epochs],
-        "last_step_kl": [steps[-1]["approx_kl"] for steps in logs.epochs],
-        "step_losses": [[s["loss"] for s in steps] for steps in logs.epochs],
-        "replica_spread": logs.spread,
+        # (return, length) of the episodes that ended in each epoch.
+        "episodes_per_epoch": [
+            episodes[start:end]
+            for start, end in zip([0] + ends[:-1], ends, strict=True)
+        ],
+        "step_logs": observe.epochs,
+        "replica_spreads": observe.spreads,
         "weights": [v.numpy().tolist() for v in model.trainable_variables],
         "statistics": [
             v.numpy().tolist()
@@ -133,7 +143,7 @@ def fit_scenario(strategy, **config):
 def minibatches_with_uneven_masks():
     """Four minibatches of a real rollout; the first 5 samples of each are
     masked out, so replica 0 (the first half) holds less sample weight."""
-    envs = make_envs([0], [])
+    envs = make_envs()
     model = make_model(envs, None, update_epochs=1)
     batches = list(keras_ppo.rollout_dataset(model, envs))
     stacked = tf.nest.map_structure(lambda *xs: np.stack(xs), *batches)
@@ -146,96 +156,124 @@ def update_scenario(strategy):
     stacked = minibatches_with_uneven_masks()
     results = {}
     for name, scope in (("single", None), ("mirrored", strategy)):
-        envs = make_envs([0], [])
+        envs = make_envs()
         model = make_model(envs, scope, steps_per_execution=1, update_epochs=1)
         initial = [v.numpy() for v in model.trainable_variables]
         dataset = tf.data.Dataset.from_tensor_slices(stacked)
-        logs = StepLogs(scope)
-        model.fit(dataset, epochs=1, verbose=0, callbacks=[logs])
+        observe = Observe(scope)
+        model.fit(dataset, epochs=1, verbose=0, callbacks=[observe])
         results[name] = {
             "initial": [w.tolist() for w in initial],
             "weights": [v.numpy().tolist() for v in model.trainable_variables],
-            "losses": [s["loss"] for s in logs.epochs[0]],
-            "approx_kl": [s["approx_kl"] for s in logs.epochs[0]],
-            "replica_spread": logs.spread,
+            "losses": [s["loss"] for s in observe.epochs[0]],
+            "approx_kl": [s["approx_kl"] for s in observe.epochs[0]],
+            "replica_spreads": observe.spreads,
+            "global_clipnorm": float(model.optimizer.global_clipnorm),
         }
-        if scope is None:
-            # The first minibatch's gradient norm: clipping (at 0.5) must be
-            # active for the comparison to test it.
-            first = tf.nest.map_structure(lambda v: tf.constant(v[0]), stacked)
-            norm = gradient_norm(first)
-    results["first_gradient_norm"] = norm
+    first = tf.nest.map_structure(lambda value: tf.constant(value[0]), stacked)
+    results["first_gradient_norm"] = gradient_norm(first)
     return results
 
 
 def gradient_norm(minibatch):
-    fresh = make_model(make_envs([0], []), None, update_epochs=1)
-    advantages = keras_ppo.core.losses.normalize_advantages(
-        minibatch["advantages"], weights=minibatch["mask"]
-    )
+    """Global norm of the gradient of the PPO loss (keras_ppo.core.losses:
+    clipped surrogate - ent_coef * entropy + vf_coef * value loss, weighted
+    by the mask, advantages normalised) of a fresh model on `minibatch`."""
+    model = make_model(make_envs(), None, update_epochs=1)
+    config = model.config
+    weights = minibatch["mask"]
+    advantages = losses.normalize_advantages(minibatch["advantages"], weights=weights)
     with tf.GradientTape() as tape:
-        loss = loss_terms(fresh, Minibatch.from_dict(minibatch), advantages)["loss"]
-    gradients = tape.gradient(loss, fresh.trainable_variables)
+        # No normalisation in this model: call sees the stored observations.
+        params, values = model(minibatch["observations"], training=True)
+        log_probs = model.distribution.log_prob(params, minibatch["actions"])
+        log_ratio = log_probs - minibatch["log_probs"]
+        entropy = model.distribution.entropy(params)
+        loss = (
+            losses.clipped_surrogate_loss(
+                log_ratio, advantages, model.clip_ratio, weights
+            )
+            - config.ent_coef * losses.weighted_mean(entropy, weights)
+            + config.vf_coef
+            * losses.value_loss(
+                values,
+                minibatch["values"],
+                minibatch["returns"],
+                config.clip_value,
+                weights,
+            )
+        )
+    gradients = tape.gradient(loss, model.trainable_variables)
     return float(tf.linalg.global_norm(gradients))
 
 
 def target_kl_scenario(strategy):
-    counter, episodes = [0], []
-    envs = make_envs(counter, episodes)
+    envs = make_envs()
     config = keras_ppo.PPOConfig(
         num_steps=16, minibatch_size=16, update_epochs=4, seed=0, target_kl=1e-6
     )
     with strategy.scope():
         model = keras_ppo.PPOModel.from_env(envs, config=config)
         model.compile(keras.optimizers.Adam(1e-2))
-    logs = StepLogs(strategy)
+    observe = Observe(strategy)
     model.fit(
-        keras_ppo.rollout_dataset(model, envs), epochs=3, verbose=0, callbacks=[logs]
+        keras_ppo.rollout_dataset(model, envs),
+        epochs=3,
+        verbose=0,
+        callbacks=[observe],
     )
     return {
-        "env_steps_counted": counter[0],
+        "env_steps_counted": envs.env_steps,
         "optimizer_iterations": int(model.optimizer.iterations.numpy()),
-        "replica_spread": logs.spread,
+        "replica_spreads": observe.spreads,
     }
 
 
-def indivisible_scenario(strategy):
-    """The errors for a minibatch that does not split and for a dataset
-    that is not a rollout."""
-    envs = make_envs([0], [], num_envs=3)
+def error_message(function):
+    """The message of the ValueError `function()` raises, or None."""
+    try:
+        function()
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def rejected_datasets_scenario(strategy):
+    """The errors of fit for a minibatch that does not split across the
+    replicas and for a dataset that is not a rollout."""
+    envs = make_envs(num_envs=3)
     model = make_model(envs, strategy, num_steps=7, minibatch_size=7)
-    messages = []
-    for dataset in (
-        keras_ppo.rollout_dataset(model, envs),
-        tf.data.Dataset.from_tensor_slices({"observations": np.zeros((4, 4))}),
-    ):
-        try:
-            model.fit(dataset, epochs=1, verbose=0)
-            messages.append(None)
-        except ValueError as error:
-            messages.append(str(error))
-    return messages
+    indivisible = keras_ppo.rollout_dataset(model, envs)
+    not_a_rollout = tf.data.Dataset.from_tensor_slices(
+        {"observations": np.zeros((4, 4))}
+    )
+    return {
+        "indivisible_minibatch": error_message(
+            lambda: model.fit(indivisible, epochs=1, verbose=0)
+        ),
+        "not_a_rollout": error_message(
+            lambda: model.fit(not_a_rollout, epochs=1, verbose=0)
+        ),
+    }
 
 
 def tf_env_scenario(strategy):
     """A TF-native env (its rollout compiled without XLA under a strategy)."""
-    import keras_ppo.envs
-
-    env = keras_ppo.envs.make("CartPole-v1", num_envs=8)
+    env = CountingTFEnv(num_envs=8)
     config = keras_ppo.PPOConfig(
         num_steps=16, minibatch_size=32, update_epochs=2, seed=0
     )
     with strategy.scope():
         model = keras_ppo.PPOModel.from_env(env, config=config)
         model.compile()
-    logs = StepLogs(strategy)
+    observe = Observe(strategy, steps=lambda: int(env.steps.numpy()))
     dataset = keras_ppo.rollout_dataset(model, env)
-    model.fit(dataset, epochs=3, verbose=0, callbacks=[logs])
+    model.fit(dataset, epochs=3, verbose=0, callbacks=[observe])
     return {
         "env_steps_variable": int(model.env_steps.numpy()),
-        "step_calls": int(dataset.source.driver.step_calls),
-        "first_step_kl": [steps[0]["approx_kl"] for steps in logs.epochs],
-        "replica_spread": logs.spread,
+        "steps_at_epoch_end": observe.counts["steps"],
+        "step_logs": observe.epochs,
+        "replica_spreads": observe.spreads,
     }
 
 
@@ -244,16 +282,11 @@ def steps_per_execution_scenario(strategy):
     with 8 steps per call) loaded and trained under the strategy."""
     import tempfile
 
-    counter = [0]
-    envs = make_envs(counter, [])
+    envs = make_envs()
     config = keras_ppo.PPOConfig(num_steps=16, minibatch_size=16, seed=0)
-    message = None
     with strategy.scope():
         model = keras_ppo.PPOModel.from_env(envs, config=config)
-        try:
-            model.compile(steps_per_execution=4)
-        except ValueError as error:
-            message = str(error)
+        message = error_message(lambda: model.compile(steps_per_execution=4))
     saved = make_model(envs, None)
     path = os.path.join(tempfile.mkdtemp(), "agent.keras")
     saved.save(path)
@@ -265,7 +298,7 @@ def steps_per_execution_scenario(strategy):
         "saved_steps_per_execution": int(saved.steps_per_execution),
         "loaded_steps_per_execution": int(loaded.steps_per_execution),
         "loaded_env_steps": int(loaded.env_steps.numpy()),
-        "env_steps_counted": counter[0],
+        "env_steps_counted": envs.env_steps,
     }
 
 
@@ -293,7 +326,7 @@ def main(mode):
             "normalized_single": fit_scenario(None, **NORMALIZED),
             "update": update_scenario(strategy),
             "target_kl": target_kl_scenario(strategy),
-            "indivisible": indivisible_scenario(strategy),
+            "rejected_datasets": rejected_datasets_scenario(strategy),
             "tf_env": tf_env_scenario(strategy),
             "steps_per_execution": steps_per_execution_scenario(strategy),
         }

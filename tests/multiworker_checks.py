@@ -4,6 +4,7 @@
 `keras_ppo.launch.tf_config`: `python multiworker_checks.py BACKUP_DIR
 KILL_AFTER_EPOCH`. They fit 4 iterations with a `ChiefBackupAndRestore` in
 BACKUP_DIR; worker 1 kills itself after epoch KILL_AFTER_EPOCH (-1: never).
+A worker only observes; the tests state what to expect.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
 
 import gymnasium as gym  # noqa: E402
 import keras  # noqa: E402
-from envs import EpisodeRecorder, VectorStepCounter, vector  # noqa: E402
+from envs import CountingVectorEnv, EpisodeRecorder, vector  # noqa: E402
 
 import keras_ppo  # noqa: E402
 from keras_ppo.callbacks import ChiefBackupAndRestore  # noqa: E402
@@ -30,14 +31,13 @@ EPOCHS, NUM_ENVS, NUM_STEPS = 4, 4, 16
 
 
 def main(backup_dir, kill_after_epoch):
-    counter, episodes, per_epoch = [0], [], []
-    envs = VectorStepCounter(
+    episodes, per_epoch, steps_at_epoch_end = [], [], []
+    envs = CountingVectorEnv(
         vector(
             lambda: EpisodeRecorder(gym.make("CartPole-v1"), episodes),
             NUM_ENVS,
             gym.vector.AutoresetMode.NEXT_STEP,
-        ),
-        counter,
+        )
     )
     config = keras_ppo.PPOConfig(
         num_steps=NUM_STEPS, minibatch_size=16, update_epochs=2, seed=0
@@ -59,6 +59,7 @@ def main(backup_dir, kill_after_epoch):
         def on_epoch_end(self, epoch, logs=None):
             done = sum(len(e) for e in per_epoch)
             per_epoch.append(episodes[done:])
+            steps_at_epoch_end.append(envs.steps)
             if worker == 1 and epoch == kill_after_epoch:
                 os.kill(os.getpid(), 9)
 
@@ -72,9 +73,9 @@ def main(backup_dir, kill_after_epoch):
     )
     result = {
         "worker": worker,
-        "env_steps_counted": counter[0],
+        "env_steps_counted": envs.env_steps,
+        "steps_at_epoch_end": steps_at_epoch_end,
         "env_steps_variable": int(model.env_steps.numpy()),
-        "iterations": dataset.source.iterations,
         "optimizer_iterations": int(model.optimizer.iterations.numpy()),
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "episodes": [[list(e) for e in epoch] for epoch in per_epoch],

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 from envs import (
+    CountingVectorEnv,
     EpisodeRecorder,
-    VectorStepCounter,
     count_traces,
     rss_mib,
     vector,
@@ -17,14 +17,12 @@ import keras_ppo
 
 
 def make_setup(num_envs=4, mode=gym.vector.AutoresetMode.NEXT_STEP, **config):
-    counter = [0]
-    envs = VectorStepCounter(
-        vector(lambda: gym.make("CartPole-v1"), num_envs, mode), counter
-    )
+    """CartPole vector envs wrapped in a `CountingVectorEnv` and a model."""
+    envs = CountingVectorEnv(vector(lambda: gym.make("CartPole-v1"), num_envs, mode))
     defaults = dict(num_steps=16, minibatch_size=16, update_epochs=2, seed=0)
     config = keras_ppo.PPOConfig(**{**defaults, **config})
     model = keras_ppo.PPOModel.from_env(envs, config=config)
-    return envs, model, counter
+    return envs, model
 
 
 class BatchLogs(keras.callbacks.Callback):
@@ -37,24 +35,40 @@ class BatchLogs(keras.callbacks.Callback):
         self.epoch_logs[-1].append(dict(logs))
 
 
+class CountAtEpochEnd(keras.callbacks.Callback):
+    """Appends `read()` (a count kept outside the model) to `counts` at the
+    end of every epoch."""
+
+    def __init__(self, read):
+        super().__init__()
+        self.read = read
+        self.counts = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.counts.append(self.read())
+
+
 @pytest.mark.parametrize("steps_per_execution", [None, 1, 3])
 def test_fit_steps_envs_exactly_epochs_times_envs_times_steps(steps_per_execution):
-    envs, model, counter = make_setup(num_envs=4, num_steps=16, minibatch_size=16)
+    envs, model = make_setup(num_envs=4, num_steps=16, minibatch_size=16)
     model.compile(steps_per_execution=steps_per_execution)
     dataset = keras_ppo.rollout_dataset(model, envs)
-    model.fit(dataset, epochs=3, verbose=0)
-    assert counter[0] == 3 * 4 * 16
-    assert dataset.source.iterations == 3
+    steps_at_epoch_end = CountAtEpochEnd(lambda: envs.steps)
+    model.fit(dataset, epochs=3, verbose=0, callbacks=[steps_at_epoch_end])
+    # Each epoch ran exactly one rollout of num_steps=16 vector steps.
+    assert steps_at_epoch_end.counts == [16, 32, 48]
+    assert envs.env_steps == 3 * 4 * 16
+    assert envs.resets == 1  # only the first read resets the envs
     assert int(model.env_steps.numpy()) == 3 * 4 * 16
     # 2 update epochs x 64 / 16 minibatches per iteration, all applied.
     assert int(model.optimizer.iterations.numpy()) == 3 * 8
     # A second fit continues with the same accounting.
     model.fit(dataset, epochs=2, verbose=0)
-    assert counter[0] == 5 * 4 * 16
+    assert envs.env_steps == 5 * 4 * 16
 
 
 def test_default_steps_per_execution_runs_one_iteration_per_call():
-    envs, model, _ = make_setup()
+    envs, model = make_setup()
     model.compile()
     keras_ppo.rollout_dataset(model, envs)
     assert model.steps_per_execution == 2 * 4
@@ -69,7 +83,7 @@ def test_default_steps_per_execution_runs_one_iteration_per_call():
 
 
 def test_every_rollout_uses_the_newest_weights():
-    envs, model, _ = make_setup(update_epochs=3)
+    envs, model = make_setup(update_epochs=3)
     model.compile(steps_per_execution=1)
     callback = BatchLogs()
     model.fit(
@@ -88,11 +102,11 @@ def test_every_rollout_uses_the_newest_weights():
 
 
 def test_target_kl_skips_the_rest_of_the_iteration_not_the_fit():
-    envs, model, counter = make_setup(update_epochs=4, target_kl=1e-6)
+    envs, model = make_setup(update_epochs=4, target_kl=1e-6)
     model.compile(keras.optimizers.Adam(1e-2), steps_per_execution=1)
     history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=3, verbose=0)
     assert len(history.history["loss"]) == 3
-    assert counter[0] == 3 * 4 * 16
+    assert envs.env_steps == 3 * 4 * 16
     # Minibatch 0 has KL 0 and is applied; after that large step minibatch 1
     # exceeds 1e-6, and it and the rest of the iteration are skipped, in
     # every iteration.
@@ -100,7 +114,7 @@ def test_target_kl_skips_the_rest_of_the_iteration_not_the_fit():
 
 
 def test_target_kl_off_when_large():
-    envs, model, _ = make_setup(update_epochs=4, target_kl=100.0)
+    envs, model = make_setup(update_epochs=4, target_kl=100.0)
     model.compile()
     model.fit(keras_ppo.rollout_dataset(model, envs), epochs=2, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 2 * 16
@@ -158,7 +172,7 @@ def test_epoch_logs_are_averages_and_episode_stats_are_exact():
 
 
 def test_epoch_without_finished_episode_logs_nan_return():
-    envs, model, _ = make_setup(num_envs=2, num_steps=4, minibatch_size=8)
+    envs, model = make_setup(num_envs=2, num_steps=4, minibatch_size=8)
     model.compile()
     history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
     # CartPole never ends within the first 4 steps.
@@ -167,12 +181,12 @@ def test_epoch_without_finished_episode_logs_nan_return():
 
 
 def test_plain_iteration_yields_one_iteration_of_minibatches():
-    envs, model, counter = make_setup(num_envs=4, num_steps=16, minibatch_size=32)
+    envs, model = make_setup(num_envs=4, num_steps=16, minibatch_size=32)
     dataset = keras_ppo.rollout_dataset(model, envs)
     assert int(dataset.cardinality()) == 2 * 2
     batches = list(dataset)
     assert len(batches) == 4
-    assert counter[0] == 4 * 16
+    assert envs.env_steps == 4 * 16
     assert [int(b["update_index"]) for b in batches] == [0, 1, 2, 3]
     assert batches[0]["observations"].shape == (32, 4)
     # Each update epoch is a permutation of the whole rollout.
@@ -186,7 +200,7 @@ def test_plain_iteration_yields_one_iteration_of_minibatches():
 
 
 def test_fit_rejects_a_dataset_of_another_model():
-    envs, model, _ = make_setup()
+    envs, model = make_setup()
     other = keras_ppo.PPOModel.from_env(envs, config=model.config, name="other")
     model.compile()
     with pytest.raises(ValueError, match="another model"):
@@ -194,17 +208,17 @@ def test_fit_rejects_a_dataset_of_another_model():
 
 
 def test_fit_before_compile_is_an_error_before_any_env_step():
-    envs, model, counter = make_setup()
+    envs, model = make_setup()
     with pytest.raises(ValueError, match="compile"):
         model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
-    assert counter[0] == 0
+    assert envs.env_steps == 0
     assert int(model.env_steps.numpy()) == 0
 
 
 def test_fit_rejects_a_dataset_that_is_not_a_rollout():
     import tensorflow as tf
 
-    envs, model, _ = make_setup()
+    envs, model = make_setup()
     model.compile()
     dataset = tf.data.Dataset.from_tensor_slices({"observations": np.zeros((4, 4))})
     with pytest.raises(ValueError, match="rollout_dataset"):
@@ -228,40 +242,43 @@ class IteratorCount:
 
 
 def test_fit_keeps_one_iterator_for_the_whole_run(monkeypatch):
-    envs, model, counter = make_setup()
+    envs, model = make_setup()
     model.compile()
     dataset = keras_ppo.rollout_dataset(model, envs)
     iterators = IteratorCount(monkeypatch)
     model.fit(dataset, epochs=5, verbose=0)
     assert iterators.count == 1
-    assert counter[0] == 5 * 4 * 16
+    assert envs.env_steps == 5 * 4 * 16
 
 
 def test_steps_per_execution_not_dividing_an_iteration_stays_exact(monkeypatch):
     # 8 updates per iteration, 3 per call: calls would cross iteration
     # boundaries on an endless stream, so fit uses fresh iterators instead.
-    envs, model, counter = make_setup()
+    envs, model = make_setup()
     model.compile(steps_per_execution=3)
     iterators = IteratorCount(monkeypatch)
     model.fit(keras_ppo.rollout_dataset(model, envs), epochs=3, verbose=0)
     assert iterators.count > 3
-    assert counter[0] == 3 * 4 * 16
+    assert envs.env_steps == 3 * 4 * 16
     assert int(model.optimizer.iterations.numpy()) == 3 * 8
 
 
 def test_train_step_and_rollout_trace_once_for_a_whole_fit():
-    envs, model, _ = make_setup()
+    envs, model = make_setup()
     model.compile()
-    traces = count_traces(model)
+    train_traces = count_traces(model)
+    # The rollout's loop body calls sample_actions once per trace.
+    rollout_traces = count_traces(model, "sample_actions")
     dataset = keras_ppo.rollout_dataset(model, envs)
     model.fit(dataset, epochs=6, verbose=0)
     model.fit(dataset, epochs=2, verbose=0)
-    assert len(traces) == 1
-    assert dataset.source._run.experimental_get_tracing_count() == 1
+    assert envs.steps == 8 * 16  # the rollouts did run, 8 times
+    assert len(train_traces) == 1
+    assert len(rollout_traces) == 1
 
 
 def test_resident_memory_is_stable_over_200_iterations():
-    envs, model, counter = make_setup(
+    envs, model = make_setup(
         num_envs=2, num_steps=16, minibatch_size=32, update_epochs=1
     )
     model.compile()
@@ -270,5 +287,5 @@ def test_resident_memory_is_stable_over_200_iterations():
     before = rss_mib()
     model.fit(dataset, epochs=200, verbose=0)
     growth = rss_mib() - before
-    assert counter[0] == 220 * 2 * 16
+    assert envs.env_steps == 220 * 2 * 16
     assert growth < 25, f"RSS grew by {growth:.1f} MiB over 200 iterations"

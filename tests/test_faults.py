@@ -108,7 +108,7 @@ def test_checkpoint_written_before_a_crash_stays_loadable(tmp_path):
 
 def masked_rollouts(fault, at, num_steps=8, rollouts=2):
     """Collects `rollouts` rollouts with `nonfinite="mask"` from the faulty
-    setup; returns the driver and the rollouts as numpy dicts."""
+    setup; returns the model and the rollouts as numpy dicts."""
     import tensorflow as tf
     from envs import rollout_arrays
 
@@ -119,20 +119,22 @@ def masked_rollouts(fault, at, num_steps=8, rollouts=2):
     driver = GymDriver(envs, seed=0, nonfinite="mask")
     run = tf.function(lambda: collect_rollout(model, driver, num_steps))
     results = [rollout_arrays(run()) for _ in range(rollouts)]
-    return model, driver, results
+    return model, results
 
 
 def test_masking_a_nan_observation_drops_both_steps_it_touches():
     # The 12th step of env 1 (step 3 of rollout 2) returns a NaN observation.
     with pytest.warns(RuntimeWarning, match="Masked 2 steps .* rollout 2 .* env 1"):
-        model, driver, (first, second) = masked_rollouts("nan_obs", at=12)
+        model, (first, second) = masked_rollouts("nan_obs", at=12)
     assert first["mask"].all()
     expected = np.ones((8, 3))
     # Step 3 led to the NaN observation; step 4 acted on its stand-in, the
     # last finite observation.
     expected[3, 1] = expected[4, 1] = 0.0
     np.testing.assert_array_equal(second["mask"], expected)
-    assert driver.masked_steps == 2
+    # SAME_STEP autoreset has no reset steps: every 0 in a mask is a masked
+    # step, 2 over both rollouts.
+    assert (first["mask"] == 0).sum() + (second["mask"] == 0).sum() == 2
     for key in ("observations", "advantages", "returns", "next_values"):
         assert np.isfinite(second[key]).all(), key
     np.testing.assert_array_equal(
@@ -161,18 +163,19 @@ def test_masking_a_nan_observation_drops_both_steps_it_touches():
 
 def test_masking_an_inf_reward_drops_only_its_step():
     with pytest.warns(RuntimeWarning, match="Masked 1 steps"):
-        _, driver, (_, second) = masked_rollouts("inf_reward", at=12)
+        _, (first, second) = masked_rollouts("inf_reward", at=12)
     expected = np.ones((8, 3))
     expected[3, 1] = 0.0
     np.testing.assert_array_equal(second["mask"], expected)
     assert second["rewards"][3, 1] == 0.0
     assert second["truncations"][2, 1]
     assert np.isfinite(second["advantages"]).all()
-    assert driver.masked_steps == 1
+    # No reset steps in SAME_STEP mode: this is the only masked step.
+    assert (first["mask"] == 0).sum() + (second["mask"] == 0).sum() == 1
 
 
 def test_an_episode_with_masked_steps_is_left_out_of_the_statistics():
-    _, _, rollouts = masked_rollouts("inf_reward", at=3, num_steps=100, rollouts=1)
+    _, rollouts = masked_rollouts("inf_reward", at=3, num_steps=100, rollouts=1)
     (rollout,) = rollouts
     ended = (rollout["terminations"] | rollout["truncations"]) & (rollout["mask"] > 0)
     # The cut before the masked step is a truncation only for GAE.
@@ -187,12 +190,15 @@ def test_an_episode_with_masked_steps_is_left_out_of_the_statistics():
 def test_fit_with_masking_trains_through_faults_with_exact_accounting():
     envs, model = faulty_setup("nan_obs", at=12)
     dataset = keras_ppo.rollout_dataset(model, envs, nonfinite="mask")
-    with pytest.warns(RuntimeWarning, match="Masked 2 steps"):
+    with pytest.warns(RuntimeWarning, match="Masked 2 steps") as warned:
         history = model.fit(dataset, epochs=3, verbose=0)
     assert len(history.history["loss"]) == 3
     assert all(np.isfinite(w.numpy()).all() for w in model.weights)
     assert int(model.env_steps.numpy()) == 3 * 3 * 8
-    assert dataset.source.driver.masked_steps == 2
+    # Every rollout with masked steps warns once with its count: the one
+    # NaN observation masked 2 steps in the whole fit, no more.
+    masked = [str(w.message) for w in warned if "Masked" in str(w.message)]
+    assert len(masked) == 1 and masked[0].startswith("Masked 2 steps"), masked
 
 
 def test_unknown_nonfinite_mode_is_rejected_before_any_work():

@@ -4,8 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
-from envs import rollout_arrays
-from test_data import BatchLogs
+from envs import CountingTFEnv, rollout_arrays
+from test_data import BatchLogs, CountAtEpochEnd
 
 import keras_ppo
 import keras_ppo.envs as tfenvs
@@ -14,8 +14,10 @@ from keras_ppo.rollout.prepare import collect_rollout
 from keras_ppo.rollout.tf_driver import TFDriver
 
 
-def tf_setup(env_id="CartPole-v1", num_envs=4, **config):
-    env = tfenvs.make(env_id, num_envs=num_envs)
+def tf_setup(num_envs=4, env=None, **config):
+    """A model for TF-native CartPole; `env` defaults to a `CountingTFEnv`
+    of `num_envs` envs."""
+    env = env or CountingTFEnv(num_envs)
     defaults = dict(num_steps=16, minibatch_size=16, update_epochs=2, seed=0)
     model = keras_ppo.PPOModel.from_env(
         env, config=keras_ppo.PPOConfig(**{**defaults, **config})
@@ -28,10 +30,14 @@ def test_fit_steps_tf_envs_exactly_and_without_policy_lag():
     model.compile(steps_per_execution=1)
     dataset = keras_ppo.rollout_dataset(model, env)
     callback = BatchLogs()
-    history = model.fit(dataset, epochs=4, verbose=0, callbacks=[callback])
-    assert dataset.source.driver.step_calls == 4 * 16
+    steps_at_epoch_end = CountAtEpochEnd(lambda: int(env.steps.numpy()))
+    history = model.fit(
+        dataset, epochs=4, verbose=0, callbacks=[callback, steps_at_epoch_end]
+    )
+    # One rollout of num_steps=16 vector steps per iteration, run when the
+    # iteration starts, never ahead of it.
+    assert steps_at_epoch_end.counts == [16, 32, 48, 64]
     assert int(model.env_steps.numpy()) == 4 * 4 * 16
-    assert dataset.source.iterations == 4
     for calls in callback.epoch_logs:
         assert calls[0]["approx_kl"] < 1e-6
         assert calls[-1]["approx_kl"] > 1e-6
@@ -72,14 +78,26 @@ def test_graph_rollout_matches_the_env_and_continues_across_rollouts():
     assert np.all(first["next_values"][:-1][~within] != first["values"][1:][~within])
 
 
+def test_jit_compile_runs_the_rollout_with_xla_and_only_then():
+    # A step XLA cannot compile (a numpy_function) runs in a plain graph,
+    # so a rollout that fails on it was compiled with XLA.
+    env, model = tf_setup(env=CountingTFEnv(4, xla_incompatible=True))
+    model.compile()
+    model.fit(keras_ppo.rollout_dataset(model, env), epochs=1, verbose=0)
+    assert int(env.steps.numpy()) == 16
+    compiled = keras_ppo.rollout_dataset(model, env, jit_compile=True)
+    with pytest.raises(tf.errors.OpError, match="unsupported operations .* on XLA"):
+        model.fit(compiled, epochs=1, verbose=0)
+    assert int(model.env_steps.numpy()) == 4 * 16
+
+
 def test_xla_compiled_iterations_train_like_graph_ones():
     env, model = tf_setup(update_epochs=3)
     model.compile(steps_per_execution=1)
     dataset = keras_ppo.rollout_dataset(model, env, jit_compile=True)
-    assert dataset.source._run._jit_compile
-    assert not keras_ppo.rollout_dataset(model, env).source._run._jit_compile
     callback = BatchLogs()
     model.fit(dataset, epochs=2, verbose=0, callbacks=[callback])
+    assert int(env.steps.numpy()) == 2 * 16
     assert int(model.env_steps.numpy()) == 2 * 4 * 16
     # Each iteration's first update acts on the rollout's own policy.
     for calls in callback.epoch_logs:
@@ -124,13 +142,9 @@ def test_tf_cartpole_preset_reaches_475():
 def test_a_failing_graph_rollout_raises_its_own_error_from_fit():
     # fit re-raises a gymnasium driver's Python error; a TF-native driver
     # has none, and looking it up used to raise AttributeError instead.
-    env, model = tf_setup()
+    env, model = tf_setup(env=CountingTFEnv(4, fail_at_step=1))
     model.compile()
     dataset = keras_ppo.rollout_dataset(model, env)
-
-    def failing_collect():
-        raise tf.errors.InvalidArgumentError(None, None, "rollout failed")
-
-    dataset.source.collect = failing_collect
     with pytest.raises(tf.errors.OpError, match="rollout failed"):
         model.fit(dataset, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 0

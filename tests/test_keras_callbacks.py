@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from envs import VectorStepCounter
+from envs import CountingVectorEnv
 from tensorboard.backend.event_processing import event_accumulator
 
 import keras_ppo
@@ -35,14 +35,13 @@ ITERATION = 2 * 16  # env steps per PPO iteration: 2 envs x 16 steps
 
 
 def make_setup(learning_rate=1e-3, compile_kwargs=None, **config):
-    """A compiled CartPole model on 2 envs, its dataset and an env-step
-    counter that does not rely on `model.env_steps`."""
-    counter = [0]
-    envs = VectorStepCounter(gym.make_vec("CartPole-v1", num_envs=2), counter)
+    """A compiled CartPole model on 2 envs, its dataset and the envs, a
+    `CountingVectorEnv` that counts env steps without `model.env_steps`."""
+    envs = CountingVectorEnv(gym.make_vec("CartPole-v1", num_envs=2))
     config = keras_ppo.PPOConfig(**{**TINY, **config})
     model = keras_ppo.PPOModel.from_env(envs, config=config)
     model.compile(keras.optimizers.Adam(learning_rate), **(compile_kwargs or {}))
-    return model, keras_ppo.rollout_dataset(model, envs), counter
+    return model, keras_ppo.rollout_dataset(model, envs), envs
 
 
 class WeightsPerEpoch(keras.callbacks.Callback):
@@ -234,7 +233,7 @@ def test_backup_and_restore_resumes_the_iteration_and_env_step_count(tmp_path):
 
 
 def test_early_stopping_on_episode_return_stops_fit_early():
-    model, dataset, counter = make_setup()
+    model, dataset, envs = make_setup()
     # A min_delta no return can beat makes every epoch after the first a
     # non-improvement (a high `baseline` alone would not: Keras returns
     # before checking patience whenever the value beats the best so far).
@@ -244,7 +243,7 @@ def test_early_stopping_on_episode_return_stops_fit_early():
     history = model.fit(dataset, epochs=10, verbose=0, callbacks=[stopper])
     assert len(history.history["loss"]) == 3
     assert stopper.stopped_epoch == 2
-    assert counter[0] == 3 * ITERATION
+    assert envs.env_steps == 3 * ITERATION
     assert int(model.env_steps.numpy()) == 3 * ITERATION
 
 
@@ -272,7 +271,7 @@ class PoisonWeights(keras.callbacks.Callback):
 
 def test_terminate_on_nan_stops_at_the_batch_with_a_nan_loss():
     # 8 minibatches per iteration, one train-function call each.
-    model, dataset, counter = make_setup(
+    model, dataset, envs = make_setup(
         minibatch_size=8, compile_kwargs={"steps_per_execution": 1}
     )
     poison = PoisonWeights(epoch=1, batch=5)
@@ -286,7 +285,7 @@ def test_terminate_on_nan_stops_at_the_batch_with_a_nan_loss():
     assert len(history.history["loss"]) == 2
     assert np.isfinite(history.history["loss"][0])
     assert np.isnan(history.history["loss"][1])
-    assert counter[0] == 2 * ITERATION
+    assert envs.env_steps == 2 * ITERATION
     assert int(model.optimizer.iterations.numpy()) == 8 + 6
 
 
@@ -366,22 +365,22 @@ def test_polynomial_decay_anneals_linearly_to_zero_over_the_run():
 
 
 def test_timestep_limit_stops_in_the_iteration_that_reaches_the_limit():
-    model, dataset, counter = make_setup()
+    model, dataset, envs = make_setup()
     limit = TimestepLimit(2 * ITERATION + 1)
     history = model.fit(dataset, epochs=100, verbose=0, callbacks=[limit])
     assert len(history.history["loss"]) == 3
     assert limit.stopped_epoch == 2
-    assert counter[0] == 3 * ITERATION
+    assert envs.env_steps == 3 * ITERATION
     # A second fit counts from its own start; an exact multiple stops there.
     limit = TimestepLimit(2 * ITERATION)
     history = model.fit(dataset, epochs=100, verbose=0, callbacks=[limit])
     assert len(history.history["loss"]) == 2
-    assert counter[0] == 5 * ITERATION
+    assert envs.env_steps == 5 * ITERATION
     assert int(model.env_steps.numpy()) == 5 * ITERATION
 
 
 def test_timestep_limit_leaves_a_shorter_fit_alone():
-    model, dataset, counter = make_setup()
+    model, dataset, envs = make_setup()
     limit = TimestepLimit(10 * ITERATION)
     history = model.fit(dataset, epochs=2, verbose=0, callbacks=[limit])
     assert len(history.history["loss"]) == 2
@@ -447,7 +446,7 @@ def test_eval_callback_logs_reach_history_and_csv_logger(tmp_path):
 
 
 def test_eval_callback_logs_reach_early_stopping():
-    model, dataset, counter = make_setup()
+    model, dataset, envs = make_setup()
     stopper = keras.callbacks.EarlyStopping(
         monitor="eval_return", mode="max", patience=1, min_delta=1e9
     )
@@ -459,7 +458,7 @@ def test_eval_callback_logs_reach_early_stopping():
     )
     assert len(history.history["eval_return"]) == 2
     assert np.isfinite(history.history["eval_return"]).all()
-    assert counter[0] == 2 * ITERATION
+    assert envs.env_steps == 2 * ITERATION
 
 
 def test_eval_callback_evaluates_the_epoch_a_timestep_limit_stops_at():
@@ -498,7 +497,7 @@ def test_eval_callback_validates_its_arguments_and_the_env():
         EvalCallback("NoSuchEnv-v0")
     with pytest.raises(TypeError, match="Received: env_or_id=42"):
         EvalCallback(42)
-    model, dataset, counter = make_setup()
+    model, dataset, envs = make_setup()
     with pytest.raises(ValueError, match="space differs from the model"):
         model.fit(dataset, epochs=1, verbose=0, callbacks=[EvalCallback("Pendulum-v1")])
-    assert counter[0] == 0
+    assert envs.env_steps == 0

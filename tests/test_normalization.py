@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from envs import vector
+from envs import CountingVectorEnv, vector
 from test_data import BatchLogs
 
 import keras_ppo
@@ -76,22 +76,46 @@ def test_discounted_returns_match_a_loop_and_restart_after_episodes():
     np.testing.assert_allclose(final, running, rtol=1e-5)
 
 
-class RolloutRecorder(keras.callbacks.Callback):
-    """Copies the env-side buffers of every rollout (raw observations and
-    rewards) at the end of its epoch."""
+def rollouts_seen(envs, num_steps):
+    """The rollouts that a `CountingVectorEnv(record=True)` in NEXT_STEP
+    autoreset mode went through, split every `num_steps` step calls: the raw
+    observations each step acted on, rewards, terminations, truncations and
+    `mask`, each `[num_steps, num_envs, ...]`.
 
-    def __init__(self, driver):
-        super().__init__()
-        self.driver = driver
-        self.rollouts = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        buffers = self.driver._buffers
-        self.rollouts.append({key: value.copy() for key, value in buffers.items()})
+    The mask repeats the rule for NEXT_STEP mode (README, "Guarantees"):
+    the step after an episode's end only resets that env, so it is masked
+    out (reward 0) and counts in no statistics.
+    """
+    (obs,) = envs.reset_observations
+    resetting = np.zeros(envs.num_envs, bool)
+    steps = []
+    for transition in envs.transitions:
+        valid = ~resetting
+        steps.append(
+            {
+                "observations": obs,
+                "rewards": np.where(valid, transition["rewards"], 0.0),
+                "terminations": transition["terminations"],
+                "truncations": transition["truncations"],
+                "mask": valid,
+            }
+        )
+        ended = transition["terminations"] | transition["truncations"]
+        resetting = ended & valid
+        obs = transition["observations"]
+    return [
+        {
+            key: np.stack([step[key] for step in steps[t : t + num_steps]])
+            for key in steps[0]
+        }
+        for t in range(0, len(steps), num_steps)
+    ]
 
 
 def normalized_setup(mode=gym.vector.AutoresetMode.NEXT_STEP, **config):
-    envs = vector(lambda: gym.make("CartPole-v1"), 4, mode)
+    envs = CountingVectorEnv(
+        vector(lambda: gym.make("CartPole-v1"), 4, mode), record=True
+    )
     defaults = dict(
         num_steps=16,
         minibatch_size=16,
@@ -109,29 +133,31 @@ def normalized_setup(mode=gym.vector.AutoresetMode.NEXT_STEP, **config):
 def test_statistics_equal_numpy_on_the_observations_and_returns_seen():
     envs, model = normalized_setup()
     model.compile()
-    dataset = keras_ppo.rollout_dataset(model, envs)
-    recorder = RolloutRecorder(dataset.source.driver)
-    model.fit(dataset, epochs=4, verbose=0, callbacks=[recorder])
+    model.fit(keras_ppo.rollout_dataset(model, envs), epochs=4, verbose=0)
+    rollouts = rollouts_seen(envs, num_steps=16)
+    assert len(rollouts) == 4 and envs.steps == 4 * 16
+    # Some episodes ended, so some steps are masked.
+    assert not all(rollout["mask"].all() for rollout in rollouts)
 
     def weighted(rollouts, key):
-        return np.concatenate([r[key][r["mask"] > 0] for r in rollouts])
+        return np.concatenate([r[key][r["mask"]] for r in rollouts])
 
     # The last rollout is staged, not yet used: statistics cover the first 3.
-    obs = weighted(recorder.rollouts[:3], "observations")
+    obs = weighted(rollouts[:3], "observations")
     normalizer = model.observation_normalizer
     np.testing.assert_allclose(normalizer.mean.numpy(), obs.mean(0), atol=1e-5)
     np.testing.assert_allclose(normalizer.var.numpy(), obs.var(0), rtol=1e-4)
     assert normalizer.count.numpy() == len(obs)
-    pending = weighted(recorder.rollouts[3:], "observations")
+    pending = weighted(rollouts[3:], "observations")
     np.testing.assert_allclose(normalizer.pending_mean, pending.mean(0), atol=1e-5)
 
     # Reward scaling: the variance of the discounted returns over all steps.
     returns, running = [], np.zeros(4)
-    for rollout in recorder.rollouts:
+    for rollout in rollouts:
         dones = rollout["terminations"] | rollout["truncations"]
         for t in range(16):
             running = 0.9 * running + rollout["rewards"][t]
-            returns.append(running[rollout["mask"][t] > 0])
+            returns.append(running[rollout["mask"][t]])
             running = np.where(dones[t], 0.0, running)
     returns = np.concatenate(returns)
     scaler = model.reward_normalizer

@@ -5,11 +5,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
-from envs import CounterEnv, rollout_arrays, vector
+from envs import CounterEnv, CountingVectorEnv, rollout_arrays, vector
 from gymnasium.vector import AutoresetMode
 
 import keras_ppo
-from keras_ppo.core.advantages import compute_gae
+from keras_ppo.advantages import compute_gae
 from keras_ppo.rollout.gym_driver import GymDriver
 from keras_ppo.rollout.prepare import collect_rollout
 
@@ -18,9 +18,10 @@ MODES = [AutoresetMode.SAME_STEP, AutoresetMode.DISABLED]
 
 
 def collect(model, envs, num_steps, seed=0):
+    """A function that collects the next rollout of `num_steps` steps."""
     driver = GymDriver(envs, seed=seed)
     compiled = tf.function(lambda: collect_rollout(model, driver, num_steps))
-    return driver, lambda: rollout_arrays(compiled())
+    return lambda: rollout_arrays(compiled())
 
 
 def counter_setup(mode, terminate_at=None, max_steps=3, num_envs=2):
@@ -36,7 +37,7 @@ def counter_setup(mode, terminate_at=None, max_steps=3, num_envs=2):
 @pytest.mark.parametrize("mode", MODES)
 def test_truncated_episode_bootstraps_from_its_final_observation(mode):
     envs, model = counter_setup(mode, max_steps=3)
-    _, run = collect(model, envs, num_steps=7)
+    run = collect(model, envs, num_steps=7)
     rollout = run()
     # Episodes last 3 steps: observations 0, 1, 2, then a reset to 0.
     np.testing.assert_array_equal(
@@ -56,7 +57,8 @@ def test_truncated_episode_bootstraps_from_its_final_observation(mode):
 
 def test_next_step_mode_masks_reset_steps_and_bootstraps_from_final_obs():
     envs, model = counter_setup(AutoresetMode.NEXT_STEP, max_steps=3)
-    driver, run = collect(model, envs, num_steps=9)
+    envs = CountingVectorEnv(envs)
+    run = collect(model, envs, num_steps=9)
     rollout = run()
     # Steps 0-2 are the episode, step 3 only resets (obs 3 -> 0, reward 0).
     np.testing.assert_array_equal(
@@ -75,7 +77,8 @@ def test_next_step_mode_masks_reset_steps_and_bootstraps_from_final_obs():
     )
     # Two episodes of length 3 per env; reset steps are not counted.
     assert rollout["episodes"] == (12.0, 12.0, 4.0)
-    assert driver.step_calls == 9
+    # The reset steps are real env steps: 9 in all, after one reset.
+    assert (envs.steps, envs.resets) == (9, 1)
 
 
 def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
@@ -87,7 +90,7 @@ def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
     model = keras_ppo.PPOModel.from_env(
         envs, config=keras_ppo.PPOConfig(num_steps=100, minibatch_size=100, seed=0)
     )
-    _, run = collect(model, envs, num_steps=100)
+    run = collect(model, envs, num_steps=100)
     stats = run()["episodes"]
     assert stats.count == len(envs.length_queue) >= 8
     assert stats.length_sum == sum(envs.length_queue)
@@ -97,7 +100,7 @@ def test_native_vector_env_in_next_step_mode_keeps_episodes_whole():
 @pytest.mark.parametrize("mode", MODES)
 def test_terminated_episode_does_not_bootstrap(mode):
     envs, model = counter_setup(mode, terminate_at=2, max_steps=100)
-    _, run = collect(model, envs, num_steps=4)
+    run = collect(model, envs, num_steps=4)
     rollout = run()
     np.testing.assert_array_equal(rollout["terminations"][:, 0], [0, 1, 0, 1])
     advantages, returns = compute_gae(
@@ -118,17 +121,19 @@ def test_terminated_episode_does_not_bootstrap(mode):
 def test_same_step_and_disabled_modes_give_identical_rollouts():
     rollouts = []
     for mode in MODES:
-        envs = gym.make_vec(
-            "CartPole-v1",
-            num_envs=3,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": mode},
+        envs = CountingVectorEnv(
+            gym.make_vec(
+                "CartPole-v1",
+                num_envs=3,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": mode},
+            )
         )
         config = keras_ppo.PPOConfig(num_steps=64, minibatch_size=64, seed=7)
         model = keras_ppo.PPOModel.from_env(envs, config=config)
-        driver, run = collect(model, envs, num_steps=64, seed=7)
+        run = collect(model, envs, num_steps=64, seed=7)
         rollouts.append(run())
-        assert driver.step_calls == 64
+        assert envs.steps == 64
     assert rollouts[0]["terminations"].sum() >= 3, "episodes must end to test resets"
     for other in rollouts[1:]:
         for key, value in rollouts[0].items():
@@ -137,7 +142,7 @@ def test_same_step_and_disabled_modes_give_identical_rollouts():
 
 def test_episode_statistics_count_finished_episodes_across_rollouts():
     envs, model = counter_setup(AutoresetMode.SAME_STEP, max_steps=3, num_envs=2)
-    _, run = collect(model, envs, num_steps=4)
+    run = collect(model, envs, num_steps=4)
     # Steps 1-4 of each env: one episode ends at step 3 -> 2 episodes.
     assert run()["episodes"] == (6.0, 6.0, 2.0)
     # Steps 5-8: the episode ending at step 6 (length 3) -> 2 more; the
@@ -161,7 +166,7 @@ def test_discrete_actions_reach_the_env_with_their_start_offset():
     model = keras_ppo.PPOModel.from_env(
         envs, config=keras_ppo.PPOConfig(num_steps=50, minibatch_size=50, seed=0)
     )
-    _, run = collect(model, envs, num_steps=50)
+    run = collect(model, envs, num_steps=50)
     actions = run()["actions"]
     assert set(seen) == {-1, 0, 1}
     np.testing.assert_array_equal(np.sort(seen), np.sort(actions.reshape(-1) - 1))

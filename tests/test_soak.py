@@ -3,7 +3,8 @@ retrace and do not leak memory."""
 
 import gymnasium as gym
 import pytest
-from envs import VectorStepCounter, count_traces, rss_mib
+from envs import CountingVectorEnv, count_traces, rss_mib
+from test_data import CountAtEpochEnd
 
 import keras_ppo
 
@@ -18,12 +19,10 @@ MAX_GROWTH_MIB = 5
 
 @pytest.mark.slow
 def test_300_iterations_on_async_envs_stay_exact_traced_once_and_bounded():
-    counter = [0]
-    envs = VectorStepCounter(
+    envs = CountingVectorEnv(
         gym.vector.AsyncVectorEnv(
             [lambda: gym.make("CartPole-v1") for _ in range(NUM_ENVS)]
-        ),
-        counter,
+        )
     )
     try:
         config = keras_ppo.PPOConfig(
@@ -31,23 +30,31 @@ def test_300_iterations_on_async_envs_stay_exact_traced_once_and_bounded():
         )
         model = keras_ppo.PPOModel.from_env(envs, config=config)
         model.compile()
-        traces = count_traces(model)
+        train_traces = count_traces(model)
+        # The rollout's loop body calls sample_actions once per trace.
+        rollout_traces = count_traces(model, "sample_actions")
         dataset = keras_ppo.rollout_dataset(model, envs)
+        steps_at_epoch_end = CountAtEpochEnd(lambda: envs.steps)
 
         model.fit(dataset, epochs=WARMUP, verbose=0)  # tracing, allocators
         before = rss_mib()
-        history = model.fit(dataset, epochs=ITERATIONS, verbose=0)
+        history = model.fit(
+            dataset, epochs=ITERATIONS, verbose=0, callbacks=[steps_at_epoch_end]
+        )
         growth = rss_mib() - before
         print(f"RSS grew by {growth:.2f} MiB over {ITERATIONS} iterations")
 
         total = (WARMUP + ITERATIONS) * NUM_ENVS * NUM_STEPS
-        assert counter[0] == total
+        assert envs.env_steps == total
         assert int(model.env_steps.numpy()) == total
-        assert dataset.source.iterations == WARMUP + ITERATIONS
+        # Exactly one rollout of NUM_STEPS vector steps per iteration.
+        assert steps_at_epoch_end.counts == [
+            (WARMUP + i) * NUM_STEPS for i in range(1, ITERATIONS + 1)
+        ]
         assert int(model.optimizer.iterations.numpy()) == WARMUP + ITERATIONS
         assert len(history.history["loss"]) == ITERATIONS
-        assert len(traces) == 1
-        assert dataset.source._run.experimental_get_tracing_count() == 1
+        assert len(train_traces) == 1
+        assert len(rollout_traces) == 1
         assert growth < MAX_GROWTH_MIB, (
             f"RSS grew by {growth:.1f} MiB over {ITERATIONS} iterations"
         )
