@@ -129,7 +129,7 @@ PRESETS = {
             "normalize_rewards": True,
         },
     },
-    # rl-zoo3's LunarLander-v2 settings; 262 after 1M steps in the benchmark.
+    # rl-zoo3's LunarLander-v2 settings (returns in benchmarks/README.md).
     "LunarLander-v3": {
         "run": {
             "num_envs": 16,
@@ -213,7 +213,7 @@ TF_PRESETS = {
     },
     # rl-zoo3 MountainCar-v0 (16 envs x 16 steps, minibatch 64, 4 epochs,
     # gamma 0.99, lambda 0.98, observation and reward normalisation, 1M
-    # steps) with 64 envs: seed 0 evaluated at -143 after 200k steps (27 s).
+    # steps) with 64 envs, which solve it in 200k (benchmarks/README.md).
     "MountainCar-v0": {
         "run": {
             "num_envs": 64,
@@ -225,8 +225,8 @@ TF_PRESETS = {
         "config": PRESETS["MountainCar-v0"]["config"],
     },
     # The gymnasium preset (CleanRL's continuous defaults with normalisation;
-    # rl-zoo3's values need gSDE) as 32 envs x 256 steps: seed 0 passed 89 in
-    # training after 41k steps and evaluated at 93.7 after 300k (30 s).
+    # rl-zoo3's values need gSDE) as 32 envs x 256 steps (results in
+    # benchmarks/README.md).
     "MountainCarContinuous-v0": {
         "run": {
             **PRESETS["MountainCarContinuous-v0"]["run"],
