@@ -182,29 +182,18 @@ class GymDriver(Driver):
         obs, rewards, terminated, truncated, infos = self._call(self.envs.step, actions)
         obs = np.asarray(obs, self._obs_dtype)
         rewards = np.asarray(rewards, np.float32)
-        if self.nonfinite == "raise":
-            self._check_finite("observation", obs)
-            self._check_finite("reward", rewards)
+        # A NEXT_STEP reset step is not a transition: its "done" is stale.
         valid = ~self._resetting
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
         final_obs = buffers["final_observations"][t]
-        final_obs[:] = obs
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            self._resetting = done
-        elif done.any():
-            if self.autoreset_mode == AutoresetMode.SAME_STEP:
-                for i in np.flatnonzero(infos["_final_obs"]):
-                    final_obs[i] = infos["final_obs"][i]
-                    if self.nonfinite == "raise":
-                        self._check_finite("final observation", final_obs)
-            else:
-                reset_obs, _ = self._call(self.envs.reset, options={"reset_mask": done})
-                obs = np.asarray(reset_obs, self._obs_dtype)
-                if self.nonfinite == "raise":
-                    self._check_finite("observation", obs)
+        obs = self._autoreset(obs, done, infos, final_obs)
         buffers["terminations"][t] = terminated
         buffers["truncations"][t] = truncated
-        if self.nonfinite == "mask":
+        if self.nonfinite == "raise":
+            self._check_finite("observation", final_obs)
+            self._check_finite("reward", rewards)
+            self._check_finite("observation", obs)
+        else:
             valid = self._mask_nonfinite(obs, rewards, final_obs, valid)
         rewards = np.where(valid, rewards, 0.0)
         buffers["rewards"][t] = rewards
@@ -215,6 +204,21 @@ class GymDriver(Driver):
         self._tainted &= ~done
         self._obs = obs
         self._t = t + 1
+        return obs
+
+    def _autoreset(self, obs, done, infos, final_obs):
+        """Fills `final_obs` with the observation each step led to and
+        returns the observations the next step acts on, as the envs'
+        autoreset mode delivers them (see the class docstring)."""
+        final_obs[:] = obs
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._resetting = done
+        elif done.any() and self.autoreset_mode == AutoresetMode.SAME_STEP:
+            for i in np.flatnonzero(infos["_final_obs"]):
+                final_obs[i] = infos["final_obs"][i]
+        elif done.any():
+            reset_obs, _ = self._call(self.envs.reset, options={"reset_mask": done})
+            obs = np.asarray(reset_obs, self._obs_dtype)
         return obs
 
     def _mask_nonfinite(self, obs, rewards, final_obs, valid):
