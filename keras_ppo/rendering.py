@@ -70,7 +70,7 @@ def record_episodes(
     fps = float(fps or env.metadata.get("render_fps") or 30)
     if fps <= 0:
         raise ValueError(f"`fps` must be > 0. Received: {fps!r}")
-    write = _gif_writer() if suffix == ".gif" else _mp4_writer()
+    write = gif_writer() if suffix == ".gif" else mp4_writer()
 
     returns, lengths = [], []
     frames = _play(model, env, episodes, seed, deterministic, returns, lengths)
@@ -122,7 +122,12 @@ def _chain(first, rest):
     yield from rest
 
 
-def _gif_writer():
+def gif_writer():
+    """A function writing frames to a GIF file (Pillow).
+
+    Raises:
+        ImportError: If Pillow is missing, naming the extra to install.
+    """
     try:
         from PIL import Image
     except ImportError as error:
@@ -153,7 +158,12 @@ def _gif_writer():
     return write_gif
 
 
-def _mp4_writer():
+def mp4_writer():
+    """A function writing frames to an MP4 file (imageio-ffmpeg).
+
+    Raises:
+        ImportError: If imageio-ffmpeg is missing, naming the extra.
+    """
     try:
         import imageio_ffmpeg
     except ImportError as error:

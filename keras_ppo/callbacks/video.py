@@ -129,9 +129,9 @@ class VideoRecorder(keras.callbacks.Callback):
                 f"rendering needs a missing package ({error}); "
                 f"{rendering.INSTALL_HINT} installs it"
             ) from error
-        rendering._gif_writer()
+        rendering.gif_writer()
         if self.format == "mp4" and self.directory is not None:
-            rendering._mp4_writer()
+            rendering.mp4_writer()
 
     def on_epoch_end(self, epoch, logs=None):
         if self._env is None:
