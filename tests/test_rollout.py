@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from envs import CounterEnv, CountingVectorEnv, rollout_arrays, vector
 from gymnasium.vector import AutoresetMode
-from keras_ppo.core.advantages import compute_gae
 
 import keras_ppo
+from keras_ppo.core.advantages import compute_gae
 from keras_ppo.rollout.gym_driver import GymDriver
 from keras_ppo.rollout.prepare import collect_rollout
 

@@ -50,10 +50,13 @@ class RunningNormalization(keras.layers.Layer):
         self.shape = tuple(int(size) for size in shape)
         self.clip = float(clip)
 
+        # float64, as VecNormalize's: float32 squares overflow for inputs
+        # around 1e19, which would turn the statistics into inf silently.
         def weight(name, value, shape=self.shape):
             return self.add_weight(
                 shape=shape,
                 initializer=keras.initializers.Constant(value),
+                dtype="float64",
                 trainable=False,
                 name=name,
             )
@@ -68,15 +71,15 @@ class RunningNormalization(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        inputs = tf.cast(inputs, tf.float32)
+        inputs = tf.cast(inputs, tf.float64)
         scaled = (inputs - self.mean) / tf.sqrt(self.var + EPSILON)
-        return tf.clip_by_value(scaled, -self.clip, self.clip)
+        return tf.cast(tf.clip_by_value(scaled, -self.clip, self.clip), tf.float32)
 
     def scale(self, inputs):
         """Divides by the running standard deviation (no centring), clipped:
         how rewards are scaled."""
-        scaled = tf.cast(inputs, tf.float32) / tf.sqrt(self.var + EPSILON)
-        return tf.clip_by_value(scaled, -self.clip, self.clip)
+        scaled = tf.cast(inputs, tf.float64) / tf.sqrt(self.var + EPSILON)
+        return tf.cast(tf.clip_by_value(scaled, -self.clip, self.clip), tf.float32)
 
     def update(self, samples, weights=None):
         """Merges a batch into the statistics at once."""
@@ -98,11 +101,11 @@ class RunningNormalization(keras.layers.Layer):
     def _moments(self, samples, weights):
         """Weighted mean, variance and count of `samples [..., *shape]` over
         their leading axes; `weights` (the leading axes' shape) are 0 or 1."""
-        samples = tf.cast(samples, tf.float32)
+        samples = tf.cast(samples, tf.float64)
         samples = tf.reshape(samples, (-1, *self.shape))
         if weights is None:
-            weights = tf.ones(tf.shape(samples)[:1])
-        weights = tf.reshape(tf.cast(weights, tf.float32), (-1,))
+            weights = tf.ones(tf.shape(samples)[:1], tf.float64)
+        weights = tf.reshape(tf.cast(weights, tf.float64), (-1,))
         count = tf.reduce_sum(weights)
         expand = tf.reshape(weights, (-1,) + (1,) * len(self.shape))
         safe = tf.maximum(count, 1.0)

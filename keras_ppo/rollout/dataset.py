@@ -190,8 +190,29 @@ class IterationSource:
 
     def _collect(self):
         """Runs one iteration's rollout; returns its minibatches, stacked
-        `[updates, minibatch_size, ...]`, flattened in `element_spec` order."""
-        return tf.nest.flatten(self.run_iteration())
+        `[updates, minibatch_size, ...]`, flattened in `element_spec` order.
+
+        If the rollout fails, the model's non-trainable state (observation
+        statistics, RNG key, env-step count) is put back as it was, so that
+        the model is that of the last complete iteration.
+        """
+        saved = self._snapshot()
+        try:
+            return tf.nest.flatten(self.run_iteration())
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    @tf.function(autograph=False)
+    def _snapshot(self):
+        return [tf.identity(v) for v in self.model.non_trainable_variables]
+
+    @tf.function(autograph=False)
+    def _restore(self, saved):
+        for variable, value in zip(
+            self.model.non_trainable_variables, saved, strict=True
+        ):
+            variable.assign(value)
 
 
 def shuffled_minibatches(

@@ -17,6 +17,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from keras_ppo.core import spaces
 from keras_ppo.core.batch import EnvSteps
+from keras_ppo.rollout import env_checks
 from keras_ppo.rollout.collect import Driver
 
 
@@ -82,6 +83,7 @@ class GymDriver(Driver):
         self._t = 0
         self._rollout = 0
         self._num_steps = None
+        self._failed = False
         # An exception raised while stepping, kept so that PPOModel.fit can
         # re-raise it as it was rather than wrapped in a TensorFlow error.
         self._error = None
@@ -90,9 +92,16 @@ class GymDriver(Driver):
 
     def start(self, num_steps):
         self._num_steps = int(num_steps)
-        observations = tf.numpy_function(
-            self._begin, [num_steps], self.observation_dtype, stateful=True
+        observations, restarted = tf.numpy_function(
+            self._begin, [num_steps], [self.observation_dtype, tf.bool], stateful=True
         )
+        # Envs reset after a failed rollout start new episodes.
+        for running in (
+            self.episode_returns,
+            self.episode_lengths,
+            self.reward_returns,
+        ):
+            running.assign(tf.where(restarted, tf.zeros_like(running), running))
         return tf.ensure_shape(observations, self._batch_shape()), ()
 
     def step(self, t, observations, env_actions, carry):
@@ -149,28 +158,56 @@ class GymDriver(Driver):
         self._t = 0
         self._rollout += 1
         self._masked_in_rollout = []
-        if self._obs is None:
-            obs, _ = self._call(self.envs.reset, seed=self.seed)
-            self._obs = np.asarray(obs, self._obs_dtype)
+        restarted = self._obs is not None and self._failed
+        if self._obs is None or self._failed:
+            # Seeded once: after a failed rollout the envs restart from a
+            # reset (some may have stepped in the step that failed), on new
+            # episodes rather than replays of the first ones.
+            seed = self.seed if self._obs is None else None
+            result = self._call(self.envs.reset, seed=seed)
+            self._obs = self._checked(env_checks.reset_result, result)
+            self._failed = False
+            self._resetting[:] = False
+            self._replaced[:] = False
+            self._tainted[:] = False
             self._check_finite("observation", self._obs)
-        return self._obs
+        return self._obs, np.bool_(restarted)
 
     def _call(self, function, *args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except Exception as error:
-            self._error = error
+        except BaseException as error:  # KeyboardInterrupt too: fit re-raises it
+            died = env_checks.worker_died(self.envs, error)
+            if died is not None:
+                self._fail(died)
+                raise died from error
+            self._fail(error)
             raise
+
+    def _checked(self, check, result):
+        try:
+            return check(self.envs, result, self.observation_shape, self._obs_dtype)
+        except ValueError as error:
+            self._fail(error)
+            raise
+
+    def _fail(self, error):
+        """Keeps `error` for `fit` to re-raise, and resets the envs before
+        the next rollout."""
+        self._error = error
+        self._failed = True
 
     def _check_finite(self, what, values):
         finite = _finite_rows(values)
         if not finite.all():
             index = int(np.flatnonzero(~finite)[0])
-            self._error = ValueError(
-                f"Env {index} returned a non-finite {what} at step {self._t} of "
-                f"rollout {self._rollout}: {values[index]!r}. Training on it "
-                "would corrupt the weights; no update used it. Fix the env or "
-                "wrap it to clean its outputs."
+            self._fail(
+                ValueError(
+                    f"Env {index} returned a non-finite {what} at step {self._t} "
+                    f"of rollout {self._rollout}: {values[index]!r}. Training on "
+                    "it would corrupt the weights; no update used it. Fix the "
+                    "env or wrap it to clean its outputs."
+                )
             )
             raise self._error
 
@@ -179,9 +216,10 @@ class GymDriver(Driver):
         observations `[N, ...]` (reset observations where episodes ended)."""
         t, buffers = self._t, self._buffers
         buffers["observations"][t] = self._obs
-        obs, rewards, terminated, truncated, infos = self._call(self.envs.step, actions)
-        obs = np.asarray(obs, self._obs_dtype)
-        rewards = np.asarray(rewards, np.float32)
+        result = self._call(self.envs.step, actions)
+        obs, rewards, terminated, truncated, infos = self._checked(
+            env_checks.step_result, result
+        )
         # A NEXT_STEP reset step is not a transition: its "done" is stale.
         valid = ~self._resetting
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
@@ -217,8 +255,8 @@ class GymDriver(Driver):
             for i in np.flatnonzero(infos["_final_obs"]):
                 final_obs[i] = infos["final_obs"][i]
         elif done.any():
-            reset_obs, _ = self._call(self.envs.reset, options={"reset_mask": done})
-            obs = np.asarray(reset_obs, self._obs_dtype)
+            result = self._call(self.envs.reset, options={"reset_mask": done})
+            obs = self._checked(env_checks.reset_result, result)
         return obs
 
     def _mask_nonfinite(self, obs, rewards, final_obs, valid):

@@ -1,0 +1,111 @@
+"""Checks of what a gymnasium `VectorEnv` returns, where the driver receives
+it: a user's own vector env that returns the wrong shapes gets an error
+naming the env, the field, what was expected and what came, instead of a
+TensorFlow error from inside the rollout graph."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def step_result(envs, result, observation_shape, observation_dtype):
+    """`(obs, rewards, terminated, truncated, infos)` of `envs.step`, as
+    arrays of the shapes and dtypes the rollout stores.
+
+    Raises:
+        ValueError: If `result` is not a 5-tuple or a field has the wrong
+            shape or cannot be converted.
+    """
+    if not isinstance(result, tuple) or len(result) != 5:
+        size = len(result) if isinstance(result, tuple) else type(result).__name__
+        raise ValueError(
+            f"{_name(envs)}.step returned {size} values; expected the 5 of "
+            "gymnasium 1.x: (observations, rewards, terminations, truncations, "
+            f"infos). Received: {_short(result)}"
+        )
+    obs, rewards, terminated, truncated, infos = result
+    num_envs = envs.num_envs
+    obs = observations(envs, "step", obs, observation_shape, observation_dtype)
+    rewards = _field(envs, "rewards", rewards, (num_envs,), np.float32)
+    terminated = _field(envs, "terminations", terminated, (num_envs,), bool)
+    truncated = _field(envs, "truncations", truncated, (num_envs,), bool)
+    return obs, rewards, terminated, truncated, infos
+
+
+def observations(envs, method, obs, observation_shape, observation_dtype):
+    """The observations of `envs.<method>` as `[num_envs, *shape]` array.
+
+    Raises:
+        ValueError: If they have another shape or cannot be converted.
+    """
+    shape = (envs.num_envs, *observation_shape)
+    return _field(envs, "observations", obs, shape, observation_dtype, method)
+
+
+def reset_result(envs, result, observation_shape, observation_dtype):
+    """The observations of `envs.reset`.
+
+    Raises:
+        ValueError: If `result` is not `(observations, infos)` or the
+            observations have the wrong shape.
+    """
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise ValueError(
+            f"{_name(envs)}.reset returned {_short(result)}; expected "
+            "(observations, infos)."
+        )
+    return observations(envs, "reset", result[0], observation_shape, observation_dtype)
+
+
+def worker_died(envs, error) -> Exception | None:
+    """A clear error for an async vector env whose worker process died, or
+    None if no worker is dead (the error is then another one)."""
+    processes = getattr(envs, "processes", None)
+    if not processes or not isinstance(error, (EOFError, OSError)):
+        return None
+    # A pipe closed by a dying worker can be seen before the worker is gone.
+    for process in processes:
+        process.join(timeout=1.0 / len(processes))
+    dead = [
+        (index, process.exitcode)
+        for index, process in enumerate(processes)
+        if not process.is_alive()
+    ]
+    if not dead:
+        return None
+    described = ", ".join(f"{i} (exit code {code})" for i, code in dead)
+    return RuntimeError(
+        f"Worker process {described} of {_name(envs)} died while stepping its "
+        f"env ({type(error).__name__}: {error or 'no message'}). A worker dies "
+        "when its env crashes the process (a segfault, os._exit, the OOM "
+        "killer); run the env in a SyncVectorEnv to see its own error."
+    )
+
+
+def _field(envs, field, value, shape, dtype, method="step"):
+    try:
+        array = np.asarray(value, dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{_name(envs)}.{method} returned {field} that are not an array "
+            f"of {np.dtype(dtype).name} {shape}: {error}. Received: {_short(value)}"
+        ) from error
+    if array.shape != tuple(shape):
+        raise ValueError(
+            f"{_name(envs)}.{method} returned {field} of shape {array.shape}; "
+            f"expected {tuple(shape)} (num_envs={envs.num_envs}). "
+            f"Received: {_short(value)}"
+        )
+    return array
+
+
+def _name(envs):
+    spec = getattr(envs, "spec", None)
+    env_id = getattr(spec, "id", None)
+    name = type(envs).__name__
+    return f"{name}({env_id})" if env_id else name
+
+
+def _short(value, limit=200):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
