@@ -4,13 +4,18 @@
 * `keras-ppo evaluate PATH [ENV_ID]`: mean return of a saved agent.
 * `keras-ppo enjoy PATH [ENV_ID] --output FILE.gif`: record its episodes.
 * `keras-ppo plot RUN_DIR... --output curves.png`: learning curves.
+
+TensorFlow's own log lines are hidden (`keras_ppo.cli.quiet`); `keras-ppo
+--verbose COMMAND` or a `TF_CPP_MIN_LOG_LEVEL` set in the environment shows
+them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from keras_ppo.cli import quiet
 
 # The subcommand modules import only the standard library and presets at the
 # top: Keras, gymnasium and the plot and render extras load inside the commands
@@ -51,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keras-ppo",
         description="Proximal Policy Optimization for Keras, trained with model.fit.",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="tf_logs",
+        action="store_true",
+        help="show TensorFlow's own log lines, hidden by default (so does "
+        "setting TF_CPP_MIN_LOG_LEVEL, which is then respected)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_command(commands)
     _add_agent_commands(commands)
@@ -68,10 +81,10 @@ def main(argv=None) -> int:
         The exit code: 0 on success, 130 when training was interrupted.
         Usage errors exit 2 through `SystemExit`.
     """
-    # Before TensorFlow loads: hide its C++ info and warning lines.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
+    # Parsed before TensorFlow loads: `--help` and usage errors never wait.
     args = parser.parse_args(argv)
+    quiet.load_tensorflow(verbose=args.tf_logs)
     # What `keras-ppo train --workers N` passes on to the workers it starts.
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.run(args, args.subparser)
