@@ -4,6 +4,7 @@
 * `keras-ppo evaluate PATH [ENV_ID]`: mean return of a saved agent.
 * `keras-ppo enjoy PATH [ENV_ID] --output FILE.gif`: record its episodes.
 * `keras-ppo plot RUN_DIR... --output curves.png`: learning curves.
+* `keras-ppo export PATH --format onnx`: the policy for serving.
 
 TensorFlow's own log lines are hidden (`keras_ppo.cli.quiet`); `keras-ppo
 --verbose COMMAND` or a `TF_CPP_MIN_LOG_LEVEL` set in the environment shows
@@ -26,6 +27,7 @@ from keras_ppo.cli.agents import (
     enjoy_command,
     evaluate_command,
 )
+from keras_ppo.cli.export import _add_export_command, export_command
 from keras_ppo.cli.options import CONFIG_HELP
 from keras_ppo.cli.plot import _add_plot_command, plot_command
 from keras_ppo.cli.train import _add_train_command, train_command
@@ -37,6 +39,7 @@ __all__ = [
     "build_parser",
     "enjoy_command",
     "evaluate_command",
+    "export_command",
     "main",
     "plot_command",
     "train_command",
@@ -44,8 +47,8 @@ __all__ = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `keras-ppo` parser with its `train`, `evaluate`, `enjoy` and `plot`
-    subcommands.
+    """The `keras-ppo` parser with its `train`, `evaluate`, `enjoy`, `plot`
+    and `export` subcommands.
 
     Returns:
         An `argparse.ArgumentParser` whose parsed namespace carries `run`, the
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_command(commands)
     _add_agent_commands(commands)
     _add_plot_command(commands)
+    _add_export_command(commands)
     return parser
 
 
