@@ -5,6 +5,7 @@ from keras_ppo.callbacks.checkpoint import AtomicModelCheckpoint
 from keras_ppo.callbacks.evaluation import EvalCallback
 from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
+from keras_ppo.callbacks.pruning import TrialPruning
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 from keras_ppo.callbacks.timesteps import TimestepLimit
 from keras_ppo.callbacks.video import VideoRecorder
@@ -17,6 +18,7 @@ __all__ = [
     "ProgressBar",
     "StopOnInterrupt",
     "TimestepLimit",
+    "TrialPruning",
     "VideoRecorder",
     "linear_schedule",
 ]

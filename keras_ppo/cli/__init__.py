@@ -5,6 +5,7 @@
 * `keras-ppo enjoy PATH [ENV_ID] --output FILE.gif`: record its episodes.
 * `keras-ppo plot RUN_DIR... --output curves.png`: learning curves.
 * `keras-ppo export PATH --format onnx`: the policy for serving.
+* `keras-ppo tune ENV_ID --trials N`: Optuna hyperparameter search.
 
 TensorFlow's own log lines are hidden (`keras_ppo.cli.quiet`); `keras-ppo
 --verbose COMMAND` or a `TF_CPP_MIN_LOG_LEVEL` set in the environment shows
@@ -31,6 +32,7 @@ from keras_ppo.cli.export import _add_export_command, export_command
 from keras_ppo.cli.options import CONFIG_HELP
 from keras_ppo.cli.plot import _add_plot_command, plot_command
 from keras_ppo.cli.train import _add_train_command, train_command
+from keras_ppo.cli.tune import _add_tune_command, tune_command
 
 # The names `keras_ppo.cli` had before it became a package.
 __all__ = [
@@ -43,12 +45,13 @@ __all__ = [
     "main",
     "plot_command",
     "train_command",
+    "tune_command",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `keras-ppo` parser with its `train`, `evaluate`, `enjoy`, `plot`
-    and `export` subcommands.
+    """The `keras-ppo` parser with its `train`, `evaluate`, `enjoy`, `plot`,
+    `export` and `tune` subcommands.
 
     Returns:
         An `argparse.ArgumentParser` whose parsed namespace carries `run`, the
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agent_commands(commands)
     _add_plot_command(commands)
     _add_export_command(commands)
+    _add_tune_command(commands)
     return parser
 
 

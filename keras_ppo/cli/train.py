@@ -25,7 +25,17 @@ def _add_train_command(commands):
         ),
     )
     train.add_argument(
-        "env_id", nargs="?", default="CartPole-v1", help="gymnasium env id"
+        "env_id",
+        nargs="?",
+        default=None,
+        help="gymnasium env id (default: the --preset file's, else CartPole-v1)",
+    )
+    train.add_argument(
+        "--preset",
+        metavar="FILE",
+        default=None,
+        help="JSON/YAML preset file, e.g. written by keras-ppo tune; explicit "
+        "options override it, it overrides the env's built-in preset",
     )
     train.add_argument(
         "--total-timesteps",
@@ -164,8 +174,10 @@ def train_command(args, parser) -> int:
         ProgressBar,
         StopOnInterrupt,
     )
+    from keras_ppo.cli.preset_option import apply_preset_file
     from keras_ppo.saving import save_atomically
 
+    apply_preset_file(args, parser)
     overrides = {
         field.name: getattr(args, field.name)
         for field in presets.config_fields()
