@@ -3,6 +3,7 @@
 from keras_ppo.callbacks.backup import ChiefBackupAndRestore
 from keras_ppo.callbacks.checkpoint import AtomicModelCheckpoint
 from keras_ppo.callbacks.evaluation import EvalCallback
+from keras_ppo.callbacks.hparams import HParamsLogger
 from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.pruning import TrialPruning
@@ -15,6 +16,7 @@ __all__ = [
     "ChiefBackupAndRestore",
     "ClipRatioScheduler",
     "EvalCallback",
+    "HParamsLogger",
     "ProgressBar",
     "StopOnInterrupt",
     "TimestepLimit",

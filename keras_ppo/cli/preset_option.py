@@ -33,3 +33,16 @@ def apply_preset_file(args, parser) -> None:
         if getattr(args, name) is None:
             setattr(args, name, value)
     print(f"Preset {args.preset} (explicit options override it)")
+
+
+def run_settings(args) -> dict:
+    """The run settings `train` uses (`keras_ppo.presets.DEFAULT_RUN` keys):
+    the env's built-in preset under the options and the preset file, as
+    `presets.make_run` combines them; for the HParams dashboard."""
+    from keras_ppo import presets
+
+    settings, _ = presets.preset(args.env_id, args.tf_env)
+    for name in settings:
+        if getattr(args, name, None) is not None:
+            settings[name] = getattr(args, name)
+    return settings

@@ -171,10 +171,11 @@ def train_command(args, parser) -> int:
     from keras_ppo import distribute
     from keras_ppo.callbacks import (
         ChiefBackupAndRestore,
+        HParamsLogger,
         ProgressBar,
         StopOnInterrupt,
     )
-    from keras_ppo.cli.preset_option import apply_preset_file
+    from keras_ppo.cli.preset_option import apply_preset_file, run_settings
     from keras_ppo.saving import save_atomically
 
     apply_preset_file(args, parser)
@@ -242,6 +243,16 @@ def train_command(args, parser) -> int:
         callbacks.insert(0, ChiefBackupAndRestore(args.backup_dir))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(logdir))
+        callbacks.append(
+            HParamsLogger(
+                logdir,
+                env_id=args.env_id,
+                tf_env=args.tf_env,
+                workers=workers,
+                hidden_sizes=args.hidden_sizes,
+                **run_settings(args),
+            )
+        )
     if args.verbose and chief:
         callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
     start = time.perf_counter()
