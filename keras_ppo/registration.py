@@ -41,6 +41,11 @@ class _Loader(importlib.abc.Loader):
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
+    def __getattr__(self, name):
+        # Everything else (`get_resource_reader`, `is_package`, ...) is the
+        # wrapped loader's, so importlib.resources and friends work as usual.
+        return getattr(self._loader, name)
+
     def exec_module(self, module):
         self._finder.running += 1
         try:

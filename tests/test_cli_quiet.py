@@ -70,7 +70,9 @@ def run_cli(argv, env, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["train", "--help"], ["evaluate", "--help"]]
+    "argv",
+    [["--help"], ["train", "--help"], ["evaluate", "--help"], ["tune", "--help"]]
+    + [["export", "--help"], ["plot", "--help"]],
 )
 def test_help_does_not_import_tensorflow(argv):
     process = python(
@@ -131,7 +133,9 @@ def agent_path(tmp_path_factory):
 @pytest.mark.parametrize(
     "imports",
     [
-        "import keras_ppo\nimport keras",
+        # The wrapped loader still answers importlib.resources.
+        "import keras_ppo\nimport importlib.resources\nimport keras\n"
+        "assert importlib.resources.files('keras').is_dir()",
         "import keras\nimport keras_ppo",
         "import keras_ppo\nimport tensorflow\nimport keras",
     ],
