@@ -42,15 +42,29 @@ def make_storage(url: str):
     SQLite files get their directory created and a 60 s lock timeout, so
     several processes can share one file without "database is locked"
     errors while another process writes.
+
+    Raises:
+        ValueError: If the URL cannot be opened (unknown dialect, missing
+            driver, unreachable server).
     """
     optuna = import_optuna()
+    from sqlalchemy.exc import SQLAlchemyError
+
     engine_kwargs = {}
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    try:
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///") :]
+            if path and path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (SQLAlchemyError, ImportError, OSError) as error:
+        # A mistyped URL, a database driver not installed, a server not
+        # reachable: the user's to fix, so one line, not a traceback.
+        raise ValueError(
+            f"Cannot open the Optuna storage {url!r} ({type(error).__name__}: "
+            f"{error}). Expected a database URL such as sqlite:///tune.db"
+        ) from None
 
 
 def check_names(names) -> None:

@@ -273,3 +273,11 @@ def test_two_processes_tune_one_study_in_one_sqlite_file(tmp_path):
         for trial in optuna.load_study(study_name="cartpole", storage=storage).trials
     ]
     assert sorted(numbers) == [0, 1]
+
+
+def test_unusable_storage_urls_are_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match="Cannot open the Optuna storage"):
+        tuning.make_storage("nosuchdb://x")
+    (tmp_path / "file").write_text("")  # a file where a directory should be
+    with pytest.raises(ValueError, match="Cannot open the Optuna storage"):
+        tuning.make_storage(f"sqlite:///{tmp_path / 'file' / 'studies.db'}")
