@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import typing
 
 from keras_ppo import presets, search_spaces
 
 #: Where `keras-ppo tune` keeps its studies unless told otherwise.
 DEFAULT_STORAGE = "sqlite:///runs/tune/studies.db"
+# Tries at opening a storage whose schema another process is creating.
+_SCHEMA_ATTEMPTS = 5
 
 
 def import_optuna():
@@ -48,7 +51,7 @@ def make_storage(url: str):
             driver, unreachable server).
     """
     optuna = import_optuna()
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
     engine_kwargs = {}
     try:
@@ -57,7 +60,15 @@ def make_storage(url: str):
             if path and path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             engine_kwargs = {"connect_args": {"timeout": 60}}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        for attempt in range(_SCHEMA_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            except (IntegrityError, OperationalError):
+                # Processes opening a new database together race to create
+                # Optuna's tables; the losers find them made on a retry.
+                if attempt == _SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except (SQLAlchemyError, ImportError, OSError) as error:
         # A mistyped URL, a database driver not installed, a server not
         # reachable: the user's to fix, so one line, not a traceback.

@@ -56,7 +56,7 @@ def clean_env(**extra):
     return env
 
 
-def run_cli(argv, env, tmp_path):
+def run_cli(argv, env, tmp_path, code=0):
     process = subprocess.run(
         [sys.executable, "-m", "keras_ppo.cli", *argv],
         capture_output=True,
@@ -65,7 +65,7 @@ def run_cli(argv, env, tmp_path):
         env=env,
         cwd=tmp_path,
     )
-    assert process.returncode == 0, process.stderr[-3000:]
+    assert process.returncode == code, process.stderr[-3000:]
     return process
 
 
@@ -159,19 +159,32 @@ def test_train_prints_no_tensorflow_log_lines(tmp_path):
     assert not TF_LOG.search(process.stderr), process.stderr
 
 
+# A command that fails right after TensorFlow has loaded is enough to see
+# its log lines, at a fraction of a training run's time.
+MISSING_RUN = ["plot", "no-such-run"]
+
+
 @pytest.mark.parametrize(
     "argv, env",
     [
-        (["--verbose", *TINY_TRAIN], {}),
-        (TINY_TRAIN, {"TF_CPP_MIN_LOG_LEVEL": "0"}),
+        (["--verbose", *MISSING_RUN], {}),
+        (MISSING_RUN, {"TF_CPP_MIN_LOG_LEVEL": "0"}),
     ],
     ids=["verbose_flag", "environment_variable"],
 )
 def test_verbose_or_a_user_log_level_shows_tensorflow_logs(tmp_path, argv, env):
-    process = run_cli(argv, clean_env(**env), tmp_path)
-    assert "Evaluation over 1 episodes" in process.stdout
+    process = run_cli(argv, clean_env(**env), tmp_path, code=2)
+    assert "no-such-run" in process.stderr
     # Loading TensorFlow logs at least its oneDNN or CUDA notes at level 0.
     assert re.search(r"^[IWEF]\d{4} ", process.stderr, re.M), process.stderr
+
+
+def test_a_user_log_level_above_zero_also_hides_the_early_lines(tmp_path):
+    # TF_CPP_MIN_LOG_LEVEL=1 hides I lines: TensorFlow itself does not for
+    # the lines printed while its libraries load; the CLI does.
+    process = run_cli(MISSING_RUN, clean_env(TF_CPP_MIN_LOG_LEVEL="1"), tmp_path, 2)
+    assert not re.search(r"^I\d{4} ", process.stderr, re.M), process.stderr
+    assert "absl::InitializeLog" not in process.stderr
 
 
 def test_filter_drops_tf_lines_below_the_level_and_keeps_the_rest():

@@ -202,10 +202,10 @@ def test_bad_preset_files_exit_2_naming_the_problem(tmp_path, capsys):
 @pytest.mark.slow
 def test_tune_prunes_stores_resumes_and_writes_a_preset_that_trains(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    assert main(tune_argv(tmp_path, storage, trials=4)) == 0
+    assert main(tune_argv(tmp_path, storage, trials=3)) == 0
     out = capsys.readouterr().out
     found = states(storage, "cartpole")
-    assert len(found) == 4
+    assert len(found) == 3
     assert optuna.trial.TrialState.PRUNED in found, out
     assert optuna.trial.TrialState.COMPLETE in found, out
     assert "pruned at iteration" in out
@@ -218,7 +218,7 @@ def test_tune_prunes_stores_resumes_and_writes_a_preset_that_trains(tmp_path, ca
 
     # The same study name continues the study.
     assert main(tune_argv(tmp_path, storage, trials=1, seed="1")) == 0
-    assert len(states(storage, "cartpole")) == 5
+    assert len(states(storage, "cartpole")) == 4
     capsys.readouterr()
 
     code = main(

@@ -40,8 +40,10 @@ def _plain(value):
 def write_hparams(log_dir: str | os.PathLike, hparams: dict, trial_id=None) -> None:
     """Writes `hparams` as one HParams session in `log_dir`.
 
-    Give the `log_dir` of `keras.callbacks.TensorBoard`: the dashboard
-    pairs the session with the metrics logged below it (`train/epoch_*`).
+    The dashboard pairs a session with the scalars of its directory and
+    those below it: give the directory of the run's metrics (for
+    `keras.callbacks.TensorBoard(log_dir)`, `log_dir/train`, as
+    `HParamsLogger` does).
 
     Args:
         log_dir: The run's log directory.
@@ -59,6 +61,11 @@ def write_hparams(log_dir: str | os.PathLike, hparams: dict, trial_id=None) -> N
 class HParamsLogger(keras.callbacks.Callback):
     """Writes the model's `PPOConfig` (and `extra` values) to TensorBoard's
     HParams dashboard when training starts.
+
+    The session goes into `log_dir/train`, the run `keras.callbacks.
+    TensorBoard(log_dir)` writes its epoch scalars to, so the dashboard
+    shows them beside the hyperparameters and the log directory gains no
+    run without scalars.
 
     Args:
         log_dir: The `log_dir` given to `keras.callbacks.TensorBoard`.
@@ -78,4 +85,7 @@ class HParamsLogger(keras.callbacks.Callback):
         self.extra = extra
 
     def on_train_begin(self, logs=None):
-        write_hparams(self.log_dir, hparams_values(self.model.config, **self.extra))
+        write_hparams(
+            os.path.join(self.log_dir, "train"),
+            hparams_values(self.model.config, **self.extra),
+        )
