@@ -288,6 +288,11 @@ def test_cli_export_writes_onnx_and_refuses_an_existing_output(tmp_path, capsys)
     assert info.value.code == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "agent.onnx").read_bytes() == before
+    # A file where the output's directory should be: one line, no traceback.
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(agent), "--format", "onnx", "-o", f"{agent}/p.onnx"])
+    assert info.value.code == 2
+    assert "cannot write" in capsys.readouterr().err
     litert = tmp_path / "out" / "policy.tflite"
     assert main(["export", str(agent), "--format", "litert", "-o", str(litert)]) == 0
     assert litert.is_file()

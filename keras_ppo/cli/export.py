@@ -73,5 +73,7 @@ def export_command(args, parser) -> int:
         export_policy(model, output, format=args.format, overwrite=args.overwrite)
     except ImportError as error:
         _missing_dependency(parser, error)
+    except OSError as error:  # e.g. a read-only or missing parent directory
+        parser.error(f"cannot write {output}: {error}")
     print(f"Wrote {output}; serve it with {RUNTIMES[args.format]}")
     return 0
