@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from keras_ppo import spaces
 
-#: `format` -> the file name suffix `keras-ppo export` gives it by default.
-FORMATS = {"tf_saved_model": "", "onnx": ".onnx", "litert": ".tflite"}
+#: The `format`s `export_policy` writes.
+FORMATS = ("tf_saved_model", "onnx", "litert")
 #: The ONNX opset written: onnxruntime has run it since 1.14 (2023).
 ONNX_OPSET = 17
 
@@ -87,9 +87,7 @@ def export_policy(
     if not isinstance(model, PPOModel):
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     if format not in FORMATS:
-        raise ValueError(
-            f"Expected a format in {sorted(FORMATS)}. Received: format={format!r}"
-        )
+        raise ValueError(f"Expected a format in {FORMATS}. Received: format={format!r}")
     path = os.fspath(filepath)
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(

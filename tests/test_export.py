@@ -296,3 +296,10 @@ def test_cli_export_writes_onnx_and_refuses_an_existing_output(tmp_path, capsys)
     litert = tmp_path / "out" / "policy.tflite"
     assert main(["export", str(agent), "--format", "litert", "-o", str(litert)]) == 0
     assert litert.is_file()
+
+
+def test_cli_offers_exactly_the_library_formats():
+    from keras_ppo.cli import export as cli_export
+    from keras_ppo.export import FORMATS
+
+    assert tuple(cli_export.FORMATS) == FORMATS

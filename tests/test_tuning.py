@@ -281,3 +281,9 @@ def test_unusable_storage_urls_are_one_line_errors(tmp_path):
     (tmp_path / "file").write_text("")  # a file where a directory should be
     with pytest.raises(ValueError, match="Cannot open the Optuna storage"):
         tuning.make_storage(f"sqlite:///{tmp_path / 'file' / 'studies.db'}")
+
+
+def test_cli_default_storage_is_the_librarys():
+    from keras_ppo.cli import tune as cli_tune
+
+    assert cli_tune.DEFAULT_STORAGE == tuning.DEFAULT_STORAGE

@@ -7,7 +7,8 @@ import os
 from keras_ppo.cli.agents import _load_agent
 from keras_ppo.cli.options import _missing_dependency
 
-# keras_ppo.export's formats; repeated here so `--help` needs no TensorFlow.
+# keras_ppo.export.FORMATS (repeated so that `--help` needs no TensorFlow)
+# with the suffix each gets after the agent's name by default.
 FORMATS = {"tf_saved_model": "_saved_model", "onnx": ".onnx", "litert": ".tflite"}
 RUNTIMES = {
     "tf_saved_model": "tf.saved_model.load(PATH).serve(observations)",
