@@ -303,3 +303,18 @@ def test_cli_offers_exactly_the_library_formats():
     from keras_ppo.export import FORMATS
 
     assert tuple(cli_export.FORMATS) == FORMATS
+
+
+def test_missing_tf2onnx_is_an_install_hint_before_anything_is_written(
+    tmp_path, capsys, monkeypatch
+):
+    from keras_ppo.cli import main
+
+    agent = tmp_path / "agent.keras"
+    cartpole_model().save(agent)
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import fails
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(agent), "--format", "onnx"])
+    assert info.value.code == 2
+    assert 'pip install "keras-ppo[onnx]"' in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.keras"]

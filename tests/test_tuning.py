@@ -287,3 +287,11 @@ def test_cli_default_storage_is_the_librarys():
     from keras_ppo.cli import tune as cli_tune
 
     assert cli_tune.DEFAULT_STORAGE == tuning.DEFAULT_STORAGE
+
+
+def test_missing_optuna_is_an_install_hint(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import fails
+    with pytest.raises(SystemExit) as info:
+        main(["tune", "CartPole-v1", "--trials", "1"])
+    assert info.value.code == 2
+    assert 'pip install "keras-ppo[tune]"' in capsys.readouterr().err
