@@ -205,3 +205,15 @@ def test_filter_drops_tf_lines_below_the_level_and_keeps_the_rest():
         "E0000 00:00:17.7 123 cuda_platform.cc:52] failed call to cuInit",
     ]
     assert filter_tf_log_lines(text, 0) == text
+
+
+def test_usage_errors_are_one_line_and_a_hint(capsys):
+    from keras_ppo.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--num-envs", "many"])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("keras-ppo train: error:") and "many" in lines[0]
+    assert lines[1] == "See: keras-ppo train --help"

@@ -49,6 +49,14 @@ __all__ = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as one line and a hint: `train`'s usage alone
+    is 25 lines, which buried the message that matters."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\nSee: {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `keras-ppo` parser with its `train`, `evaluate`, `enjoy`, `plot`,
     `export` and `tune` subcommands.
@@ -58,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         subcommand's function, and `subparser`, the parser it reports errors
         with.
     """
-    parser = argparse.ArgumentParser(
+    # Subcommand parsers are of the same class (`add_subparsers`' default).
+    parser = _Parser(
         prog="keras-ppo",
         description="Proximal Policy Optimization for Keras, trained with model.fit.",
     )
