@@ -1,20 +1,40 @@
-"""keras-ppo: Proximal Policy Optimization for Keras 3, trained with `fit`."""
+"""keras-ppo: Proximal Policy Optimization for Keras 3, trained with `fit`.
 
-# Imported eagerly: importing keras_ppo.agent.model registers PPOModel with
-# Keras, which `keras.saving.load_model("agent.keras")` needs.
-from keras_ppo.agent.model import PPOModel
-from keras_ppo.config import PPOConfig
-from keras_ppo.core.advantages import compute_gae
-from keras_ppo.evaluation import evaluate
-from keras_ppo.rollout.dataset import rollout_dataset
-from keras_ppo.saving import load_agent
+The public names load on first use (PEP 562), so `import keras_ppo` and the
+`keras-ppo` command line's `--help` do not load TensorFlow.
+"""
+
+import importlib
+
+from keras_ppo.registration import register_when_keras_loads
 
 __version__ = "0.1.0"
-__all__ = [
-    "PPOConfig",
-    "PPOModel",
-    "compute_gae",
-    "evaluate",
-    "load_agent",
-    "rollout_dataset",
-]
+
+# Public name -> the module defining it.
+_EXPORTS = {
+    "PPOConfig": "keras_ppo.config",
+    "PPOModel": "keras_ppo.agent.model",
+    "compute_gae": "keras_ppo.core.advantages",
+    "evaluate": "keras_ppo.evaluation",
+    "load_agent": "keras_ppo.saving",
+    "rollout_dataset": "keras_ppo.rollout.dataset",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_ppo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+# `keras.saving.load_model("agent.keras")` needs PPOModel registered, which
+# importing keras_ppo.agent.model does; Keras never imports it by itself.
+register_when_keras_loads()

@@ -23,8 +23,15 @@ LAYERS = (
         "keras_ppo.rendering",
         "keras_ppo.plotting",
     ),
-    ("keras_ppo.callbacks", "keras_ppo.presets", "keras_ppo.launch"),
-    ("keras_ppo.cli",),
+    ("keras_ppo.callbacks",),
+    (
+        "keras_ppo.presets",
+        "keras_ppo.launch",
+        "keras_ppo.preset_files",
+        "keras_ppo.search_spaces",
+        "keras_ppo.tuning",
+    ),
+    ("keras_ppo.cli", "keras_ppo.registration"),
 )
 
 

@@ -1,31 +1,63 @@
-"""Exporting a trained policy as a TensorFlow SavedModel for serving."""
+"""Exporting a trained policy for serving: TF SavedModel, ONNX and LiteRT.
+
+Every format serves the same function: raw observations in, the
+deterministic env-ready action and the state value out, with the model's
+observation normalisation inside. Keras' own `Model.export` formats export
+`call()`, not this function, so the ONNX and LiteRT files are converted
+from it with the public converters: tf2onnx (`pip install
+"keras-ppo[onnx]"`) and TensorFlow's LiteRT (TFLite) converter, from a
+SavedModel written to a temporary directory.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import keras
 import tensorflow as tf
 
 from keras_ppo.core import spaces
 
+#: The `format`s `export_policy` writes.
+FORMATS = ("tf_saved_model", "onnx", "litert")
+#: The ONNX opset written: onnxruntime has run it since 1.14 (2023).
+ONNX_OPSET = 17
 
-def export_policy(model, filepath: str | os.PathLike, verbose: bool = False) -> None:
-    """Writes the deterministic policy and the value function as a SavedModel.
 
-    The artifact needs only TensorFlow to run (neither Keras nor keras-ppo):
-    reload it with `tf.saved_model.load(filepath)` or serve it with
-    TF-Serving. Its `serve` endpoint (also `serving_default`) maps a batch of
-    raw observations to the action to send to the env, as
+def export_policy(
+    model,
+    filepath: str | os.PathLike,
+    verbose: bool = False,
+    format: str = "tf_saved_model",
+    overwrite: bool = False,
+) -> None:
+    """Writes the deterministic policy and the value function for serving.
+
+    The artifact needs neither Keras nor keras-ppo. Its endpoint maps a
+    batch of raw observations to the action to send to the env, as
     `model.predict_action(observations, deterministic=True)` does, and the
-    state value, as `model.value(observations)` does. The revived object's
-    `variables` are the model's weights (e.g. `env_steps`, the env steps it
-    was trained for); the optimizer is not exported.
+    state value, as `model.value(observations)` does:
+
+    * `"tf_saved_model"`: a directory; `tf.saved_model.load(filepath).serve`
+      (also the `serving_default` signature, for TF-Serving). The revived
+      object's `variables` are the model's weights (e.g. `env_steps`); the
+      optimizer is not exported.
+    * `"onnx"`: one file for onnxruntime, input `observations`, outputs
+      `action` and `value` (opset `ONNX_OPSET`). Needs tf2onnx.
+    * `"litert"`: one `.tflite` file for the LiteRT interpreter
+      (`ai_edge_litert.interpreter.Interpreter`), signature `serve` with
+      input `observations` and outputs `action` and `value`.
 
     Args:
         model: A `keras_ppo.PPOModel`.
-        filepath: Directory to write the SavedModel to.
-        verbose: Print the endpoint's signature and the exported variables.
+        filepath: Where to write: a directory for a SavedModel, else a file.
+        verbose: Print the endpoint's signature and the exported variables
+            (SavedModel) or the converter's report.
+        format: `"tf_saved_model"`, `"onnx"` or `"litert"`.
+        overwrite: Replace whatever is at `filepath`. Without it an existing
+            `filepath` is refused before anything is written.
 
     Returns:
         None. The endpoint is
@@ -39,15 +71,63 @@ def export_policy(model, filepath: str | os.PathLike, verbose: bool = False) -> 
 
     Raises:
         TypeError: If `model` is not a `keras_ppo.PPOModel`.
+        ValueError: For an unknown `format`.
+        FileExistsError: If `filepath` exists and `overwrite` is False.
+        ImportError: For `"onnx"` without tf2onnx, naming the extra to
+            install.
 
     Example:
-        >>> keras_ppo.agent.export.export_policy(model, "exported/cartpole")
-        >>> # In a process with only TensorFlow installed:
-        >>> policy = tf.saved_model.load("exported/cartpole")
-        >>> actions = policy.serve(observations)["action"].numpy()
+        >>> keras_ppo.agent.export.export_policy(model, "cartpole.onnx", format="onnx")
+        >>> # In a process with only onnxruntime installed:
+        >>> session = onnxruntime.InferenceSession("cartpole.onnx")
+        >>> actions = session.run(["action"], {"observations": observations})[0]
     """
     if not hasattr(model, "distribution") or not hasattr(model, "observation_space"):
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
+    if format not in FORMATS:
+        raise ValueError(f"Expected a format in {FORMATS}. Received: format={format!r}")
+    path = os.fspath(filepath)
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(
+            f"Expected a path that does not exist yet (or overwrite=True). "
+            f"Received: {path!r}, which exists"
+        )
+    # Fail on a missing converter before touching the disk.
+    converter = _tf2onnx() if format == "onnx" else None
+    serve, signature = _serving_function(model)
+    if os.path.lexists(path):
+        _remove(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    if format == "tf_saved_model":
+        _archive(model, serve, signature).write_out(path, verbose=verbose)
+    elif format == "onnx":
+        converter.convert.from_function(
+            tf.function(serve, input_signature=[signature]),
+            input_signature=[signature],
+            opset=ONNX_OPSET,
+            output_path=path,
+        )
+    else:
+        # Written next to `path` and renamed: a failed conversion leaves
+        # no half-written file behind.
+        with tempfile.TemporaryDirectory(dir=parent) as scratch:
+            saved_model = os.path.join(scratch, "saved_model")
+            _archive(model, serve, signature).write_out(saved_model, verbose=False)
+            lite = tf.lite.TFLiteConverter.from_saved_model(
+                saved_model, signature_keys=["serve"]
+            )
+            flatbuffer = lite.convert()
+            staged = os.path.join(scratch, "policy.tflite")
+            with open(staged, "wb") as file:
+                file.write(flatbuffer)
+            os.replace(staged, path)
+        if verbose:
+            print(f"Saved LiteRT artifact at {path!r} ({len(flatbuffer)} bytes).")
+
+
+def _serving_function(model):
+    """The function every format serves, and its input signature."""
     distribution = model.distribution
     signature = tf.TensorSpec(
         (None, *model.observation_space.shape),
@@ -60,7 +140,54 @@ def export_policy(model, filepath: str | os.PathLike, verbose: bool = False) -> 
         action = distribution.to_env(distribution.mode(params))
         return {"action": action, "value": value}
 
+    return serve, signature
+
+
+def _archive(model, serve, signature):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serve", fn=serve, input_signature=[signature])
-    archive.write_out(os.fspath(filepath), verbose=verbose)
+    return archive
+
+
+def _tf2onnx():
+    try:
+        import tf2onnx
+    except ImportError as error:
+        raise ImportError(
+            'Exporting to ONNX needs tf2onnx: pip install "keras-ppo[onnx]"'
+        ) from error
+    return tf2onnx
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
+def export_model(
+    model, filepath, format="tf_saved_model", verbose=None, **kwargs
+) -> None:
+    """`PPOModel.export`: `export_policy` behind `keras.Model.export`'s
+    signature, whose other keyword arguments (e.g. `input_signature`) do not
+    apply to the fixed serving function.
+
+    Raises:
+        ValueError: For keyword arguments other than `overwrite`.
+    """
+    unknown = sorted(set(kwargs) - {"overwrite"})
+    if unknown:
+        raise ValueError(
+            "PPOModel.export serves a fixed function of the observations; it "
+            f"takes only `overwrite` beyond format and verbose. Received: "
+            f"{unknown}"
+        )
+    export_policy(
+        model,
+        filepath,
+        verbose=bool(verbose),
+        format=format,
+        overwrite=bool(kwargs.get("overwrite", False)),
+    )

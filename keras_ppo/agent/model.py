@@ -350,19 +350,18 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         )
 
     def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
-        """Writes a TF SavedModel serving the deterministic policy.
+        """Writes the deterministic policy for serving, normalisation inside.
 
-        Its `serve` endpoint maps `observations [batch, *obs_shape]` to
-        `{"action": env-ready deterministic actions, "value": [batch]}`; load
-        it with `tf.saved_model.load` (no keras_ppo needed).
+        `format` is `"tf_saved_model"` (a directory; `tf.saved_model.load`),
+        `"onnx"` (onnxruntime; needs `keras-ppo[onnx]`) or `"litert"` (a
+        `.tflite` file for the LiteRT interpreter). Each serves
+        `observations [batch, *obs_shape]` ->
+        `{"action": env-ready deterministic actions, "value": [batch]}`
+        without keras_ppo; see `keras_ppo.agent.export.export_policy`. An existing
+        `filepath` is refused unless `overwrite=True` is passed.
 
         Raises:
             ValueError: For other formats or arguments.
+            FileExistsError: If `filepath` exists and `overwrite` is not set.
         """
-        if format != "tf_saved_model" or kwargs:
-            raise ValueError(
-                "PPOModel.export writes a TF SavedModel with a fixed `serve` "
-                f"endpoint. Received: format={format!r}, extra arguments "
-                f"{sorted(kwargs)}"
-            )
-        export.export_policy(self, filepath, verbose=bool(verbose))
+        export.export_model(self, filepath, format=format, verbose=verbose, **kwargs)

@@ -3,8 +3,10 @@
 from keras_ppo.callbacks.backup import ChiefBackupAndRestore
 from keras_ppo.callbacks.checkpoint import AtomicModelCheckpoint
 from keras_ppo.callbacks.evaluation import EvalCallback
+from keras_ppo.callbacks.hparams import HParamsLogger
 from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
+from keras_ppo.callbacks.pruning import TrialPruning
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 from keras_ppo.callbacks.timesteps import TimestepLimit
 from keras_ppo.callbacks.video import VideoRecorder
@@ -14,9 +16,11 @@ __all__ = [
     "ChiefBackupAndRestore",
     "ClipRatioScheduler",
     "EvalCallback",
+    "HParamsLogger",
     "ProgressBar",
     "StopOnInterrupt",
     "TimestepLimit",
+    "TrialPruning",
     "VideoRecorder",
     "linear_schedule",
 ]

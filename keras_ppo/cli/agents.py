@@ -146,6 +146,8 @@ def evaluate_command(args, parser) -> int:
             env_id,
             parser,
         )
+        # Long evaluations otherwise look stuck.
+        print(f"Playing {args.episodes} episodes of {env_id}...", flush=True)
         result = evaluate(
             model,
             envs,
@@ -205,6 +207,7 @@ def enjoy_command(args, parser) -> int:
             parser.error(f"{env_id} cannot render rgb_array frames; it renders {modes}")
         _check_spaces(model, env.observation_space, env.action_space, env_id, parser)
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        print(f"Recording {args.episodes} episodes of {env_id}...", flush=True)
         result = rendering.record_episodes(
             model, env, output, episodes=args.episodes, seed=args.seed, fps=args.fps
         )

@@ -51,6 +51,8 @@ def plot_command(args, parser) -> int:
     """
     from keras_ppo import plotting
 
+    # Reading many event files takes a while: say what is going on.
+    print(f"Reading the logs under {', '.join(args.run_dirs)}...", flush=True)
     try:
         groups = plotting.load_groups(args.run_dirs, args.metric, args.x_axis)
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

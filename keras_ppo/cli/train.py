@@ -25,7 +25,17 @@ def _add_train_command(commands):
         ),
     )
     train.add_argument(
-        "env_id", nargs="?", default="CartPole-v1", help="gymnasium env id"
+        "env_id",
+        nargs="?",
+        default=None,
+        help="gymnasium env id (default: the --preset file's, else CartPole-v1)",
+    )
+    train.add_argument(
+        "--preset",
+        metavar="FILE",
+        default=None,
+        help="JSON/YAML preset file, e.g. written by keras-ppo tune; explicit "
+        "options override it, it overrides the env's built-in preset",
     )
     train.add_argument(
         "--total-timesteps",
@@ -161,11 +171,14 @@ def train_command(args, parser) -> int:
     from keras_ppo import distribute
     from keras_ppo.callbacks import (
         ChiefBackupAndRestore,
+        HParamsLogger,
         ProgressBar,
         StopOnInterrupt,
     )
+    from keras_ppo.cli.preset_option import apply_preset_file, run_settings
     from keras_ppo.saving import save_atomically
 
+    apply_preset_file(args, parser)
     overrides = {
         field.name: getattr(args, field.name)
         for field in presets.config_fields()
@@ -230,6 +243,16 @@ def train_command(args, parser) -> int:
         callbacks.insert(0, ChiefBackupAndRestore(args.backup_dir))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(logdir))
+        callbacks.append(
+            HParamsLogger(
+                logdir,
+                env_id=args.env_id,
+                tf_env=args.tf_env,
+                workers=workers,
+                hidden_sizes=args.hidden_sizes,
+                **run_settings(args),
+            )
+        )
     if args.verbose and chief:
         callbacks.append(ProgressBar(run.epochs * batch, verbose=args.verbose))
     start = time.perf_counter()
