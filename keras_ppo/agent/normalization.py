@@ -71,9 +71,13 @@ class RunningNormalization(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        inputs = tf.cast(inputs, tf.float64)
-        scaled = (inputs - self.mean) / tf.sqrt(self.var + EPSILON)
-        return tf.cast(tf.clip_by_value(scaled, -self.clip, self.clip), tf.float32)
+        # float32 arithmetic on the inputs (exported policies run where
+        # float64 ops may not exist, e.g. LiteRT); only the statistics are
+        # float64, and their square root fits float32.
+        mean = tf.cast(self.mean, tf.float32)
+        std = tf.cast(tf.sqrt(self.var + EPSILON), tf.float32)
+        scaled = (tf.cast(inputs, tf.float32) - mean) / std
+        return tf.clip_by_value(scaled, -self.clip, self.clip)
 
     def scale(self, inputs):
         """Divides by the running standard deviation (no centring), clipped:
