@@ -72,8 +72,12 @@ def test_mirrored_update_matches_one_device_on_the_same_minibatches(mirrored):
     # norm exceeds the clip norm 0.5: a mean of per-replica means, local
     # advantage normalisation or per-replica clipping would all differ.
     assert update["first_gradient_norm"] > 0.5
-    np.testing.assert_allclose(split["losses"], single["losses"], rtol=1e-5)
-    np.testing.assert_allclose(split["approx_kl"], single["approx_kl"], atol=1e-8)
+    # Replicas sum their shares in another order than one device: float32
+    # results differ in the last bits (and the first KL is ~0).
+    np.testing.assert_allclose(split["losses"], single["losses"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        split["approx_kl"], single["approx_kl"], rtol=1e-5, atol=1e-8
+    )
     moved = max_difference(single["weights"], single["initial"])
     assert moved > 1e-4
     assert max_difference(split["weights"], single["weights"]) < 1e-6
@@ -82,8 +86,9 @@ def test_mirrored_update_matches_one_device_on_the_same_minibatches(mirrored):
 def test_mirrored_fit_matches_one_device_fit(mirrored):
     fit, single = mirrored["fit"], mirrored["fit_single"]
     for name in ("loss", "value_loss", "entropy", "episode_return"):
+        # Losses can be near 0, where rtol alone cannot absorb float32 residue.
         np.testing.assert_allclose(
-            fit["history"][name], single["history"][name], rtol=1e-5
+            fit["history"][name], single["history"][name], rtol=1e-5, atol=1e-6
         )
     assert max_difference(fit["weights"], single["weights"]) < 1e-6
 
@@ -115,7 +120,10 @@ def test_mirrored_epoch_logs_have_exact_episode_returns(mirrored):
     fit = mirrored["fit"]
     true_returns = fit["true_episode_returns"]
     assert all(r is not None for r in true_returns)
-    np.testing.assert_allclose(fit["history"]["episode_return"], true_returns)
+    # A float32 mean of exact sums: one rounding, beyond assert_allclose's 1e-7.
+    np.testing.assert_allclose(
+        fit["history"]["episode_return"], true_returns, rtol=1e-6
+    )
 
 
 def test_mirrored_target_kl_skips_the_rest_of_each_iteration(mirrored):
