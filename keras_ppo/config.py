@@ -14,9 +14,19 @@ class PPOConfig:
     Defaults follow the PPO paper (Schulman et al., 2017, arXiv:1707.06347,
     Table 3: clip 0.2, gamma 0.99, lambda 0.95) and CleanRL's `ppo.py` for
     classic control (128 steps per env, 4 update epochs, entropy coefficient
-    0.01, value coefficient 0.5, value clipping with the policy's clip range,
-    per-minibatch advantage normalisation). The optimizer (Adam 3e-4,
-    epsilon 1e-5, global gradient norm 0.5) is set in `PPOModel.compile`.
+    0.01, value coefficient 0.5, per-minibatch advantage normalisation). The
+    optimizer (Adam 3e-4, epsilon 1e-5, global gradient norm 0.5) is set in
+    `PPOModel.compile`.
+
+    The value loss is not clipped by default, as in Stable-Baselines3
+    (`clip_range_vf=None`). A value clip range is in the reward's own units:
+    CleanRL's 0.2 assumes normalised rewards, and on raw returns of hundreds
+    it lets the value move only 0.2 per iteration, so the critic never
+    catches up (rl-zoo3's Pendulum-v1 settings: -1028 after 155k steps with
+    0.2, -171 without). Andrychowicz et al. (2021, arXiv:2006.05990, Sec. 3)
+    also found value clipping no help. The entropy bonus (0.01) acts on the
+    log-density of `Box` actions too; continuous-control settings usually set
+    `ent_coef=0.0` (the presets do).
 
     Args:
         num_steps: Steps collected from every env per PPO iteration (`T`).
@@ -28,7 +38,9 @@ class PPOConfig:
             arXiv:1506.02438).
         clip_ratio: Clip range `epsilon` of the surrogate objective, `> 0`.
         clip_value: Clip range of the value update around the rollout's
-            values, or `None` for an unclipped value loss.
+            values, in the units of the (possibly normalised) returns, or
+            `None` (default) for an unclipped value loss. Only set it with
+            `normalize_rewards=True` or returns of order 1.
         ent_coef: Weight of the entropy bonus, `>= 0`.
         vf_coef: Weight of the value loss (mean squared error), `>= 0`.
             CleanRL halves its squared error; with this loss its 0.5 is 0.25.
@@ -61,7 +73,7 @@ class PPOConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_ratio: float = 0.2
-    clip_value: float | None = 0.2
+    clip_value: float | None = None
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     normalize_advantages: bool = True
