@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
+
+from keras_ppo import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,11 +55,14 @@ class PPOConfig:
         target_kl: Skip the rest of an iteration's minibatches once a
             minibatch's approximate KL exceeds this, or `None` (off).
         seed: Seed for weights, action sampling, shuffling and env resets,
-            or `None` for a random run.
+            an int in `[0, 2**32 - 1]` (NumPy's seed range), or `None` for a
+            random run.
 
     Raises:
-        ValueError: If a field is out of range; the message names the field
-            and the received value.
+        TypeError: If a field has the wrong type (bools are not numbers;
+            NumPy scalars are accepted).
+        ValueError: If a field is out of range or not finite; the message
+            names the field and the received value.
 
     Example:
         >>> config = PPOConfig(num_steps=32, minibatch_size=256, gamma=0.98)
@@ -83,33 +86,35 @@ class PPOConfig:
     seed: int | None = None
 
     def __post_init__(self):
+        # Every value is checked and stored as a plain Python number or bool
+        # (NumPy scalars are accepted), so the config serialises to JSON,
+        # e.g. inside a saved .keras agent.
+        values = {}
         for name in ("num_steps", "minibatch_size", "update_epochs"):
-            _check_int(name, getattr(self, name), minimum=1)
+            values[name] = checks.check_int(name, getattr(self, name), minimum=1)
         for name in ("gamma", "gae_lambda"):
-            _check_float(name, getattr(self, name), lower=0.0, upper=1.0)
-        _check_float("clip_ratio", self.clip_ratio, lower=0.0, open_lower=True)
-        if self.clip_value is not None:
-            _check_float("clip_value", self.clip_value, lower=0.0, open_lower=True)
+            values[name] = checks.check_float(
+                name, getattr(self, name), lower=0.0, upper=1.0
+            )
+        values["clip_ratio"] = checks.check_float(
+            "clip_ratio", self.clip_ratio, lower=0.0, open_lower=True
+        )
+        for name in ("clip_value", "target_kl"):
+            if getattr(self, name) is not None:
+                values[name] = checks.check_float(
+                    name, getattr(self, name), lower=0.0, open_lower=True
+                )
         for name in ("ent_coef", "vf_coef"):
-            _check_float(name, getattr(self, name), lower=0.0)
+            values[name] = checks.check_float(name, getattr(self, name), lower=0.0)
         for name in (
             "normalize_advantages",
             "normalize_observations",
             "normalize_rewards",
         ):
-            _check_bool(name, getattr(self, name))
-        if self.target_kl is not None:
-            _check_float("target_kl", self.target_kl, lower=0.0, open_lower=True)
-        if self.seed is not None:
-            _check_int("seed", self.seed, minimum=0)
-        # NumPy scalars pass the checks; store plain Python numbers so the
-        # config serialises to JSON (e.g. inside a saved .keras agent).
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                object.__setattr__(self, field.name, int(value))
-            elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-                object.__setattr__(self, field.name, float(value))
+            values[name] = checks.check_bool(name, getattr(self, name))
+        values["seed"] = checks.check_seed("seed", self.seed)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def batch_size(self, num_envs: int) -> int:
         """Samples collected per iteration: `num_steps * num_envs`."""
@@ -136,30 +141,3 @@ class PPOConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value}")
-
-
-def _check_float(name, value, lower=None, upper=None, open_lower=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite. Received: {name}={value}")
-    too_low = lower is not None and (value <= lower if open_lower else value < lower)
-    too_high = upper is not None and value > upper
-    if too_low or too_high:
-        low = "(" if open_lower else "["
-        high = f"{upper}]" if upper is not None else "inf)"
-        raise ValueError(
-            f"`{name}` must be in {low}{lower}, {high}. Received: {name}={value}"
-        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import distribute
+from keras_ppo import checks, distribute
 from keras_ppo.graph_rollout import GraphEnvDriver, collect_graph_rollout
 from keras_ppo.rollout import EnvDriver, check_nonfinite_mode, collect_rollout
 
@@ -65,6 +65,7 @@ def rollout_dataset(
 
     # Checked here too: TF-native envs have no EnvDriver to check it.
     check_nonfinite_mode(nonfinite)
+    jit_compile = checks.check_bool("jit_compile", jit_compile)
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
         driver = GraphEnvDriver(envs, seed=distribute.env_seed(model, envs.num_envs))

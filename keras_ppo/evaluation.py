@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from keras_ppo import checks
 from keras_ppo.envs_util import make_vector_env
 
 
@@ -22,20 +23,31 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
         model: A `PPOModel`.
         env_or_id: An env id (a vector env of `min(episodes, 16)` envs is
             made for it), a gymnasium `VectorEnv` or a single `Env`.
-        episodes: Number of episodes, `>= 1`.
+        episodes: Number of episodes, an int `>= 1`.
         deterministic: Act with the distribution's mode instead of sampling.
-        seed: Seed of the envs' first reset.
+        seed: Seed of the envs' first reset, an int in `[0, 2**32 - 1]`, or
+            None.
 
     Returns:
         A dict with `mean_return`, `std_return`, `mean_length`, `std_length`
         and the per-episode `returns` and `lengths` lists.
 
     Raises:
-        ValueError: If `episodes < 1`.
+        ValueError: If `episodes` is not an int `>= 1`, `seed` is out of
+            range or the env id is unknown.
+        TypeError: If `model` is not a PPOModel, `env_or_id` not an env or
+            id, or `deterministic` not a bool.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"`episodes` must be an int >= 1. Received: {episodes!r}")
+    if not callable(getattr(model, "predict_action", None)):
+        raise TypeError(f"Expected a keras_ppo.PPOModel. Received: model={model!r}")
+    episodes = checks.check_int("episodes", episodes, minimum=1, type_error=ValueError)
+    deterministic = checks.check_bool("deterministic", deterministic)
+    seed = checks.check_seed("seed", seed)
     if isinstance(env_or_id, str):
+        if env_or_id not in gym.registry:
+            raise ValueError(
+                f"Unknown environment id. Received: env_or_id={env_or_id!r}"
+            )
         envs = make_vector_env(env_or_id, min(episodes, 16))
         try:
             return _evaluate_vector(model, envs, episodes, deterministic, seed)

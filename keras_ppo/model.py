@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import distribute, networks, spaces, update
+from keras_ppo import checks, distribute, networks, spaces, update
 from keras_ppo.config import PPOConfig
 from keras_ppo.data import MINIBATCH_KEYS
 from keras_ppo.distributions import DiagGaussian, make_distribution
@@ -79,6 +79,10 @@ class PPOModel(keras.Model):
         value_network=None,
         **kwargs,
     ):
+        hidden_sizes = checks.check_model_arguments(
+            observation_space, action_space, hidden_sizes, activation,
+            shared_trunk, init_log_std, num_envs, env_id,
+        )  # fmt: skip
         super().__init__(**kwargs)
         config = PPOConfig() if config is None else config
         if not isinstance(config, PPOConfig):

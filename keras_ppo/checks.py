@@ -1,0 +1,236 @@
+"""Checks of user inputs at the public edge, with messages naming the value.
+
+Pure functions of plain arguments (numbers, spaces, arrays, paths): every
+public constructor and function calls them before it changes any state, so
+a mistake fails at once instead of deep inside TensorFlow. NumPy scalars are
+accepted wherever a Python number is; bools are not numbers here, although
+Python counts them as ints.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+
+#: Seeds are in `[0, SEED_MAX]`: NumPy's legacy seeding, which
+#: `keras.utils.set_random_seed` uses, takes 32-bit seeds.
+SEED_MAX = 2**32 - 1
+
+
+# ---------------------------------------------------------------- scalars
+
+
+def _scalar(value):
+    """`value` as a Python scalar when it is a 0-d NumPy array or scalar."""
+    if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
+        return value.item()
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """Returns `value` as a bool; raises TypeError unless it is one."""
+    value = _scalar(value)
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
+def check_int(
+    name: str, value, minimum=None, maximum=None, type_error=TypeError
+) -> int:
+    """Returns `value` as an int in `[minimum, maximum]`.
+
+    Raises:
+        TypeError: (or `type_error`) If `value` is not an integer (bools
+            are not).
+        ValueError: If it is out of range.
+    """
+    value = _scalar(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise type_error(f"`{name}` must be an int. Received: {name}={value!r}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (
+        maximum is not None and value > maximum
+    ):
+        if maximum is None:
+            expected = f">= {minimum}"
+        elif minimum is None:
+            expected = f"<= {maximum}"
+        else:
+            expected = f"in [{minimum}, {maximum}]"
+        raise ValueError(
+            f"`{name}` must be an int {expected}. Received: {name}={value}"
+        )
+    return value
+
+
+def check_float(
+    name: str,
+    value,
+    lower=None,
+    upper=None,
+    open_lower=False,
+    open_upper=False,
+    type_error=TypeError,
+) -> float:
+    """Returns `value` as a finite float within the given bounds.
+
+    Raises:
+        TypeError: (or `type_error`) If `value` is not a real number.
+        ValueError: If it is NaN, infinite or out of range.
+    """
+    value = _scalar(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise type_error(f"`{name}` must be a number. Received: {name}={value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"`{name}` must be finite. Received: {name}={value}")
+    too_low = lower is not None and (number <= lower if open_lower else number < lower)
+    too_high = upper is not None and (number >= upper if open_upper else number > upper)
+    if too_low or too_high:
+        low = f"({lower}" if open_lower else f"[{lower}"
+        if lower is None:
+            low = "(-inf"
+        high = f"{upper})" if open_upper else f"{upper}]"
+        if upper is None:
+            high = "inf)"
+        raise ValueError(f"`{name}` must be in {low}, {high}. Received: {name}={value}")
+    return number
+
+
+def check_seed(name: str, value) -> int | None:
+    """Returns a seed in `[0, SEED_MAX]` as an int, or None."""
+    if value is None:
+        return None
+    return check_int(name, value, minimum=0, maximum=SEED_MAX)
+
+
+def short_repr(value, limit=120):
+    """`repr(value)`, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------ model
+
+
+def check_model_arguments(
+    observation_space,
+    action_space,
+    hidden_sizes,
+    activation,
+    shared_trunk,
+    init_log_std,
+    num_envs,
+    env_id,
+) -> tuple:
+    """Checks `PPOModel`'s constructor arguments.
+
+    Returns:
+        `hidden_sizes` as a tuple of Python ints.
+
+    Raises:
+        TypeError: For arguments of the wrong type or unsupported spaces.
+        ValueError: For out-of-range or non-finite values.
+    """
+    from gymnasium import spaces as gym_spaces
+
+    from keras_ppo import spaces
+
+    spaces.check_observation_space(observation_space)
+    if not isinstance(
+        action_space,
+        (
+            gym_spaces.Box,
+            gym_spaces.Discrete,
+            gym_spaces.MultiDiscrete,
+            gym_spaces.MultiBinary,
+        ),
+    ):
+        raise TypeError(
+            "Expected a Box, Discrete, MultiDiscrete or MultiBinary action "
+            f"space. Received: action_space={action_space!r}"
+        )
+    if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__iter__"):
+        raise TypeError(
+            "`hidden_sizes` must be a sequence of ints, e.g. (64, 64). "
+            f"Received: hidden_sizes={hidden_sizes!r}"
+        )
+    hidden_sizes = tuple(hidden_sizes)
+    if not hidden_sizes:
+        raise ValueError(
+            "`hidden_sizes` must name at least one hidden layer, e.g. (64, 64). "
+            f"Received: hidden_sizes={hidden_sizes!r}"
+        )
+    for size in hidden_sizes:
+        value = _scalar(size)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                "`hidden_sizes` must be positive ints. "
+                f"Received: hidden_sizes={hidden_sizes!r}"
+            )
+        if value < 1:
+            raise ValueError(
+                "`hidden_sizes` must be positive ints. "
+                f"Received: hidden_sizes={hidden_sizes!r}"
+            )
+    if not (isinstance(activation, str) or callable(activation)):
+        raise TypeError(
+            "`activation` must be a Keras activation name or function. "
+            f"Received: activation={activation!r}"
+        )
+    if isinstance(activation, str):
+        import keras
+
+        try:
+            keras.activations.get(activation)
+        except ValueError:
+            raise ValueError(
+                "`activation` must name a Keras activation, e.g. 'tanh' or "
+                f"'relu'. Received: activation={activation!r}"
+            ) from None
+    check_bool("shared_trunk", shared_trunk)
+    check_float("init_log_std", init_log_std)
+    if num_envs is not None:
+        check_int("num_envs", num_envs, minimum=1)
+    if env_id is not None and not isinstance(env_id, str):
+        raise TypeError(f"`env_id` must be a str or None. Received: env_id={env_id!r}")
+    return tuple(int(_scalar(size)) for size in hidden_sizes)
+
+
+# ------------------------------------------------------------------ paths
+
+
+def check_directory(name: str, path) -> str:
+    """Checks a directory to write into (created if missing).
+
+    Raises:
+        TypeError: If `path` is not a str or path.
+        ValueError: If it (or a parent) is an existing file.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`{name}` must be a directory path. Received: {path!r}")
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"`{name}` must be a directory; {path!r} is an existing file.")
+    _check_parent(os.path.join(path, "x"))
+    return path
+
+
+def _check_parent(path):
+    """Raises ValueError if a parent of `path` exists and is not a directory."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(
+            f"Cannot write {path!r}: its parent {parent!r} is a file, not a directory."
+        )
