@@ -204,6 +204,75 @@ def check_model_arguments(
     return tuple(int(_scalar(size)) for size in hidden_sizes)
 
 
+# --------------------------------------------------------------- training
+
+#: `fit` arguments that Keras supports but PPO does not, with what to use.
+_FIT_UNSUPPORTED = {
+    "y": "PPO has no targets; the rollout dataset carries everything",
+    "validation_data": "evaluate the policy on separate envs with "
+    "keras_ppo.callbacks.EvalCallback(env_id) (or keras_ppo.evaluate)",
+    "validation_split": "evaluate the policy on separate envs with "
+    "keras_ppo.callbacks.EvalCallback(env_id) (or keras_ppo.evaluate)",
+    "validation_steps": "use keras_ppo.callbacks.EvalCallback(env_id, episodes=...)",
+    "validation_batch_size": "use keras_ppo.callbacks.EvalCallback(env_id)",
+    "validation_freq": "use keras_ppo.callbacks.EvalCallback(env_id, every=...)",
+    "class_weight": "PPO weights its samples itself (the rollout's mask)",
+    "sample_weight": "PPO weights its samples itself (the rollout's mask)",
+    "batch_size": "set PPOConfig(minibatch_size=...)",
+}
+
+
+def check_fit_arguments(x, args, kwargs) -> None:
+    """Rejects `fit` inputs PPO cannot train on, pointing to what to use.
+
+    Args:
+        x: `fit`'s first argument.
+        args: Its further positional arguments (`y`, `batch_size`, ...).
+        kwargs: Its keyword arguments.
+
+    Raises:
+        ValueError: For a missing dataset, arrays instead of a rollout
+            dataset, or Keras arguments PPO does not support.
+    """
+    if args:
+        # Keras' positional order after x: y, batch_size, epochs, ...
+        names = ("y", "batch_size", "epochs", "verbose", "callbacks")
+        for name, value in zip(names, args, strict=False):
+            kwargs = {**kwargs, name: value}
+    for name, hint in _FIT_UNSUPPORTED.items():
+        value = kwargs.get(name)
+        if value is not None and not (name == "validation_split" and value == 0.0):
+            raise ValueError(
+                f"PPOModel.fit does not support `{name}`: {hint}. "
+                f"Received: {name}={short_repr(value)}"
+            )
+    expected = (
+        "PPOModel.fit trains on a stream of PPO iterations: pass "
+        "keras_ppo.rollout_dataset(model, envs)."
+    )
+    if x is None:
+        raise ValueError(f"{expected} Received: x=None")
+    if isinstance(x, (np.ndarray, list, tuple, str, bytes, numbers.Number)) or (
+        type(x).__name__ in ("EagerTensor", "Tensor", "DataFrame", "Series")
+    ):
+        raise ValueError(f"{expected} Received: x={short_repr(x)}")
+
+
+def unsupported_keras_method(name: str) -> ValueError:
+    """The error for a Keras method PPO has no use for."""
+    hints = {
+        "evaluate": "evaluate the policy on whole episodes with "
+        "keras_ppo.evaluate(model, env_id) or, during training, "
+        "keras_ppo.callbacks.EvalCallback",
+        "test_on_batch": "evaluate the policy on whole episodes with "
+        "keras_ppo.evaluate(model, env_id)",
+        "predict": "act with model.predict_action(observations); "
+        "model.value(observations) gives the values",
+        "predict_on_batch": "act with model.predict_action(observations)",
+    }
+    return ValueError(f"PPOModel does not support `{name}`: {hints[name]}.")
+
+
 # ------------------------------------------------------------------ paths
 
 

@@ -433,8 +433,11 @@ class PPOModel(keras.Model):
         the rollout dataset shuffles its minibatches itself.
 
         Raises:
-            ValueError: If `x` is a rollout dataset made for another model.
+            ValueError: If `x` is not a rollout dataset or one made for
+                another model, or for Keras arguments PPO does not support
+                (`y`, `validation_data`, `class_weight`, ...).
         """
+        checks.check_fit_arguments(x, args, kwargs)
         source = getattr(x, "source", None)
         if source is not None:
             if source.model is not self:
@@ -471,6 +474,18 @@ class PPOModel(keras.Model):
                 raise
             source.driver.error = None
             raise env_error from error
+
+    def evaluate(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("evaluate")
+
+    def test_on_batch(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("test_on_batch")
+
+    def predict(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("predict")
+
+    def predict_on_batch(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("predict_on_batch")
 
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:
