@@ -204,6 +204,77 @@ def check_model_arguments(
     return tuple(int(_scalar(size)) for size in hidden_sizes)
 
 
+# -------------------------------------------------------------- inference
+
+
+def check_observations(observation_space, observations):
+    """Checks observations for `predict_action` and batches a single one.
+
+    Args:
+        observation_space: The model's single-env observation space.
+        observations: `[batch, *obs_shape]` observations, or one observation
+            `obs_shape` (a scalar for `Discrete` spaces).
+
+    Returns:
+        `(batch, single)`: the observations as a `[batch, *obs_shape]` NumPy
+        array (not yet cast), and whether one unbatched observation was given.
+
+    Raises:
+        TypeError: For non-numeric observations.
+        ValueError: For the wrong shape, NaN or inf values, or `Discrete`
+            observations outside the space.
+    """
+    from gymnasium import spaces as gym_spaces
+
+    try:
+        array = np.asarray(observations)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "Expected observations of shape [batch, *obs_shape] "
+            f"(obs_shape={observation_space.shape}). Received ragged or "
+            f"non-array data: {error}"
+        ) from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    ):
+        raise TypeError(
+            f"Expected numeric observations. Received: dtype {array.dtype}, "
+            f"observations={short_repr(observations)}"
+        )
+    shape = tuple(observation_space.shape)
+    single = array.shape == shape
+    if single:
+        array = array[None]
+    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape:
+        raise ValueError(
+            f"Expected observations of shape [batch, {', '.join(map(str, shape))}]"
+            f" or one observation of shape {shape} for the observation space "
+            f"{observation_space}. Received: shape {array.shape}"
+        )
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.all():
+            index = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(
+                f"Observations must be finite. Received: {array[index]} at index "
+                f"{index}"
+            )
+    if isinstance(observation_space, gym_spaces.Discrete):
+        start, n = int(observation_space.start), int(observation_space.n)
+        if np.issubdtype(array.dtype, np.floating) and np.any(array != np.round(array)):
+            raise ValueError(
+                f"Discrete observations must be integers in [{start}, "
+                f"{start + n - 1}]. Received: {short_repr(array)}"
+            )
+        outside = (array < start) | (array >= start + n)
+        if outside.any():
+            raise ValueError(
+                f"Discrete observations must be in [{start}, {start + n - 1}]. "
+                f"Received: {array[outside][0]} in {short_repr(array)}"
+            )
+    return array, single
+
+
 # --------------------------------------------------------------- training
 
 #: `fit` arguments that Keras supports but PPO does not, with what to use.

@@ -347,15 +347,28 @@ class PPOModel(keras.Model):
         """Actions ready for `env.step` for a batch of observations.
 
         Args:
-            observations: `[batch, *obs_shape]` raw observations.
+            observations: `[batch, *obs_shape]` raw observations, or one
+                unbatched observation of shape `obs_shape`.
             deterministic: Take the distribution's mode instead of sampling.
 
         Returns:
-            A numpy array `[batch, *action_shape]`, clipped to `Box` bounds.
+            A numpy array `[batch, *action_shape]`, clipped to `Box` bounds;
+            one action `action_shape` for an unbatched observation.
+
+        Raises:
+            ValueError: For observations of another shape, NaN or inf
+                values, or `Discrete` observations outside the space.
+            TypeError: For non-numeric observations or a non-bool
+                `deterministic`.
         """
+        observations, single = checks.check_observations(
+            self.observation_space, observations
+        )
+        deterministic = checks.check_bool("deterministic", deterministic)
         dtype = spaces.observation_dtype(self.observation_space).as_numpy_dtype
         observations = np.asarray(observations, dtype)
-        return self._env_actions(observations, bool(deterministic)).numpy()
+        actions = self._env_actions(observations, deterministic).numpy()
+        return actions[0] if single else actions
 
     def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
         """Writes a TF SavedModel serving the deterministic policy.

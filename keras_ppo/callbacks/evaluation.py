@@ -10,7 +10,7 @@ from gymnasium.vector import VectorEnv
 
 from keras_ppo import checks
 from keras_ppo.envs_util import make_vector_env
-from keras_ppo.evaluation import evaluate
+from keras_ppo.evaluation import check_env_spaces, evaluate
 
 
 class EvalCallback(keras.callbacks.Callback):
@@ -114,15 +114,7 @@ class EvalCallback(keras.callbacks.Callback):
             self._envs = make_vector_env(self.env_or_id, min(self.episodes, 16))
         else:
             self._envs = self.env_or_id
-        vector = isinstance(self._envs, VectorEnv)
-        for kind in ("observation", "action"):
-            space = getattr(self._envs, f"{'single_' if vector else ''}{kind}_space")
-            expected = getattr(self.model, f"{kind}_space")
-            if space != expected:
-                raise ValueError(
-                    f"The eval env's {kind} space differs from the model's. "
-                    f"Model: {expected}. Received: {space}"
-                )
+        check_env_spaces(self.model, self._envs)
         self._first_epoch = True
 
     def on_epoch_end(self, epoch, logs=None):

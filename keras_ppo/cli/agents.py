@@ -101,17 +101,13 @@ def _resolve_env_id(args, parser, model) -> str:
     return env_id
 
 
-def _check_spaces(model, observation_space, action_space, env_id, parser):
-    if (observation_space, action_space) != (
-        model.observation_space,
-        model.action_space,
-    ):
-        parser.error(
-            f"the agent does not fit {env_id}: the agent was trained on "
-            f"observation space {model.observation_space} and action space "
-            f"{model.action_space}; {env_id} has observation space "
-            f"{observation_space} and action space {action_space}"
-        )
+def _check_spaces(model, env, env_id, parser):
+    from keras_ppo.evaluation import check_env_spaces
+
+    try:
+        check_env_spaces(model, env)
+    except ValueError as error:
+        parser.error(f"the agent does not fit {env_id}: {error}")
 
 
 def evaluate_command(args, parser) -> int:
@@ -139,13 +135,7 @@ def evaluate_command(args, parser) -> int:
     except gym.error.Error as error:
         parser.error(f"could not make {env_id}: {error}")
     try:
-        _check_spaces(
-            model,
-            envs.single_observation_space,
-            envs.single_action_space,
-            env_id,
-            parser,
-        )
+        _check_spaces(model, envs, env_id, parser)
         result = evaluate(
             model,
             envs,
@@ -203,7 +193,7 @@ def enjoy_command(args, parser) -> int:
         modes = env.metadata.get("render_modes", [])
         if "rgb_array" not in modes:
             parser.error(f"{env_id} cannot render rgb_array frames; it renders {modes}")
-        _check_spaces(model, env.observation_space, env.action_space, env_id, parser)
+        _check_spaces(model, env, env_id, parser)
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         result = rendering.record_episodes(
             model, env, output, episodes=args.episodes, seed=args.seed, fps=args.fps
