@@ -365,6 +365,87 @@ def check_directory(name: str, path) -> str:
     return path
 
 
+def check_save_path(filepath, overwrite=True, weights_only=False) -> str:
+    """Checks a path to save an agent (`.keras`) or its weights
+    (`.weights.h5`) to, before anything is written.
+
+    Returns:
+        The path as a str.
+
+    Raises:
+        TypeError: If `filepath` is not a str or path.
+        ValueError: For another suffix, a path naming a directory, a parent
+            that is not a directory, or an existing file when `overwrite` is
+            False.
+    """
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(
+            f"Expected a file path (str or os.PathLike). Received: {filepath!r}"
+        )
+    path = os.fspath(filepath)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    suffix = ".weights.h5" if weights_only else ".keras"
+    if not path.endswith(suffix):
+        what = "weights" if weights_only else "agent"
+        raise ValueError(
+            f"Expected a path ending in {suffix!r} to save the {what} to "
+            f"(the legacy .h5 format cannot hold a PPOModel). Received: {path!r}"
+        )
+    if os.path.isdir(path):
+        raise ValueError(
+            f"Expected a file path to save to; {path!r} is an existing directory."
+        )
+    _check_parent(path)
+    if not check_bool("overwrite", overwrite) and os.path.exists(path):
+        raise ValueError(
+            f"{path!r} exists and overwrite=False. Pass overwrite=True to "
+            "replace it, or another path."
+        )
+    return path
+
+
+def check_export_path(filepath) -> str:
+    """Checks a directory to export a SavedModel to, before writing.
+
+    An existing SavedModel directory may be replaced; any other existing
+    file or non-empty directory is refused, so an export never deletes or
+    mixes with files it did not write.
+
+    Returns:
+        The path as a str.
+
+    Raises:
+        TypeError: If `filepath` is not a str or path.
+        ValueError: If it names a file or a non-empty directory that is not
+            a SavedModel.
+    """
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(
+            f"Expected a directory path (str or os.PathLike). Received: {filepath!r}"
+        )
+    path = os.fspath(filepath)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    if os.path.isfile(path) or (os.path.exists(path) and not os.path.isdir(path)):
+        raise ValueError(
+            "Expected a directory to export the SavedModel to; "
+            f"{path!r} is an existing file."
+        )
+    if os.path.isdir(path) and os.listdir(path) and not is_saved_model(path):
+        raise ValueError(
+            "Expected a new or empty directory (or an earlier export) to export "
+            f"the SavedModel to; {path!r} holds other files."
+        )
+    _check_parent(path)
+    return path
+
+
+def is_saved_model(path) -> bool:
+    """Whether `path` is a SavedModel directory (holds `saved_model.pb`)."""
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
 def _check_parent(path):
     """Raises ValueError if a parent of `path` exists and is not a directory."""
     parent = os.path.dirname(os.path.abspath(path))

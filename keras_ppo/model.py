@@ -378,8 +378,11 @@ class PPOModel(keras.Model):
         it with `tf.saved_model.load` (no keras_ppo needed).
 
         Raises:
-            ValueError: For other formats or arguments.
+            ValueError: For other formats or arguments, or a `filepath`
+                naming a file or a non-empty directory other than an earlier
+                export (which is replaced once the new one is complete).
         """
+        checks.check_export_path(filepath)
         if format != "tf_saved_model" or kwargs:
             raise ValueError(
                 "PPOModel.export writes a TF SavedModel with a fixed `serve` "
@@ -487,6 +490,17 @@ class PPOModel(keras.Model):
                 raise
             source.driver.error = None
             raise env_error from error
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """`keras.Model.save` to a `.keras` file; refuses other paths (and an
+        existing file with `overwrite=False`) before writing anything."""
+        checks.check_save_path(filepath, overwrite)
+        return super().save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """`keras.Model.save_weights` to a `.weights.h5` file; checked first."""
+        checks.check_save_path(filepath, overwrite, weights_only=True)
+        return super().save_weights(filepath, overwrite, max_shard_size)
 
     def evaluate(self, *args, **kwargs):
         raise checks.unsupported_keras_method("evaluate")

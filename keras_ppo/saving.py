@@ -9,8 +9,7 @@ import zipfile
 
 import keras
 
-# Longest first: ".weights.h5" must win over ".h5".
-_SUFFIXES = (".weights.h5", ".keras", ".h5")
+from keras_ppo import checks
 
 
 def save_atomically(model, filepath, weights_only=False) -> None:
@@ -24,20 +23,17 @@ def save_atomically(model, filepath, weights_only=False) -> None:
 
     Args:
         model: A Keras model.
-        filepath: A local path ending in `.keras`, `.h5` or `.weights.h5`.
+        filepath: A local path ending in `.keras` (or `.weights.h5` with
+            `weights_only`); an existing file there is replaced.
         weights_only: Save with `save_weights` instead of `save`.
 
     Raises:
-        ValueError: If the suffix is not one Keras saves to.
+        ValueError: For another suffix, or a path naming a directory or
+            under a file; checked before anything is written.
     """
-    filepath = os.fspath(filepath)
+    filepath = checks.check_save_path(filepath, weights_only=weights_only)
     dirname, basename = os.path.split(filepath)
-    suffix = next((s for s in _SUFFIXES if basename.endswith(s)), None)
-    if suffix is None:
-        raise ValueError(
-            f"Expected a path ending in one of {list(_SUFFIXES)}. "
-            f"Received: {filepath!r}"
-        )
+    suffix = ".weights.h5" if weights_only else ".keras"
     # Keras picks the format from the suffix, so the temporary file keeps it.
     stem = basename[: -len(suffix)]
     temp_path = os.path.join(dirname, f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")

@@ -7,6 +7,7 @@ import os
 import keras
 from keras.src.utils import file_utils, io_utils
 
+from keras_ppo import checks
 from keras_ppo.saving import save_atomically
 
 
@@ -31,6 +32,13 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         ...     AtomicModelCheckpoint("runs/agent.keras")])
         >>> keras.saving.load_model("runs/agent.keras")  # even after a kill
     """
+
+    def __init__(self, filepath, *args, **kwargs):
+        super().__init__(filepath, *args, **kwargs)
+        if not file_utils.is_remote_path(self.filepath):
+            # Keras checks the suffix; a directory or a file in the way
+            # would otherwise fail only at the first save, after training.
+            checks.check_save_path(self.filepath, weights_only=self.save_weights_only)
 
     def _save_model(self, epoch, batch, logs):
         filepath = self._get_file_path(epoch, batch, logs)
