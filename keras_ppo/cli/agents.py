@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-from keras_ppo.cli.options import _missing_dependency, _optional
+from keras_ppo.cli.options import (
+    _missing_dependency,
+    _optional,
+    _positive_float,
+    _positive_int,
+    _seed,
+)
 
 AGENT_HELP = (
     "The agent is a .keras file saved from a PPOModel (keras-ppo train writes "
@@ -38,13 +44,13 @@ def _add_agent_commands(commands):
         )
         sub.add_argument(
             "--episodes",
-            type=int,
+            type=_positive_int,
             default=episodes,
             help=f"episodes to play (default: {episodes})",
         )
         sub.add_argument(
             "--seed",
-            type=_optional(int),
+            type=_optional(_seed),
             default=None,
             metavar="S|none",
             help="seed of the envs' first reset (default: none)",
@@ -60,7 +66,10 @@ def _add_agent_commands(commands):
         help="FILE.gif or FILE.mp4 (default: the agent's path with .gif)",
     )
     enjoy.add_argument(
-        "--fps", type=float, default=None, help="frame rate (default: the env's)"
+        "--fps",
+        type=_positive_float,
+        default=None,
+        help="frame rate (default: the env's)",
     )
     evaluate.set_defaults(subparser=evaluate, run=evaluate_command)
     enjoy.set_defaults(subparser=enjoy, run=enjoy_command)
@@ -166,7 +175,7 @@ def enjoy_command(args, parser) -> int:
     """
     import gymnasium as gym
 
-    from keras_ppo import rendering
+    from keras_ppo import checks, rendering
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
@@ -175,6 +184,12 @@ def enjoy_command(args, parser) -> int:
     output = args.output or os.path.splitext(args.path)[0] + ".gif"
     if os.path.splitext(output)[1].lower() not in rendering.FORMATS:
         parser.error(f"argument --output must end in .gif or .mp4. Received: {output}")
+    if os.path.isdir(output):
+        parser.error(f"argument --output: {output!r} is an existing directory")
+    try:
+        checks.check_directory("--output's directory", os.path.dirname(output) or ".")
+    except ValueError as error:
+        parser.error(f"argument --output: {error}")
     model = _load_agent(args.path, parser)
     env_id = _resolve_env_id(args, parser, model)
     # Frames are drawn off-screen: keep pygame from opening a window or an
