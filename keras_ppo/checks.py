@@ -89,19 +89,38 @@ def check_float(
         number = float(value)
     except OverflowError:
         number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"`{name}` must be finite. Received: {name}={value}")
-    too_low = lower is not None and (number <= lower if open_lower else number < lower)
-    too_high = upper is not None and (number >= upper if open_upper else number > upper)
-    if too_low or too_high:
-        low = f"({lower}" if open_lower else f"[{lower}"
-        if lower is None:
-            low = "(-inf"
-        high = f"{upper})" if open_upper else f"{upper}]"
-        if upper is None:
-            high = "inf)"
-        raise ValueError(f"`{name}` must be in {low}, {high}. Received: {name}={value}")
+    expected = _range_text(lower, upper, open_lower, open_upper)
+    if math.isinf(number):
+        also = f" and {expected}" if expected else ""
+        raise ValueError(
+            f"`{name}` must be finite{also}. Received: {name}={short_repr(value)}"
+        )
+    # NaN fails every comparison: the range (or finiteness) is what it misses.
+    too_low = lower is not None and not (
+        number > lower if open_lower else number >= lower
+    )
+    too_high = upper is not None and not (
+        number < upper if open_upper else number <= upper
+    )
+    if math.isnan(number) or too_low or too_high:
+        expected = expected or "finite"
+        raise ValueError(
+            f"`{name}` must be {expected}. Received: {name}={short_repr(value)}"
+        )
     return number
+
+
+def _range_text(lower, upper, open_lower, open_upper) -> str:
+    """`> 0`, `>= 0`, `in [0, 1]`, ... for the bounds given (`""` for none)."""
+    if lower is None and upper is None:
+        return ""
+    if upper is None:
+        return f"{'>' if open_lower else '>='} {lower:g}"
+    if lower is None:
+        return f"{'<' if open_upper else '<='} {upper:g}"
+    low = "(" if open_lower else "["
+    high = ")" if open_upper else "]"
+    return f"in {low}{lower:g}, {upper:g}{high}"
 
 
 def check_seed(name: str, value) -> int | None:
