@@ -322,7 +322,9 @@ def check_fit_arguments(x, args, kwargs) -> None:
 
     Raises:
         ValueError: For a missing dataset, arrays instead of a rollout
-            dataset, or Keras arguments PPO does not support.
+            dataset, Keras arguments PPO does not support, or negative
+            `epochs`/`initial_epoch`.
+        TypeError: For `epochs` or `initial_epoch` that are not ints.
     """
     if args:
         # Keras' positional order after x: y, batch_size, epochs, ...
@@ -331,11 +333,19 @@ def check_fit_arguments(x, args, kwargs) -> None:
             kwargs = {**kwargs, name: value}
     for name, hint in _FIT_UNSUPPORTED.items():
         value = kwargs.get(name)
-        if value is not None and not (name == "validation_split" and value == 0.0):
+        keras_default = {"validation_split": 0.0, "validation_freq": 1}.get(name)
+        if value is not None and not (
+            keras_default is not None and value == keras_default
+        ):
             raise ValueError(
                 f"PPOModel.fit does not support `{name}`: {hint}. "
                 f"Received: {name}={short_repr(value)}"
             )
+    # One epoch is one PPO iteration: counts, not a fraction or a flag.
+    epochs = check_int("epochs", kwargs.get("epochs", 1), minimum=0)
+    check_int(
+        "initial_epoch", kwargs.get("initial_epoch", 0), minimum=0, maximum=epochs
+    )
     expected = (
         "PPOModel.fit trains on a stream of PPO iterations: pass "
         "keras_ppo.rollout_dataset(model, envs)."

@@ -6,6 +6,8 @@ import dataclasses
 
 from keras_ppo import checks
 
+INT32_MAX = 2**31 - 1
+
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
@@ -91,7 +93,10 @@ class PPOConfig:
         # e.g. inside a saved .keras agent.
         values = {}
         for name in ("num_steps", "minibatch_size", "update_epochs"):
-            values[name] = checks.check_int(name, getattr(self, name), minimum=1)
+            # TensorFlow's shapes and loop counters are int32.
+            values[name] = checks.check_int(
+                name, getattr(self, name), minimum=1, maximum=INT32_MAX
+            )
         for name in ("gamma", "gae_lambda"):
             values[name] = checks.check_float(
                 name, getattr(self, name), lower=0.0, upper=1.0
@@ -124,9 +129,19 @@ class PPOConfig:
         """Minibatches per update epoch for `num_envs` envs.
 
         Raises:
-            ValueError: If `minibatch_size` does not divide the batch.
+            ValueError: If `minibatch_size` does not divide the batch, or
+                the batch exceeds int32 shapes.
+            TypeError: If `num_envs` is not an int.
         """
+        # 0 envs is left to the divisibility message below (a batch of 0).
+        num_envs = checks.check_int("num_envs", num_envs, minimum=0)
         batch_size = self.batch_size(num_envs)
+        if batch_size > INT32_MAX:
+            raise ValueError(
+                "num_steps * num_envs must fit TensorFlow's int32 shapes (<= "
+                f"{INT32_MAX}). Received: {self.num_steps} * {num_envs} = "
+                f"{batch_size}"
+            )
         if self.minibatch_size > batch_size or batch_size % self.minibatch_size:
             raise ValueError(
                 "`minibatch_size` must divide num_steps * num_envs = "

@@ -35,6 +35,7 @@ def trainable():
         (lambda m, d: m.fit(d, class_weight={0: 1.0}), "class_weight"),
         (lambda m, d: m.fit(d, sample_weight=np.ones(8)), "sample_weight"),
         (lambda m, d: m.fit(d, batch_size=64), "minibatch_size"),
+        (lambda m, d: m.fit(d, validation_freq=2), "validation_freq"),
         (lambda m, d: m.evaluate(d), "keras_ppo.evaluate"),
         (lambda m, d: m.evaluate(np.zeros((8, 4))), "keras_ppo.evaluate"),
         (lambda m, d: m.test_on_batch(np.zeros((8, 4))), "keras_ppo.evaluate"),
@@ -49,3 +50,30 @@ def test_keras_misuse_points_to_the_ppo_way(trainable, call, shown):
     with raises(ValueError, shown):
         call(agent, dataset)
     assert int(agent.env_steps.numpy()) == steps  # nothing was rolled out
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, shown",
+    [
+        ({"epochs": 2.5}, TypeError, "epochs=2.5"),
+        ({"epochs": "3"}, TypeError, "epochs='3'"),
+        ({"epochs": True}, TypeError, "epochs=True"),
+        ({"epochs": -1}, ValueError, "epochs=-1"),
+        ({"epochs": 2, "initial_epoch": 3}, ValueError, "initial_epoch=3"),
+        ({"initial_epoch": -1}, ValueError, "initial_epoch=-1"),
+    ],
+)
+def test_fit_epoch_counts_are_checked_before_any_rollout(
+    trainable, kwargs, error, shown
+):
+    agent, dataset = trainable
+    steps = int(agent.env_steps.numpy())
+    with raises(error, shown):
+        agent.fit(dataset, verbose=0, **kwargs)
+    assert int(agent.env_steps.numpy()) == steps
+
+
+def test_fit_accepts_numpy_epoch_counts(trainable):
+    agent, dataset = trainable
+    history = agent.fit(dataset, epochs=np.int64(1), verbose=0)
+    assert len(history.history["loss"]) == 1

@@ -55,7 +55,23 @@ BAD_CONFIGS = [
     ("update_epochs", 2.0, TypeError),
     ("normalize_rewards", 1, TypeError),
     ("normalize_observations", "False", TypeError),
+    ("num_steps", 2**31, ValueError),
+    ("minibatch_size", 10**12, ValueError),
 ]
+
+
+@pytest.mark.parametrize(
+    "num_envs, error", [(0, ValueError), (2.0, TypeError), (True, TypeError)]
+)
+def test_config_rejects_bad_env_counts(num_envs, error):
+    with raises(error, "num_envs"):
+        PPOConfig().num_minibatches(num_envs)
+
+
+def test_config_rejects_batches_beyond_int32_shapes():
+    config = PPOConfig(num_steps=2**20, minibatch_size=2**20)
+    with raises(ValueError, "int32", 2**20 * 2**12):
+        config.num_minibatches(2**12)
 
 
 @pytest.mark.parametrize("name, value, error", BAD_CONFIGS)
