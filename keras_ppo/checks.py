@@ -356,6 +356,13 @@ def check_fit_arguments(x, args, kwargs) -> None:
         type(x).__name__ in ("EagerTensor", "Tensor", "DataFrame", "Series")
     ):
         raise ValueError(f"{expected} Received: x={short_repr(x)}")
+    # A tf.data dataset of plain tensors: the rollout's minibatches are dicts
+    # (train_step names any keys a dict dataset lacks).
+    spec = getattr(x, "element_spec", None)
+    if spec is not None and not isinstance(spec, dict):
+        raise ValueError(
+            f"{expected} Received: a dataset of {short_repr(spec, limit=200)}"
+        )
 
 
 def unsupported_keras_method(name: str) -> ValueError:

@@ -20,6 +20,10 @@ def trainable():
     return agent, keras_ppo.rollout_dataset(agent, envs)
 
 
+def tensor_dataset():
+    return tf.data.Dataset.from_tensor_slices(np.zeros((8, 4), np.float32)).batch(4)
+
+
 @pytest.mark.parametrize(
     "call, shown",
     [
@@ -28,6 +32,8 @@ def trainable():
         (lambda m, d: m.fit(np.zeros((8, 4))), "rollout_dataset"),
         (lambda m, d: m.fit([1, 2, 3]), "rollout_dataset"),
         (lambda m, d: m.fit(tf.zeros((8, 4))), "rollout_dataset"),
+        (lambda m, d: m.fit(tensor_dataset()), "TensorSpec"),
+        (lambda m, d: m.fit(tensor_dataset().map(lambda t: (t, t))), "rollout_dataset"),
         (lambda m, d: m.fit(d, np.zeros(8)), "y"),
         (lambda m, d: m.fit(d, validation_data=d), "EvalCallback"),
         (lambda m, d: m.fit(d, validation_split=0.2), "EvalCallback"),
