@@ -201,3 +201,14 @@ def test_enjoy_refuses_an_output_under_a_file(agent_path, capsys, tmp_path):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--output" in err and parent in err
+
+
+def test_enjoy_refuses_an_output_naming_a_directory(agent_path, capsys, tmp_path):
+    output = tmp_path / "movie.gif"
+    output.mkdir()
+    with pytest.raises(SystemExit) as info:
+        main(["enjoy", agent_path, "CartPole-v1", "--output", str(output)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--output" in err and str(output) in err
+    assert os.listdir(output) == []
