@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
+
+from keras_ppo import checks
+
+INT32_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,9 +16,19 @@ class PPOConfig:
     Defaults follow the PPO paper (Schulman et al., 2017, arXiv:1707.06347,
     Table 3: clip 0.2, gamma 0.99, lambda 0.95) and CleanRL's `ppo.py` for
     classic control (128 steps per env, 4 update epochs, entropy coefficient
-    0.01, value coefficient 0.5, value clipping with the policy's clip range,
-    per-minibatch advantage normalisation). The optimizer (Adam 3e-4,
-    epsilon 1e-5, global gradient norm 0.5) is set in `PPOModel.compile`.
+    0.01, value coefficient 0.5, per-minibatch advantage normalisation). The
+    optimizer (Adam 3e-4, epsilon 1e-5, global gradient norm 0.5) is set in
+    `PPOModel.compile`.
+
+    The value loss is not clipped by default, as in Stable-Baselines3
+    (`clip_range_vf=None`). A value clip range is in the reward's own units:
+    CleanRL's 0.2 assumes normalised rewards, and on raw returns of hundreds
+    it lets the value move only 0.2 per iteration, so the critic never
+    catches up (rl-zoo3's Pendulum-v1 settings: -1028 after 155k steps with
+    0.2, -171 without). Andrychowicz et al. (2021, arXiv:2006.05990, Sec. 3)
+    also found value clipping no help. The entropy bonus (0.01) acts on the
+    log-density of `Box` actions too; continuous-control settings usually set
+    `ent_coef=0.0` (the presets do).
 
     Args:
         num_steps: Steps collected from every env per PPO iteration (`T`).
@@ -28,7 +40,9 @@ class PPOConfig:
             arXiv:1506.02438).
         clip_ratio: Clip range `epsilon` of the surrogate objective, `> 0`.
         clip_value: Clip range of the value update around the rollout's
-            values, or `None` for an unclipped value loss.
+            values, in the units of the (possibly normalised) returns, or
+            `None` (default) for an unclipped value loss. Only set it with
+            `normalize_rewards=True` or returns of order 1.
         ent_coef: Weight of the entropy bonus, `>= 0`.
         vf_coef: Weight of the value loss (mean squared error), `>= 0`.
             CleanRL halves its squared error; with this loss its 0.5 is 0.25.
@@ -43,11 +57,14 @@ class PPOConfig:
         target_kl: Skip the rest of an iteration's minibatches once a
             minibatch's approximate KL exceeds this, or `None` (off).
         seed: Seed for weights, action sampling, shuffling and env resets,
-            or `None` for a random run.
+            an int in `[0, 2**32 - 1]` (NumPy's seed range), or `None` for a
+            random run.
 
     Raises:
-        ValueError: If a field is out of range; the message names the field
-            and the received value.
+        TypeError: If a field has the wrong type (bools are not numbers;
+            NumPy scalars are accepted).
+        ValueError: If a field is out of range or not finite; the message
+            names the field and the received value.
 
     Example:
         >>> config = PPOConfig(num_steps=32, minibatch_size=256, gamma=0.98)
@@ -61,7 +78,7 @@ class PPOConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_ratio: float = 0.2
-    clip_value: float | None = 0.2
+    clip_value: float | None = None
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     normalize_advantages: bool = True
@@ -71,33 +88,38 @@ class PPOConfig:
     seed: int | None = None
 
     def __post_init__(self):
+        # Every value is checked and stored as a plain Python number or bool
+        # (NumPy scalars are accepted), so the config serialises to JSON,
+        # e.g. inside a saved .keras agent.
+        values = {}
         for name in ("num_steps", "minibatch_size", "update_epochs"):
-            _check_int(name, getattr(self, name), minimum=1)
+            # TensorFlow's shapes and loop counters are int32.
+            values[name] = checks.check_int(
+                name, getattr(self, name), minimum=1, maximum=INT32_MAX
+            )
         for name in ("gamma", "gae_lambda"):
-            _check_float(name, getattr(self, name), lower=0.0, upper=1.0)
-        _check_float("clip_ratio", self.clip_ratio, lower=0.0, open_lower=True)
-        if self.clip_value is not None:
-            _check_float("clip_value", self.clip_value, lower=0.0, open_lower=True)
+            values[name] = checks.check_float(
+                name, getattr(self, name), lower=0.0, upper=1.0
+            )
+        values["clip_ratio"] = checks.check_float(
+            "clip_ratio", self.clip_ratio, lower=0.0, open_lower=True
+        )
+        for name in ("clip_value", "target_kl"):
+            if getattr(self, name) is not None:
+                values[name] = checks.check_float(
+                    name, getattr(self, name), lower=0.0, open_lower=True
+                )
         for name in ("ent_coef", "vf_coef"):
-            _check_float(name, getattr(self, name), lower=0.0)
+            values[name] = checks.check_float(name, getattr(self, name), lower=0.0)
         for name in (
             "normalize_advantages",
             "normalize_observations",
             "normalize_rewards",
         ):
-            _check_bool(name, getattr(self, name))
-        if self.target_kl is not None:
-            _check_float("target_kl", self.target_kl, lower=0.0, open_lower=True)
-        if self.seed is not None:
-            _check_int("seed", self.seed, minimum=0)
-        # NumPy scalars pass the checks; store plain Python numbers so the
-        # config serialises to JSON (e.g. inside a saved .keras agent).
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                object.__setattr__(self, field.name, int(value))
-            elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-                object.__setattr__(self, field.name, float(value))
+            values[name] = checks.check_bool(name, getattr(self, name))
+        values["seed"] = checks.check_seed("seed", self.seed)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def batch_size(self, num_envs: int) -> int:
         """Samples collected per iteration: `num_steps * num_envs`."""
@@ -107,9 +129,19 @@ class PPOConfig:
         """Minibatches per update epoch for `num_envs` envs.
 
         Raises:
-            ValueError: If `minibatch_size` does not divide the batch.
+            ValueError: If `minibatch_size` does not divide the batch, or
+                the batch exceeds int32 shapes.
+            TypeError: If `num_envs` is not an int.
         """
+        # 0 envs is left to the divisibility message below (a batch of 0).
+        num_envs = checks.check_int("num_envs", num_envs, minimum=0)
         batch_size = self.batch_size(num_envs)
+        if batch_size > INT32_MAX:
+            raise ValueError(
+                "num_steps * num_envs must fit TensorFlow's int32 shapes (<= "
+                f"{INT32_MAX}). Received: {self.num_steps} * {num_envs} = "
+                f"{batch_size}"
+            )
         if self.minibatch_size > batch_size or batch_size % self.minibatch_size:
             raise ValueError(
                 "`minibatch_size` must divide num_steps * num_envs = "
@@ -124,30 +156,3 @@ class PPOConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value}")
-
-
-def _check_float(name, value, lower=None, upper=None, open_lower=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite. Received: {name}={value}")
-    too_low = lower is not None and (value <= lower if open_lower else value < lower)
-    too_high = upper is not None and value > upper
-    if too_low or too_high:
-        low = "(" if open_lower else "["
-        high = f"{upper}]" if upper is not None else "inf)"
-        raise ValueError(
-            f"`{name}` must be in {low}{lower}, {high}. Received: {name}={value}"
-        )

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from keras_ppo import checks
 from keras_ppo.envs_util import make_vector_env
 
 
@@ -21,29 +22,45 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
     Args:
         model: A `PPOModel`.
         env_or_id: An env id (a vector env of `min(episodes, 16)` envs is
-            made for it), a gymnasium `VectorEnv` or a single `Env`.
-        episodes: Number of episodes, `>= 1`.
+            made for it), a gymnasium `VectorEnv` (in any autoreset mode) or
+            a single `Env`, with the model's observation and action spaces.
+        episodes: Number of episodes, an int `>= 1`.
         deterministic: Act with the distribution's mode instead of sampling.
-        seed: Seed of the envs' first reset.
+        seed: Seed of the envs' first reset, an int in `[0, 2**32 - 1]`, or
+            None.
 
     Returns:
         A dict with `mean_return`, `std_return`, `mean_length`, `std_length`
         and the per-episode `returns` and `lengths` lists.
 
     Raises:
-        ValueError: If `episodes < 1`.
+        ValueError: If `episodes` is not an int `>= 1`, `seed` is out of
+            range, the env id is unknown or the env's spaces differ from the
+            model's.
+        TypeError: If `model` is not a PPOModel, `env_or_id` not an env or
+            id, or `deterministic` not a bool.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"`episodes` must be an int >= 1. Received: {episodes!r}")
+    if not callable(getattr(model, "predict_action", None)):
+        raise TypeError(f"Expected a keras_ppo.PPOModel. Received: model={model!r}")
+    episodes = checks.check_int("episodes", episodes, minimum=1, type_error=ValueError)
+    deterministic = checks.check_bool("deterministic", deterministic)
+    seed = checks.check_seed("seed", seed)
     if isinstance(env_or_id, str):
+        if env_or_id not in gym.registry:
+            raise ValueError(
+                f"Unknown environment id. Received: env_or_id={env_or_id!r}"
+            )
         envs = make_vector_env(env_or_id, min(episodes, 16))
         try:
+            check_env_spaces(model, envs)
             return _evaluate_vector(model, envs, episodes, deterministic, seed)
         finally:
             envs.close()
     if isinstance(env_or_id, VectorEnv):
+        check_env_spaces(model, env_or_id)
         return _evaluate_vector(model, env_or_id, episodes, deterministic, seed)
     if isinstance(env_or_id, gym.Env):
+        check_env_spaces(model, env_or_id)
         vector = gym.vector.SyncVectorEnv(
             [lambda: env_or_id], autoreset_mode=AutoresetMode.SAME_STEP
         )
@@ -53,10 +70,36 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
     )
 
 
+def check_env_spaces(model, env) -> None:
+    """Raises ValueError unless a gymnasium `Env` or `VectorEnv` has the
+    model's single-env observation and action spaces; the message names both
+    pairs. Shared by `evaluate`, `EvalCallback` and the command line."""
+    vector = isinstance(env, VectorEnv)
+    prefix = "single_" if vector else ""
+    observation_space = getattr(env, f"{prefix}observation_space")
+    action_space = getattr(env, f"{prefix}action_space")
+    differ = [
+        kind
+        for kind, space, expected in (
+            ("observation", observation_space, model.observation_space),
+            ("action", action_space, model.action_space),
+        )
+        if space != expected
+    ]
+    if differ:
+        raise ValueError(
+            f"The env's {' and '.join(differ)} space differs from the model's. "
+            f"Expected: observation space {model.observation_space}, action "
+            f"space {model.action_space}. Received: observation space "
+            f"{observation_space}, action space {action_space}"
+        )
+
+
 def _evaluate_vector(model, envs, episodes, deterministic, seed):
     num_envs = envs.num_envs
     quota = math.ceil(episodes / num_envs)
-    next_step_mode = envs.metadata.get("autoreset_mode") == AutoresetMode.NEXT_STEP
+    mode = AutoresetMode(envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
+    next_step_mode = mode == AutoresetMode.NEXT_STEP
     returns = [[] for _ in range(num_envs)]
     lengths = [[] for _ in range(num_envs)]
     running_return = np.zeros(num_envs)
@@ -78,6 +121,11 @@ def _evaluate_vector(model, envs, episodes, deterministic, seed):
         running_return[done] = 0.0
         running_length[done] = 0
         resetting = done if next_step_mode else np.zeros(num_envs, bool)
+        ended = np.logical_or(terminated, truncated)
+        if mode == AutoresetMode.DISABLED and ended.any():
+            # Nothing resets by itself in this mode: reset the envs that
+            # ended (their RNGs go on, so episodes match the other modes).
+            obs, _ = envs.reset(options={"reset_mask": ended})
     # Round-robin over envs so the first `episodes` are spread evenly.
     flat_returns = [r[k] for k in range(quota) for r in returns][:episodes]
     flat_lengths = [n[k] for k in range(quota) for n in lengths][:episodes]

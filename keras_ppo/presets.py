@@ -330,7 +330,7 @@ def make_run(
     """
     import keras
 
-    from keras_ppo import distribute
+    from keras_ppo import checks, distribute
     from keras_ppo.agent.model import PPOModel
     from keras_ppo.config import PPOConfig
     from keras_ppo.envs_util import make_vector_env
@@ -348,15 +348,16 @@ def make_run(
     )
     settings.update({key: value for key, value in given.items() if value is not None})
     for name in ("total_timesteps", "num_envs"):
-        value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{name}` must be an int >= 1. Received: {name}={value!r}"
-            )
+        settings[name] = checks.check_int(
+            name, settings[name], minimum=1, type_error=ValueError
+        )
     for name in ("learning_rate", "max_grad_norm"):
-        value = settings[name]
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}")
+        settings[name] = checks.check_float(
+            name, settings[name], lower=0.0, open_lower=True, type_error=ValueError
+        )
+    for name in ("anneal_lr", "anneal_clip_ratio"):
+        settings[name] = checks.check_bool(name, settings[name])
+    tf_env = checks.check_bool("tf_env", tf_env)
     rate = settings["learning_rate"]
     fields = {field.name for field in config_fields()}
     unknown = sorted(set(config_overrides) - fields)

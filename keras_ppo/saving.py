@@ -8,7 +8,7 @@ import zipfile
 
 import keras
 
-from keras_ppo import files
+from keras_ppo import checks, files
 from keras_ppo.agent.model import PPOModel
 
 
@@ -23,8 +23,10 @@ def save_atomically(model, filepath, weights_only=False) -> None:
         weights_only: Save with `save_weights` instead of `save`.
 
     Raises:
-        ValueError: If the suffix is not one Keras saves to.
+        ValueError: For another suffix, or a path naming a directory or
+            under a file; checked before anything is written.
     """
+    filepath = checks.check_save_path(filepath, weights_only=weights_only)
     save = model.save_weights if weights_only else model.save
     files.save_atomically(lambda path: save(path, overwrite=True), filepath)
 

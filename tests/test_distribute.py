@@ -84,12 +84,14 @@ def test_mirrored_update_matches_one_device_on_the_same_minibatches(mirrored):
     # The same weighted means (losses of about 20), summed over 16 samples
     # on one device and over 2 x 8 on the replicas: equal up to float32
     # rounding, a few 1e-7 relative.
-    np.testing.assert_allclose(split["losses"], single["losses"], rtol=1e-5)
+    np.testing.assert_allclose(split["losses"], single["losses"], rtol=1e-5, atol=1e-6)
     # approx_kl = mean(expm1(x) - x) ~ mean(x**2 / 2) for log-ratios x of
     # about 1e-3 here (KL 0 to 4e-6). Log-probabilities near -0.7 computed
     # in batches of another size differ by float32 rounding (~1e-7), which
     # moves KL by about x * 1e-7 ~ 1e-10: 1e-8 leaves 100x slack.
-    np.testing.assert_allclose(split["approx_kl"], single["approx_kl"], atol=1e-8)
+    np.testing.assert_allclose(
+        split["approx_kl"], single["approx_kl"], rtol=1e-5, atol=1e-8
+    )
     # Weights (up to 0.75 in size) moved by about 1e-3 and agree up to
     # float32 rounding of the split gradient sums (3e-8 measured).
     moved = max_difference(single["weights"], single["initial"])
@@ -102,8 +104,9 @@ def test_mirrored_fit_matches_one_device_fit(mirrored):
     # Same seeds, same rollouts (actions drawn from the same RNG keys), same
     # updates up to float32 rounding of the split sums.
     for name in ("loss", "value_loss", "entropy", "episode_return"):
+        # Losses can be near 0, where rtol alone cannot absorb float32 residue.
         np.testing.assert_allclose(
-            fit["history"][name], single["history"][name], rtol=1e-5
+            fit["history"][name], single["history"][name], rtol=1e-5, atol=1e-6
         )
     assert fit["episodes_per_epoch"] == single["episodes_per_epoch"]
     assert max_difference(fit["weights"], single["weights"]) < 1e-6
@@ -146,9 +149,10 @@ def test_mirrored_epoch_logs_have_exact_episode_returns(mirrored):
     ):
         assert episodes, "CartPole with a random policy ends episodes quickly"
         # CartPole returns are integers: their float32 sum is exact, and the
-        # logged mean is one float32 division (relative error <= 2**-24).
+        # logged mean is one float32 division (relative error <= 2**-24,
+        # checked with margin).
         true_mean = np.mean([episode_return for episode_return, _ in episodes])
-        np.testing.assert_allclose(logged, true_mean, rtol=1e-7)
+        np.testing.assert_allclose(logged, true_mean, rtol=1e-6)
 
 
 def test_mirrored_target_kl_skips_the_rest_of_each_iteration(mirrored):

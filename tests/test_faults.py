@@ -156,8 +156,9 @@ def test_masking_a_nan_observation_drops_both_steps_it_touches():
     )
     gamma = model.config.gamma
     td = second["rewards"][2, 1] + gamma * second["next_values"][2, 1]
+    # An advantage can be near 0, where rel alone is too strict for float32.
     assert second["advantages"][2, 1] == pytest.approx(
-        td - second["values"][2, 1], rel=1e-5
+        td - second["values"][2, 1], rel=1e-5, abs=1e-6
     )
 
 

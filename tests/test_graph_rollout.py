@@ -72,8 +72,12 @@ def test_graph_rollout_matches_the_env_and_continues_across_rollouts():
     # next_values[t] is V(observation after step t): V(obs[t + 1]) within
     # an episode, V(terminal observation) != V(reset obs[t + 1]) at its end.
     within = ~ended[:-1]
+    # Computed in different calls of the value network; values can be near 0.
     np.testing.assert_allclose(
-        first["next_values"][:-1][within], first["values"][1:][within], rtol=1e-5
+        first["next_values"][:-1][within],
+        first["values"][1:][within],
+        rtol=1e-5,
+        atol=1e-6,
     )
     assert np.all(first["next_values"][:-1][~within] != first["values"][1:][~within])
 

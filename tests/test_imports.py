@@ -11,7 +11,13 @@ PACKAGE = pathlib.Path(keras_ppo.__file__).parent
 
 # Lowest first. A module may import from its own layer or any lower one.
 LAYERS = (
-    ("keras_ppo.core", "keras_ppo.config", "keras_ppo.compat", "keras_ppo.files"),
+    (
+        "keras_ppo.core",
+        "keras_ppo.config",
+        "keras_ppo.compat",
+        "keras_ppo.files",
+        "keras_ppo.checks",
+    ),
     ("keras_ppo.envs",),
     ("keras_ppo.agent",),
     ("keras_ppo.rollout",),

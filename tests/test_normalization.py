@@ -72,8 +72,9 @@ def test_discounted_returns_match_a_loop_and_restart_after_episodes():
         running = 0.9 * running + rewards[t]
         expected[t] = running
         running = np.where(dones[t], 0.0, running)
-    np.testing.assert_allclose(returns, expected, rtol=1e-5)
-    np.testing.assert_allclose(final, running, rtol=1e-5)
+    # Sums of normal rewards pass near 0, where rtol alone is too strict.
+    np.testing.assert_allclose(returns, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(final, running, rtol=1e-5, atol=1e-6)
 
 
 def rollouts_seen(envs, num_steps):

@@ -12,12 +12,12 @@ SavedModel written to a temporary directory.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
 
+from keras_ppo import checks
 from keras_ppo.core import spaces
 
 #: The `format`s `export_policy` writes.
@@ -71,7 +71,8 @@ def export_policy(
 
     Raises:
         TypeError: If `model` is not a `keras_ppo.PPOModel`.
-        ValueError: For an unknown `format`.
+        ValueError: For an unknown `format` or a path an export may not
+            replace (`check_output`).
         FileExistsError: If `filepath` exists and `overwrite` is False.
         ImportError: For `"onnx"` without tf2onnx, naming the extra to
             install.
@@ -84,46 +85,104 @@ def export_policy(
     """
     if not hasattr(model, "distribution") or not hasattr(model, "observation_space"):
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
-    if format not in FORMATS:
-        raise ValueError(f"Expected a format in {FORMATS}. Received: format={format!r}")
-    path = os.fspath(filepath)
-    if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(
-            f"Expected a path that does not exist yet (or overwrite=True). "
-            f"Received: {path!r}, which exists"
-        )
+    path = check_output(filepath, format, overwrite)
     # Fail on a missing converter before touching the disk.
     converter = _tf2onnx() if format == "onnx" else None
     serve, signature = _serving_function(model)
-    if os.path.lexists(path):
-        _remove(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    if format == "tf_saved_model":
-        _archive(model, serve, signature).write_out(path, verbose=verbose)
-    elif format == "onnx":
-        converter.convert.from_function(
-            tf.function(serve, input_signature=[signature]),
-            input_signature=[signature],
-            opset=ONNX_OPSET,
-            output_path=path,
-        )
-    else:
-        # Written next to `path` and renamed: a failed conversion leaves
-        # no half-written file behind.
-        with tempfile.TemporaryDirectory(dir=parent) as scratch:
+    # Written next to `path` and swapped in once complete: a failed export
+    # leaves the earlier one (or nothing) behind, never half of either.
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".export-") as scratch:
+        staged = os.path.join(scratch, "artifact")
+        if format == "tf_saved_model":
+            _archive(model, serve, signature).write_out(staged, verbose=verbose)
+        elif format == "onnx":
+            converter.convert.from_function(
+                tf.function(serve, input_signature=[signature]),
+                input_signature=[signature],
+                opset=ONNX_OPSET,
+                output_path=staged,
+            )
+        else:
             saved_model = os.path.join(scratch, "saved_model")
             _archive(model, serve, signature).write_out(saved_model, verbose=False)
             lite = tf.lite.TFLiteConverter.from_saved_model(
                 saved_model, signature_keys=["serve"]
             )
             flatbuffer = lite.convert()
-            staged = os.path.join(scratch, "policy.tflite")
             with open(staged, "wb") as file:
                 file.write(flatbuffer)
-            os.replace(staged, path)
-        if verbose:
-            print(f"Saved LiteRT artifact at {path!r} ({len(flatbuffer)} bytes).")
+            if verbose:
+                print(f"Saved LiteRT artifact at {path!r} ({len(flatbuffer)} bytes).")
+        _swap_in(staged, path, os.path.join(scratch, "earlier"))
+
+
+def check_output(filepath, format, overwrite) -> str:
+    """Checks where `export_policy` may write, before anything is written.
+
+    A new path, or an empty directory for a SavedModel, is fine. An existing
+    one needs `overwrite=True`, and even then a directory holding anything
+    but an earlier SavedModel export is refused: an export never deletes
+    files it did not write.
+
+    Returns:
+        The path as a str.
+
+    Raises:
+        TypeError: If `filepath` is not a path.
+        ValueError: For an unknown `format`, a parent that is a file, or a
+            directory that `overwrite` may not replace.
+        FileExistsError: If `filepath` exists and `overwrite` is False.
+    """
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise TypeError(f"Expected a path (str or os.PathLike). Received: {filepath!r}")
+    if format not in FORMATS:
+        raise ValueError(f"Expected a format in {FORMATS}. Received: format={format!r}")
+    overwrite = checks.check_bool("overwrite", overwrite)
+    path = os.fsdecode(os.fspath(filepath))
+    checks.check_parent(path)
+    if not os.path.lexists(path):
+        return path
+    is_directory = os.path.isdir(path)
+    if is_directory and not os.listdir(path) and format == "tf_saved_model":
+        return path
+    if not is_directory:
+        what = "an existing file"
+    elif checks.is_saved_model(path):
+        what = "an earlier SavedModel export"
+    else:
+        what = "a directory that holds other files"
+    if not overwrite:
+        raise FileExistsError(
+            f"{path!r} is {what}; pass overwrite=True to replace it. "
+            f"Received: overwrite=False"
+        )
+    if is_directory and what != "an earlier SavedModel export":
+        raise ValueError(
+            f"{path!r} is {what}; an export replaces only an earlier SavedModel "
+            "export, never files it did not write."
+        )
+    if is_directory and format != "tf_saved_model":
+        raise ValueError(
+            f"{path!r} is {what}; format={format!r} writes one file. Export it "
+            "to another path."
+        )
+    return path
+
+
+def _swap_in(staged, path, aside):
+    """Moves `staged` onto `path`; an existing `path` is moved to `aside`
+    first (removed with it later) and put back if the move fails."""
+    if not os.path.lexists(path):
+        os.replace(staged, path)
+        return
+    os.replace(path, aside)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        os.replace(aside, path)
+        raise
 
 
 def _serving_function(model):
@@ -158,13 +217,6 @@ def _tf2onnx():
             'Exporting to ONNX needs tf2onnx: pip install "keras-ppo[onnx]"'
         ) from error
     return tf2onnx
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.remove(path)
 
 
 def export_model(

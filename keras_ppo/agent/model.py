@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import compat
+from keras_ppo import checks, compat
 from keras_ppo.agent import export, networks, replicas
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
@@ -83,17 +83,15 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         value_network=None,
         **kwargs,
     ):
+        hidden_sizes = checks.check_model_arguments(
+            observation_space, action_space, hidden_sizes, activation,
+            shared_trunk, init_log_std, num_envs, env_id,
+        )  # fmt: skip
         super().__init__(**kwargs)
         config = PPOConfig() if config is None else config
         if not isinstance(config, PPOConfig):
             raise TypeError(
                 f"`config` must be a keras_ppo.PPOConfig. Received: {config!r}"
-            )
-        hidden_sizes = tuple(hidden_sizes)
-        if not all(isinstance(h, int) and h > 0 for h in hidden_sizes):
-            raise ValueError(
-                "`hidden_sizes` must be positive ints. "
-                f"Received: hidden_sizes={hidden_sizes}"
             )
         self.config = config
         self.observation_space = observation_space
@@ -320,11 +318,23 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             deterministic: Take the distribution's mode instead of sampling.
 
         Returns:
-            A numpy array `[batch, *action_shape]`, clipped to `Box` bounds.
+            A numpy array `[batch, *action_shape]`, clipped to `Box` bounds;
+            one action `action_shape` for an unbatched observation.
+
+        Raises:
+            ValueError: For observations of another shape, NaN or inf
+                values, or `Discrete` observations outside the space.
+            TypeError: For non-numeric observations or a non-bool
+                `deterministic`.
         """
+        observations, single = checks.check_observations(
+            self.observation_space, observations
+        )
+        deterministic = checks.check_bool("deterministic", deterministic)
         dtype = spaces.observation_dtype(self.observation_space).as_numpy_dtype
         observations = np.asarray(observations, dtype)
-        return self._env_actions(observations, bool(deterministic)).numpy()
+        actions = self._env_actions(observations, deterministic).numpy()
+        return actions[0] if single else actions
 
     # ------------------------------------------------------- saving, export
 
@@ -332,7 +342,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         """`keras.Model.save`, atomic: `filepath` holds either the previous
         file or the complete new one, even if the process dies midway
         (`keras_ppo.files.save_atomically`). So `ModelCheckpoint` and
-        `BackupAndRestore` never leave a truncated agent behind."""
+        `BackupAndRestore` never leave a truncated agent behind. Other
+        paths (and an existing file with `overwrite=False`) are refused
+        before anything is written."""
+        checks.check_save_path(filepath, overwrite)
         save_atomically(
             lambda path: super(PPOModel, self).save(path, overwrite=True, **kwargs),
             filepath,
@@ -340,7 +353,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         )
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
-        """`keras.Model.save_weights`, atomic like `save`."""
+        """`keras.Model.save_weights` to a `.weights.h5` file, atomic and
+        checked like `save`."""
+        checks.check_save_path(filepath, overwrite, weights_only=True)
         save_atomically(
             lambda path: super(PPOModel, self).save_weights(
                 path, overwrite=True, **kwargs

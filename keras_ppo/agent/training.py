@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_ppo import checks
 from keras_ppo.agent import replicas, streams
 from keras_ppo.agent.update import update
 from keras_ppo.core.batch import LOSS_METRICS, Minibatch
@@ -89,10 +90,13 @@ class KerasTraining:
         the rollout dataset shuffles its minibatches itself.
 
         Raises:
-            ValueError: If `x` is a rollout dataset made for another model.
+            ValueError: If `x` is not a rollout dataset or one made for
+                another model, or for Keras arguments PPO does not support
+                (`y`, `validation_data`, `class_weight`, ...).
         """
         # Overridden to read a rollout dataset as one endless stream, feed it
         # whole to every replica, and re-raise an env's own error.
+        checks.check_fit_arguments(x, args, kwargs)
         stream = streams.stream_of(x)
         if stream is not None:
             if stream.model is not self:
@@ -124,6 +128,20 @@ class KerasTraining:
             if env_error is None:
                 raise
             raise env_error from error
+
+    # Keras' evaluation and prediction loops have no meaning for an agent:
+    # each points to what does (keras_ppo.evaluate, predict_action).
+    def evaluate(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("evaluate")
+
+    def test_on_batch(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("test_on_batch")
+
+    def predict(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("predict")
+
+    def predict_on_batch(self, *args, **kwargs):
+        raise checks.unsupported_keras_method("predict_on_batch")
 
     def make_train_function(self, force=False):
         # Multi-worker train steps return their logs packed into one tensor.

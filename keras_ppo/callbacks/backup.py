@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_ppo import distribute
+from keras_ppo import checks, distribute
 
 
 class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -25,6 +25,12 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         >>> model.fit(dataset, epochs=100, callbacks=[
         ...     ChiefBackupAndRestore("/shared/runs/backup")])
     """
+
+    def __init__(self, backup_dir, *args, **kwargs):
+        # A file in the way would otherwise fail only at the first backup,
+        # after a whole iteration of training.
+        checks.check_directory("backup_dir", backup_dir)
+        super().__init__(backup_dir, *args, **kwargs)
 
     def _is_chief(self):
         return distribute.worker_index(self.model) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_ppo import checks
 from keras_ppo.agent.model import PPOModel
 
 
@@ -30,6 +31,13 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         ...     AtomicModelCheckpoint("runs/agent.keras")])
         >>> keras.saving.load_model("runs/agent.keras")  # even after a kill
     """
+
+    def __init__(self, filepath, *args, **kwargs):
+        super().__init__(filepath, *args, **kwargs)
+        if "://" not in str(self.filepath):
+            # Keras checks the suffix; a directory or a file in the way
+            # would otherwise fail only at the first save, after training.
+            checks.check_save_path(self.filepath, weights_only=self.save_weights_only)
 
     def set_model(self, model):
         if not isinstance(model, PPOModel):

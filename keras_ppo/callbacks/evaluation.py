@@ -8,8 +8,9 @@ import gymnasium as gym
 import keras
 from gymnasium.vector import VectorEnv
 
+from keras_ppo import checks
 from keras_ppo.envs_util import make_vector_env
-from keras_ppo.evaluation import evaluate
+from keras_ppo.evaluation import check_env_spaces, evaluate
 
 
 class EvalCallback(keras.callbacks.Callback):
@@ -51,10 +52,12 @@ class EvalCallback(keras.callbacks.Callback):
         verbose: Print each evaluation's result if 1.
 
     Raises:
-        ValueError: If `every` or `episodes` is not an int >= 1, the env id
+        ValueError: If `every` or `episodes` is not an int >= 1, `seed` is
+            outside `[0, 2**32 - 1]`, `verbose` is not 0, 1 or 2, the env id
             is unknown, or (at the start of `fit`) the env's spaces differ
             from the model's.
-        TypeError: If `env_or_id` is not an env id, `Env` or `VectorEnv`.
+        TypeError: If `env_or_id` is not an env id, `Env` or `VectorEnv`, or
+            `deterministic` is not a bool.
 
     Example:
         >>> model.fit(
@@ -80,11 +83,13 @@ class EvalCallback(keras.callbacks.Callback):
         verbose: int = 0,
     ):
         super().__init__()
-        for name, value in (("every", every), ("episodes", episodes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"`{name}` must be an int >= 1. Received: {name}={value!r}"
-                )
+        every, episodes = (
+            checks.check_int(name, value, minimum=1, type_error=ValueError)
+            for name, value in (("every", every), ("episodes", episodes))
+        )
+        deterministic = checks.check_bool("deterministic", deterministic)
+        seed = checks.check_seed("seed", seed)
+        verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
         if isinstance(env_or_id, str):
             if env_or_id not in gym.registry:
                 raise ValueError(
@@ -109,15 +114,7 @@ class EvalCallback(keras.callbacks.Callback):
             self._envs = make_vector_env(self.env_or_id, min(self.episodes, 16))
         else:
             self._envs = self.env_or_id
-        vector = isinstance(self._envs, VectorEnv)
-        for kind in ("observation", "action"):
-            space = getattr(self._envs, f"{'single_' if vector else ''}{kind}_space")
-            expected = getattr(self.model, f"{kind}_space")
-            if space != expected:
-                raise ValueError(
-                    f"The eval env's {kind} space differs from the model's. "
-                    f"Model: {expected}. Received: {space}"
-                )
+        check_env_spaces(self.model, self._envs)
         self._first_epoch = True
 
     def on_epoch_end(self, epoch, logs=None):

@@ -8,6 +8,8 @@ import time
 
 import keras
 
+from keras_ppo import checks
+
 
 class ProgressBar(keras.callbacks.Callback):
     """Reports env steps done out of `total_timesteps`, the latest mean
@@ -25,8 +27,10 @@ class ProgressBar(keras.callbacks.Callback):
 
     def __init__(self, total_timesteps: int, verbose: int = 1):
         super().__init__()
-        self.total_timesteps = total_timesteps
-        self.verbose = verbose
+        self.total_timesteps = checks.check_int(
+            "total_timesteps", total_timesteps, minimum=1
+        )
+        self.verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
         self._progbar = None
         self._last = {}
 

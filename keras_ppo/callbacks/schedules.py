@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
+
+from keras_ppo import checks
 
 
 class ClipRatioScheduler(keras.callbacks.Callback):
@@ -27,18 +27,27 @@ class ClipRatioScheduler(keras.callbacks.Callback):
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
+        if not callable(schedule):
+            raise TypeError(
+                "`schedule` must be a function `schedule(epoch, clip_ratio) -> "
+                f"clip_ratio`. Received: schedule={schedule!r}"
+            )
         self.schedule = schedule
-        self.verbose = verbose
+        self.verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
 
     def on_epoch_begin(self, epoch, logs=None):
         current = float(self.model.clip_ratio.numpy())
         value = self.schedule(epoch, current)
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        try:
+            value = checks.check_float("clip_ratio", value, lower=0.0)
+        except (TypeError, ValueError):
+            # One type for every bad value: the schedule's result, not an
+            # argument, is wrong.
             raise ValueError(
                 "The clip ratio schedule must return a finite number >= 0. "
                 f"Received: {value!r} at epoch {epoch}"
-            )
-        self.model.clip_ratio.assign(float(value))
+            ) from None
+        self.model.clip_ratio.assign(value)
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: ClipRatioScheduler setting clip_ratio={value}")
 
@@ -53,7 +62,14 @@ def linear_schedule(initial, epochs):
     As in Stable-Baselines3 / rl-zoo3's `lin_<initial>`, the value used in
     iteration `k` is `initial * (1 - (k + 1) / epochs)`: the fraction of the
     run remaining once that iteration's rollout is collected.
+
+    Raises:
+        ValueError: If `initial` is negative or not finite, or `epochs < 1`.
+        TypeError: If either is not a number.
     """
+
+    initial = checks.check_float("initial", initial, lower=0.0)
+    epochs = checks.check_int("epochs", epochs, minimum=1)
 
     def schedule(epoch, _):
         return initial * max(0.0, 1.0 - (epoch + 1) / epochs)

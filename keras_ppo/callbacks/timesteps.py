@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_ppo import checks
+
 
 class TimestepLimit(keras.callbacks.Callback):
     """Stops `fit` at the end of the epoch (PPO iteration) in which the env
@@ -37,15 +39,10 @@ class TimestepLimit(keras.callbacks.Callback):
 
     def __init__(self, total_timesteps: int, verbose: int = 0):
         super().__init__()
-        if (
-            isinstance(total_timesteps, bool)
-            or not isinstance(total_timesteps, int)
-            or total_timesteps < 1
-        ):
-            raise ValueError(
-                "`total_timesteps` must be an int >= 1. "
-                f"Received: total_timesteps={total_timesteps!r}"
-            )
+        total_timesteps = checks.check_int(
+            "total_timesteps", total_timesteps, minimum=1, type_error=ValueError
+        )
+        verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
         self.total_timesteps = total_timesteps
         self.verbose = verbose
         self.stopped_epoch = None

@@ -10,7 +10,7 @@ import gymnasium as gym
 import keras
 import tensorflow as tf
 
-from keras_ppo import rendering
+from keras_ppo import checks, rendering
 
 
 class VideoRecorder(keras.callbacks.Callback):
@@ -65,12 +65,15 @@ class VideoRecorder(keras.callbacks.Callback):
         seed: int | None = 0,
     ):
         super().__init__()
-        for name, value in (("every", every), ("episodes", episodes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"`{name}` must be an int >= 1. Received: {name}={value!r}"
-                )
-        if format not in ("gif", "mp4"):
+        every, episodes = (
+            checks.check_int(name, value, minimum=1, type_error=ValueError)
+            for name, value in (("every", every), ("episodes", episodes))
+        )
+        seed = checks.check_seed("seed", seed)
+        for name, path in (("directory", directory), ("log_dir", log_dir)):
+            if path is not None:
+                checks.check_directory(name, path)
+        if not isinstance(format, str) or format not in ("gif", "mp4"):
             raise ValueError(f"`format` must be 'gif' or 'mp4'. Received: {format!r}")
         if directory is None and log_dir is None:
             raise ValueError(

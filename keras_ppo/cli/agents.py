@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-from keras_ppo.cli.options import _missing_dependency, _optional
+from keras_ppo.cli.options import (
+    _missing_dependency,
+    _optional,
+    _positive_float,
+    _positive_int,
+    _seed,
+)
 
 AGENT_HELP = (
     "The agent is a .keras file saved from a PPOModel (keras-ppo train writes "
@@ -38,13 +44,13 @@ def _add_agent_commands(commands):
         )
         sub.add_argument(
             "--episodes",
-            type=int,
+            type=_positive_int,
             default=episodes,
             help=f"episodes to play (default: {episodes})",
         )
         sub.add_argument(
             "--seed",
-            type=_optional(int),
+            type=_optional(_seed),
             default=None,
             metavar="S|none",
             help="seed of the envs' first reset (default: none)",
@@ -60,7 +66,10 @@ def _add_agent_commands(commands):
         help="FILE.gif or FILE.mp4 (default: the agent's path with .gif)",
     )
     enjoy.add_argument(
-        "--fps", type=float, default=None, help="frame rate (default: the env's)"
+        "--fps",
+        type=_positive_float,
+        default=None,
+        help="frame rate (default: the env's)",
     )
     evaluate.set_defaults(subparser=evaluate, run=evaluate_command)
     enjoy.set_defaults(subparser=enjoy, run=enjoy_command)
@@ -101,17 +110,13 @@ def _resolve_env_id(args, parser, model) -> str:
     return env_id
 
 
-def _check_spaces(model, observation_space, action_space, env_id, parser):
-    if (observation_space, action_space) != (
-        model.observation_space,
-        model.action_space,
-    ):
-        parser.error(
-            f"the agent does not fit {env_id}: the agent was trained on "
-            f"observation space {model.observation_space} and action space "
-            f"{model.action_space}; {env_id} has observation space "
-            f"{observation_space} and action space {action_space}"
-        )
+def _check_spaces(model, env, env_id, parser):
+    from keras_ppo.evaluation import check_env_spaces
+
+    try:
+        check_env_spaces(model, env)
+    except ValueError as error:
+        parser.error(f"the agent does not fit {env_id}: {error}")
 
 
 def evaluate_command(args, parser) -> int:
@@ -139,13 +144,7 @@ def evaluate_command(args, parser) -> int:
     except gym.error.Error as error:
         parser.error(f"could not make {env_id}: {error}")
     try:
-        _check_spaces(
-            model,
-            envs.single_observation_space,
-            envs.single_action_space,
-            env_id,
-            parser,
-        )
+        _check_spaces(model, envs, env_id, parser)
         # Long evaluations otherwise look stuck.
         print(f"Playing {args.episodes} episodes of {env_id}...", flush=True)
         result = evaluate(
@@ -178,7 +177,7 @@ def enjoy_command(args, parser) -> int:
     """
     import gymnasium as gym
 
-    from keras_ppo import rendering
+    from keras_ppo import checks, rendering
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
@@ -187,6 +186,12 @@ def enjoy_command(args, parser) -> int:
     output = args.output or os.path.splitext(args.path)[0] + ".gif"
     if os.path.splitext(output)[1].lower() not in rendering.FORMATS:
         parser.error(f"argument --output must end in .gif or .mp4. Received: {output}")
+    if os.path.isdir(output):
+        parser.error(f"argument --output: {output!r} is an existing directory")
+    try:
+        checks.check_directory("--output's directory", os.path.dirname(output) or ".")
+    except ValueError as error:
+        parser.error(f"argument --output: {error}")
     model = _load_agent(args.path, parser)
     env_id = _resolve_env_id(args, parser, model)
     # Frames are drawn off-screen: keep pygame from opening a window or an
@@ -205,7 +210,7 @@ def enjoy_command(args, parser) -> int:
         modes = env.metadata.get("render_modes", [])
         if "rgb_array" not in modes:
             parser.error(f"{env_id} cannot render rgb_array frames; it renders {modes}")
-        _check_spaces(model, env.observation_space, env.action_space, env_id, parser)
+        _check_spaces(model, env, env_id, parser)
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         print(f"Recording {args.episodes} episodes of {env_id}...", flush=True)
         result = rendering.record_episodes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import types
 import typing
 
@@ -45,6 +46,51 @@ def _positive_int(text):
     return value
 
 
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number. Received: {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number. Received: {text!r}"
+        )
+    return value
+
+
+def _positive_float(text):
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0. Received: {text!r}")
+    return value
+
+
+def _seed(text):
+    # Imported here: `--help` need not load NumPy.
+    from keras_ppo.checks import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an int in [0, {SEED_MAX}]. Received: {text!r}"
+        ) from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"expected an int in [0, {SEED_MAX}]. Received: {text!r}"
+        )
+    return value
+
+
+def _parse_type(name, hint):
+    """The argparse type of a PPOConfig field of type `hint`."""
+    if name == "seed":
+        return _seed
+    return _finite_float if hint is float else hint
+
+
 CONFIG_HELP = {
     "num_steps": "steps per env per iteration",
     "minibatch_size": "samples per update; must divide num_steps * num_envs",
@@ -80,16 +126,20 @@ def _add_config_options(parser):
                 help=CONFIG_HELP.get(field.name),
             )
         elif optional:
+            inner = float if float in hint.__args__ else int
             group.add_argument(
                 flag,
-                type=_optional(float if float in hint.__args__ else int),
+                type=_optional(_parse_type(field.name, inner)),
                 default=None,
                 metavar="X|none",
                 help=CONFIG_HELP.get(field.name),
             )
         else:
             group.add_argument(
-                flag, type=hint, default=None, help=CONFIG_HELP.get(field.name)
+                flag,
+                type=_parse_type(field.name, hint),
+                default=None,
+                help=CONFIG_HELP.get(field.name),
             )
 
 

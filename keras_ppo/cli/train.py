@@ -9,7 +9,13 @@ import tempfile
 import time
 
 from keras_ppo import presets
-from keras_ppo.cli.options import _add_config_options, _hidden_sizes, _positive_int
+from keras_ppo.cli.options import (
+    _add_config_options,
+    _finite_float,
+    _hidden_sizes,
+    _positive_float,
+    _positive_int,
+)
 
 
 def _add_train_command(commands):
@@ -39,12 +45,15 @@ def _add_train_command(commands):
     )
     train.add_argument(
         "--total-timesteps",
-        type=int,
+        type=_positive_int,
         default=None,
         help="env steps to train for (default: preset)",
     )
     train.add_argument(
-        "--num-envs", type=int, default=None, help="parallel envs (default: preset)"
+        "--num-envs",
+        type=_positive_int,
+        default=None,
+        help="parallel envs (default: preset)",
     )
     train.add_argument(
         "--vectorization",
@@ -61,7 +70,7 @@ def _add_train_command(commands):
     )
     train.add_argument(
         "--learning-rate",
-        type=float,
+        type=_positive_float,
         default=None,
         help="Adam learning rate (default: preset)",
     )
@@ -79,13 +88,13 @@ def _add_train_command(commands):
     )
     train.add_argument(
         "--max-grad-norm",
-        type=float,
+        type=_positive_float,
         default=None,
         help="global gradient-norm clip (default: preset, else 0.5)",
     )
     train.add_argument(
         "--init-log-std",
-        type=float,
+        type=_finite_float,
         default=None,
         help="initial log std of Gaussian policies (default: preset, else 0)",
     )
@@ -105,7 +114,7 @@ def _add_train_command(commands):
     )
     train.add_argument(
         "--eval-episodes",
-        type=int,
+        type=_positive_int,
         default=10,
         help="deterministic evaluation episodes after training (default: 10)",
     )
@@ -151,6 +160,44 @@ def _env_steps_logger(workers=1):
     return EnvStepsLogger()
 
 
+def _check_before_training(args, parser, overrides, logdir, save_path):
+    """Exits 2 naming the flag for anything that would fail later: after
+    envs were made, or after the whole run, at the final save."""
+    import gymnasium as gym
+
+    from keras_ppo import checks
+    from keras_ppo.config import PPOConfig
+
+    for flag, check in (
+        ("--logdir", lambda: checks.check_directory("logdir", logdir)),
+        ("--save", lambda: checks.check_save_path(save_path)),
+        (
+            "--backup-dir",
+            lambda: (
+                args.backup_dir is None
+                or checks.check_directory("backup_dir", args.backup_dir)
+            ),
+        ),
+    ):
+        try:
+            check()
+        except (TypeError, ValueError) as error:
+            parser.error(f"argument {flag}: {error}")
+    if not args.tf_env and args.env_id not in gym.registry:
+        parser.error(
+            f"argument env_id: unknown environment id {args.env_id!r}. List the "
+            "registered ids with `python -c 'import gymnasium; "
+            "gymnasium.pprint_registry()'`"
+        )
+    _, preset_config = presets.preset(args.env_id, args.tf_env)
+    try:
+        PPOConfig(**{**preset_config, **overrides})
+    except (TypeError, ValueError) as error:
+        field = str(error).split("`")[1] if str(error).count("`") >= 2 else None
+        flag = f"argument --{field.replace('_', '-')}: " if field else ""
+        parser.error(f"{flag}{error}")
+
+
 def train_command(args, parser) -> int:
     """Trains on `args.env_id`, saves the agent and evaluates it.
 
@@ -184,14 +231,9 @@ def train_command(args, parser) -> int:
         for field in presets.config_fields()
         if getattr(args, field.name) is not None
     }
-    if args.eval_episodes < 1:
-        parser.error(
-            f"argument --eval-episodes must be >= 1. Received: {args.eval_episodes}"
-        )
     logdir = args.logdir or os.path.join("runs", args.env_id)
     save_path = args.save or os.path.join(logdir, "agent.keras")
-    if not save_path.endswith(".keras"):
-        parser.error(f"argument --save must end in .keras. Received: {save_path}")
+    _check_before_training(args, parser, overrides, logdir, save_path)
     # --workers N: start N local workers, or be one of them (TF_CONFIG set).
     strategy, workers = None, args.workers
     if workers > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
+from keras_ppo import checks
 from keras_ppo.agent import replicas, streams
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
@@ -65,6 +66,7 @@ def rollout_dataset(
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     # Checked here too: TF-native envs have no GymDriver to check it.
     check_nonfinite_mode(nonfinite)
+    jit_compile = checks.check_bool("jit_compile", jit_compile)
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
         driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
