@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_ppo import checks
+from keras_ppo.core import checks
 
 INT32_MAX = 2**31 - 1
 

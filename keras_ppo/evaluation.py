@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from keras_ppo import checks
+from keras_ppo.core import checks
 from keras_ppo.envs_util import make_vector_env
 
 

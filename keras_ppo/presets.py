@@ -330,9 +330,10 @@ def make_run(
     """
     import keras
 
-    from keras_ppo import checks, distribute
+    from keras_ppo import distribute
     from keras_ppo.agent.model import PPOModel
     from keras_ppo.config import PPOConfig
+    from keras_ppo.core import checks
     from keras_ppo.envs_util import make_vector_env
     from keras_ppo.rollout.dataset import rollout_dataset
 

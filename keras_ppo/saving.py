@@ -8,8 +8,9 @@ import zipfile
 
 import keras
 
-from keras_ppo import checks, files
+from keras_ppo import files
 from keras_ppo.agent.model import PPOModel
+from keras_ppo.core import checks
 
 
 def save_atomically(model, filepath, weights_only=False) -> None:

@@ -16,7 +16,7 @@ LAYERS = (
         "keras_ppo.config",
         "keras_ppo.compat",
         "keras_ppo.files",
-        "keras_ppo.checks",
+        "keras_ppo.core.checks",
     ),
     ("keras_ppo.envs",),
     ("keras_ppo.agent",),

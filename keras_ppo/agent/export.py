@@ -17,8 +17,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_ppo import checks
-from keras_ppo.core import spaces
+from keras_ppo.core import checks, spaces
 
 #: The `format`s `export_policy` writes.
 FORMATS = ("tf_saved_model", "onnx", "litert")

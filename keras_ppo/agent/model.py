@@ -8,13 +8,13 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import checks, compat
+from keras_ppo import compat
 from keras_ppo.agent import export, networks, replicas
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
-from keras_ppo.core import spaces
+from keras_ppo.core import checks, spaces
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.distributions import DiagGaussian, make_distribution
 from keras_ppo.files import save_atomically

@@ -10,9 +10,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ppo import checks
 from keras_ppo.agent import replicas, streams
 from keras_ppo.agent.update import update
+from keras_ppo.core import checks
 from keras_ppo.core.batch import LOSS_METRICS, Minibatch
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_ppo import checks, distribute
+from keras_ppo import distribute
+from keras_ppo.core import checks
 
 
 class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):

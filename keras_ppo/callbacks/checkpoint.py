@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_ppo import checks
 from keras_ppo.agent.model import PPOModel
+from keras_ppo.core import checks
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):

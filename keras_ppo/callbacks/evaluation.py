@@ -8,7 +8,7 @@ import gymnasium as gym
 import keras
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import checks
+from keras_ppo.core import checks
 from keras_ppo.envs_util import make_vector_env
 from keras_ppo.evaluation import check_env_spaces, evaluate
 

@@ -8,7 +8,7 @@ import time
 
 import keras
 
-from keras_ppo import checks
+from keras_ppo.core import checks
 
 
 class ProgressBar(keras.callbacks.Callback):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_ppo import checks
+from keras_ppo.core import checks
 
 
 class TimestepLimit(keras.callbacks.Callback):

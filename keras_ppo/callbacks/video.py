@@ -10,7 +10,8 @@ import gymnasium as gym
 import keras
 import tensorflow as tf
 
-from keras_ppo import checks, rendering
+from keras_ppo import rendering
+from keras_ppo.core import checks
 
 
 class VideoRecorder(keras.callbacks.Callback):

@@ -177,7 +177,8 @@ def enjoy_command(args, parser) -> int:
     """
     import gymnasium as gym
 
-    from keras_ppo import checks, rendering
+    from keras_ppo import rendering
+    from keras_ppo.core import checks
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")

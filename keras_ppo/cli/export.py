@@ -62,12 +62,16 @@ def export_command(args, parser) -> int:
     Returns:
         The exit code: 0. Missing extras exit 2 too.
     """
-    from keras_ppo.agent.export import export_policy
+    from keras_ppo.agent.export import check_output, export_policy
 
     output = args.output or os.path.splitext(args.path)[0] + FORMATS[args.format]
     # Checked before the agent loads: nothing is written when it is refused.
-    if os.path.lexists(output) and not args.overwrite:
+    try:
+        check_output(output, args.format, args.overwrite)
+    except FileExistsError:
         parser.error(f"{output} exists; pass --overwrite to replace it")
+    except ValueError as error:
+        parser.error(f"cannot write {output}: {error}")
     model = _load_agent(args.path, parser)
     print(f"Exporting {args.path} as {args.format}...", flush=True)
     try:

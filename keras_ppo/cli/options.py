@@ -69,7 +69,7 @@ def _positive_float(text):
 
 def _seed(text):
     # Imported here: `--help` need not load NumPy.
-    from keras_ppo.checks import SEED_MAX
+    from keras_ppo.core.checks import SEED_MAX
 
     try:
         value = int(text)

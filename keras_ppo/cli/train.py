@@ -165,8 +165,8 @@ def _check_before_training(args, parser, overrides, logdir, save_path):
     envs were made, or after the whole run, at the final save."""
     import gymnasium as gym
 
-    from keras_ppo import checks
     from keras_ppo.config import PPOConfig
+    from keras_ppo.core import checks
 
     for flag, check in (
         ("--logdir", lambda: checks.check_directory("logdir", logdir)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_ppo import checks
+from keras_ppo.core import checks
 
 
 def compute_gae(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo import checks
 from keras_ppo.agent import replicas, streams
 from keras_ppo.agent.model import PPOModel
+from keras_ppo.core import checks
 from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
 from keras_ppo.envs import BatchedEnv
 from keras_ppo.rollout.gym_driver import GymDriver, check_nonfinite_mode

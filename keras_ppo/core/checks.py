@@ -160,7 +160,7 @@ def check_model_arguments(
     """
     from gymnasium import spaces as gym_spaces
 
-    from keras_ppo import spaces
+    from keras_ppo.core import spaces
 
     spaces.check_observation_space(observation_space)
     if not isinstance(
