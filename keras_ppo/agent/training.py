@@ -187,8 +187,11 @@ class KerasTraining:
         for name in LOSS_METRICS:
             # Every replica tracks the global value; minibatches skipped by
             # target_kl are not tracked.
-            value = tf.where(applied > 0, results[name], 0.0)
-            trackers[name].update_state(value, sample_weight=applied)
+            if applied is None:
+                trackers[name].update_state(results[name])
+            else:
+                value = tf.where(applied > 0, results[name], 0.0)
+                trackers[name].update_state(value, sample_weight=applied)
         # Each replica adds 1/R of the global episode sums: summed across
         # replicas (the epoch logs) they count each episode once, and each
         # replica's own mean (the batch logs) is the global mean.

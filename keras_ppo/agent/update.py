@@ -67,7 +67,8 @@ def update(model, minibatch: Minibatch):
     Returns:
         `(results, applied, episodes)`: the losses and diagnostics named as
         in `keras_ppo.core.batch.LOSS_METRICS`; 1.0 if the minibatch counts
-        (0.0 if target_kl had already stopped the iteration); and this
+        (0.0 if target_kl had already stopped the iteration; None without
+        target_kl, when every minibatch counts); and this
         replica's `1 / num_replicas` share of the global minibatch's
         `EpisodeStats`.
     """
@@ -149,11 +150,12 @@ def clip_gradients(optimizer, gradients):
 
 def _apply(model, gradients, approx_kl, update_index):
     """Applies the gradients unless the target-KL rule skips this minibatch;
-    returns 1.0 if the minibatch counts, 0.0 if the iteration had stopped."""
+    returns 1.0 if the minibatch counts, 0.0 if the iteration had stopped,
+    None without target_kl (every minibatch counts)."""
     variables = model.trainable_variables
     if model.config.target_kl is None:
         model.optimizer.apply(gradients, variables)
-        return tf.constant(1.0)
+        return None
     stopped = tf.logical_and(model.kl_stopped, update_index > 0)
     skip = tf.logical_or(stopped, approx_kl > model.config.target_kl)
     if replicas.is_distributed(model):

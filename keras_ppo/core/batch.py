@@ -48,6 +48,8 @@ class EpisodeStats(NamedTuple):
     def scaled(self, factor) -> EpisodeStats:
         """Every sum times `factor` (e.g. 0 outside an iteration's first
         minibatch, `1 / replicas` for a replica's share)."""
+        if isinstance(factor, float) and factor == 1.0:
+            return self
         return EpisodeStats(*(value * factor for value in self))
 
 
