@@ -23,7 +23,7 @@ def tf_vs_gym(lib, env_id, seed, total_steps=None):
     import keras
 
     import keras_ppo
-    from keras_ppo.presets import make_run, preset
+    from keras_ppo.cli.presets import make_run, preset
 
     settings, overrides = preset(env_id, tf_env=True)
     run_settings = {

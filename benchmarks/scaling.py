@@ -5,7 +5,7 @@
 
 One worker is the plain single-device fit. `--mirrored 2` adds one
 process with `MirroredStrategy` over two logical CPUs. N > 1 workers run
-`MultiWorkerMirroredStrategy` on localhost (`keras_ppo.launch.tf_config`),
+`MultiWorkerMirroredStrategy` on localhost (`keras_ppo.cli.launch.tf_config`),
 each with its own gymnasium CartPole-v1 envs and one TensorFlow thread
 (intra- and inter-op), like `run.py`. Each worker times `--iterations` PPO
 iterations after two warm-up iterations; the reported rate is the env steps
@@ -135,7 +135,7 @@ class _null:
 
 
 def measure(config_name, num_workers, iterations, mirrored=0):
-    from keras_ppo import launch
+    from keras_ppo.cli import launch
 
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     environment["PYTHONPATH"] = os.pathsep.join(

@@ -97,7 +97,7 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
 
     import keras_ppo
     from keras_ppo.agent.streams import stream_of
-    from keras_ppo.presets import make_run
+    from keras_ppo.cli.presets import make_run
 
     begin, cpu_begin = time.perf_counter(), time.process_time()
     run = make_run(env_id, tf_env=tf_env, seed=seed, **overrides)

@@ -15,8 +15,8 @@ _EXPORTS = {
     "PPOConfig": "keras_ppo.config",
     "PPOModel": "keras_ppo.agent.model",
     "compute_gae": "keras_ppo.core.advantages",
-    "evaluate": "keras_ppo.evaluation",
-    "load_agent": "keras_ppo.saving",
+    "evaluate": "keras_ppo.io.evaluation",
+    "load_agent": "keras_ppo.io.saving",
     "rollout_dataset": "keras_ppo.rollout.dataset",
 }
 __all__ = sorted(_EXPORTS)

@@ -303,7 +303,7 @@ def steps_per_execution_scenario(strategy):
 
 
 def learn_scenario(strategy):
-    from keras_ppo import presets
+    from keras_ppo.cli import presets
 
     with strategy.scope():
         run = presets.make_run("CartPole-v1", total_timesteps=30_000, seed=1)

@@ -1,7 +1,7 @@
 """One worker of a MultiWorkerMirroredStrategy run; prints `RESULT {json}`.
 
 `tests/test_distribute.py` starts two of these with the `TF_CONFIG`s of
-`keras_ppo.launch.tf_config`: `python multiworker_checks.py BACKUP_DIR
+`keras_ppo.cli.launch.tf_config`: `python multiworker_checks.py BACKUP_DIR
 KILL_AFTER_EPOCH`. They fit 4 iterations with a `ChiefBackupAndRestore` in
 BACKUP_DIR; worker 1 kills itself after epoch KILL_AFTER_EPOCH (-1: never).
 A worker only observes; the tests state what to expect.

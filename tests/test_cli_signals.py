@@ -104,7 +104,7 @@ def interrupt_after_iterations(tmp_path, iterations, vectorization, whole_group)
 @pytest.mark.parametrize(
     "vectorization, whole_group",
     # With async envs a group-wide Ctrl-C also reaches the env workers; they
-    # ignore it (keras_ppo.envs_util), so a rollout is never cut.
+    # ignore it (keras_ppo.io.envs_util), so a rollout is never cut.
     [("sync", False), ("sync", True), ("async", True)],
 )
 def test_sigint_saves_the_agent_and_exits_130(tmp_path, vectorization, whole_group):

@@ -1,5 +1,5 @@
 """Tests for `keras-ppo evaluate`, `enjoy` and `plot` (`keras_ppo.cli`,
-`keras_ppo.rendering`, `keras_ppo.plotting`)."""
+`keras_ppo.io.rendering`, `keras_ppo.cli.plotting`)."""
 
 import csv
 import math
@@ -14,9 +14,8 @@ import pytest
 import tensorflow as tf
 
 import keras_ppo
-from keras_ppo import plotting
-from keras_ppo.cli import main
-from keras_ppo.plotting import Curve
+from keras_ppo.cli import main, plotting
+from keras_ppo.cli.plotting import Curve
 
 
 def run_failing(argv, capsys):

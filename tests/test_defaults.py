@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_ppo
-from keras_ppo import presets
+from keras_ppo.cli import presets
 from tests.envs import CounterEnv, vector
 
 RETURN = 100.0

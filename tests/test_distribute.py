@@ -208,7 +208,7 @@ def test_mirrored_cartpole_learns():
 
 
 def start_workers(script, num_workers=2, args=()):
-    from keras_ppo import launch
+    from keras_ppo.cli import launch
 
     ports = launch.free_ports(num_workers)
     environment = subprocess_environment()
@@ -338,8 +338,7 @@ def test_train_rejects_a_worker_count_below_one(value, capsys):
 
 
 def test_train_rejects_a_tf_config_of_another_size(monkeypatch, capsys, tmp_path):
-    from keras_ppo import launch
-    from keras_ppo.cli import main
+    from keras_ppo.cli import launch, main
 
     monkeypatch.setenv("TF_CONFIG", launch.tf_config([1, 2, 3], 0))
     with pytest.raises(SystemExit) as info:
@@ -350,7 +349,7 @@ def test_train_rejects_a_tf_config_of_another_size(monkeypatch, capsys, tmp_path
 
 
 def test_tf_config_names_every_worker_and_its_index():
-    from keras_ppo import launch
+    from keras_ppo.cli import launch
 
     ports = launch.free_ports(3)
     assert len(set(ports)) == 3
@@ -465,7 +464,7 @@ def test_train_backup_dir_restores_a_finished_iteration(tmp_path, monkeypatch):
         "--backup-dir",
         str(backup_dir),
     ]
-    from keras_ppo import presets
+    from keras_ppo.cli import presets
 
     run = presets.make_run(
         "CartPole-v1", num_envs=2, num_steps=64, minibatch_size=64, update_epochs=1

@@ -9,7 +9,7 @@ from test_data import BatchLogs, CountAtEpochEnd
 
 import keras_ppo
 import keras_ppo.envs as tfenvs
-from keras_ppo.presets import make_run, preset
+from keras_ppo.cli.presets import make_run, preset
 from keras_ppo.rollout.prepare import collect_rollout
 from keras_ppo.rollout.tf_driver import TFDriver
 

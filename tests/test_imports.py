@@ -11,32 +11,12 @@ PACKAGE = pathlib.Path(keras_ppo.__file__).parent
 
 # Lowest first. A module may import from its own layer or any lower one.
 LAYERS = (
-    (
-        "keras_ppo.core",
-        "keras_ppo.config",
-        "keras_ppo.compat",
-        "keras_ppo.files",
-        "keras_ppo.core.checks",
-    ),
+    ("keras_ppo.core", "keras_ppo.config", "keras_ppo.compat", "keras_ppo.files"),
     ("keras_ppo.envs",),
     ("keras_ppo.agent",),
     ("keras_ppo.rollout",),
-    (
-        "keras_ppo.distribute",
-        "keras_ppo.saving",
-        "keras_ppo.envs_util",
-        "keras_ppo.evaluation",
-        "keras_ppo.rendering",
-        "keras_ppo.plotting",
-    ),
+    ("keras_ppo.distribute", "keras_ppo.io"),
     ("keras_ppo.callbacks",),
-    (
-        "keras_ppo.presets",
-        "keras_ppo.launch",
-        "keras_ppo.preset_files",
-        "keras_ppo.search_spaces",
-        "keras_ppo.tuning",
-    ),
     ("keras_ppo.cli", "keras_ppo.registration"),
 )
 

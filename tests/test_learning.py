@@ -3,7 +3,7 @@
 import pytest
 
 import keras_ppo
-from keras_ppo.presets import make_run
+from keras_ppo.cli.presets import make_run
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from keras_ppo import presets
+from keras_ppo.cli import presets
 from keras_ppo.config import PPOConfig
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import keras_ppo
 from keras_ppo.cli import main
-from keras_ppo.saving import save_atomically
+from keras_ppo.io.saving import save_atomically
 
 
 @pytest.fixture(scope="module")

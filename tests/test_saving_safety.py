@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_ppo import PPOConfig, PPOModel
 from keras_ppo.callbacks import AtomicModelCheckpoint, ChiefBackupAndRestore
-from keras_ppo.saving import save_atomically
+from keras_ppo.io.saving import save_atomically
 
 BOX = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 

@@ -4,7 +4,7 @@ working run on that env."""
 import pytest
 
 import keras_ppo.envs as tfenvs
-from keras_ppo.presets import PRESETS, TF_PRESETS, make_run, preset
+from keras_ppo.cli.presets import PRESETS, TF_PRESETS, make_run, preset
 
 
 def test_every_tf_env_has_a_tf_preset():

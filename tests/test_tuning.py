@@ -10,9 +10,8 @@ import types
 import optuna
 import pytest
 
-from keras_ppo import preset_files, search_spaces, tuning
 from keras_ppo.callbacks import TrialPruning
-from keras_ppo.cli import main
+from keras_ppo.cli import main, preset_files, search_spaces, tuning
 
 # Everything fixed but the learning rate: 1e-7 leaves the policy as it
 # started, 3e-3 learns within a few iterations, so the median pruner has

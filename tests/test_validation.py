@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import keras_ppo
-from keras_ppo import PPOConfig, PPOModel, compute_gae, presets
+from keras_ppo import PPOConfig, PPOModel, compute_gae
 from keras_ppo.callbacks import (
     ClipRatioScheduler,
     EvalCallback,
@@ -18,6 +18,7 @@ from keras_ppo.callbacks import (
     VideoRecorder,
     linear_schedule,
 )
+from keras_ppo.cli import presets
 from tests.messages import raises
 
 NAN, INF = math.nan, math.inf

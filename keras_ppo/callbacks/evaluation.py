@@ -9,8 +9,8 @@ import keras
 from gymnasium.vector import VectorEnv
 
 from keras_ppo.core import checks
-from keras_ppo.envs_util import make_vector_env
-from keras_ppo.evaluation import check_env_spaces, evaluate
+from keras_ppo.io.envs_util import make_vector_env
+from keras_ppo.io.evaluation import check_env_spaces, evaluate
 
 
 class EvalCallback(keras.callbacks.Callback):

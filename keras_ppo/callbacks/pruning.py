@@ -16,7 +16,7 @@ class TrialPruning(keras.callbacks.Callback):
     counted from 1, the PPO iteration. Training stops with
     `model.stop_training` rather than an exception, so the other callbacks
     close their envs; the caller then raises `optuna.TrialPruned` when
-    `pruned` is set (as `keras_ppo.tuning` does). Place it after the
+    `pruned` is set (as `keras_ppo.cli.tuning` does). Place it after the
     callback that logs `monitor`.
 
     Args:

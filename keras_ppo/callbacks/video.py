@@ -10,8 +10,8 @@ import gymnasium as gym
 import keras
 import tensorflow as tf
 
-from keras_ppo import rendering
 from keras_ppo.core import checks
+from keras_ppo.io import rendering
 
 
 class VideoRecorder(keras.callbacks.Callback):

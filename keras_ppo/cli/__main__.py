@@ -1,5 +1,5 @@
 """`python -m keras_ppo.cli ...`: how `keras-ppo train --workers N` starts its
-workers (see `keras_ppo.launch`), and a way to run the command line without
+workers (see `keras_ppo.cli.launch`), and a way to run the command line without
 the console script."""
 
 import sys

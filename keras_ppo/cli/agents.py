@@ -77,7 +77,7 @@ def _add_agent_commands(commands):
 
 def _load_agent(path: str, parser):
     """The `PPOModel` saved at `path`; exits 2 naming `path` otherwise."""
-    from keras_ppo.saving import load_agent
+    from keras_ppo.io.saving import load_agent
 
     try:
         return load_agent(path)
@@ -111,7 +111,7 @@ def _resolve_env_id(args, parser, model) -> str:
 
 
 def _check_spaces(model, env, env_id, parser):
-    from keras_ppo.evaluation import check_env_spaces
+    from keras_ppo.io.evaluation import check_env_spaces
 
     try:
         check_env_spaces(model, env)
@@ -131,8 +131,8 @@ def evaluate_command(args, parser) -> int:
     """
     import gymnasium as gym
 
-    from keras_ppo.envs_util import make_vector_env
-    from keras_ppo.evaluation import evaluate
+    from keras_ppo.io.envs_util import make_vector_env
+    from keras_ppo.io.evaluation import evaluate
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
@@ -177,8 +177,8 @@ def enjoy_command(args, parser) -> int:
     """
     import gymnasium as gym
 
-    from keras_ppo import rendering
     from keras_ppo.core import checks
+    from keras_ppo.io import rendering
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")

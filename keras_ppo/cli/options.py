@@ -7,7 +7,7 @@ import math
 import types
 import typing
 
-from keras_ppo import presets
+from keras_ppo.cli import presets
 
 
 def _optional(parse):

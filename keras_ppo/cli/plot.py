@@ -49,7 +49,7 @@ def plot_command(args, parser) -> int:
     Returns:
         The exit code: 0. Missing extras exit 2 too.
     """
-    from keras_ppo import plotting
+    from keras_ppo.cli import plotting
 
     # Reading many event files takes a while: say what is going on.
     print(f"Reading the logs under {', '.join(args.run_dirs)}...", flush=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keras_ppo.preset_files import load_preset_file
+from keras_ppo.cli.preset_files import load_preset_file
 
 DEFAULT_ENV_ID = "CartPole-v1"
 
@@ -11,7 +11,7 @@ def apply_preset_file(args, parser) -> None:
     """Fills the options of `args` left unset (None) from `args.preset`.
 
     The order is: explicit flags, then the file, then the env's built-in
-    preset (`keras_ppo.presets`), then the defaults. ENV_ID, when not
+    preset (`keras_ppo.cli.presets`), then the defaults. ENV_ID, when not
     given, is the file's `env_id`, else CartPole-v1.
 
     Args:
@@ -36,10 +36,10 @@ def apply_preset_file(args, parser) -> None:
 
 
 def run_settings(args) -> dict:
-    """The run settings `train` uses (`keras_ppo.presets.DEFAULT_RUN` keys):
+    """The run settings `train` uses (`keras_ppo.cli.presets.DEFAULT_RUN` keys):
     the env's built-in preset under the options and the preset file, as
     `presets.make_run` combines them; for the HParams dashboard."""
-    from keras_ppo import presets
+    from keras_ppo.cli import presets
 
     settings, _ = presets.preset(args.env_id, args.tf_env)
     for name in settings:

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 
-from keras_ppo import presets
+from keras_ppo.cli import presets
 from keras_ppo.cli.options import (
     _add_config_options,
     _finite_float,
@@ -202,7 +202,7 @@ def train_command(args, parser) -> int:
     """Trains on `args.env_id`, saves the agent and evaluates it.
 
     With `--workers N` and no `TF_CONFIG`, starts N worker processes instead
-    (`keras_ppo.launch`); with `TF_CONFIG` set, is one of them.
+    (`keras_ppo.cli.launch`); with `TF_CONFIG` set, is one of them.
 
     Args:
         args: The parsed command line (`build_parser`).
@@ -223,7 +223,7 @@ def train_command(args, parser) -> int:
         StopOnInterrupt,
     )
     from keras_ppo.cli.preset_option import apply_preset_file, run_settings
-    from keras_ppo.saving import save_atomically
+    from keras_ppo.io.saving import save_atomically
 
     apply_preset_file(args, parser)
     overrides = {
@@ -237,7 +237,7 @@ def train_command(args, parser) -> int:
     # --workers N: start N local workers, or be one of them (TF_CONFIG set).
     strategy, workers = None, args.workers
     if workers > 1:
-        from keras_ppo import launch
+        from keras_ppo.cli import launch
 
         if "TF_CONFIG" not in os.environ:
             return launch.run_local_workers(args.argv, workers, logdir)

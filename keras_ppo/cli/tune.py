@@ -6,7 +6,7 @@ import os
 
 from keras_ppo.cli.options import _missing_dependency, _optional, _positive_int
 
-DEFAULT_STORAGE = "sqlite:///runs/tune/studies.db"  # keras_ppo.tuning's
+DEFAULT_STORAGE = "sqlite:///runs/tune/studies.db"  # keras_ppo.cli.tuning's
 
 
 def _add_tune_command(commands):
@@ -99,7 +99,7 @@ def tune_command(args, parser) -> int:
     Returns:
         The exit code: 0, or 1 when no trial of the study has completed.
     """
-    from keras_ppo import preset_files, tuning
+    from keras_ppo.cli import preset_files, tuning
 
     if args.pruner_startup_trials < 0:
         parser.error(

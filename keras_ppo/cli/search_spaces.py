@@ -9,7 +9,7 @@ minutes. A space maps a hyperparameter to one of:
 * `{"choices": [a, b, ...]}`;
 * a plain value, which fixes it.
 
-Names are `keras_ppo.presets.DEFAULT_RUN` keys (`num_envs`, `learning_rate`,
+Names are `keras_ppo.cli.presets.DEFAULT_RUN` keys (`num_envs`, `learning_rate`,
 `anneal_lr`, `max_grad_norm`, ...) and `PPOConfig` fields (`num_steps`,
 `minibatch_size`, `gamma`, ...). A JSON or YAML file with such a mapping
 (`keras-ppo tune --search-space FILE`) is laid over the family's space:

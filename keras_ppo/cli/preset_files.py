@@ -2,7 +2,7 @@
 
 `keras-ppo tune` writes the best trial as one; `keras-ppo train --preset
 FILE` reads it, with explicit flags overriding it. The layout mirrors an
-entry of `keras_ppo.presets.PRESETS`:
+entry of `keras_ppo.cli.presets.PRESETS`:
 
 ```json
 {
@@ -12,7 +12,7 @@ entry of `keras_ppo.presets.PRESETS`:
 }
 ```
 
-`run` takes the keys of `keras_ppo.presets.DEFAULT_RUN`, `config` the fields
+`run` takes the keys of `keras_ppo.cli.presets.DEFAULT_RUN`, `config` the fields
 of `PPOConfig`; every key is optional.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 
-from keras_ppo import presets
+from keras_ppo.cli import presets
 
 _SECTIONS = {"env_id", "run", "config", "comment"}
 

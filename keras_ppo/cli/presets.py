@@ -334,7 +334,7 @@ def make_run(
     from keras_ppo.agent.model import PPOModel
     from keras_ppo.config import PPOConfig
     from keras_ppo.core import checks
-    from keras_ppo.envs_util import make_vector_env
+    from keras_ppo.io.envs_util import make_vector_env
     from keras_ppo.rollout.dataset import rollout_dataset
 
     settings, overrides = preset(env_id, tf_env)

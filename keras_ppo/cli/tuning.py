@@ -1,8 +1,8 @@
 """Hyperparameter tuning with Optuna (`keras-ppo tune`).
 
 Each trial samples a configuration from the env family's search space
-(`keras_ppo.search_spaces`), trains it for a fixed budget with
-`keras_ppo.presets.make_run`, evaluates the deterministic policy every few
+(`keras_ppo.cli.search_spaces`), trains it for a fixed budget with
+`keras_ppo.cli.presets.make_run`, evaluates the deterministic policy every few
 iterations (`EvalCallback`, logged as `eval_return`) and reports each
 evaluation to Optuna (`TrialPruning`): a median pruner stops trials that
 fall behind the completed ones at the same iteration. A trial's value is
@@ -20,7 +20,7 @@ import os
 import time
 import typing
 
-from keras_ppo import presets, search_spaces
+from keras_ppo.cli import presets, search_spaces
 
 #: Where `keras-ppo tune` keeps its studies unless told otherwise.
 DEFAULT_STORAGE = "sqlite:///runs/tune/studies.db"
@@ -205,7 +205,7 @@ def tune(
             `postgresql://...`) or storage object.
         study_name: The study to create or continue (default: `env_id`).
         search_space: Entries laid over the env family's space
-            (`keras_ppo.search_spaces`).
+            (`keras_ppo.cli.search_spaces`).
         total_timesteps: Env steps per trial (default: the env's preset).
         eval_every: Iterations between evaluations (default: about 10
             evaluations per trial).

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from keras_ppo.core import checks
-from keras_ppo.envs_util import make_vector_env
+from keras_ppo.io.envs_util import make_vector_env
 
 
 def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> dict:
