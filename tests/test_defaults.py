@@ -4,10 +4,10 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
+from envs import CounterEnv, vector
 
 import keras_ppo
 from keras_ppo.cli import presets
-from tests.envs import CounterEnv, vector
 
 RETURN = 100.0
 

@@ -6,10 +6,10 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from messages import raises
 
 import keras_ppo
 from keras_ppo import PPOConfig, PPOModel
-from tests.messages import raises
 
 NAN, INF = math.nan, math.inf
 BOX = gym.make("CartPole-v1").observation_space

@@ -4,10 +4,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
+from messages import raises
 
 import keras_ppo
 from keras_ppo import PPOConfig, PPOModel
-from tests.messages import raises
 
 # ------------------------------------------------------------ keras misuse
 

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
+from messages import raises
 
 import keras_ppo
 from keras_ppo import PPOConfig, PPOModel, compute_gae
@@ -19,7 +20,6 @@ from keras_ppo.callbacks import (
     linear_schedule,
 )
 from keras_ppo.cli import presets
-from tests.messages import raises
 
 NAN, INF = math.nan, math.inf
 BOX = gym.make("CartPole-v1").observation_space
