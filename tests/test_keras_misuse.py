@@ -83,3 +83,27 @@ def test_fit_accepts_numpy_epoch_counts(trainable):
     agent, dataset = trainable
     history = agent.fit(dataset, epochs=np.int64(1), verbose=0)
     assert len(history.history["loss"]) == 1
+
+
+@pytest.mark.parametrize(
+    "value, error, shown",
+    [
+        (0, ValueError, "steps_per_execution=0"),
+        (-3, ValueError, "steps_per_execution=-3"),
+        (2.5, TypeError, "steps_per_execution=2.5"),
+        (True, TypeError, "steps_per_execution=True"),
+        ("4", TypeError, "steps_per_execution='4'"),
+    ],
+)
+def test_compile_names_a_bad_steps_per_execution(value, error, shown):
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    agent = PPOModel.from_env(envs, config=PPOConfig(num_steps=4, minibatch_size=8))
+    with pytest.raises(error, match=shown):
+        agent.compile(steps_per_execution=value)
+
+
+def test_compile_accepts_a_numpy_steps_per_execution():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    agent = PPOModel.from_env(envs, config=PPOConfig(num_steps=4, minibatch_size=8))
+    agent.compile(steps_per_execution=np.int64(2))
+    assert agent.steps_per_execution == 2

@@ -34,8 +34,9 @@ class KerasTraining:
                 `run_eagerly`). `loss` and `metrics` are not accepted.
 
         Raises:
-            ValueError: If `loss` or `metrics` is given, or
-                `steps_per_execution` > 1 under a strategy.
+            ValueError: If `loss` or `metrics` is given, `steps_per_execution`
+                is below 1, or above 1 under a strategy.
+            TypeError: If `steps_per_execution` is not an int.
         """
         # The Keras guide's way to give compile PPO's own defaults.
         for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
@@ -47,6 +48,10 @@ class KerasTraining:
         if optimizer is None:
             optimizer = keras.optimizers.Adam(
                 learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
+            )
+        if steps_per_execution is not None:
+            steps_per_execution = checks.check_int(
+                "steps_per_execution", steps_per_execution, minimum=1
             )
         # Under a tf.distribute strategy Keras 3.15 cannot run several steps
         # per call (its loop puts the replicas' synchronisation in a tf.cond).
