@@ -223,7 +223,6 @@ def train_command(args, parser) -> int:
         StopOnInterrupt,
     )
     from keras_ppo.cli.preset_option import apply_preset_file, run_settings
-    from keras_ppo.io.saving import save_atomically
 
     apply_preset_file(args, parser)
     overrides = {
@@ -314,8 +313,9 @@ def train_command(args, parser) -> int:
         # chief's copy is kept.
         save_path = os.path.join(tempfile.mkdtemp(), "agent.keras")
     os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
-    # Atomic: a kill during the save leaves an earlier agent file intact.
-    save_atomically(model, save_path)
+    # PPOModel.save is atomic: a kill during the save leaves an earlier
+    # agent file intact.
+    model.save(save_path)
     print(
         f"Trained {steps} env steps in {elapsed:.1f} s "
         f"({steps / max(elapsed, 1e-9):.0f} env steps/s)."
