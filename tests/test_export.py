@@ -59,6 +59,20 @@ def pendulum_model():
     return model
 
 
+def run_script(root, filename, text, models):
+    """Writes `text` as `root/filename` and runs it in a fresh Python process
+    on the directories `root/<name>` of `models`; fails with its stderr."""
+    script = root / filename
+    script.write_text(text)
+    process = subprocess.run(
+        [sys.executable, str(script)] + [str(root / name) for name in models],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Exports a CartPole (Discrete) and a Pendulum (Box) model and serves
@@ -70,15 +84,7 @@ def served(tmp_path_factory):
         export_policy(model, root / name / "policy")
         observations = observations_of(model.observation_space)
         np.save(root / name / "observations.npy", observations.astype(np.float32))
-    script = root / "serve.py"
-    script.write_text(SERVE_SCRIPT)
-    process = subprocess.run(
-        [sys.executable, str(script)] + [str(root / name) for name in models],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
+    run_script(root, "serve.py", SERVE_SCRIPT, models)
     return root, models
 
 
@@ -225,15 +231,7 @@ def runtimes(tmp_path_factory):
         # Observations off the normalisation's identity: scaled env samples.
         observations = observations_of(model.observation_space) * 3.0
         np.save(root / name / "observations.npy", observations.astype(np.float32))
-    script = root / "run.py"
-    script.write_text(RUNTIME_SCRIPT)
-    process = subprocess.run(
-        [sys.executable, str(script)] + [str(root / name) for name in models],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
+    run_script(root, "run.py", RUNTIME_SCRIPT, models)
     return root, models
 
 
