@@ -17,6 +17,7 @@ _EXPORTS = {
     "compute_gae": "keras_ppo.core.advantages",
     "evaluate": "keras_ppo.io.evaluation",
     "load_agent": "keras_ppo.io.saving",
+    "nature_cnn": "keras_ppo.agent.cnn",
     "rollout_dataset": "keras_ppo.rollout.dataset",
 }
 __all__ = sorted(_EXPORTS)

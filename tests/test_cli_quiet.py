@@ -111,6 +111,7 @@ def test_import_keras_ppo_is_lazy_but_complete():
                 "compute_gae",
                 "evaluate",
                 "load_agent",
+                "nature_cnn",
                 "rollout_dataset",
             ]
         )
