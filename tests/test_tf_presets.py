@@ -7,11 +7,16 @@ import keras_ppo.envs as tfenvs
 from keras_ppo.cli.presets import PRESETS, TF_PRESETS, make_run, preset
 
 
-def test_every_tf_env_has_a_tf_preset():
-    assert set(TF_PRESETS) == set(tfenvs.ENV_IDS)
+# The partially observable envs need a recurrent policy, whose presets come
+# with it (issue #14).
+FULL_IDS = [i for i in tfenvs.ENV_IDS if i not in tfenvs.partial.ENV_IDS]
 
 
-@pytest.mark.parametrize("env_id", tfenvs.ENV_IDS)
+def test_every_fully_observed_tf_env_has_a_tf_preset():
+    assert set(TF_PRESETS) == set(FULL_IDS)
+
+
+@pytest.mark.parametrize("env_id", FULL_IDS)
 def test_tf_preset_builds_a_tf_env_run_with_its_settings(env_id):
     settings, config = preset(env_id, tf_env=True)
     assert settings["num_envs"] == TF_PRESETS[env_id]["run"]["num_envs"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numbers
 
-from keras_ppo.envs import acrobot, cartpole, mountain_car, pendulum
+from keras_ppo.envs import acrobot, cartpole, mountain_car, partial, pendulum
 from keras_ppo.envs.core import BatchedEnv, EnvDefinition
 
 _DEFINITIONS = {
@@ -36,6 +36,8 @@ _DEFINITIONS = {
         mountain_car.DISCRETE_DEFINITION,
         mountain_car.CONTINUOUS_DEFINITION,
         pendulum.DEFINITION,
+        partial.CARTPOLE_DEFINITION,
+        partial.PENDULUM_DEFINITION,
     )
 }
 
@@ -43,13 +45,18 @@ ENV_IDS = tuple(_DEFINITIONS)
 
 __all__ = ["ENV_IDS", "BatchedEnv", "EnvDefinition", "make"]
 
+# The partially observable ids exist as gymnasium envs too.
+partial.register_gymnasium_ids()
+
 
 def make(env_id: str, num_envs: int = 1) -> BatchedEnv:
     """A batch of `num_envs` copies of a gymnasium classic-control env.
 
     Args:
         env_id: One of `ENV_IDS`: "CartPole-v1", "Acrobot-v1",
-            "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1".
+            "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1", or
+            the partially observable "CartPoleNoVel-v1" and
+            "PendulumNoVel-v1" (`keras_ppo.envs.partial`).
         num_envs: Number of envs stepped together (N), a positive integer.
 
     Returns:

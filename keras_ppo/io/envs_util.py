@@ -8,6 +8,8 @@ import signal
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from keras_ppo.envs import partial
+
 VECTORIZATION_MODES = ("sync", "async")
 
 
@@ -24,6 +26,8 @@ def make_vector_env(env_id: str, num_envs: int, vectorization_mode: str = "sync"
             f"`vectorization_mode` must be one of {VECTORIZATION_MODES}. "
             f"Received: {vectorization_mode!r}"
         )
+    # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
+    partial.register_gymnasium_ids()
     if env_id not in gym.registry:
         raise ValueError(
             f"Unknown environment id {env_id!r}. List the registered ids with "
