@@ -6,7 +6,6 @@ import pytest
 import keras_ppo.envs as tfenvs
 from keras_ppo.cli.presets import PRESETS, TF_PRESETS, make_run, preset
 
-
 # The partially observable envs need a recurrent policy, whose presets come
 # with it (issue #14).
 FULL_IDS = [i for i in tfenvs.ENV_IDS if i not in tfenvs.partial.ENV_IDS]
