@@ -44,3 +44,10 @@ def stream_of(dataset) -> RolloutStream | None:
     if not isinstance(dataset, tf.data.Dataset):
         return None
     return _STREAMS.get(dataset)
+
+
+def runs_whole_iterations(stream: RolloutStream) -> bool:
+    """Whether each element of the stream's dataset stands for one whole
+    PPO iteration, which its `train_iteration()` (graph-callable: rollout,
+    GAE and every update) runs, rather than for one minibatch."""
+    return bool(getattr(stream, "whole_iterations", False))

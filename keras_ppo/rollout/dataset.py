@@ -8,15 +8,23 @@ from gymnasium.vector import VectorEnv
 from keras_ppo.agent import replicas, streams
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.core import checks
-from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
 from keras_ppo.envs import BatchedEnv
 from keras_ppo.rollout.gym_driver import GymDriver, check_nonfinite_mode
-from keras_ppo.rollout.prepare import collect_rollout
+from keras_ppo.rollout.minibatches import iteration_minibatches
 from keras_ppo.rollout.tf_driver import TFDriver
+from keras_ppo.rollout.whole_iterations import WholeIterationSource
+
+#: Whether whole iterations compile with XLA by default (benchmarks/README.md
+#: measures both on the PureJaxRL CartPole configuration).
+WHOLE_ITERATION_XLA = True
 
 
 def rollout_dataset(
-    model, envs, jit_compile: bool = False, nonfinite: str = "raise"
+    model,
+    envs,
+    jit_compile: bool | None = None,
+    nonfinite: str = "raise",
+    whole_iterations: bool | None = None,
 ) -> tf.data.Dataset:
     """A dataset whose every iteration is one PPO iteration.
 
@@ -66,7 +74,10 @@ def rollout_dataset(
         raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     # Checked here too: TF-native envs have no GymDriver to check it.
     check_nonfinite_mode(nonfinite)
-    jit_compile = checks.check_bool("jit_compile", jit_compile)
+    if jit_compile is not None:
+        jit_compile = checks.check_bool("jit_compile", jit_compile)
+    if whole_iterations is not None:
+        whole_iterations = checks.check_bool("whole_iterations", whole_iterations)
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
         driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
@@ -90,12 +101,29 @@ def rollout_dataset(
                 f"The envs' {kind} space differs from the model's. "
                 f"Model: {model_space}. Received: {env_space}"
             )
-    if jit_compile and not isinstance(driver, TFDriver):
+    tf_env = isinstance(driver, TFDriver)
+    for name, value in (
+        ("jit_compile", jit_compile),
+        ("whole_iterations", whole_iterations),
+    ):
+        if value and not tf_env:
+            raise ValueError(
+                f"`{name}=True` needs a TF-native env (keras_ppo.envs.make); "
+                f"gymnasium envs step in Python. Received: {envs!r}"
+            )
+    if whole_iterations and replicas.is_distributed(model):
         raise ValueError(
-            "`jit_compile=True` needs a TF-native env (keras_ppo.envs.make); "
-            f"gymnasium envs step in Python. Received: {envs!r}"
+            "`whole_iterations=True` runs on one device; under a tf.distribute "
+            "strategy each minibatch is one update. Received: a model built "
+            f"under {type(model.distribute_strategy).__name__}"
         )
-    source = IterationSource(model, driver, jit_compile=jit_compile)
+    if whole_iterations is None:
+        whole_iterations = tf_env and not replicas.is_distributed(model)
+    if whole_iterations:
+        jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
+        source = WholeIterationSource(model, driver, jit_compile=jit_compile)
+    else:
+        source = IterationSource(model, driver, jit_compile=bool(jit_compile))
     dataset = source.dataset(repeat=False)
     streams.register(dataset, source)
     return dataset
@@ -174,21 +202,9 @@ class IterationSource:
         return self.driver.take_error()
 
     def _collect_and_shuffle(self):
-        model, config = self.model, self.model.config
-        if model.observation_normalizer is not None:
-            # The previous rollout's observations join the statistics only
-            # now, after the updates that trained on them (see
-            # keras_ppo.agent.normalization).
-            model.observation_normalizer.commit()
-        rollout = collect_rollout(model, self.driver, config.num_steps)
-        minibatches = shuffled_minibatches(
-            rollout,
-            config.update_epochs,
-            self.num_minibatches,
-            config.minibatch_size,
-            model.next_seed(),
-        )
-        return minibatches.as_dict()
+        return iteration_minibatches(
+            self.model, self.driver, self.num_minibatches
+        ).as_dict()
 
     def _collect(self):
         """Runs one iteration's rollout; returns its minibatches, stacked
@@ -215,38 +231,3 @@ class IterationSource:
             self.model.non_trainable_variables, saved, strict=True
         ):
             variable.assign(value)
-
-
-def shuffled_minibatches(
-    rollout: Rollout, update_epochs, num_minibatches, minibatch_size, seed
-) -> Minibatch:
-    """Splits a time-major rollout into `update_epochs` shuffled passes.
-
-    Args:
-        rollout: A `Rollout` (time-major `[T, N, ...]`).
-        update_epochs: Passes over the rollout (`U`).
-        num_minibatches: Minibatches per pass (`M`).
-        minibatch_size: Samples per minibatch; `M * minibatch_size = T * N`.
-        seed: Stateless RNG seed `[2]`.
-
-    Returns:
-        A `Minibatch` whose every field has a leading dimension `U * M`: the
-        sample fields `[U * M, minibatch_size, ...]`, `update_index` and the
-        episode statistics, non-zero only at index 0.
-    """
-    num_updates = update_epochs * num_minibatches
-    batch_size = num_minibatches * minibatch_size
-    # One independent permutation of the whole batch per pass.
-    keys = tf.random.stateless_uniform((update_epochs, batch_size), seed)
-    order = tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
-
-    def shuffled(value):
-        return tf.gather(tf.reshape(value, (batch_size, *value.shape[2:])), order)
-
-    samples = {key: shuffled(getattr(rollout, key)) for key in SAMPLE_FIELDS}
-    first = tf.one_hot(0, num_updates)
-    return Minibatch(
-        **samples,
-        update_index=tf.range(num_updates),
-        episodes=rollout.episodes.scaled(first),
-    )
