@@ -142,7 +142,9 @@ class KerasTraining:
             # Elements are iterations: `steps_per_epoch` of them per epoch,
             # by default all in one compiled call.
             steps_per_epoch = checks.check_int(
-                "steps_per_epoch", steps_per_epoch or 1, minimum=1
+                "steps_per_epoch",
+                1 if steps_per_epoch is None else steps_per_epoch,
+                minimum=1,
             )
             per_epoch = steps_per_epoch
         else:
