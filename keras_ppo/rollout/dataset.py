@@ -9,6 +9,7 @@ from keras_ppo.agent import replicas, streams
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.core import checks
 from keras_ppo.envs import BatchedEnv
+from keras_ppo.rollout.agent_stack import AgentStack, StackSource
 from keras_ppo.rollout.gym_driver import GymDriver, check_nonfinite_mode
 from keras_ppo.rollout.minibatches import iteration_minibatches
 from keras_ppo.rollout.tf_driver import TFDriver
@@ -70,8 +71,12 @@ def rollout_dataset(
             `jit_compile` is set for gymnasium envs (stepped in Python, so
             not compilable).
     """
+    if isinstance(model, AgentStack):
+        return _stack_dataset(model, envs, jit_compile)
     if not isinstance(model, PPOModel):
-        raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
+        raise TypeError(
+            f"Expected a keras_ppo.PPOModel or AgentStack. Received: {model!r}"
+        )
     # Checked here too: TF-native envs have no GymDriver to check it.
     check_nonfinite_mode(nonfinite)
     if jit_compile is not None:
@@ -124,6 +129,29 @@ def rollout_dataset(
         source = WholeIterationSource(model, driver, jit_compile=jit_compile)
     else:
         source = IterationSource(model, driver, jit_compile=bool(jit_compile))
+    dataset = source.dataset(repeat=False)
+    streams.register(dataset, source)
+    return dataset
+
+
+def _stack_dataset(stack, env, jit_compile) -> tf.data.Dataset:
+    """`rollout_dataset` of an `AgentStack`: whole iterations only."""
+    if not isinstance(env, BatchedEnv):
+        raise TypeError(
+            "An AgentStack trains on a TF-native env, e.g. keras_ppo.envs.make("
+            f"'CartPole-v1', num_envs=4). Received: {env!r}"
+        )
+    for kind in ("observation", "action"):
+        env_space = getattr(env, f"{kind}_space")
+        model_space = getattr(stack.agents[0], f"{kind}_space")
+        if env_space != model_space:
+            raise ValueError(
+                f"The env's {kind} space differs from the agents'. "
+                f"Agents: {model_space}. Received: {env_space}"
+            )
+    if jit_compile is None:
+        jit_compile = WHOLE_ITERATION_XLA
+    source = StackSource(stack, env, checks.check_bool("jit_compile", jit_compile))
     dataset = source.dataset(repeat=False)
     streams.register(dataset, source)
     return dataset

@@ -45,7 +45,7 @@ class WholeIterationSource:
         #: One whole iteration: rollout with the current weights, GAE,
         #: shuffling and `update_epochs * num_minibatches` updates.
         self.train_iteration = tf.function(
-            self._train_iteration, autograph=False, jit_compile=jit_compile
+            self.run, autograph=False, jit_compile=jit_compile
         )
 
     def dataset(self, repeat=False) -> tf.data.Dataset:
@@ -62,7 +62,10 @@ class WholeIterationSource:
         # TF-native envs fail inside the graph, with TensorFlow's own error.
         return None
 
-    def _train_iteration(self):
+    def run(self) -> None:
+        """One whole iteration, in graph mode (what `train_iteration`
+        compiles; `keras_ppo.rollout.agent_stack` runs several in one
+        graph)."""
         minibatches = iteration_minibatches(
             self.model, self.driver, self.num_minibatches
         )
