@@ -111,7 +111,12 @@ class AgentStack(keras.Model):
             optimizer=None, steps_per_execution=steps_per_execution, **kwargs
         )
 
-    def fit(self, x=None, *args, steps_per_epoch=None, **kwargs):
+    def compile_from_config(self, config):
+        # A loaded stack compiles as it was; its agents restore their own.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(steps_per_execution=config.get("steps_per_execution", 1))
+
+    def fit(self, x=None, *args, shuffle=False, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit` on `keras_ppo.rollout_dataset(stack, env)`:
         each epoch is `steps_per_epoch` (default 1) iterations of every
         agent.
@@ -134,7 +139,11 @@ class AgentStack(keras.Model):
             self._iteration_stream = stream
             self.train_function = None
         return super().fit(
-            stream.endless(), *args, steps_per_epoch=steps_per_epoch, **kwargs
+            stream.endless(),
+            *args,
+            shuffle=shuffle,
+            steps_per_epoch=steps_per_epoch,
+            **kwargs,
         )
 
     @property
