@@ -292,3 +292,14 @@ def test_cartpole_is_solved_on_whole_iterations():
     assert int(model.env_steps.numpy()) == 976 // 61 * 61 * 512
     result = keras_ppo.evaluate(model, "CartPole-v1", episodes=10, seed=123)
     assert result["mean_return"] >= 475, result
+
+
+def test_iterations_per_epoch_must_fill_whole_compiled_calls():
+    # Keras' compiled loop would run past the end of the epoch otherwise.
+    env, model = setup()
+    model.compile(steps_per_execution=2)
+    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=False)
+    with pytest.raises(ValueError, match="steps_per_epoch=3, steps_per_execution=2"):
+        model.fit(dataset, steps_per_epoch=3, verbose=0)
+    model.fit(dataset, epochs=2, steps_per_epoch=4, verbose=0)
+    assert int(model.env_steps.numpy()) == 8 * ITERATION

@@ -157,10 +157,12 @@ class KerasTraining:
         if self._auto_steps_per_execution and self.steps_per_execution != per_epoch:
             self.steps_per_execution = per_epoch
             self.train_function = None
+        if whole:
+            streams.check_iterations_per_call(per_epoch, self.steps_per_execution)
+            return stream.endless(), per_epoch
         # One iterator for the whole fit (agent/streams.py), when every
         # compiled call ends on an iteration boundary.
-        endless = whole or steps_per_epoch is None
-        if endless and per_epoch % self.steps_per_execution == 0:
+        if steps_per_epoch is None and per_epoch % self.steps_per_execution == 0:
             return stream.endless(), per_epoch
         return None, steps_per_epoch
 

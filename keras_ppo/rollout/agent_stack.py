@@ -135,6 +135,7 @@ class AgentStack(keras.Model):
             1 if steps_per_epoch is None else steps_per_epoch,
             minimum=1,
         )
+        streams.check_iterations_per_call(steps_per_epoch, self.steps_per_execution)
         if self._iteration_stream is not stream:
             self._iteration_stream = stream
             self.train_function = None
