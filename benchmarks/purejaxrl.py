@@ -71,10 +71,10 @@ out = jax.block_until_ready(compiled(rngs[0] if len(seeds) == 1 else rngs))
 metrics = out["metrics"]
 if len(seeds) == 1:
     metrics = jax.tree.map(lambda x: x[None], metrics)
-returns = []
-for k in range(len(seeds)):
-    done = metrics["returned_episode"][k, -1]
-    returns.append(float(metrics["returned_episode_returns"][k, -1][done].mean()))
+# Its own convention (the plots of its notebooks): the return of each env's
+# last finished episode, averaged over the last iteration's steps and envs.
+returns = [float(metrics["returned_episode_returns"][k, -1].mean())
+           for k in range(len(seeds))]
 print("RESULT " + json.dumps({
     "setup": setup, "setup_cpu": setup_cpu,
     "total": time.perf_counter() - start,

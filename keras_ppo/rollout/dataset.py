@@ -37,22 +37,33 @@ def rollout_dataset(
     the envs exactly `K * num_envs * num_steps` times, each rollout with the
     weights after all earlier updates.
 
+    With a TF-native env the whole iteration, updates included, is one
+    `train_step` by default (`whole_iterations`): the dataset then holds one
+    placeholder element per iteration, `fit`'s `steps_per_epoch` counts
+    iterations (default 1 per epoch) and all of an epoch's iterations run
+    in one compiled call.
+
     Args:
-        model: A `keras_ppo.PPOModel`.
+        model: A `keras_ppo.PPOModel`, or a `keras_ppo.AgentStack` (TF-native
+            env only) whose agents each get their own copies of the env.
         envs: A gymnasium `VectorEnv` whose single spaces equal the model's
             (any autoreset mode works; reset, seeded with `model.config.seed`,
-            on the first read), or a TF-native `keras_ppo.envs` env, whose
-            whole iteration (rollout, GAE, shuffling) then runs as one
-            compiled graph call.
-        jit_compile: Compile a TF-native env's iteration with XLA. Off by
-            default: compiling takes seconds, and whether XLA pays off
-            depends on the number of envs and the run's length
-            (benchmarks/README.md measures both).
+            on the first read), or a TF-native `keras_ppo.envs` env.
+        jit_compile: Compile a TF-native env's iteration with XLA. None
+            (default): on for whole iterations, off for the minibatch stream
+            (benchmarks/README.md measures both). XLA compiles
+            `tf.debugging.Assert` out, so an env's own asserts only fire
+            with `jit_compile=False`.
         nonfinite: What to do when a gymnasium env returns a NaN or inf
             observation or reward: `"raise"` a `ValueError` naming the env
             and step before any update uses it (default), or `"mask"` the
             affected steps out of training with a warning
             (`keras_ppo.rollout.EnvDriver` has the details).
+        whole_iterations: Run each PPO iteration of a TF-native env
+            (rollout, GAE and every epoch x minibatch update) as one
+            `train_step` (`keras_ppo.rollout.whole_iterations`). None
+            (default): on for TF-native envs outside `tf.distribute`; False
+            streams minibatches, as for gymnasium envs.
 
     Returns:
         A `tf.data.Dataset` of `keras_ppo.core.batch.Minibatch` dicts:
@@ -61,15 +72,17 @@ def rollout_dataset(
         steps to ignore), the scalar `update_index` within the iteration and
         `episodes`, the iteration's episode sums `return_sum`, `length_sum`
         and `count` (non-zero only in its first minibatch). Its cardinality
-        is the number of updates per iteration.
+        is the number of updates per iteration. For whole iterations, one
+        `{"iteration": int64}` placeholder.
 
     Raises:
         TypeError: If `model` is not a PPOModel or `envs` is neither a
             VectorEnv nor a `keras_ppo.envs` env.
         ValueError: If the spaces differ, `minibatch_size` does not divide
-            `num_steps * num_envs`, `nonfinite` is not one of the above, or
-            `jit_compile` is set for gymnasium envs (stepped in Python, so
-            not compilable).
+            `num_steps * num_envs`, `nonfinite` is not one of the above,
+            `jit_compile` or `whole_iterations` is set for gymnasium envs
+            (stepped in Python, so not compilable), or `whole_iterations`
+            under a `tf.distribute` strategy.
     """
     if isinstance(model, AgentStack):
         return _stack_dataset(model, envs, jit_compile)
