@@ -12,6 +12,7 @@ from test_data import BatchLogs, CountAtEpochEnd
 import keras_ppo
 import keras_ppo.envs as tfenvs
 from keras_ppo.agent import iterations
+from keras_ppo.agent.streams import stream_of
 
 # 4 envs x 16 steps, minibatches of 16, 2 epochs: 8 updates per iteration.
 ITERATION = 4 * 16
@@ -50,11 +51,23 @@ class KLPerUpdate:
         monkeypatch.setattr(iterations, "update", recording_update)
 
 
-def test_tf_envs_train_whole_iterations_by_default():
+def whole(model, env, jit_compile=False):
+    """A stream of whole iterations, without XLA unless asked (faster to
+    compile for short tests)."""
+    return keras_ppo.rollout_dataset(
+        model, env, jit_compile=jit_compile, whole_iterations=True
+    )
+
+
+def test_whole_iterations_are_a_switch_compiled_with_xla_by_default():
     env, model = setup()
-    dataset = keras_ppo.rollout_dataset(model, env)
+    # The minibatch stream stays the default.
+    stream = keras_ppo.rollout_dataset(model, env)
+    assert stream.cardinality().numpy() == UPDATES
+    dataset = keras_ppo.rollout_dataset(model, env, whole_iterations=True)
     # One placeholder element per iteration.
     assert dataset.cardinality().numpy() == 1
+    assert stream_of(dataset).jit_compile is True
     model.fit(dataset, epochs=1, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == UPDATES
 
@@ -62,7 +75,7 @@ def test_tf_envs_train_whole_iterations_by_default():
 @pytest.mark.parametrize("steps_per_epoch", [None, 3])
 def test_fit_steps_the_env_exactly_once_per_iteration(steps_per_epoch):
     env, model = setup()
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=False)
+    dataset = whole(model, env)
     at_epoch_end = CountAtEpochEnd(lambda: int(env.steps.numpy()))
     batches = BatchLogs()
     model.fit(
@@ -88,7 +101,7 @@ def test_iterations_per_call_follow_steps_per_execution():
     model.compile(steps_per_execution=1)
     batches = BatchLogs()
     model.fit(
-        keras_ppo.rollout_dataset(model, env, jit_compile=False),
+        whole(model, env),
         epochs=1,
         steps_per_epoch=3,
         verbose=0,
@@ -103,7 +116,7 @@ def test_iterations_per_call_follow_steps_per_execution():
 def test_each_iteration_starts_without_policy_lag(monkeypatch, jit_compile):
     kl = KLPerUpdate(monkeypatch, 3 * UPDATES)
     env, model = setup()
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=jit_compile)
+    dataset = whole(model, env, jit_compile)
     model.fit(dataset, epochs=3, verbose=0)
     per_iteration = kl.values.numpy().reshape(3, UPDATES)
     # The first update of every iteration acts on the rollout's own policy
@@ -118,7 +131,7 @@ def test_whole_iterations_train_like_the_minibatch_stream():
     env_a, model_a = setup()
     env_b, model_b = setup()
     history_a = model_a.fit(
-        keras_ppo.rollout_dataset(model_a, env_a, jit_compile=False),
+        whole(model_a, env_a),
         epochs=3,
         verbose=0,
     )
@@ -145,7 +158,7 @@ def test_target_kl_stops_each_iteration_after_its_first_update(
     # the next iteration starts updating again.
     kl = KLPerUpdate(monkeypatch, 3 * UPDATES)
     env, model = setup(target_kl=1e-9)
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=jit_compile)
+    dataset = whole(model, env, jit_compile)
     history = model.fit(dataset, epochs=3, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 3
     assert int(model.env_steps.numpy()) == 3 * ITERATION
@@ -161,7 +174,7 @@ def test_target_kl_stops_each_iteration_after_its_first_update(
 def test_same_seed_gives_bit_identical_training(jit_compile):
     def train():
         env, model = setup(env=tfenvs.make("CartPole-v1", num_envs=4))
-        dataset = keras_ppo.rollout_dataset(model, env, jit_compile=jit_compile)
+        dataset = whole(model, env, jit_compile)
         history = model.fit(dataset, epochs=3, verbose=0)
         return weights(model), history.history
 
@@ -189,12 +202,12 @@ class StopAfter(keras.callbacks.Callback):
 def test_backup_and_restore_resumes_to_the_uninterrupted_result(tmp_path):
     env, uninterrupted = setup()
     uninterrupted.fit(
-        keras_ppo.rollout_dataset(uninterrupted, env, jit_compile=False),
+        whole(uninterrupted, env),
         epochs=4,
         verbose=0,
     )
     env, model = setup()
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=False)
+    dataset = whole(model, env)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     with pytest.raises(KeyboardInterrupt):
         model.fit(dataset, epochs=4, verbose=0, callbacks=[backup, StopAfter(1)])
@@ -211,13 +224,13 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_result(tmp_path):
 
 def test_a_saved_agent_loads_with_its_weights_and_trains_on(tmp_path):
     env, model = setup()
-    model.fit(keras_ppo.rollout_dataset(model, env), epochs=1, verbose=0)
+    model.fit(whole(model, env), epochs=1, verbose=0)
     model.save(tmp_path / "agent.keras")
     loaded = keras.saving.load_model(tmp_path / "agent.keras")
     for a, b in zip(weights(loaded), weights(model), strict=True):
         np.testing.assert_array_equal(a, b)
     assert int(loaded.env_steps.numpy()) == ITERATION
-    loaded.fit(keras_ppo.rollout_dataset(loaded, env), epochs=1, verbose=0)
+    loaded.fit(whole(loaded, env), epochs=1, verbose=0)
     assert int(loaded.env_steps.numpy()) == 2 * ITERATION
 
 
@@ -228,7 +241,7 @@ def test_early_stopping_and_tensorboard_see_every_epoch(tmp_path):
     )
     board = keras.callbacks.TensorBoard(str(tmp_path / "logs"))
     history = model.fit(
-        keras_ppo.rollout_dataset(model, env, jit_compile=False),
+        whole(model, env),
         epochs=5,
         steps_per_epoch=2,
         verbose=0,
@@ -243,9 +256,9 @@ def test_early_stopping_and_tensorboard_see_every_epoch(tmp_path):
 
 def test_switching_streams_retraces_the_train_function():
     env, model = setup()
-    model.fit(keras_ppo.rollout_dataset(model, env, jit_compile=False), verbose=0)
+    model.fit(whole(model, env), verbose=0)
     model.fit(keras_ppo.rollout_dataset(model, env, whole_iterations=False), verbose=0)
-    model.fit(keras_ppo.rollout_dataset(model, env, jit_compile=False), verbose=0)
+    model.fit(whole(model, env), verbose=0)
     assert int(model.env_steps.numpy()) == 3 * ITERATION
     assert int(model.optimizer.iterations.numpy()) == 3 * UPDATES
 
@@ -262,7 +275,7 @@ def test_whole_iterations_need_a_tf_env_and_a_bool():
 
 def test_steps_per_epoch_must_be_a_positive_int():
     env, model = setup()
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=False)
+    dataset = whole(model, env)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         model.fit(dataset, steps_per_epoch=-2, verbose=0)
 
@@ -284,7 +297,7 @@ def test_cartpole_is_solved_on_whole_iterations():
         keras.optimizers.Adam(learning_rate, epsilon=1e-5, global_clipnorm=0.5)
     )
     model.fit(
-        keras_ppo.rollout_dataset(model, env),
+        whole(model, env, jit_compile=True),
         epochs=iterations_total // 61,
         steps_per_epoch=61,
         verbose=0,
@@ -298,7 +311,7 @@ def test_iterations_per_epoch_must_fill_whole_compiled_calls():
     # Keras' compiled loop would run past the end of the epoch otherwise.
     env, model = setup()
     model.compile(steps_per_execution=2)
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=False)
+    dataset = whole(model, env)
     with pytest.raises(ValueError, match="steps_per_epoch=3, steps_per_execution=2"):
         model.fit(dataset, steps_per_epoch=3, verbose=0)
     model.fit(dataset, epochs=2, steps_per_epoch=4, verbose=0)

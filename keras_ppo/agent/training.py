@@ -83,6 +83,14 @@ class KerasTraining:
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
+    def get_compile_config(self):
+        # A chosen-by-default steps_per_execution is saved as the default
+        # (None), so a loaded agent picks it again for the stream it fits.
+        config = super().get_compile_config()
+        if config is not None and self._auto_steps_per_execution:
+            config["steps_per_execution"] = None
+        return config
+
     def compile_from_config(self, config):
         # Keras skips this for models with their own compile(); PPOModel's
         # compile takes the same arguments, so restoring it is safe and keeps

@@ -25,7 +25,7 @@ def rollout_dataset(
     envs,
     jit_compile: bool | None = None,
     nonfinite: str = "raise",
-    whole_iterations: bool | None = None,
+    whole_iterations: bool = False,
 ) -> tf.data.Dataset:
     """A dataset whose every iteration is one PPO iteration.
 
@@ -37,8 +37,8 @@ def rollout_dataset(
     the envs exactly `K * num_envs * num_steps` times, each rollout with the
     weights after all earlier updates.
 
-    With a TF-native env the whole iteration, updates included, is one
-    `train_step` by default (`whole_iterations`): the dataset then holds one
+    With a TF-native env and `whole_iterations=True` the whole iteration,
+    updates included, is one `train_step`: the dataset then holds one
     placeholder element per iteration, `fit`'s `steps_per_epoch` counts
     iterations (default 1 per epoch) and all of an epoch's iterations run
     in one compiled call.
@@ -61,9 +61,11 @@ def rollout_dataset(
             (`keras_ppo.rollout.EnvDriver` has the details).
         whole_iterations: Run each PPO iteration of a TF-native env
             (rollout, GAE and every epoch x minibatch update) as one
-            `train_step` (`keras_ppo.rollout.whole_iterations`). None
-            (default): on for TF-native envs outside `tf.distribute`; False
-            streams minibatches, as for gymnasium envs.
+            `train_step` (`keras_ppo.rollout.whole_iterations`), by default
+            compiled with XLA. Off by default: XLA's compilation (seconds)
+            pays off in long runs of small batches, where per-call overhead
+            dominates (PureJaxRL's CartPole settings), and not in short
+            runs or from 64 envs up (benchmarks/README.md).
 
     Returns:
         A `tf.data.Dataset` of `keras_ppo.core.batch.Minibatch` dicts:
@@ -94,8 +96,7 @@ def rollout_dataset(
     check_nonfinite_mode(nonfinite)
     if jit_compile is not None:
         jit_compile = checks.check_bool("jit_compile", jit_compile)
-    if whole_iterations is not None:
-        whole_iterations = checks.check_bool("whole_iterations", whole_iterations)
+    whole_iterations = checks.check_bool("whole_iterations", whole_iterations)
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
         driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
@@ -135,8 +136,6 @@ def rollout_dataset(
             "strategy each minibatch is one update. Received: a model built "
             f"under {type(model.distribute_strategy).__name__}"
         )
-    if whole_iterations is None:
-        whole_iterations = tf_env and not replicas.is_distributed(model)
     if whole_iterations:
         jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
         source = WholeIterationSource(model, driver, jit_compile=jit_compile)
