@@ -38,7 +38,9 @@ def per_iteration_ms(function, repeats):
 def profile(num_envs, jit_compile, repeats):
     env = tfenvs.make("CartPole-v1", num_envs=num_envs)
     model = agent(env, seed=0, iterations=10_000)
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=jit_compile)
+    dataset = keras_ppo.rollout_dataset(
+        model, env, jit_compile=jit_compile, whole_iterations=True
+    )
     source = stream_of(dataset)
     calls = max(1, repeats // 64)
     fit_ms = (

@@ -66,8 +66,8 @@ def main():
     if len(models) == 1:
         model = models[0]
         options = {
-            "xla": {"jit_compile": True},
-            "graph": {"jit_compile": False},
+            "xla": {"jit_compile": True, "whole_iterations": True},
+            "graph": {"jit_compile": False, "whole_iterations": True},
             "before": {"jit_compile": False, "whole_iterations": False},
         }[spec["path"]]
     else:

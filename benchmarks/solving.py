@@ -111,9 +111,12 @@ def solve_kppo(
     begin, cpu_begin = time.perf_counter(), time.process_time()
     run = make_run(env_id, tf_env=tf_env, seed=seed, **overrides)
     dataset = run.dataset
-    if jit_compile is not None:
+    if jit_compile is not None or whole is not None:
         dataset = keras_ppo.rollout_dataset(
-            run.model, run.envs, jit_compile=jit_compile, whole_iterations=whole
+            run.model,
+            run.envs,
+            jit_compile=jit_compile,
+            whole_iterations=bool(whole),
         )
     setup = time.perf_counter() - begin
     setup_cpu = time.process_time() - cpu_begin
