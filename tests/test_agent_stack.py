@@ -33,7 +33,9 @@ def test_every_agent_trains_as_it_would_alone():
     for model in alone:
         model.compile()
         model.fit(
-            keras_ppo.rollout_dataset(model, env, jit_compile=False),
+            keras_ppo.rollout_dataset(
+                model, env, jit_compile=False, whole_iterations=True
+            ),
             epochs=2,
             steps_per_epoch=2,
             verbose=0,
