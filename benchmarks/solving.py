@@ -90,9 +90,18 @@ class SolveClock:
         return out
 
 
-def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **overrides):
+def solve_kppo(
+    seed,
+    tf_env,
+    jit_compile=None,
+    env_id="CartPole-v1",
+    whole=None,
+    **overrides,
+):
     """keras-ppo with the preset of `make_run` (the TF-env preset with
-    `tf_env`), trained for at most the preset's steps."""
+    `tf_env`), trained for at most the preset's steps. `jit_compile` and
+    `whole` (whole iterations) choose a TF env's path; None keeps
+    `rollout_dataset`'s defaults."""
     import keras
 
     import keras_ppo
@@ -102,8 +111,13 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
     begin, cpu_begin = time.perf_counter(), time.process_time()
     run = make_run(env_id, tf_env=tf_env, seed=seed, **overrides)
     dataset = run.dataset
-    if jit_compile:
-        dataset = keras_ppo.rollout_dataset(run.model, run.envs, jit_compile=True)
+    if jit_compile is not None or whole is not None:
+        dataset = keras_ppo.rollout_dataset(
+            run.model,
+            run.envs,
+            jit_compile=jit_compile,
+            whole_iterations=bool(whole),
+        )
     setup = time.perf_counter() - begin
     setup_cpu = time.process_time() - cpu_begin
     # Time every rollout call: the first one holds its graph optimisation
@@ -111,7 +125,8 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
     # tracing of train_step.
     rollouts = []
     source = stream_of(dataset)
-    collect = source.run_iteration
+    # Whole iterations run inside train_step: no rollout call to time alone.
+    collect = getattr(source, "run_iteration", None)
 
     def timed_collect():
         start = time.perf_counter()
@@ -120,7 +135,8 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
         finally:
             rollouts.append(time.perf_counter() - start)
 
-    source.run_iteration = timed_collect
+    if collect is not None:
+        source.run_iteration = timed_collect
     tracker = next(m for m in run.model.metrics if m.name == "episode_return")
     iterations = []
     clock = None
@@ -153,9 +169,11 @@ def solve_kppo(seed, tf_env, jit_compile=False, env_id="CartPole-v1", **override
         setup_cpu_seconds=setup_cpu,
         first_iteration_seconds=first,
         first_iteration_cpu_seconds=first_cpu,
-        first_rollout_seconds=rollouts[0],
-        rollout_ms=1e3 * statistics.median(rollouts[1:] or rollouts),
-        iterations=len(rollouts),
+        first_rollout_seconds=rollouts[0] if rollouts else None,
+        rollout_ms=1e3 * statistics.median(rollouts[1:] or rollouts)
+        if rollouts
+        else None,
+        iterations=len(iterations),
         total_env_steps=int(run.model.env_steps.numpy()),
         train_seconds=clock.elapsed(),
     )

@@ -246,7 +246,9 @@ def throughput(lib, config_name, iterations=20, warmup=2):
         from keras_ppo.agent.streams import stream_of
 
         source = stream_of(dataset)
-        source.run_iteration = timed(source.run_iteration, totals, "rollout")
+        # Whole iterations (TF-native envs) have no separate rollout call.
+        if hasattr(source, "run_iteration"):
+            source.run_iteration = timed(source.run_iteration, totals, "rollout")
         start = time.perf_counter()
         model.fit(dataset, epochs=iterations, verbose=0)
     else:
@@ -328,7 +330,7 @@ def env_limit(lib, config_name, steps=20_000):
     return {"steps_per_s": calls * cfg["num_envs"] / (time.perf_counter() - start)}
 
 
-def solve(lib, seed, jit_compile=False, overrides=None):
+def solve(lib, seed, jit_compile=None, whole=None, overrides=None):
     """Time to solve CartPole-v1 (see solving.py): keras-ppo with its preset
     on gymnasium envs (`kppo`) or TF-native envs (`kppo-tf`, the TF preset;
     `overrides` for make_run), SB3 with rl-zoo3's settings."""
@@ -339,7 +341,11 @@ def solve(lib, seed, jit_compile=False, overrides=None):
             seed, sb3_agent, CONFIGS["cartpole-8x32"], EpisodeLog()
         )
     return solving.solve_kppo(
-        seed, tf_env=lib == "kppo-tf", jit_compile=jit_compile, **(overrides or {})
+        seed,
+        tf_env=lib == "kppo-tf",
+        jit_compile=jit_compile,
+        whole=whole,
+        **(overrides or {}),
     )
 
 
@@ -402,7 +408,9 @@ def tf_rollout(lib, num_envs, steps=200, jit_compile=False):
     model, envs, _, _ = kppo_tf_agent(cfg, seed=0)
     start = time.perf_counter()
     run = stream_of(
-        keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile)
+        keras_ppo.rollout_dataset(
+            model, envs, jit_compile=jit_compile, whole_iterations=False
+        )
     ).run_iteration
     run()
     compile_seconds = time.perf_counter() - start

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module defining it.
 _EXPORTS = {
+    "AgentStack": "keras_ppo.rollout.agent_stack",
     "PPOConfig": "keras_ppo.config",
     "PPOModel": "keras_ppo.agent.model",
     "compute_gae": "keras_ppo.core.advantages",

@@ -106,6 +106,7 @@ def test_import_keras_ppo_is_lazy_but_complete():
     assert lines["ALL"] == repr(
         sorted(
             [
+                "AgentStack",
                 "PPOConfig",
                 "PPOModel",
                 "compute_gae",

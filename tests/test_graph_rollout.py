@@ -25,10 +25,10 @@ def tf_setup(num_envs=4, env=None, **config):
     return env, model
 
 
-def test_fit_steps_tf_envs_exactly_and_without_policy_lag():
+def test_minibatch_stream_steps_tf_envs_exactly_and_without_policy_lag():
     env, model = tf_setup(update_epochs=3)
     model.compile(steps_per_execution=1)
-    dataset = keras_ppo.rollout_dataset(model, env)
+    dataset = keras_ppo.rollout_dataset(model, env, whole_iterations=False)
     callback = BatchLogs()
     steps_at_epoch_end = CountAtEpochEnd(lambda: int(env.steps.numpy()))
     history = model.fit(
@@ -87,9 +87,14 @@ def test_jit_compile_runs_the_rollout_with_xla_and_only_then():
     # so a rollout that fails on it was compiled with XLA.
     env, model = tf_setup(env=CountingTFEnv(4, xla_incompatible=True))
     model.compile()
-    model.fit(keras_ppo.rollout_dataset(model, env), epochs=1, verbose=0)
+    plain = keras_ppo.rollout_dataset(
+        model, env, jit_compile=False, whole_iterations=False
+    )
+    model.fit(plain, epochs=1, verbose=0)
     assert int(env.steps.numpy()) == 16
-    compiled = keras_ppo.rollout_dataset(model, env, jit_compile=True)
+    compiled = keras_ppo.rollout_dataset(
+        model, env, jit_compile=True, whole_iterations=False
+    )
     with pytest.raises(tf.errors.OpError, match="unsupported operations .* on XLA"):
         model.fit(compiled, epochs=1, verbose=0)
     assert int(model.env_steps.numpy()) == 4 * 16
@@ -98,7 +103,9 @@ def test_jit_compile_runs_the_rollout_with_xla_and_only_then():
 def test_xla_compiled_iterations_train_like_graph_ones():
     env, model = tf_setup(update_epochs=3)
     model.compile(steps_per_execution=1)
-    dataset = keras_ppo.rollout_dataset(model, env, jit_compile=True)
+    dataset = keras_ppo.rollout_dataset(
+        model, env, jit_compile=True, whole_iterations=False
+    )
     callback = BatchLogs()
     model.fit(dataset, epochs=2, verbose=0, callbacks=[callback])
     assert int(env.steps.numpy()) == 2 * 16
@@ -143,12 +150,16 @@ def test_tf_cartpole_preset_reaches_475():
     assert result["mean_return"] >= 475, result
 
 
-def test_a_failing_graph_rollout_raises_its_own_error_from_fit():
+@pytest.mark.parametrize("whole_iterations", [True, False])
+def test_a_failing_graph_rollout_raises_its_own_error_from_fit(whole_iterations):
     # fit re-raises a gymnasium driver's Python error; a TF-native driver
     # has none, and looking it up used to raise AttributeError instead.
+    # Without XLA: XLA compiles tf.debugging.Assert out.
     env, model = tf_setup(env=CountingTFEnv(4, fail_at_step=1))
     model.compile()
-    dataset = keras_ppo.rollout_dataset(model, env)
+    dataset = keras_ppo.rollout_dataset(
+        model, env, jit_compile=False, whole_iterations=whole_iterations
+    )
     with pytest.raises(tf.errors.OpError, match="rollout failed"):
         model.fit(dataset, epochs=1, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 0

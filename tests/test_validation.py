@@ -284,7 +284,8 @@ def test_clip_ratio_scheduler_rejects_bad_schedule_results(value):
     [
         ({"jit_compile": "yes"}, TypeError, "jit_compile"),
         ({"jit_compile": 1}, TypeError, "jit_compile"),
-        ({"jit_compile": None}, TypeError, "jit_compile"),
+        ({"whole_iterations": 1}, TypeError, "whole_iterations"),
+        ({"whole_iterations": "no"}, TypeError, "whole_iterations"),
         ({"nonfinite": None}, ValueError, "nonfinite"),
         ({"nonfinite": "ignore"}, ValueError, "ignore"),
         ({"nonfinite": ["raise"]}, ValueError, "nonfinite"),

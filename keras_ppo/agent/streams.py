@@ -44,3 +44,24 @@ def stream_of(dataset) -> RolloutStream | None:
     if not isinstance(dataset, tf.data.Dataset):
         return None
     return _STREAMS.get(dataset)
+
+
+def runs_whole_iterations(stream: RolloutStream) -> bool:
+    """Whether each element of the stream's dataset stands for one whole
+    PPO iteration, which its `train_iteration()` (graph-callable: rollout,
+    GAE and every update) runs, rather than for one minibatch."""
+    return bool(getattr(stream, "whole_iterations", False))
+
+
+def check_iterations_per_call(steps_per_epoch: int, steps_per_execution: int):
+    """Raises a ValueError unless whole iterations per epoch are a multiple
+    of those per compiled call: Keras' compiled loop runs
+    `steps_per_execution` steps while the endless stream has data, so a
+    call would run past the end of the epoch."""
+    if steps_per_epoch % steps_per_execution:
+        raise ValueError(
+            "With whole iterations, `steps_per_epoch` (iterations per epoch) "
+            "must be a multiple of `steps_per_execution` (iterations per "
+            f"compiled call). Received: steps_per_epoch={steps_per_epoch}, "
+            f"steps_per_execution={steps_per_execution}"
+        )

@@ -11,14 +11,19 @@ import keras
 import tensorflow as tf
 
 from keras_ppo.agent import replicas, streams
+from keras_ppo.agent.iterations import record_update
 from keras_ppo.agent.update import update
 from keras_ppo.core import checks
-from keras_ppo.core.batch import LOSS_METRICS, Minibatch
+from keras_ppo.core.batch import Minibatch
 
 
 class KerasTraining:
     """The `compile`/`fit` side of `PPOModel` (a mixin of it): one `fit`
-    epoch is one PPO iteration, `train_step` one minibatch update."""
+    epoch is one PPO iteration, `train_step` one minibatch update (or,
+    on a stream of whole iterations, one whole iteration)."""
+
+    # The stream of whole iterations being fit (`fit` sets it), or None.
+    _iteration_stream = None
 
     def compile(self, optimizer=None, steps_per_execution=None, **kwargs):
         """Configures training; PPO computes its own losses and metrics.
@@ -78,6 +83,14 @@ class KerasTraining:
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
+    def get_compile_config(self):
+        # A chosen-by-default steps_per_execution is saved as the default
+        # (None), so a loaded agent picks it again for the stream it fits.
+        config = super().get_compile_config()
+        if config is not None and self._auto_steps_per_execution:
+            config["steps_per_execution"] = None
+        return config
+
     def compile_from_config(self, config):
         # Keras skips this for models with their own compile(); PPOModel's
         # compile takes the same arguments, so restoring it is safe and keeps
@@ -111,14 +124,8 @@ class KerasTraining:
                     f"the model you fit. Received: a dataset of "
                     f"{stream.model.name!r} for {self.name!r}"
                 )
-            updates = stream.updates_per_iteration
-            if self._auto_steps_per_execution and self.steps_per_execution != updates:
-                self.steps_per_execution = updates
-                self.train_function = None
-            # One iterator for the whole fit (agent/streams.py), when every
-            # compiled call ends on an iteration boundary.
-            if steps_per_epoch is None and updates % self.steps_per_execution == 0:
-                x, steps_per_epoch = stream.endless(), updates
+            endless, steps_per_epoch = self._read_stream(stream, steps_per_epoch)
+            x = x if endless is None else endless
         if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):
             x = replicas.ReplicatedInput(x, self.distribute_strategy)
         try:
@@ -133,6 +140,39 @@ class KerasTraining:
             if env_error is None:
                 raise
             raise env_error from error
+
+    def _read_stream(self, stream, steps_per_epoch):
+        """`(endless dataset or None, steps_per_epoch)` to read a rollout
+        stream with; also picks the train function that matches its
+        elements (minibatches or whole iterations)."""
+        whole = streams.runs_whole_iterations(stream)
+        if whole:
+            # Elements are iterations: `steps_per_epoch` of them per epoch,
+            # by default all in one compiled call.
+            steps_per_epoch = checks.check_int(
+                "steps_per_epoch",
+                1 if steps_per_epoch is None else steps_per_epoch,
+                minimum=1,
+            )
+            per_epoch = steps_per_epoch
+        else:
+            per_epoch = stream.updates_per_iteration
+        if (self._iteration_stream is not None) != whole or (
+            whole and self._iteration_stream is not stream
+        ):
+            self._iteration_stream = stream if whole else None
+            self.train_function = None
+        if self._auto_steps_per_execution and self.steps_per_execution != per_epoch:
+            self.steps_per_execution = per_epoch
+            self.train_function = None
+        if whole:
+            streams.check_iterations_per_call(per_epoch, self.steps_per_execution)
+            return stream.endless(), per_epoch
+        # One iterator for the whole fit (agent/streams.py), when every
+        # compiled call ends on an iteration boundary.
+        if steps_per_epoch is None and per_epoch % self.steps_per_execution == 0:
+            return stream.endless(), per_epoch
+        return None, steps_per_epoch
 
     # Keras' evaluation and prediction loops have no meaning for an agent:
     # each points to what does (keras_ppo.evaluate, predict_action).
@@ -185,23 +225,12 @@ class KerasTraining:
         return {metric.name: metric.result() for metric in self.metrics}
 
     def train_step(self, data):
-        # The Keras guide's hook: one PPO minibatch update, logs by name.
-        minibatch = Minibatch.from_dict(data)
-        results, applied, episodes = update(self, minibatch)
-        trackers = {metric.name: metric for metric in self.metrics}
-        for name in LOSS_METRICS:
-            # Every replica tracks the global value; minibatches skipped by
-            # target_kl are not tracked.
-            if applied is None:
-                trackers[name].update_state(results[name])
-            else:
-                value = tf.where(applied > 0, results[name], 0.0)
-                trackers[name].update_state(value, sample_weight=applied)
-        # Each replica adds 1/R of the global episode sums: summed across
-        # replicas (the epoch logs) they count each episode once, and each
-        # replica's own mean (the batch logs) is the global mean.
-        trackers["episode_return"].update_state(episodes.return_sum, episodes.count)
-        trackers["episode_length"].update_state(episodes.length_sum, episodes.count)
+        # The Keras guide's hook: one PPO minibatch update, logs by name; or,
+        # fitting a stream of whole iterations, one whole PPO iteration.
+        if self._iteration_stream is not None:
+            self._iteration_stream.train_iteration()
+        else:
+            record_update(self, *update(self, Minibatch.from_dict(data)))
         logs = {metric.name: metric.result() for metric in self.metrics}
         if replicas.packs_logs(self):
             return replicas.pack_logs(logs)

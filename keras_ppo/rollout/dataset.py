@@ -8,15 +8,24 @@ from gymnasium.vector import VectorEnv
 from keras_ppo.agent import replicas, streams
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.core import checks
-from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
 from keras_ppo.envs import BatchedEnv
+from keras_ppo.rollout.agent_stack import AgentStack, StackSource
 from keras_ppo.rollout.gym_driver import GymDriver, check_nonfinite_mode
-from keras_ppo.rollout.prepare import collect_rollout
+from keras_ppo.rollout.minibatches import iteration_minibatches
 from keras_ppo.rollout.tf_driver import TFDriver
+from keras_ppo.rollout.whole_iterations import WholeIterationSource
+
+#: Whether whole iterations compile with XLA by default (benchmarks/README.md
+#: measures both on the PureJaxRL CartPole configuration).
+WHOLE_ITERATION_XLA = True
 
 
 def rollout_dataset(
-    model, envs, jit_compile: bool = False, nonfinite: str = "raise"
+    model,
+    envs,
+    jit_compile: bool | None = None,
+    nonfinite: str = "raise",
+    whole_iterations: bool = False,
 ) -> tf.data.Dataset:
     """A dataset whose every iteration is one PPO iteration.
 
@@ -28,22 +37,35 @@ def rollout_dataset(
     the envs exactly `K * num_envs * num_steps` times, each rollout with the
     weights after all earlier updates.
 
+    With a TF-native env and `whole_iterations=True` the whole iteration,
+    updates included, is one `train_step`: the dataset then holds one
+    placeholder element per iteration, `fit`'s `steps_per_epoch` counts
+    iterations (default 1 per epoch) and all of an epoch's iterations run
+    in one compiled call.
+
     Args:
-        model: A `keras_ppo.PPOModel`.
+        model: A `keras_ppo.PPOModel`, or a `keras_ppo.AgentStack` (TF-native
+            env only) whose agents each get their own copies of the env.
         envs: A gymnasium `VectorEnv` whose single spaces equal the model's
             (any autoreset mode works; reset, seeded with `model.config.seed`,
-            on the first read), or a TF-native `keras_ppo.envs` env, whose
-            whole iteration (rollout, GAE, shuffling) then runs as one
-            compiled graph call.
-        jit_compile: Compile a TF-native env's iteration with XLA. Off by
-            default: compiling takes seconds, and whether XLA pays off
-            depends on the number of envs and the run's length
-            (benchmarks/README.md measures both).
+            on the first read), or a TF-native `keras_ppo.envs` env.
+        jit_compile: Compile a TF-native env's iteration with XLA. None
+            (default): on for whole iterations, off for the minibatch stream
+            (benchmarks/README.md measures both). XLA compiles
+            `tf.debugging.Assert` out, so an env's own asserts only fire
+            with `jit_compile=False`.
         nonfinite: What to do when a gymnasium env returns a NaN or inf
             observation or reward: `"raise"` a `ValueError` naming the env
             and step before any update uses it (default), or `"mask"` the
             affected steps out of training with a warning
             (`keras_ppo.rollout.EnvDriver` has the details).
+        whole_iterations: Run each PPO iteration of a TF-native env
+            (rollout, GAE and every epoch x minibatch update) as one
+            `train_step` (`keras_ppo.rollout.whole_iterations`), by default
+            compiled with XLA. Off by default: XLA's compilation (seconds)
+            pays off in long runs of small batches, where per-call overhead
+            dominates (PureJaxRL's CartPole settings), and not in short
+            runs or from 64 envs up (benchmarks/README.md).
 
     Returns:
         A `tf.data.Dataset` of `keras_ppo.core.batch.Minibatch` dicts:
@@ -52,21 +74,29 @@ def rollout_dataset(
         steps to ignore), the scalar `update_index` within the iteration and
         `episodes`, the iteration's episode sums `return_sum`, `length_sum`
         and `count` (non-zero only in its first minibatch). Its cardinality
-        is the number of updates per iteration.
+        is the number of updates per iteration. For whole iterations, one
+        `{"iteration": int64}` placeholder.
 
     Raises:
         TypeError: If `model` is not a PPOModel or `envs` is neither a
             VectorEnv nor a `keras_ppo.envs` env.
         ValueError: If the spaces differ, `minibatch_size` does not divide
-            `num_steps * num_envs`, `nonfinite` is not one of the above, or
-            `jit_compile` is set for gymnasium envs (stepped in Python, so
-            not compilable).
+            `num_steps * num_envs`, `nonfinite` is not one of the above,
+            `jit_compile` or `whole_iterations` is set for gymnasium envs
+            (stepped in Python, so not compilable), or `whole_iterations`
+            under a `tf.distribute` strategy.
     """
+    if isinstance(model, AgentStack):
+        return _stack_dataset(model, envs, jit_compile)
     if not isinstance(model, PPOModel):
-        raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
+        raise TypeError(
+            f"Expected a keras_ppo.PPOModel or AgentStack. Received: {model!r}"
+        )
     # Checked here too: TF-native envs have no GymDriver to check it.
     check_nonfinite_mode(nonfinite)
-    jit_compile = checks.check_bool("jit_compile", jit_compile)
+    if jit_compile is not None:
+        jit_compile = checks.check_bool("jit_compile", jit_compile)
+    whole_iterations = checks.check_bool("whole_iterations", whole_iterations)
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
         driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
@@ -90,12 +120,50 @@ def rollout_dataset(
                 f"The envs' {kind} space differs from the model's. "
                 f"Model: {model_space}. Received: {env_space}"
             )
-    if jit_compile and not isinstance(driver, TFDriver):
+    tf_env = isinstance(driver, TFDriver)
+    for name, value in (
+        ("jit_compile", jit_compile),
+        ("whole_iterations", whole_iterations),
+    ):
+        if value and not tf_env:
+            raise ValueError(
+                f"`{name}=True` needs a TF-native env (keras_ppo.envs.make); "
+                f"gymnasium envs step in Python. Received: {envs!r}"
+            )
+    if whole_iterations and replicas.is_distributed(model):
         raise ValueError(
-            "`jit_compile=True` needs a TF-native env (keras_ppo.envs.make); "
-            f"gymnasium envs step in Python. Received: {envs!r}"
+            "`whole_iterations=True` runs on one device; under a tf.distribute "
+            "strategy each minibatch is one update. Received: a model built "
+            f"under {type(model.distribute_strategy).__name__}"
         )
-    source = IterationSource(model, driver, jit_compile=jit_compile)
+    if whole_iterations:
+        jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
+        source = WholeIterationSource(model, driver, jit_compile=jit_compile)
+    else:
+        source = IterationSource(model, driver, jit_compile=bool(jit_compile))
+    dataset = source.dataset(repeat=False)
+    streams.register(dataset, source)
+    return dataset
+
+
+def _stack_dataset(stack, env, jit_compile) -> tf.data.Dataset:
+    """`rollout_dataset` of an `AgentStack`: whole iterations only."""
+    if not isinstance(env, BatchedEnv):
+        raise TypeError(
+            "An AgentStack trains on a TF-native env, e.g. keras_ppo.envs.make("
+            f"'CartPole-v1', num_envs=4). Received: {env!r}"
+        )
+    for kind in ("observation", "action"):
+        env_space = getattr(env, f"{kind}_space")
+        model_space = getattr(stack.agents[0], f"{kind}_space")
+        if env_space != model_space:
+            raise ValueError(
+                f"The env's {kind} space differs from the agents'. "
+                f"Agents: {model_space}. Received: {env_space}"
+            )
+    if jit_compile is None:
+        jit_compile = WHOLE_ITERATION_XLA
+    source = StackSource(stack, env, checks.check_bool("jit_compile", jit_compile))
     dataset = source.dataset(repeat=False)
     streams.register(dataset, source)
     return dataset
@@ -174,21 +242,9 @@ class IterationSource:
         return self.driver.take_error()
 
     def _collect_and_shuffle(self):
-        model, config = self.model, self.model.config
-        if model.observation_normalizer is not None:
-            # The previous rollout's observations join the statistics only
-            # now, after the updates that trained on them (see
-            # keras_ppo.agent.normalization).
-            model.observation_normalizer.commit()
-        rollout = collect_rollout(model, self.driver, config.num_steps)
-        minibatches = shuffled_minibatches(
-            rollout,
-            config.update_epochs,
-            self.num_minibatches,
-            config.minibatch_size,
-            model.next_seed(),
-        )
-        return minibatches.as_dict()
+        return iteration_minibatches(
+            self.model, self.driver, self.num_minibatches
+        ).as_dict()
 
     def _collect(self):
         """Runs one iteration's rollout; returns its minibatches, stacked
@@ -215,38 +271,3 @@ class IterationSource:
             self.model.non_trainable_variables, saved, strict=True
         ):
             variable.assign(value)
-
-
-def shuffled_minibatches(
-    rollout: Rollout, update_epochs, num_minibatches, minibatch_size, seed
-) -> Minibatch:
-    """Splits a time-major rollout into `update_epochs` shuffled passes.
-
-    Args:
-        rollout: A `Rollout` (time-major `[T, N, ...]`).
-        update_epochs: Passes over the rollout (`U`).
-        num_minibatches: Minibatches per pass (`M`).
-        minibatch_size: Samples per minibatch; `M * minibatch_size = T * N`.
-        seed: Stateless RNG seed `[2]`.
-
-    Returns:
-        A `Minibatch` whose every field has a leading dimension `U * M`: the
-        sample fields `[U * M, minibatch_size, ...]`, `update_index` and the
-        episode statistics, non-zero only at index 0.
-    """
-    num_updates = update_epochs * num_minibatches
-    batch_size = num_minibatches * minibatch_size
-    # One independent permutation of the whole batch per pass.
-    keys = tf.random.stateless_uniform((update_epochs, batch_size), seed)
-    order = tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
-
-    def shuffled(value):
-        return tf.gather(tf.reshape(value, (batch_size, *value.shape[2:])), order)
-
-    samples = {key: shuffled(getattr(rollout, key)) for key in SAMPLE_FIELDS}
-    first = tf.one_hot(0, num_updates)
-    return Minibatch(
-        **samples,
-        update_index=tf.range(num_updates),
-        episodes=rollout.episodes.scaled(first),
-    )

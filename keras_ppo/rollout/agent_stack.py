@@ -1,0 +1,208 @@
+"""Many agents at once: N independent PPO runs in one `fit`, one graph.
+
+PureJaxRL trains many seeds in parallel by vectorising its whole training
+step over a batch of seeds (Lu et al., 2022, arXiv:2210.02661). Here an
+`AgentStack` holds N `PPOModel`s (different seeds, or different
+hyperparameters), each with its own optimizer, env copies and random
+streams; one `train_step` runs one whole iteration of every agent
+(`keras_ppo.rollout.whole_iterations`) inside one compiled graph, so the
+agents share every call's fixed costs (Keras' loop, dispatch, the XLA
+call) and the graph's independent branches can overlap. Each agent's
+losses and episode statistics reach the logs as `agent_K/<metric>`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_ppo.agent import streams
+from keras_ppo.agent.model import PPOModel
+from keras_ppo.core import checks
+from keras_ppo.rollout.tf_driver import TFDriver
+from keras_ppo.rollout.whole_iterations import WholeIterationSource
+
+
+@keras.saving.register_keras_serializable(package="keras_ppo")
+class AgentStack(keras.Model):
+    """N `PPOModel`s trained together on copies of one TF-native env.
+
+    Each agent keeps everything it would have alone (weights, optimizer,
+    `env_steps`, RNG key, metrics); the stack only runs their iterations
+    in one graph. `keras_ppo.rollout_dataset(stack, env)` gives each agent
+    its own `env.num_envs` envs, reset with the agent's `config.seed`.
+
+    Args:
+        agents: A list of `PPOModel`s with the same observation and action
+            spaces. Agents not yet compiled get `PPOModel.compile()`'s
+            defaults when the stack is compiled.
+
+    Raises:
+        TypeError: If `agents` is not a non-empty list of PPOModels.
+        ValueError: If their spaces differ.
+
+    Example:
+        >>> env = keras_ppo.envs.make("CartPole-v1", num_envs=4)
+        >>> agents = [
+        ...     keras_ppo.PPOModel.from_env(env, config=PPOConfig(seed=seed))
+        ...     for seed in range(8)
+        ... ]
+        >>> stack = AgentStack(agents)
+        >>> stack.compile()
+        >>> stack.fit(keras_ppo.rollout_dataset(stack, env), epochs=10)
+    """
+
+    def __init__(self, agents, **kwargs):
+        super().__init__(**kwargs)
+        agents = list(agents) if isinstance(agents, (list, tuple)) else agents
+        if (
+            not isinstance(agents, list)
+            or not agents
+            or not all(isinstance(agent, PPOModel) for agent in agents)
+        ):
+            raise TypeError(
+                f"Expected a non-empty list of keras_ppo.PPOModel. Received: {agents!r}"
+            )
+        first = agents[0]
+        for agent in agents[1:]:
+            spaces = (agent.observation_space, agent.action_space)
+            if spaces != (first.observation_space, first.action_space):
+                raise ValueError(
+                    "Every agent of a stack needs the same observation and "
+                    f"action spaces. Received: {spaces} and "
+                    f"{(first.observation_space, first.action_space)}"
+                )
+        self.agents = agents
+        # The stream `fit` reads (set by `fit`).
+        self._iteration_stream = None
+        # Its agents are built: nothing for Keras to build from a batch.
+        self.built = True
+
+    def call(self, observations):
+        return [agent(observations) for agent in self.agents]
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "agents": [keras.saving.serialize_keras_object(a) for a in self.agents],
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        agents = [
+            keras.saving.deserialize_keras_object(a) for a in config.pop("agents")
+        ]
+        return cls(agents, **config)
+
+    def compile(self, steps_per_execution=1, **kwargs):
+        """Compiles every agent not yet compiled (PPO's default optimizer)
+        and the stack, which has no optimizer of its own.
+
+        Args:
+            steps_per_execution: Iterations (of every agent) per compiled
+                call.
+            **kwargs: Passed to `keras.Model.compile` (e.g. `run_eagerly`).
+        """
+        for agent in self.agents:
+            if not agent.compiled:
+                agent.compile()
+        super().compile(
+            optimizer=None, steps_per_execution=steps_per_execution, **kwargs
+        )
+
+    def compile_from_config(self, config):
+        # A loaded stack compiles as it was; its agents restore their own.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(steps_per_execution=config.get("steps_per_execution", 1))
+
+    def fit(self, x=None, *args, shuffle=False, steps_per_epoch=None, **kwargs):
+        """`keras.Model.fit` on `keras_ppo.rollout_dataset(stack, env)`:
+        each epoch is `steps_per_epoch` (default 1) iterations of every
+        agent.
+
+        Raises:
+            ValueError: If `x` is not a rollout dataset of this stack.
+        """
+        stream = streams.stream_of(x)
+        if not isinstance(stream, StackSource) or stream.model is not self:
+            raise ValueError(
+                "AgentStack.fit expects keras_ppo.rollout_dataset(stack, env) "
+                f"of this stack. Received: {x!r}"
+            )
+        steps_per_epoch = checks.check_int(
+            "steps_per_epoch",
+            1 if steps_per_epoch is None else steps_per_epoch,
+            minimum=1,
+        )
+        streams.check_iterations_per_call(steps_per_epoch, self.steps_per_execution)
+        if self._iteration_stream is not stream:
+            self._iteration_stream = stream
+            self.train_function = None
+        return super().fit(
+            stream.endless(),
+            *args,
+            shuffle=shuffle,
+            steps_per_epoch=steps_per_epoch,
+            **kwargs,
+        )
+
+    @property
+    def metrics(self):
+        # Every agent's trackers: fit resets them all each epoch.
+        return [metric for agent in self.agents for metric in agent.metrics]
+
+    def train_step(self, data):
+        self._iteration_stream.train_iteration()
+        return self._results()
+
+    def get_metrics_result(self):
+        return {name: float(value) for name, value in self._compiled_results().items()}
+
+    @tf.function
+    def _compiled_results(self):
+        return self._results()
+
+    def _results(self):
+        return {
+            f"agent_{index}/{metric.name}": metric.result()
+            for index, agent in enumerate(self.agents)
+            for metric in agent.metrics
+        }
+
+
+class StackSource:
+    """The `RolloutStream` of an `AgentStack`: one placeholder element per
+    iteration of every agent, each agent on its own `TFDriver`.
+
+    Args:
+        stack: The `AgentStack`.
+        env: A `keras_ppo.envs.BatchedEnv`; each agent steps its own copies.
+        jit_compile: Compile the agents' iterations (one graph) with XLA.
+    """
+
+    whole_iterations = True
+    updates_per_iteration = 1
+
+    def __init__(self, stack, env, jit_compile):
+        self.model = stack
+        self.sources = [
+            WholeIterationSource(agent, TFDriver(env, agent.config.seed), jit_compile)
+            for agent in stack.agents
+        ]
+        self.train_iteration = tf.function(
+            self.run, autograph=False, jit_compile=jit_compile
+        )
+
+    def run(self) -> None:
+        for source in self.sources:
+            source.run()
+
+    def dataset(self, repeat=False) -> tf.data.Dataset:
+        return self.sources[0].dataset(repeat)
+
+    def endless(self) -> tf.data.Dataset:
+        return self.dataset(repeat=True)
+
+    def env_error(self):
+        return None

@@ -1,0 +1,73 @@
+"""An iteration's rollout as the minibatches its updates train on.
+
+Both ways of feeding `fit` start here: `rollout_dataset`'s minibatch stream
+(`keras_ppo.rollout.dataset`) and whole iterations in one graph call
+(`keras_ppo.rollout.whole_iterations`).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
+from keras_ppo.rollout.prepare import collect_rollout
+
+
+def iteration_minibatches(model, driver, num_minibatches) -> Minibatch:
+    """Collects one rollout with the model's current weights, prepares it
+    (GAE, normalisation) and shuffles it into the iteration's minibatches.
+    Runs in graph mode.
+
+    Returns:
+        A `Minibatch` of `update_epochs * num_minibatches` minibatches
+        stacked on a leading axis (see `shuffled_minibatches`).
+    """
+    config = model.config
+    if model.observation_normalizer is not None:
+        # The previous rollout's observations join the statistics only
+        # now, after the updates that trained on them (see
+        # keras_ppo.agent.normalization).
+        model.observation_normalizer.commit()
+    rollout = collect_rollout(model, driver, config.num_steps)
+    return shuffled_minibatches(
+        rollout,
+        config.update_epochs,
+        num_minibatches,
+        config.minibatch_size,
+        model.next_seed(),
+    )
+
+
+def shuffled_minibatches(
+    rollout: Rollout, update_epochs, num_minibatches, minibatch_size, seed
+) -> Minibatch:
+    """Splits a time-major rollout into `update_epochs` shuffled passes.
+
+    Args:
+        rollout: A `Rollout` (time-major `[T, N, ...]`).
+        update_epochs: Passes over the rollout (`U`).
+        num_minibatches: Minibatches per pass (`M`).
+        minibatch_size: Samples per minibatch; `M * minibatch_size = T * N`.
+        seed: Stateless RNG seed `[2]`.
+
+    Returns:
+        A `Minibatch` whose every field has a leading dimension `U * M`: the
+        sample fields `[U * M, minibatch_size, ...]`, `update_index` and the
+        episode statistics, non-zero only at index 0.
+    """
+    num_updates = update_epochs * num_minibatches
+    batch_size = num_minibatches * minibatch_size
+    # One independent permutation of the whole batch per pass.
+    keys = tf.random.stateless_uniform((update_epochs, batch_size), seed)
+    order = tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
+
+    def shuffled(value):
+        return tf.gather(tf.reshape(value, (batch_size, *value.shape[2:])), order)
+
+    samples = {key: shuffled(getattr(rollout, key)) for key in SAMPLE_FIELDS}
+    first = tf.one_hot(0, num_updates)
+    return Minibatch(
+        **samples,
+        update_index=tf.range(num_updates),
+        episodes=rollout.episodes.scaled(first),
+    )
