@@ -219,3 +219,73 @@ def rollout_arrays(rollout):
     }
     arrays["episodes"] = type(rollout.episodes)(*(float(v) for v in rollout.episodes))
     return arrays
+
+
+class MaskedEnv(gym.Env):
+    """Random observations of a `Dict` space with an `"action_mask"` key (or,
+    with `info_mask=True`, the mask in `info["action_mask"]` and
+    observations of `observation_space` as they are) for Discrete,
+    MultiDiscrete or MultiBinary actions. Every mask allows at least one
+    action (one per sub-action); reward 1 per step. `step` counts the
+    actions the last mask forbade in `violations`, so tests see whether a
+    masked action was ever taken."""
+
+    def __init__(self, observation_space, action_space, info_mask=False, length=7):
+        from keras_ppo.core import masking
+
+        self.action_space = action_space
+        self.inner_space = observation_space
+        self.info_mask = info_mask
+        self.mask_shape = masking.mask_shape(action_space)
+        if info_mask:
+            self.observation_space = observation_space
+        else:
+            self.observation_space = spaces.Dict(
+                {
+                    **dict(observation_space.spaces),
+                    "action_mask": spaces.MultiBinary(list(self.mask_shape)),
+                }
+            )
+        self.length = length
+        self.violations = 0
+        self.steps = 0
+        self.t = 0
+        self.mask = None
+
+    def _observe(self):
+        from keras_ppo.core import masking
+
+        self.inner_space.seed(int(self.np_random.integers(1 << 31)))
+        obs = self.inner_space.sample()
+        while True:
+            mask = (self.np_random.random(self.mask_shape) < 0.4).astype(np.int8)
+            if not masking.empty_groups(self.action_space, mask[None])[0]:
+                break
+        self.mask = mask
+        if self.info_mask:
+            return obs, {"action_mask": mask}
+        return {**obs, "action_mask": mask}, {}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe()
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.steps += 1
+        self.violations += int(not self.allowed(action))
+        self.t += 1
+        obs, info = self._observe()
+        return obs, 1.0, False, self.t >= self.length, info
+
+    def allowed(self, action):
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            return bool(self.mask[int(action) - int(space.start)])
+        if isinstance(space, spaces.MultiDiscrete):
+            offsets = np.concatenate([[0], np.cumsum(space.nvec)[:-1]])
+            index = offsets + np.asarray(action) - space.start
+            return bool(self.mask[index].all())
+        bits = np.asarray(action).reshape(-1)
+        return bool(self.mask.reshape(-1, 2)[np.arange(len(bits)), bits].all())

@@ -9,12 +9,13 @@ import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
+from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent import export, networks, replicas
 from keras_ppo.agent.metrics import EpisodeMean
-from keras_ppo.agent.normalization import RunningNormalization
+from keras_ppo.agent.normalization import RunningNormalization, StructuredNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
-from keras_ppo.core import checks, spaces
+from keras_ppo.core import checks, masking, spaces, structure
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.distributions import DiagGaussian, make_distribution
 from keras_ppo.files import save_atomically
@@ -32,7 +33,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
 
     Args:
         observation_space: A gymnasium `Box` (any shape, flattened) or
-            `Discrete` (one-hot) space of a single env.
+            `Discrete` (one-hot) space of a single env, or a (nested) `Dict`
+            or `Tuple` of `Box`, `Discrete`, `MultiDiscrete` and
+            `MultiBinary` leaves, each encoded by
+            `keras_ppo.agent.encoders` and concatenated.
         action_space: A gymnasium `Discrete`, `Box`, `MultiDiscrete` or
             `MultiBinary` space of a single env.
         config: A `PPOConfig`; defaults to `PPOConfig()`.
@@ -55,6 +59,16 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         value_network: The value trunk for a custom `policy_network`. By
             default a fresh copy of `policy_network` (`keras.models.
             clone_model`), or the same one with `shared_trunk=True`.
+        encoders: `{key: Keras layer}` replacing the default encoder of
+            those keys of a `Dict`/`Tuple` observation (nested keys joined
+            by dots, `Tuple` positions as `"0"`, `"1"`, ...).
+        mask_key: The `Dict` observation key, or with `info_mask` the
+            `info` entry, holding action masks (`keras_ppo.core.masking`
+            gives their layout). A `Dict` observation without that key has
+            no masks.
+        info_mask: Take masks from `info[mask_key]` of the vector env (as
+            gymnasium's Taxi gives them).
+        mask_as_feature: Feed the mask to the networks as a feature too.
 
     Call:
         `params, value = model(observations)`: the action distribution's
@@ -81,12 +95,23 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         env_id=None,
         policy_network=None,
         value_network=None,
+        encoders=None,
+        mask_key="action_mask",
+        info_mask=False,
+        mask_as_feature=False,
         **kwargs,
     ):
         hidden_sizes = checks.check_model_arguments(
             observation_space, action_space, hidden_sizes, activation,
             shared_trunk, init_log_std, num_envs, env_id,
         )  # fmt: skip
+        self.layout = structure.ObservationLayout(
+            observation_space,
+            action_space,
+            mask_key=mask_key,
+            info_mask=checks.check_bool("info_mask", info_mask),
+            mask_as_feature=checks.check_bool("mask_as_feature", mask_as_feature),
+        )
         super().__init__(**kwargs)
         config = PPOConfig() if config is None else config
         if not isinstance(config, PPOConfig):
@@ -104,15 +129,34 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.env_id = env_id
         self.distribution = make_distribution(action_space)
         self.custom_trunks = policy_network is not None
-        # Custom trunks see observations in their own shape (images stay
-        # images); Discrete observations are one-hot encoded either way.
-        self.encoder = networks.encoder_for(
-            observation_space, flatten=not self.custom_trunks
-        )
+        self.mask_key = mask_key
+        self.info_mask = info_mask
+        self.mask_as_feature = mask_as_feature
+        self.custom_encoders = encoders_module.check_encoders(self.layout, encoders)
+        if self.layout.structured:
+            self.encoder = encoders_module.StructuredEncoder(
+                self.layout, self.custom_encoders, seed=config.seed, name="encoder"
+            )
+        else:
+            # Custom trunks see observations in their own shape (images
+            # stay images); Discrete observations are one-hot either way.
+            self.encoder = networks.encoder_for(
+                observation_space, flatten=not self.custom_trunks
+            )
         # Running statistics are model state, so save/load and export carry
         # them; `keras_ppo.agent.normalization` explains when they change.
         self.observation_normalizer = None
-        if config.normalize_observations:
+        if config.normalize_observations and self.layout.structured:
+            self.observation_normalizer = StructuredNormalization(
+                {
+                    key: self.layout.shape(key)
+                    for key in self.layout.feature_keys
+                    if isinstance(self.layout.spaces[key], gym.spaces.Box)
+                    and not encoders_module.is_image(self.layout.spaces[key])
+                },
+                name="observation_normalizer",
+            )
+        elif config.normalize_observations:
             if not isinstance(observation_space, gym.spaces.Box):
                 raise ValueError(
                     "`normalize_observations` needs a Box observation space. "
@@ -160,7 +204,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self._auto_steps_per_execution = False
         # Build every variable now: Keras would otherwise pull a batch (and so
         # run a rollout) from the dataset to build the model inside `fit`.
-        self(np.zeros((1, *observation_space.shape), observation_space.dtype))
+        self(self.layout.zeros(batch=1))
 
     def _state_weight(self, name, shape, value, dtype=None, trainable=False):
         return self.add_weight(
@@ -223,6 +267,14 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             "value_network": (
                 None if self.shared_trunk else self._trunk_config(self.value_trunk)
             ),
+            "encoders": {
+                key: keras.saving.serialize_keras_object(layer)
+                for key, layer in self.custom_encoders.items()
+            }
+            or None,
+            "mask_key": self.mask_key,
+            "info_mask": self.info_mask,
+            "mask_as_feature": self.mask_as_feature,
         }
 
     def _trunk_config(self, trunk):
@@ -239,6 +291,11 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         for key in ("policy_network", "value_network"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
+        if config.get("encoders"):
+            config["encoders"] = {
+                key: keras.saving.deserialize_keras_object(layer)
+                for key, layer in config["encoders"].items()
+            }
         return cls(observation_space, action_space, config=ppo_config, **config)
 
     # ------------------------------------------------------------- inference
@@ -259,6 +316,11 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         features = self.encoder(observations)
         hidden = networks.flatten(self.policy_trunk(features, training=training))
         params = self.policy_head(hidden)
+        if self.layout.mask_key is not None:
+            # The mask travels with the observations, so the update sees the
+            # same masked distribution the rollout sampled from.
+            mask = observations[self.layout.mask_key]
+            params = masking.mask_params(self.action_space, params, mask)
         if self.log_std is not None:
             log_std = tf.broadcast_to(self.log_std, tf.shape(params))
             params = tf.concat([params, log_std], axis=-1)
@@ -310,12 +372,17 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             actions = self.distribution.sample(params, self.next_seed())
         return self.distribution.to_env(actions)
 
-    def predict_action(self, observations, deterministic=True):
+    def predict_action(self, observations, deterministic=True, mask=None):
         """Actions ready for `env.step` for a batch of observations.
 
         Args:
-            observations: `[batch, *obs_shape]` raw observations.
+            observations: `[batch, *obs_shape]` raw observations (for
+                `Dict`/`Tuple` spaces, a dict/tuple of such batches, as a
+                vector env returns them), or one observation.
             deterministic: Take the distribution's mode instead of sampling.
+            mask: Action masks `[batch, *mask_shape]` (or one) for a model
+                with `info_mask`, or to replace the mask entry of `Dict`
+                observations; masked actions are never returned.
 
         Returns:
             A numpy array `[batch, *action_shape]`, clipped to `Box` bounds;
@@ -323,16 +390,13 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
 
         Raises:
             ValueError: For observations of another shape, NaN or inf
-                values, or `Discrete` observations outside the space.
-            TypeError: For non-numeric observations or a non-bool
-                `deterministic`.
+                values, `Discrete` observations outside the space, a
+                missing key or mask, or a mask that allows no action.
+            TypeError: For non-numeric observations, a mask that is not
+                bool or integer, or a non-bool `deterministic`.
         """
-        observations, single = checks.check_observations(
-            self.observation_space, observations
-        )
+        observations, single = structure.check_inputs(self.layout, observations, mask)
         deterministic = checks.check_bool("deterministic", deterministic)
-        dtype = spaces.observation_dtype(self.observation_space).as_numpy_dtype
-        observations = np.asarray(observations, dtype)
         actions = self._env_actions(observations, deterministic).numpy()
         return actions[0] if single else actions
 

@@ -68,12 +68,21 @@ def rollout_dataset(
     check_nonfinite_mode(nonfinite)
     jit_compile = checks.check_bool("jit_compile", jit_compile)
     # Each worker of a multi-worker strategy seeds its envs differently.
+    if isinstance(envs, BatchedEnv) and model.layout.structured:
+        raise ValueError(
+            "TF-native keras_ppo.envs envs have flat observations and no "
+            "action masks; a model with Dict/Tuple observations or "
+            f"`info_mask` trains on gymnasium VectorEnvs. Received: {envs!r}"
+        )
     if isinstance(envs, BatchedEnv):
         driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
         prefix = ""
     elif isinstance(envs, VectorEnv):
         driver = GymDriver(
-            envs, seed=replicas.env_seed(model, envs.num_envs), nonfinite=nonfinite
+            envs,
+            seed=replicas.env_seed(model, envs.num_envs),
+            nonfinite=nonfinite,
+            layout=model.layout,
         )
         prefix = "single_"
     else:
@@ -243,7 +252,11 @@ def shuffled_minibatches(
     def shuffled(value):
         return tf.gather(tf.reshape(value, (batch_size, *value.shape[2:])), order)
 
-    samples = {key: shuffled(getattr(rollout, key)) for key in SAMPLE_FIELDS}
+    # `tf.nest`: observations may be a dict of leaves (Dict observations).
+    samples = {
+        key: tf.nest.map_structure(shuffled, getattr(rollout, key))
+        for key in SAMPLE_FIELDS
+    }
     first = tf.one_hot(0, num_updates)
     return Minibatch(
         **samples,

@@ -12,6 +12,9 @@ def step_result(envs, result, observation_shape, observation_dtype):
     """`(obs, rewards, terminated, truncated, infos)` of `envs.step`, as
     arrays of the shapes and dtypes the rollout stores.
 
+    With `observation_shape` None the observations are returned as they
+    came (the driver converts them leaf by leaf).
+
     Raises:
         ValueError: If `result` is not a 5-tuple or a field has the wrong
             shape or cannot be converted.
@@ -25,21 +28,25 @@ def step_result(envs, result, observation_shape, observation_dtype):
         )
     obs, rewards, terminated, truncated, infos = result
     num_envs = envs.num_envs
-    obs = observations(envs, "step", obs, observation_shape, observation_dtype)
+    if observation_shape is not None:
+        obs = observations(envs, "step", obs, observation_shape, observation_dtype)
     rewards = _field(envs, "rewards", rewards, (num_envs,), np.float32)
     terminated = _field(envs, "terminations", terminated, (num_envs,), bool)
     truncated = _field(envs, "truncations", truncated, (num_envs,), bool)
     return obs, rewards, terminated, truncated, infos
 
 
-def observations(envs, method, obs, observation_shape, observation_dtype):
-    """The observations of `envs.<method>` as `[num_envs, *shape]` array.
+def observations(
+    envs, method, obs, observation_shape, observation_dtype, field="observations"
+):
+    """The observations of `envs.<method>` as `[num_envs, *shape]` array
+    (`field` names them in errors, e.g. a `Dict` observation's key).
 
     Raises:
         ValueError: If they have another shape or cannot be converted.
     """
     shape = (envs.num_envs, *observation_shape)
-    return _field(envs, "observations", obs, shape, observation_dtype, method)
+    return _field(envs, field, obs, shape, observation_dtype, method)
 
 
 def reset_result(envs, result, observation_shape, observation_dtype):
@@ -54,6 +61,8 @@ def reset_result(envs, result, observation_shape, observation_dtype):
             f"{_name(envs)}.reset returned {_short(result)}; expected "
             "(observations, infos)."
         )
+    if observation_shape is None:
+        return result[0]
     return observations(envs, "reset", result[0], observation_shape, observation_dtype)
 
 
