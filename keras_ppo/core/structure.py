@@ -260,7 +260,7 @@ def check_inputs(layout: ObservationLayout, observations, mask=None):
     leaves = layout.leaves_of(observations, infos=None)
     if mask is not None:
         leaves[layout.mask_key] = mask
-    if layout.mask_key not in leaves:
+    if layout.mask_key is not None and layout.mask_key not in leaves:
         raise ValueError(
             f"This model acts on action masks from info[{layout.mask_key!r}]: pass "
             "them as predict_action(observations, mask=...). Received: mask=None"
