@@ -280,12 +280,18 @@ class MaskedEnv(gym.Env):
         return obs, 1.0, False, self.t >= self.length, info
 
     def allowed(self, action):
+        return self.allowed_by(self.mask, action)
+
+    def allowed_by(self, mask, action):
+        """Whether `mask` (in keras_ppo.core.masking's layout) allows
+        `action` (as `env.step` takes it or as rollouts store it)."""
         space = self.action_space
+        mask = np.asarray(mask)
         if isinstance(space, spaces.Discrete):
-            return bool(self.mask[int(action) - int(space.start)])
+            return bool(mask[int(action) - int(space.start)])
         if isinstance(space, spaces.MultiDiscrete):
             offsets = np.concatenate([[0], np.cumsum(space.nvec)[:-1]])
             index = offsets + np.asarray(action) - space.start
-            return bool(self.mask[index].all())
+            return bool(mask[index].all())
         bits = np.asarray(action).reshape(-1)
-        return bool(self.mask.reshape(-1, 2)[np.arange(len(bits)), bits].all())
+        return bool(mask.reshape(-1, 2)[np.arange(len(bits)), bits].all())
