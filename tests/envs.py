@@ -295,3 +295,33 @@ class MaskedEnv(gym.Env):
             return bool(mask[index].all())
         bits = np.asarray(action).reshape(-1)
         return bool(mask.reshape(-1, 2)[np.arange(len(bits)), bits].all())
+
+
+class CompositeActionEnv(gym.Env):
+    """A `Dict` action space of every leaf kind; `step` checks each action
+    is in the space (`invalid` counts the ones that are not) and rewards
+    `move == 2` and a `force` near 0.5."""
+
+    def __init__(self):
+        self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = spaces.Dict(
+            {
+                "move": spaces.Discrete(3),
+                "force": spaces.Box(-1.0, 1.0, (1,), np.float32),
+                "buttons": spaces.MultiBinary(2),
+                "aim": spaces.Tuple((spaces.MultiDiscrete([2, 3]),)),
+            }
+        )
+        self.invalid = 0
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.invalid += int(not self.action_space.contains(action))
+        self.t += 1
+        reward = float(action["move"] == 2) - abs(float(action["force"][0]) - 0.5)
+        return np.zeros(2, np.float32), reward, False, self.t >= 10, {}

@@ -202,8 +202,13 @@ def _serving_function(model):
 
     def serve(observations):
         params, value = model(observations)
-        action = distribution.to_env(distribution.mode(params))
-        return {"action": action, "value": value}
+        mode = distribution.mode(params)
+        if hasattr(distribution, "to_env_leaves"):
+            # Composite actions: signatures return flat dicts, so one
+            # output per action key.
+            leaves = distribution.to_env_leaves(mode)
+            return {**{f"action.{k}": v for k, v in leaves.items()}, "value": value}
+        return {"action": distribution.to_env(mode), "value": value}
 
     return serve, signature
 

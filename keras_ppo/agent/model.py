@@ -17,7 +17,8 @@ from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
 from keras_ppo.core import checks, masking, spaces, structure
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
-from keras_ppo.core.distributions import DiagGaussian, make_distribution
+from keras_ppo.core.composite import make_policy_distribution
+from keras_ppo.core.distributions import DiagGaussian
 from keras_ppo.files import save_atomically
 
 
@@ -38,7 +39,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             `MultiBinary` leaves, each encoded by
             `keras_ppo.agent.encoders` and concatenated.
         action_space: A gymnasium `Discrete`, `Box`, `MultiDiscrete` or
-            `MultiBinary` space of a single env.
+            `MultiBinary` space of a single env, or a `Dict`/`Tuple` of such
+            leaves (`keras_ppo.core.composite`).
         config: A `PPOConfig`; defaults to `PPOConfig()`.
         hidden_sizes: Units of each hidden layer of the trunks.
         activation: Activation of the hidden layers.
@@ -127,7 +129,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.init_log_std = float(init_log_std)
         self.num_envs = num_envs
         self.env_id = env_id
-        self.distribution = make_distribution(action_space)
+        self.distribution = make_policy_distribution(action_space)
         self.custom_trunks = policy_network is not None
         self.mask_key = mask_key
         self.info_mask = info_mask
@@ -174,8 +176,13 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.policy_trunk, self.value_trunk = networks.build_trunks(
             policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
         )
+        # Log-stds are a weight, not head outputs (DiagGaussian's and
+        # CompositeDistribution's params end with them).
         gaussian = isinstance(self.distribution, DiagGaussian)
-        head_size = self.distribution.size if gaussian else self.distribution.param_size
+        log_std_size = getattr(
+            self.distribution, "log_std_size", self.distribution.size if gaussian else 0
+        )
+        head_size = self.distribution.param_size - log_std_size
         self.policy_head = networks.orthogonal_dense(
             head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
         )
@@ -183,9 +190,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             1, networks.VALUE_GAIN, next(seeds), name="value_head"
         )
         self.log_std = None
-        if gaussian:
+        if log_std_size:
             self.log_std = self._state_weight(
-                "log_std", (self.distribution.size,), self.init_log_std, trainable=True
+                "log_std", (log_std_size,), self.init_log_std, trainable=True
             )
         # Stateless-RNG key for action sampling and minibatch shuffling;
         # a weight, so checkpoints resume the same random stream.
@@ -316,14 +323,15 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         features = self.encoder(observations)
         hidden = networks.flatten(self.policy_trunk(features, training=training))
         params = self.policy_head(hidden)
+        if self.log_std is not None:
+            shape = tf.stack([tf.shape(params)[0], self.log_std.shape[0]])
+            log_std = tf.broadcast_to(self.log_std, shape)
+            params = tf.concat([params, log_std], axis=-1)
         if self.layout.mask_key is not None:
             # The mask travels with the observations, so the update sees the
             # same masked distribution the rollout sampled from.
             mask = observations[self.layout.mask_key]
             params = masking.mask_params(self.action_space, params, mask)
-        if self.log_std is not None:
-            log_std = tf.broadcast_to(self.log_std, tf.shape(params))
-            params = tf.concat([params, log_std], axis=-1)
         return params, self._value_from_features(features, training)
 
     def value(self, observations):
@@ -397,8 +405,11 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         """
         observations, single = structure.check_inputs(self.layout, observations, mask)
         deterministic = checks.check_bool("deterministic", deterministic)
-        actions = self._env_actions(observations, deterministic).numpy()
-        return actions[0] if single else actions
+        actions = self._env_actions(observations, deterministic)
+        # Composite actions are a dict/tuple nest, as the env takes them.
+        return tf.nest.map_structure(
+            lambda leaf: leaf.numpy()[0] if single else leaf.numpy(), actions
+        )
 
     # ------------------------------------------------------- saving, export
 

@@ -15,7 +15,9 @@ Mask layouts, per single env step:
 * `MultiBinary(shape)`: `[*shape, 2]`, whether a 0 and whether a 1 is
   allowed for each bit: `[1, 0]` forces a 0, `[0, 1]` forces a 1.
 
-`Box` actions cannot be masked.
+`Box` actions cannot be masked. A `Dict`/`Tuple` action space's mask is
+its maskable leaves' masks, each flattened, concatenated in key order
+(`keras_ppo.core.composite`); its `Box` leaves have none.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
+
+from keras_ppo.core import composite
 
 #: The logit of a masked action. Finite on purpose: with the dtype's minimum,
 #: log-softmax subtracts the largest logit and overflows to -inf, and the
@@ -33,7 +37,11 @@ MASKED_LOGIT = -1e9
 
 def mask_shape(action_space) -> tuple | None:
     """The shape of one step's mask for `action_space`, None if its actions
-    cannot be masked (`Box`)."""
+    cannot be masked (`Box`, or composites of `Box` leaves only)."""
+    if composite.is_composite(action_space):
+        sizes = _leaf_mask_sizes(action_space)
+        total = sum(size for _, size in sizes)
+        return (total,) if total else None
     if isinstance(action_space, spaces.Discrete):
         return (int(action_space.n),)
     if isinstance(action_space, spaces.MultiDiscrete):
@@ -57,8 +65,19 @@ def mask_params(action_space, params, mask):
         one allowed value gets a logit of `-MASKED_LOGIT` (forced 1) or
         `MASKED_LOGIT` (forced 0).
     """
-    allowed = tf.cast(mask, tf.bool)
     batch = tf.shape(params)[0]
+    if composite.is_composite(action_space):
+        distribution = composite.CompositeDistribution(action_space)
+        leaf_params = distribution.leaf_params(params)
+        sizes = _leaf_mask_sizes(action_space)
+        masks = tf.split(tf.reshape(mask, (batch, -1)), [s for _, s in sizes], -1)
+        for index, ((leaf, size), leaf_mask) in enumerate(
+            zip(sizes, masks, strict=True)
+        ):
+            if size:
+                leaf_params[index] = mask_params(leaf, leaf_params[index], leaf_mask)
+        return distribution.join_params(leaf_params, params)
+    allowed = tf.cast(mask, tf.bool)
     if isinstance(action_space, spaces.MultiBinary):
         allowed = tf.reshape(allowed, (batch, -1, 2))
         zero_allowed, one_allowed = allowed[..., 0], allowed[..., 1]
@@ -77,6 +96,16 @@ def empty_groups(action_space, masks) -> np.ndarray:
     `MultiBinary`, neither 0 nor 1 for some bit)."""
     masks = np.asarray(masks) != 0
     batch = len(masks)
+    if composite.is_composite(action_space):
+        sizes = _leaf_mask_sizes(action_space)
+        parts = np.split(
+            masks.reshape(batch, -1), np.cumsum([s for _, s in sizes])[:-1], 1
+        )
+        empty = np.zeros(batch, bool)
+        for (leaf, size), part in zip(sizes, parts, strict=True):
+            if size:
+                empty |= empty_groups(leaf, part)
+        return empty
     if isinstance(action_space, spaces.MultiDiscrete):
         nvec = np.asarray(action_space.nvec).reshape(-1)
         groups = np.split(masks.reshape(batch, -1), np.cumsum(nvec)[:-1], axis=1)
@@ -84,6 +113,16 @@ def empty_groups(action_space, masks) -> np.ndarray:
     if isinstance(action_space, spaces.MultiBinary):
         return (~masks.reshape(batch, -1, 2).any(axis=2)).any(axis=1)
     return ~masks.reshape(batch, -1).any(axis=1)
+
+
+def _leaf_mask_sizes(action_space):
+    """`[(leaf space, flattened mask size)]` of a composite action space (0
+    for leaves that cannot be masked)."""
+    sizes = []
+    for _, _, leaf in composite.action_leaves(action_space):
+        shape = mask_shape(leaf)
+        sizes.append((leaf, int(np.prod(shape)) if shape is not None else 0))
+    return sizes
 
 
 def check_mask_space(key, space, action_space) -> None:

@@ -89,6 +89,7 @@ class GymDriver(Driver):
             envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         )
         self._obs = None
+        self._action_structure = None
         self._resetting = np.zeros(self.num_envs, bool)
         # Non-finite masking: the current observation is a stand-in, and the
         # current episode had masked steps.
@@ -121,8 +122,10 @@ class GymDriver(Driver):
         return self._pack(leaves, (self.num_envs,)), ()
 
     def step(self, t, observations, env_actions, carry):
+        # Composite actions travel as their leaves, repacked for env.step.
+        self._action_structure = env_actions
         leaves = tf.numpy_function(
-            self._step, [env_actions], self._dtypes, stateful=True
+            self._step, tf.nest.flatten(env_actions), self._dtypes, stateful=True
         )
         return self._pack(leaves, (self.num_envs,)), carry
 
@@ -283,9 +286,10 @@ class GymDriver(Driver):
             )
             raise self._error
 
-    def _step(self, actions):
+    def _step(self, *actions):
         """Steps every env once, records the transition and returns the next
         observations `[N, ...]` (reset observations where episodes ended)."""
+        actions = tf.nest.pack_sequence_as(self._action_structure, list(actions))
         t, buffers = self._t, self._buffers
         for buffer, leaf in zip(buffers["observations"], self._obs, strict=True):
             buffer[t] = leaf
