@@ -392,3 +392,22 @@ def guess_return_after_training(with_mask):
 def test_masked_play_learns_where_unmasked_play_fails():
     assert guess_return_after_training(with_mask=True) > 9.0
     assert guess_return_after_training(with_mask=False) < 4.0
+
+
+def test_taxi_info_masks_are_stored_and_honoured_in_rollouts():
+    # gymnasium's own convention: info["action_mask"] stacked over the
+    # vector env, with info["_action_mask"] saying which envs gave one.
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("Taxi-v4")] * 4)
+    config = keras_ppo.PPOConfig(num_steps=256, minibatch_size=1024, seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config, info_mask=True)
+    assert model.layout.keys == ["observations", "action_mask"]
+    for minibatch in keras_ppo.rollout_dataset(model, envs).take(1):
+        masks = minibatch["observations"]["action_mask"].numpy()
+        actions = minibatch["actions"].numpy()
+        states = minibatch["observations"]["observations"].numpy()
+    # The stored masks are Taxi's own masks of the stored states.
+    taxi = envs.envs[0].unwrapped
+    expected = np.stack([taxi.action_mask(int(s)) for s in states])
+    np.testing.assert_array_equal(masks, expected)
+    assert np.all(masks[np.arange(len(actions)), actions] == 1)
+    assert masks.sum(axis=1).min() >= 1
