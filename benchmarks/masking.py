@@ -19,7 +19,8 @@ epochs, gamma 0.99, lambda 0.95, clip 0.2, no value clipping, entropy
 separate 64x64 tanh MLPs, one-hot observations.
 
 Writes `results/masking.json`, `results/masking.md` and the
-return-vs-steps curves `results/masking_curve.csv` and `.png`.
+return-vs-steps curves `results/masking_curve.csv` and `.png` (`--name`
+changes `masking`).
 """
 
 from __future__ import annotations
@@ -225,6 +226,9 @@ def main():
     parser.add_argument("--chunk", type=int, default=20_480)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument(
+        "--name", default="masking", help="results/<name>.json, .md, _curve.csv/png"
+    )
     args = parser.parse_args()
 
     os.makedirs(RESULTS, exist_ok=True)
@@ -253,13 +257,13 @@ def main():
     )
     results["load_average"] = {"before": load_before, "after": os.getloadavg()}
     results["arguments"] = vars(args)
-    write(results, rows)
+    write(results, rows, args.name)
 
 
-def write(results, rows):
-    with open(os.path.join(RESULTS, "masking.json"), "w") as file:
+def write(results, rows, name):
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as file:
         json.dump(results, file, indent=2)
-    with open(os.path.join(RESULTS, "masking_curve.csv"), "w") as file:
+    with open(os.path.join(RESULTS, f"{name}_curve.csv"), "w") as file:
         file.write("run,env_steps,mean_return_last_100\n")
         for name, steps, value in rows:
             file.write(f"{name},{steps},{'' if value is None else round(value, 2)}\n")
@@ -273,7 +277,7 @@ def write(results, rows):
                 f"| {name} | {result['env_steps']} | {result['steps_per_second']} | "
                 f"{result['train_return_last_100']:.1f} | {result['eval_return']:.1f} |"
             )
-    with open(os.path.join(RESULTS, "masking.md"), "w") as file:
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as file:
         file.write("\n".join(lines) + "\n")
     try:
         import matplotlib
@@ -283,15 +287,15 @@ def write(results, rows):
     except ImportError:
         return
     figure, axes = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(name for name, _, _ in rows):
-        points = [(s, v) for n, s, v in rows if n == name and v is not None]
-        axes.plot(*zip(*points, strict=True), marker="o", label=name)
+    for run in dict.fromkeys(run for run, _, _ in rows):
+        points = [(s, v) for n, s, v in rows if n == run and v is not None]
+        axes.plot(*zip(*points, strict=True), marker="o", label=run)
     axes.set_xlabel("env steps")
     axes.set_ylabel("mean return, last 100 episodes")
     axes.set_title(f"{ENV_ID}: action masks from info")
     axes.legend()
     figure.tight_layout()
-    figure.savefig(os.path.join(RESULTS, "masking_curve.png"), dpi=100)
+    figure.savefig(os.path.join(RESULTS, f"{name}_curve.png"), dpi=100)
 
 
 if __name__ == "__main__":

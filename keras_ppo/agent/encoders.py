@@ -31,9 +31,11 @@ from keras_ppo.agent.cnn import nature_cnn
 from keras_ppo.agent.networks import (
     HIDDEN_GAIN,
     ObservationEncoder,
+    encoder_for,
     flatten,
     seed_stream,
 )
+from keras_ppo.agent.normalization import RunningNormalization, StructuredNormalization
 
 #: The smallest image side the Nature CNN's convolutions fit.
 NATURE_CNN_MIN_SIDE = 36
@@ -158,6 +160,39 @@ class StructuredEncoder(keras.layers.Layer):
             encoded = self.leaf_encoders[key](inputs[key], training=training)
             features.append(flatten(encoded))
         return tf.concat(features, axis=-1)
+
+
+def observation_encoder(layout, custom, custom_trunks, seed):
+    """The encoder of a `PPOModel`'s observations: a `StructuredEncoder`
+    for dict inputs, else the flat `ObservationEncoder` (custom trunks see
+    flat observations in their own shape: images stay images)."""
+    if layout.structured:
+        return StructuredEncoder(layout, custom, seed=seed, name="encoder")
+    return encoder_for(layout.observation_space, flatten=not custom_trunks)
+
+
+def observation_normalizer(layout):
+    """The running observation normalisation of a `PPOModel`: of the flat
+    `Box` observation, or of each non-image `Box` feature leaf.
+
+    Raises:
+        ValueError: For a flat observation that is not a `Box`.
+    """
+    space = layout.observation_space
+    if not layout.structured:
+        if not isinstance(space, spaces.Box):
+            raise ValueError(
+                "`normalize_observations` needs a Box observation space. "
+                f"Received: {space}"
+            )
+        return RunningNormalization(space.shape, name="observation_normalizer")
+    shapes = {
+        key: layout.shape(key)
+        for key in layout.feature_keys
+        if isinstance(layout.spaces[key], spaces.Box)
+        and not is_image(layout.spaces[key])
+    }
+    return StructuredNormalization(shapes, name="observation_normalizer")
 
 
 def check_encoders(layout, encoders) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
@@ -12,7 +11,7 @@ from keras_ppo import compat
 from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent import export, networks, replicas
 from keras_ppo.agent.metrics import EpisodeMean
-from keras_ppo.agent.normalization import RunningNormalization, StructuredNormalization
+from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
 from keras_ppo.core import checks, masking, spaces, structure
@@ -135,38 +134,16 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.info_mask = info_mask
         self.mask_as_feature = mask_as_feature
         self.custom_encoders = encoders_module.check_encoders(self.layout, encoders)
-        if self.layout.structured:
-            self.encoder = encoders_module.StructuredEncoder(
-                self.layout, self.custom_encoders, seed=config.seed, name="encoder"
-            )
-        else:
-            # Custom trunks see observations in their own shape (images
-            # stay images); Discrete observations are one-hot either way.
-            self.encoder = networks.encoder_for(
-                observation_space, flatten=not self.custom_trunks
-            )
+        self.encoder = encoders_module.observation_encoder(
+            self.layout, self.custom_encoders, self.custom_trunks, config.seed
+        )
         # Running statistics are model state, so save/load and export carry
         # them; `keras_ppo.agent.normalization` explains when they change.
-        self.observation_normalizer = None
-        if config.normalize_observations and self.layout.structured:
-            self.observation_normalizer = StructuredNormalization(
-                {
-                    key: self.layout.shape(key)
-                    for key in self.layout.feature_keys
-                    if isinstance(self.layout.spaces[key], gym.spaces.Box)
-                    and not encoders_module.is_image(self.layout.spaces[key])
-                },
-                name="observation_normalizer",
-            )
-        elif config.normalize_observations:
-            if not isinstance(observation_space, gym.spaces.Box):
-                raise ValueError(
-                    "`normalize_observations` needs a Box observation space. "
-                    f"Received: {observation_space}"
-                )
-            self.observation_normalizer = RunningNormalization(
-                observation_space.shape, name="observation_normalizer"
-            )
+        self.observation_normalizer = (
+            encoders_module.observation_normalizer(self.layout)
+            if config.normalize_observations
+            else None
+        )
         self.reward_normalizer = (
             RunningNormalization((), name="reward_normalizer")
             if config.normalize_rewards
