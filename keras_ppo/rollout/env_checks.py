@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_ppo.core import masking
+
 
 def step_result(envs, result, observation_shape, observation_dtype):
     """`(obs, rewards, terminated, truncated, infos)` of `envs.step`, as
@@ -64,6 +66,47 @@ def reset_result(envs, result, observation_shape, observation_dtype):
     if observation_shape is None:
         return result[0]
     return observations(envs, "reset", result[0], observation_shape, observation_dtype)
+
+
+def observation_leaves(envs, layout, method, obs, infos) -> list:
+    """The observation leaves `[num_envs, *leaf_shape]` of `envs.<method>`
+    in `layout.keys` order (a flat observation is one leaf), in their
+    stored dtypes; the info mask taken from `infos`.
+
+    Raises:
+        ValueError: For a missing key or info mask, or a leaf of the wrong
+            shape, naming it.
+    """
+    raw = layout.leaves_of(obs, infos, what=f"{method} observation")
+    return [
+        observations(
+            envs, method, raw[key], layout.shape(key),
+            layout.dtype(key).as_numpy_dtype,
+            field="observations" if not layout.structured else repr(key),
+        )
+        for key in layout.keys
+    ]  # fmt: skip
+
+
+def check_masks(layout, leaves, resetting, where) -> None:
+    """Raises a `ValueError` naming the env and `where` if an action mask
+    among the observation `leaves` allows no action. Envs in `resetting`
+    (`NEXT_STEP` reset steps, whose action the env ignores) get a mask
+    allowing every action instead."""
+    if layout.mask_key is None:
+        return
+    masks = leaves[layout.keys.index(layout.mask_key)]
+    empty = masking.empty_groups(layout.action_space, masks)
+    if resetting is not None:
+        masks[empty & resetting] = 1
+        empty &= ~resetting
+    if empty.any():
+        index = int(np.flatnonzero(empty)[0])
+        raise ValueError(
+            f"Env {index} gave an action mask ({layout.mask_key!r}) that allows "
+            f"no action at {where}: {masks[index]!r}. Every step needs at least "
+            "one allowed action (one per sub-action)."
+        )
 
 
 def worker_died(envs, error) -> Exception | None:

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from keras_ppo.core import masking, structure
+from keras_ppo.core import structure
 from keras_ppo.core.batch import EnvSteps
 from keras_ppo.rollout import env_checks
 from keras_ppo.rollout.collect import Driver
@@ -222,44 +222,24 @@ class GymDriver(Driver):
         result (the info mask included)."""
         check = env_checks.reset_result if method == "reset" else None
         obs, infos = (self._checked(check, result), result[1]) if check else result
-        layout = self.layout
         try:
-            raw = layout.leaves_of(obs, infos, what=f"{method} observation")
-            return [
-                env_checks.observations(
-                    self.envs, method, raw[key], shape, dtype.as_numpy_dtype,
-                    field="observations" if not layout.structured else repr(key),
-                )
-                for key, shape, dtype in zip(
-                    layout.keys, self._shapes, self._dtypes, strict=True
-                )
-            ]  # fmt: skip
+            return env_checks.observation_leaves(
+                self.envs, self.layout, method, obs, infos
+            )
         except ValueError as error:
             self._fail(error)
             raise
 
     def _check_masks(self, leaves, resetting=None):
         """Raises (naming the env and step) if a mask allows no action."""
-        layout = self.layout
-        if layout.mask_key is None:
-            return
-        masks = leaves[layout.keys.index(layout.mask_key)]
-        empty = masking.empty_groups(layout.action_space, masks)
-        if resetting is not None:
-            # A NEXT_STEP reset step ignores its action: let it act freely.
-            masks[empty & resetting] = 1
-            empty &= ~resetting
-        if empty.any():
-            index = int(np.flatnonzero(empty)[0])
-            self._fail(
-                ValueError(
-                    f"Env {index} gave an action mask ({layout.mask_key!r}) that "
-                    f"allows no action at step {self._t} of rollout "
-                    f"{self._rollout}: {masks[index]!r}. Every step needs at "
-                    "least one allowed action (one per sub-action)."
-                )
-            )
-            raise self._error
+        try:
+            env_checks.check_masks(
+                self.layout, leaves, resetting, f"step {self._t} of rollout "
+                f"{self._rollout}",
+            )  # fmt: skip
+        except ValueError as error:
+            self._fail(error)
+            raise
 
     def _fail(self, error):
         """Keeps `error` for `fit` to re-raise, and resets the envs before
