@@ -411,3 +411,21 @@ def test_taxi_info_masks_are_stored_and_honoured_in_rollouts():
     np.testing.assert_array_equal(masks, expected)
     assert np.all(masks[np.arange(len(actions)), actions] == 1)
     assert masks.sum(axis=1).min() >= 1
+
+
+def test_an_explicit_mask_key_missing_from_the_observation_space_raises():
+    with pytest.raises(ValueError, match="'legal'"):
+        keras_ppo.PPOModel(BOX, spaces.Discrete(6), mask_key="legal")
+
+
+def test_an_explicit_mask_key_names_the_observation_key():
+    space = spaces.Dict({"x": spaces.Discrete(3), "legal": spaces.MultiBinary(6)})
+    model = keras_ppo.PPOModel(space, spaces.Discrete(6), mask_key="legal")
+    assert model.layout.mask_key == "legal"
+    assert model.layout.feature_keys == ["x"]
+    observations = {
+        "x": np.zeros(500, np.int32),
+        "legal": np.eye(6, dtype=np.int8)[np.arange(500) % 6],
+    }
+    actions = model.predict_action(observations, deterministic=False)
+    np.testing.assert_array_equal(actions, np.arange(500) % 6)

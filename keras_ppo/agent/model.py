@@ -65,8 +65,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             by dots, `Tuple` positions as `"0"`, `"1"`, ...).
         mask_key: The `Dict` observation key, or with `info_mask` the
             `info` entry, holding action masks (`keras_ppo.core.masking`
-            gives their layout). A `Dict` observation without that key has
-            no masks.
+            gives their layout). By default `"action_mask"`, and a `Dict`
+            observation without that key has no masks; a key given
+            explicitly must be in the observation (or the info).
         info_mask: Take masks from `info[mask_key]` of the vector env (as
             gymnasium's Taxi gives them).
         mask_as_feature: Feed the mask to the networks as a feature too.
@@ -97,7 +98,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         policy_network=None,
         value_network=None,
         encoders=None,
-        mask_key="action_mask",
+        mask_key=None,
         info_mask=False,
         mask_as_feature=False,
         **kwargs,

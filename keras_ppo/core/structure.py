@@ -25,6 +25,8 @@ from keras_ppo.core import masking
 from keras_ppo.core.checks import check_observations
 from keras_ppo.core.spaces import check_observation_space, observation_dtype
 
+#: The observation key (or info entry) of action masks unless told otherwise.
+DEFAULT_MASK_KEY = "action_mask"
 #: The key of a flat observation when an info mask makes the inputs a dict.
 OBSERVATIONS_KEY = "observations"
 
@@ -35,7 +37,9 @@ class ObservationLayout:
     Args:
         observation_space: The single-env observation space.
         action_space: The single-env action space.
-        mask_key: The top-level `Dict` key (or `info` entry) of the masks.
+        mask_key: The top-level `Dict` key (or `info` entry) of the masks;
+            None for `DEFAULT_MASK_KEY` if the observation has it (masks are
+            optional then, while a key given explicitly must exist).
         info_mask: Masks come from `info[mask_key]` of the vector env.
         mask_as_feature: Also feed the mask to the networks.
 
@@ -56,15 +60,17 @@ class ObservationLayout:
         self,
         observation_space,
         action_space,
-        mask_key="action_mask",
+        mask_key=None,
         info_mask=False,
         mask_as_feature=False,
     ):
         check_observation_space(observation_space)
-        if not isinstance(mask_key, str) or not mask_key:
+        explicit = mask_key is not None
+        if explicit and (not isinstance(mask_key, str) or not mask_key):
             raise TypeError(
                 f"`mask_key` must be a non-empty str. Received: mask_key={mask_key!r}"
             )
+        mask_key = mask_key if explicit else DEFAULT_MASK_KEY
         self.observation_space = observation_space
         self.action_space = action_space
         self.info_mask = bool(info_mask)
@@ -84,6 +90,12 @@ class ObservationLayout:
             raise ValueError(
                 f"The observation has a key {mask_key!r} and `info_mask` is set: "
                 "masks come from one or the other. Received: "
+                f"{observation_space}"
+            )
+        if explicit and not (in_observation or self.info_mask):
+            raise ValueError(
+                f"The observation has no key {mask_key!r} for action masks (pass "
+                "info_mask=True to read them from the env's info). Received: "
                 f"{observation_space}"
             )
         self.mask_key = mask_key if (in_observation or self.info_mask) else None
