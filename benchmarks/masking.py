@@ -265,16 +265,16 @@ def write(results, rows, name):
         json.dump(results, file, indent=2)
     with open(os.path.join(RESULTS, f"{name}_curve.csv"), "w") as file:
         file.write("run,env_steps,mean_return_last_100\n")
-        for name, steps, value in rows:
-            file.write(f"{name},{steps},{'' if value is None else round(value, 2)}\n")
+        for run, steps, value in rows:
+            file.write(f"{run},{steps},{'' if value is None else round(value, 2)}\n")
     lines = [
         "| run | env steps | steps/s | train return (last 100) | eval return |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for name, result in results.items():
+    for run, result in results.items():
         if isinstance(result, dict) and "env_steps" in result:
             lines.append(
-                f"| {name} | {result['env_steps']} | {result['steps_per_second']} | "
+                f"| {run} | {result['env_steps']} | {result['steps_per_second']} | "
                 f"{result['train_return_last_100']:.1f} | {result['eval_return']:.1f} |"
             )
     with open(os.path.join(RESULTS, f"{name}.md"), "w") as file:
