@@ -14,7 +14,7 @@ from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
-from keras_ppo.core import checks, masking, spaces, structure
+from keras_ppo.core import checks, inputs, masking, spaces, structure
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.composite import make_policy_distribution
 from keras_ppo.core.distributions import DiagGaussian
@@ -381,7 +381,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             TypeError: For non-numeric observations, a mask that is not
                 bool or integer, or a non-bool `deterministic`.
         """
-        observations, single = structure.check_inputs(self.layout, observations, mask)
+        observations, single = inputs.check_inputs(self.layout, observations, mask)
         deterministic = checks.check_bool("deterministic", deterministic)
         actions = self._env_actions(observations, deterministic)
         # Composite actions are a dict/tuple nest, as the env takes them.
