@@ -429,3 +429,25 @@ def test_an_explicit_mask_key_names_the_observation_key():
     }
     actions = model.predict_action(observations, deterministic=False)
     np.testing.assert_array_equal(actions, np.arange(500) % 6)
+
+
+def test_recorded_episodes_honour_info_masks(tmp_path):
+    from keras_ppo.io.rendering import record_episodes
+
+    env = gym.make("Taxi-v4", render_mode="rgb_array")
+    model = keras_ppo.PPOModel(env.observation_space, env.action_space, info_mask=True)
+    # Untrained and deterministic: without masks it would often bump into
+    # walls or pick up where no passenger waits.
+    taken = []
+
+    class Watch(gym.Wrapper):
+        def step(self, action):
+            mask = self.env.unwrapped.action_mask(self.env.unwrapped.s)
+            taken.append(bool(mask[action]))
+            return self.env.step(action)
+
+    result = record_episodes(
+        model, Watch(env), os.path.join(tmp_path, "taxi.gif"), episodes=1, seed=0
+    )
+    assert result["lengths"] == [len(taken)]
+    assert all(taken)
