@@ -219,3 +219,109 @@ def rollout_arrays(rollout):
     }
     arrays["episodes"] = type(rollout.episodes)(*(float(v) for v in rollout.episodes))
     return arrays
+
+
+class MaskedEnv(gym.Env):
+    """Random observations of a `Dict` space with an `"action_mask"` key (or,
+    with `info_mask=True`, the mask in `info["action_mask"]` and
+    observations of `observation_space` as they are) for Discrete,
+    MultiDiscrete or MultiBinary actions. Every mask allows at least one
+    action (one per sub-action); reward 1 per step. `step` counts the
+    actions the last mask forbade in `violations`, so tests see whether a
+    masked action was ever taken."""
+
+    def __init__(self, observation_space, action_space, info_mask=False, length=7):
+        from keras_ppo.core import masking
+
+        self.action_space = action_space
+        self.inner_space = observation_space
+        self.info_mask = info_mask
+        self.mask_shape = masking.mask_shape(action_space)
+        if info_mask:
+            self.observation_space = observation_space
+        else:
+            self.observation_space = spaces.Dict(
+                {
+                    **dict(observation_space.spaces),
+                    "action_mask": spaces.MultiBinary(list(self.mask_shape)),
+                }
+            )
+        self.length = length
+        self.violations = 0
+        self.steps = 0
+        self.t = 0
+        self.mask = None
+
+    def _observe(self):
+        from keras_ppo.core import masking
+
+        self.inner_space.seed(int(self.np_random.integers(1 << 31)))
+        obs = self.inner_space.sample()
+        while True:
+            mask = (self.np_random.random(self.mask_shape) < 0.4).astype(np.int8)
+            if not masking.empty_groups(self.action_space, mask[None])[0]:
+                break
+        self.mask = mask
+        if self.info_mask:
+            return obs, {"action_mask": mask}
+        return {**obs, "action_mask": mask}, {}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe()
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.steps += 1
+        self.violations += int(not self.allowed(action))
+        self.t += 1
+        obs, info = self._observe()
+        return obs, 1.0, False, self.t >= self.length, info
+
+    def allowed(self, action):
+        return self.allowed_by(self.mask, action)
+
+    def allowed_by(self, mask, action):
+        """Whether `mask` (in keras_ppo.core.masking's layout) allows
+        `action` (as `env.step` takes it or as rollouts store it)."""
+        space = self.action_space
+        mask = np.asarray(mask)
+        if isinstance(space, spaces.Discrete):
+            return bool(mask[int(action) - int(space.start)])
+        if isinstance(space, spaces.MultiDiscrete):
+            offsets = np.concatenate([[0], np.cumsum(space.nvec)[:-1]])
+            index = offsets + np.asarray(action) - space.start
+            return bool(mask[index].all())
+        bits = np.asarray(action).reshape(-1)
+        return bool(mask.reshape(-1, 2)[np.arange(len(bits)), bits].all())
+
+
+class CompositeActionEnv(gym.Env):
+    """A `Dict` action space of every leaf kind; `step` checks each action
+    is in the space (`invalid` counts the ones that are not) and rewards
+    `move == 2` and a `force` near 0.5."""
+
+    def __init__(self):
+        self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = spaces.Dict(
+            {
+                "move": spaces.Discrete(3),
+                "force": spaces.Box(-1.0, 1.0, (1,), np.float32),
+                "buttons": spaces.MultiBinary(2),
+                "aim": spaces.Tuple((spaces.MultiDiscrete([2, 3]),)),
+            }
+        )
+        self.invalid = 0
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.invalid += int(not self.action_space.contains(action))
+        self.t += 1
+        reward = float(action["move"] == 2) - abs(float(action["force"][0]) - 0.5)
+        return np.zeros(2, np.float32), reward, False, self.t >= 10, {}

@@ -131,9 +131,9 @@ def test_short_fit_gives_finite_losses(action_key, obs_key):
     assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
 
 
+# Dict and Tuple spaces are supported (tests/test_structured.py,
+# tests/test_composite.py).
 UNSUPPORTED = {
-    "dict": lambda: spaces.Dict({"a": spaces.Discrete(2)}),
-    "tuple": lambda: spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3))),
     "text": lambda: spaces.Text(5),
     "graph": lambda: spaces.Graph(spaces.Box(0.0, 1.0, (2,)), spaces.Discrete(3)),
     "sequence": lambda: spaces.Sequence(spaces.Discrete(3)),

@@ -67,7 +67,9 @@ def one_cell_matching(notebook, pattern):
     return matches[0]
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb", "custom_env.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["quickstart.ipynb", "custom_env.ipynb", "masking.ipynb"]
+)
 def test_notebooks_are_stored_without_outputs(name):
     # Outputs would go stale and bloat diffs: the tests execute the notebooks.
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
@@ -109,3 +111,16 @@ def test_custom_env_notebook_learns_to_reach_the_goal(tmp_path, kernel):
     assert float(after.group(1)) > float(before.group(1))
     assert int(after.group(2)) > int(before.group(2))
     assert int(after.group(2)) >= 15
+
+
+def test_masking_notebook_trains_a_masked_dict_observation_env(tmp_path, kernel):
+    notebook = execute("masking.ipynb", tmp_path, kernel)
+    one_cell_matching(notebook, r"Trained 15360 env steps")
+    before = float(one_cell_matching(notebook, r"before training: ([\d.]+)").group(1))
+    after = float(one_cell_matching(notebook, r"after training: ([\d.]+)").group(1))
+    # A random legal card earns about 5 per game, the best legal one about 7.7.
+    assert before < 6.0 < 6.5 < after
+    # Slot 3 (a 3) beats slot 2 (a 1); slots 0 and 1 (fives) are masked.
+    one_cell_matching(notebook, r"Chosen slot: 3")
+    one_cell_matching(notebook, r"With slot 0 allowed: 0")
+    one_cell_matching(notebook, r"Served slot: 3")

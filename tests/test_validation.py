@@ -127,7 +127,11 @@ BAD_MODEL_ARGS = [
     ({"shared_trunk": "yes"}, TypeError, "shared_trunk"),
     ({"env_id": 5}, TypeError, "env_id"),
     ({"action_space": gym.spaces.Text(5)}, TypeError, "Text"),
-    ({"observation_space": gym.spaces.Dict({"a": BOX})}, TypeError, "Dict"),
+    (
+        {"observation_space": gym.spaces.Dict({"a": gym.spaces.Text(3)})},
+        TypeError,
+        "Text",
+    ),
     ({"config": {"seed": 0}}, TypeError, "config"),
 ]
 

@@ -17,7 +17,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_ppo.core import checks, spaces
+from keras_ppo.core import checks
 
 #: The `format`s `export_policy` writes.
 FORMATS = ("tf_saved_model", "onnx", "litert")
@@ -60,7 +60,10 @@ def export_policy(
 
     Returns:
         None. The endpoint is
-        `serve(observations [batch, *obs_shape]) -> {"action", "value"}`:
+        `serve(observations [batch, *obs_shape]) -> {"action", "value"}`
+        (for `Dict`/`Tuple` observations or info masks, one input per key
+        of `model.layout`, named after it, the mask included; masked
+        actions are never returned):
         `observations` in the dtype the model stores them in
         (`keras_ppo.core.spaces.observation_dtype`: float32 for floating `Box`
         spaces, the `Box`'s own integer dtype, int32 for `Discrete`);
@@ -87,6 +90,12 @@ def export_policy(
     path = check_output(filepath, format, overwrite)
     # Fail on a missing converter before touching the disk.
     converter = _tf2onnx() if format == "onnx" else None
+    if model.layout.structured and format != "tf_saved_model":
+        raise ValueError(
+            "Policies with Dict/Tuple observations or info masks export to "
+            'format="tf_saved_model" only (one input per key). Received: '
+            f"format={format!r}"
+        )
     serve, signature = _serving_function(model)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -187,16 +196,19 @@ def _swap_in(staged, path, aside):
 def _serving_function(model):
     """The function every format serves, and its input signature."""
     distribution = model.distribution
-    signature = tf.TensorSpec(
-        (None, *model.observation_space.shape),
-        spaces.observation_dtype(model.observation_space),
-        name="observations",
-    )
+    # One input per key (named after it) for Dict/Tuple observations and
+    # info masks; else the one `observations` tensor.
+    signature = model.layout.specs()
 
     def serve(observations):
         params, value = model(observations)
-        action = distribution.to_env(distribution.mode(params))
-        return {"action": action, "value": value}
+        mode = distribution.mode(params)
+        if hasattr(distribution, "to_env_leaves"):
+            # Composite actions: signatures return flat dicts, so one
+            # output per action key.
+            leaves = distribution.to_env_leaves(mode)
+            return {**{f"action.{k}": v for k, v in leaves.items()}, "value": value}
+        return {"action": distribution.to_env(mode), "value": value}
 
     return serve, signature
 

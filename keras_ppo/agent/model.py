@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
+from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent import export, networks, replicas
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
-from keras_ppo.core import checks, spaces
+from keras_ppo.core import checks, inputs, masking, spaces, structure
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
-from keras_ppo.core.distributions import DiagGaussian, make_distribution
+from keras_ppo.core.composite import make_policy_distribution
+from keras_ppo.core.distributions import DiagGaussian
 from keras_ppo.files import save_atomically
 
 
@@ -32,9 +33,13 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
 
     Args:
         observation_space: A gymnasium `Box` (any shape, flattened) or
-            `Discrete` (one-hot) space of a single env.
+            `Discrete` (one-hot) space of a single env, or a (nested) `Dict`
+            or `Tuple` of `Box`, `Discrete`, `MultiDiscrete` and
+            `MultiBinary` leaves, each encoded by
+            `keras_ppo.agent.encoders` and concatenated.
         action_space: A gymnasium `Discrete`, `Box`, `MultiDiscrete` or
-            `MultiBinary` space of a single env.
+            `MultiBinary` space of a single env, or a `Dict`/`Tuple` of such
+            leaves (`keras_ppo.core.composite`).
         config: A `PPOConfig`; defaults to `PPOConfig()`.
         hidden_sizes: Units of each hidden layer of the trunks.
         activation: Activation of the hidden layers.
@@ -55,6 +60,17 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         value_network: The value trunk for a custom `policy_network`. By
             default a fresh copy of `policy_network` (`keras.models.
             clone_model`), or the same one with `shared_trunk=True`.
+        encoders: `{key: Keras layer}` replacing the default encoder of
+            those keys of a `Dict`/`Tuple` observation (nested keys joined
+            by dots, `Tuple` positions as `"0"`, `"1"`, ...).
+        mask_key: The `Dict` observation key, or with `info_mask` the
+            `info` entry, holding action masks (`keras_ppo.core.masking`
+            gives their layout). By default `"action_mask"`, and a `Dict`
+            observation without that key has no masks; a key given
+            explicitly must be in the observation (or the info).
+        info_mask: Take masks from `info[mask_key]` of the vector env (as
+            gymnasium's Taxi gives them).
+        mask_as_feature: Feed the mask to the networks as a feature too.
 
     Call:
         `params, value = model(observations)`: the action distribution's
@@ -81,12 +97,23 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         env_id=None,
         policy_network=None,
         value_network=None,
+        encoders=None,
+        mask_key=None,
+        info_mask=False,
+        mask_as_feature=False,
         **kwargs,
     ):
         hidden_sizes = checks.check_model_arguments(
             observation_space, action_space, hidden_sizes, activation,
             shared_trunk, init_log_std, num_envs, env_id,
         )  # fmt: skip
+        self.layout = structure.ObservationLayout(
+            observation_space,
+            action_space,
+            mask_key=mask_key,
+            info_mask=checks.check_bool("info_mask", info_mask),
+            mask_as_feature=checks.check_bool("mask_as_feature", mask_as_feature),
+        )
         super().__init__(**kwargs)
         config = PPOConfig() if config is None else config
         if not isinstance(config, PPOConfig):
@@ -102,25 +129,22 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.init_log_std = float(init_log_std)
         self.num_envs = num_envs
         self.env_id = env_id
-        self.distribution = make_distribution(action_space)
+        self.distribution = make_policy_distribution(action_space)
         self.custom_trunks = policy_network is not None
-        # Custom trunks see observations in their own shape (images stay
-        # images); Discrete observations are one-hot encoded either way.
-        self.encoder = networks.encoder_for(
-            observation_space, flatten=not self.custom_trunks
+        self.mask_key = mask_key
+        self.info_mask = info_mask
+        self.mask_as_feature = mask_as_feature
+        self.custom_encoders = encoders_module.check_encoders(self.layout, encoders)
+        self.encoder = encoders_module.observation_encoder(
+            self.layout, self.custom_encoders, self.custom_trunks, config.seed
         )
         # Running statistics are model state, so save/load and export carry
         # them; `keras_ppo.agent.normalization` explains when they change.
-        self.observation_normalizer = None
-        if config.normalize_observations:
-            if not isinstance(observation_space, gym.spaces.Box):
-                raise ValueError(
-                    "`normalize_observations` needs a Box observation space. "
-                    f"Received: {observation_space}"
-                )
-            self.observation_normalizer = RunningNormalization(
-                observation_space.shape, name="observation_normalizer"
-            )
+        self.observation_normalizer = (
+            encoders_module.observation_normalizer(self.layout)
+            if config.normalize_observations
+            else None
+        )
         self.reward_normalizer = (
             RunningNormalization((), name="reward_normalizer")
             if config.normalize_rewards
@@ -130,8 +154,13 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.policy_trunk, self.value_trunk = networks.build_trunks(
             policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
         )
+        # Log-stds are a weight, not head outputs (DiagGaussian's and
+        # CompositeDistribution's params end with them).
         gaussian = isinstance(self.distribution, DiagGaussian)
-        head_size = self.distribution.size if gaussian else self.distribution.param_size
+        log_std_size = getattr(
+            self.distribution, "log_std_size", self.distribution.size if gaussian else 0
+        )
+        head_size = self.distribution.param_size - log_std_size
         self.policy_head = networks.orthogonal_dense(
             head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
         )
@@ -139,9 +168,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             1, networks.VALUE_GAIN, next(seeds), name="value_head"
         )
         self.log_std = None
-        if gaussian:
+        if log_std_size:
             self.log_std = self._state_weight(
-                "log_std", (self.distribution.size,), self.init_log_std, trainable=True
+                "log_std", (log_std_size,), self.init_log_std, trainable=True
             )
         # Stateless-RNG key for action sampling and minibatch shuffling;
         # a weight, so checkpoints resume the same random stream.
@@ -160,7 +189,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self._auto_steps_per_execution = False
         # Build every variable now: Keras would otherwise pull a batch (and so
         # run a rollout) from the dataset to build the model inside `fit`.
-        self(np.zeros((1, *observation_space.shape), observation_space.dtype))
+        self(self.layout.zeros(batch=1))
 
     def _state_weight(self, name, shape, value, dtype=None, trainable=False):
         return self.add_weight(
@@ -223,6 +252,14 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             "value_network": (
                 None if self.shared_trunk else self._trunk_config(self.value_trunk)
             ),
+            "encoders": {
+                key: keras.saving.serialize_keras_object(layer)
+                for key, layer in self.custom_encoders.items()
+            }
+            or None,
+            "mask_key": self.mask_key,
+            "info_mask": self.info_mask,
+            "mask_as_feature": self.mask_as_feature,
         }
 
     def _trunk_config(self, trunk):
@@ -239,6 +276,11 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         for key in ("policy_network", "value_network"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
+        if config.get("encoders"):
+            config["encoders"] = {
+                key: keras.saving.deserialize_keras_object(layer)
+                for key, layer in config["encoders"].items()
+            }
         return cls(observation_space, action_space, config=ppo_config, **config)
 
     # ------------------------------------------------------------- inference
@@ -260,8 +302,14 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         hidden = networks.flatten(self.policy_trunk(features, training=training))
         params = self.policy_head(hidden)
         if self.log_std is not None:
-            log_std = tf.broadcast_to(self.log_std, tf.shape(params))
+            shape = tf.stack([tf.shape(params)[0], self.log_std.shape[0]])
+            log_std = tf.broadcast_to(self.log_std, shape)
             params = tf.concat([params, log_std], axis=-1)
+        if self.layout.mask_key is not None:
+            # The mask travels with the observations, so the update sees the
+            # same masked distribution the rollout sampled from.
+            mask = observations[self.layout.mask_key]
+            params = masking.mask_params(self.action_space, params, mask)
         return params, self._value_from_features(features, training)
 
     def value(self, observations):
@@ -310,12 +358,17 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             actions = self.distribution.sample(params, self.next_seed())
         return self.distribution.to_env(actions)
 
-    def predict_action(self, observations, deterministic=True):
+    def predict_action(self, observations, deterministic=True, mask=None):
         """Actions ready for `env.step` for a batch of observations.
 
         Args:
-            observations: `[batch, *obs_shape]` raw observations.
+            observations: `[batch, *obs_shape]` raw observations (for
+                `Dict`/`Tuple` spaces, a dict/tuple of such batches, as a
+                vector env returns them), or one observation.
             deterministic: Take the distribution's mode instead of sampling.
+            mask: Action masks `[batch, *mask_shape]` (or one) for a model
+                with `info_mask`, or to replace the mask entry of `Dict`
+                observations; masked actions are never returned.
 
         Returns:
             A numpy array `[batch, *action_shape]`, clipped to `Box` bounds;
@@ -323,18 +376,18 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
 
         Raises:
             ValueError: For observations of another shape, NaN or inf
-                values, or `Discrete` observations outside the space.
-            TypeError: For non-numeric observations or a non-bool
-                `deterministic`.
+                values, `Discrete` observations outside the space, a
+                missing key or mask, or a mask that allows no action.
+            TypeError: For non-numeric observations, a mask that is not
+                bool or integer, or a non-bool `deterministic`.
         """
-        observations, single = checks.check_observations(
-            self.observation_space, observations
-        )
+        observations, single = inputs.check_inputs(self.layout, observations, mask)
         deterministic = checks.check_bool("deterministic", deterministic)
-        dtype = spaces.observation_dtype(self.observation_space).as_numpy_dtype
-        observations = np.asarray(observations, dtype)
-        actions = self._env_actions(observations, deterministic).numpy()
-        return actions[0] if single else actions
+        actions = self._env_actions(observations, deterministic)
+        # Composite actions are a dict/tuple nest, as the env takes them.
+        return tf.nest.map_structure(
+            lambda leaf: leaf.numpy()[0] if single else leaf.numpy(), actions
+        )
 
     # ------------------------------------------------------- saving, export
 

@@ -140,6 +140,41 @@ class RunningNormalization(keras.layers.Layer):
         return {**super().get_config(), "shape": list(self.shape), "clip": self.clip}
 
 
+class StructuredNormalization(keras.layers.Layer):
+    """`RunningNormalization` per leaf of dict observations: every `Box`
+    feature leaf that is not an image (see `keras_ppo.agent.encoders`) is
+    normalised; other leaves (one-hot codes, images, the action mask) pass
+    through unchanged. Same `stage`/`commit` protocol.
+
+    Args:
+        shapes: `{key: leaf shape}` of the leaves to normalise.
+    """
+
+    def __init__(self, shapes, clip=CLIP, **kwargs):
+        super().__init__(**kwargs)
+        self.leaf_normalizers = {
+            key: RunningNormalization(shape, clip, name=f"normalizer_{key}")
+            for key, shape in shapes.items()
+        }
+        self.built = True
+
+    def call(self, inputs):
+        return {
+            key: self.leaf_normalizers[key](value)
+            if key in self.leaf_normalizers
+            else value
+            for key, value in inputs.items()
+        }
+
+    def stage(self, samples, weights=None):
+        for key, normalizer in self.leaf_normalizers.items():
+            normalizer.stage(samples[key], weights)
+
+    def commit(self):
+        for normalizer in self.leaf_normalizers.values():
+            normalizer.commit()
+
+
 def discounted_returns(rewards, dones, running, gamma):
     """Running discounted returns per env, as VecNormalize tracks them for
     reward scaling: `R_t = gamma * R_{t-1} + r_t`, restarted after episodes

@@ -74,7 +74,10 @@ def replica_share(minibatch: Minibatch) -> Minibatch:
         split = tf.reshape(value, (replicas, -1, *value.shape[1:]))
         return tf.gather(split, index)
 
-    samples = {key: share(getattr(minibatch, key)) for key in SAMPLE_FIELDS}
+    samples = {
+        key: tf.nest.map_structure(share, getattr(minibatch, key))
+        for key in SAMPLE_FIELDS
+    }
     return minibatch._replace(
         **samples, episodes=minibatch.episodes.scaled(1.0 / replicas)
     )

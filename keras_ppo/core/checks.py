@@ -170,11 +170,13 @@ def check_model_arguments(
             gym_spaces.Discrete,
             gym_spaces.MultiDiscrete,
             gym_spaces.MultiBinary,
+            gym_spaces.Dict,
+            gym_spaces.Tuple,
         ),
     ):
         raise TypeError(
-            "Expected a Box, Discrete, MultiDiscrete or MultiBinary action "
-            f"space. Received: action_space={action_space!r}"
+            "Expected a Box, Discrete, MultiDiscrete, MultiBinary, Dict or Tuple "
+            f"action space. Received: action_space={action_space!r}"
         )
     if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__iter__"):
         raise TypeError(

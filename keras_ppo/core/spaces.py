@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
 
+#: The leaf spaces a `Dict` or `Tuple` observation may hold.
+LEAF_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
 
 def check_observation_space(space) -> None:
-    """Raises a clear error unless `space` is a non-empty `Box` or a
-    `Discrete` space."""
+    """Raises a clear error unless `space` is a non-empty `Box`, a
+    `Discrete` space, or a (nested) `Dict`/`Tuple` of `Box`, `Discrete`,
+    `MultiDiscrete` and `MultiBinary` leaves.
+
+    Raises:
+        TypeError: For another space, or a leaf of another kind (the
+            message names its key).
+        ValueError: For an empty `Box`, or an empty `Dict`/`Tuple`.
+    """
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        _check_structure(space, ())
+        return
     if isinstance(space, spaces.Discrete):
         return
     if isinstance(space, spaces.Box):
@@ -19,22 +34,66 @@ def check_observation_space(space) -> None:
             )
         return
     raise TypeError(
-        f"Expected a Box or Discrete observation space. Received: {space!r}"
+        "Expected a Box, Discrete, Dict or Tuple observation space. "
+        f"Received: {space!r}"
     )
+
+
+def _check_structure(space, path):
+    children = (
+        space.spaces.items()
+        if isinstance(space, spaces.Dict)
+        else enumerate(space.spaces)
+    )
+    children = list(children)
+    if not children:
+        raise ValueError(
+            f"Dict and Tuple observation spaces must not be empty. Received: "
+            f"{space} at key {'.'.join(path) or '<root>'!r}"
+        )
+    for key, child in children:
+        child_path = (*path, str(key))
+        name = ".".join(child_path)
+        if isinstance(child, (spaces.Dict, spaces.Tuple)):
+            _check_structure(child, child_path)
+        elif not isinstance(child, LEAF_SPACES):
+            raise TypeError(
+                f"Observation key {name!r} has an unsupported space; expected "
+                "Box, Discrete, MultiDiscrete or MultiBinary (or a nested Dict "
+                f"or Tuple). Received: {child!r}"
+            )
+        elif isinstance(child, spaces.Box) and not np.all(np.asarray(child.shape) > 0):
+            raise ValueError(
+                f"Observation key {name!r} is an empty Box. Received: {child}"
+            )
 
 
 def observation_dtype(space) -> tf.DType:
     """Dtype observations are stored in: the Box's own integer dtype (uint8
-    images stay compact), float32 for floating Boxes, int32 for Discrete."""
-    if isinstance(space, spaces.Discrete):
+    images stay compact), float32 for floating Boxes, int32 for Discrete and
+    MultiDiscrete, int8 for MultiBinary (leaves of Dict/Tuple spaces)."""
+    if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
         return tf.int32
+    if isinstance(space, spaces.MultiBinary):
+        return tf.int8
     if np.issubdtype(space.dtype, np.floating):
         return tf.float32
     return tf.as_dtype(space.dtype)
 
 
 def space_to_config(space) -> dict:
-    """A JSON-serialisable description of a supported space."""
+    """A JSON-serialisable description of a supported space (`Dict` and
+    `Tuple` ones recursively, `Dict` keys in their order)."""
+    if isinstance(space, spaces.Dict):
+        return {
+            "class_name": "Dict",
+            "spaces": [[key, space_to_config(s)] for key, s in space.spaces.items()],
+        }
+    if isinstance(space, spaces.Tuple):
+        return {
+            "class_name": "Tuple",
+            "spaces": [space_to_config(s) for s in space.spaces],
+        }
     if isinstance(space, spaces.Box):
         return {
             "class_name": "Box",
@@ -55,8 +114,8 @@ def space_to_config(space) -> dict:
     if isinstance(space, spaces.MultiBinary):
         return {"class_name": "MultiBinary", "n": np.asarray(space.n).tolist()}
     raise TypeError(
-        "Expected a Box, Discrete, MultiDiscrete or MultiBinary space. "
-        f"Received: {space!r}"
+        "Expected a Box, Discrete, MultiDiscrete, MultiBinary, Dict or Tuple "
+        f"space. Received: {space!r}"
     )
 
 
@@ -80,7 +139,16 @@ def space_from_config(config: dict):
         )
     if kind == "MultiBinary":
         return spaces.MultiBinary(config["n"])
+    if kind == "Dict":
+        # An OrderedDict keeps the saved key order (gymnasium sorts dicts).
+        return spaces.Dict(
+            OrderedDict(
+                (key, space_from_config(child)) for key, child in config["spaces"]
+            )
+        )
+    if kind == "Tuple":
+        return spaces.Tuple([space_from_config(child) for child in config["spaces"]])
     raise ValueError(
-        "Expected a space config with class_name Box, Discrete, MultiDiscrete "
-        f"or MultiBinary. Received: {config!r} with class_name={kind!r}"
+        "Expected a space config with class_name Box, Discrete, MultiDiscrete, "
+        f"MultiBinary, Dict or Tuple. Received: {config!r} with class_name={kind!r}"
     )

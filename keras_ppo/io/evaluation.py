@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from keras_ppo.core import checks
+from keras_ppo.core import checks, structure
 from keras_ppo.io.envs_util import make_vector_env
 
 
@@ -95,6 +95,24 @@ def check_env_spaces(model, env) -> None:
         )
 
 
+def _act(model, obs, infos, resetting, deterministic):
+    """`predict_action` with the model's action masks: from `infos` for a
+    model with `info_mask`, else inside `obs`."""
+    layout = getattr(model, "layout", None)
+    if layout is None or layout.mask_key is None:
+        return model.predict_action(obs, deterministic=deterministic)
+    if layout.info_mask:
+        mask = structure.info_masks(layout.mask_key, infos)
+    else:
+        mask = np.asarray(obs[layout.mask_key])
+    if resetting.any():
+        # A NEXT_STEP reset step ignores its action; the terminal
+        # observation it acts on may allow none.
+        mask = np.array(mask, copy=True)
+        mask[resetting] = 1
+    return model.predict_action(obs, deterministic=deterministic, mask=mask)
+
+
 def _evaluate_vector(model, envs, episodes, deterministic, seed):
     num_envs = envs.num_envs
     quota = math.ceil(episodes / num_envs)
@@ -105,10 +123,10 @@ def _evaluate_vector(model, envs, episodes, deterministic, seed):
     running_return = np.zeros(num_envs)
     running_length = np.zeros(num_envs, np.int64)
     resetting = np.zeros(num_envs, bool)
-    obs, _ = envs.reset(seed=seed)
+    obs, infos = envs.reset(seed=seed)
     while any(len(r) < quota for r in returns):
-        actions = model.predict_action(obs, deterministic=deterministic)
-        obs, rewards, terminated, truncated, _ = envs.step(actions)
+        actions = _act(model, obs, infos, resetting, deterministic)
+        obs, rewards, terminated, truncated, infos = envs.step(actions)
         # In NEXT_STEP mode the step after an episode's end only resets.
         live = ~resetting
         running_return[live] += rewards[live]
@@ -125,7 +143,7 @@ def _evaluate_vector(model, envs, episodes, deterministic, seed):
         if mode == AutoresetMode.DISABLED and ended.any():
             # Nothing resets by itself in this mode: reset the envs that
             # ended (their RNGs go on, so episodes match the other modes).
-            obs, _ = envs.reset(options={"reset_mask": ended})
+            obs, infos = envs.reset(options={"reset_mask": ended})
     # Round-robin over envs so the first `episodes` are spread evenly.
     flat_returns = [r[k] for k in range(quota) for r in returns][:episodes]
     flat_lengths = [n[k] for k in range(quota) for n in lengths][:episodes]

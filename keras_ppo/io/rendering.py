@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 import gymnasium as gym
 import numpy as np
 
+from keras_ppo.core import structure
+
 INSTALL_HINT = 'pip install "keras-ppo[render]"'
 FORMATS = (".gif", ".mp4")
 
@@ -81,16 +83,27 @@ def record_episodes(
     return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
 
 
+def _action(model, observation, info, deterministic):
+    """The action for one env's observation; Dict/Tuple observations go to
+    `predict_action` as they are, with the mask from `info` for a model
+    with `info_mask`."""
+    layout = getattr(model, "layout", None)
+    if layout is None or not layout.structured:
+        batch = np.asarray(observation)[np.newaxis]
+        return model.predict_action(batch, deterministic=deterministic)[0]
+    mask = structure.info_masks(layout.mask_key, info) if layout.info_mask else None
+    return model.predict_action(observation, deterministic=deterministic, mask=mask)
+
+
 def _play(model, env, episodes, seed, deterministic, returns, lengths):
     """Yields the frames of `episodes` episodes; appends their statistics."""
     for episode in range(episodes):
-        observation, _ = env.reset(seed=None if seed is None else seed + episode)
+        observation, info = env.reset(seed=None if seed is None else seed + episode)
         yield env.render()
         total, length, done = 0.0, 0, False
         while not done:
-            batch = np.asarray(observation)[np.newaxis]
-            action = model.predict_action(batch, deterministic=deterministic)[0]
-            observation, reward, terminated, truncated, _ = env.step(action)
+            action = _action(model, observation, info, deterministic)
+            observation, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             length += 1
             done = terminated or truncated

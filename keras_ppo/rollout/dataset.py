@@ -98,12 +98,21 @@ def rollout_dataset(
         jit_compile = checks.check_bool("jit_compile", jit_compile)
     whole_iterations = checks.check_bool("whole_iterations", whole_iterations)
     # Each worker of a multi-worker strategy seeds its envs differently.
+    if isinstance(envs, BatchedEnv) and model.layout.structured:
+        raise ValueError(
+            "TF-native keras_ppo.envs envs have flat observations and no "
+            "action masks; a model with Dict/Tuple observations or "
+            f"`info_mask` trains on gymnasium VectorEnvs. Received: {envs!r}"
+        )
     if isinstance(envs, BatchedEnv):
         driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
         prefix = ""
     elif isinstance(envs, VectorEnv):
         driver = GymDriver(
-            envs, seed=replicas.env_seed(model, envs.num_envs), nonfinite=nonfinite
+            envs,
+            seed=replicas.env_seed(model, envs.num_envs),
+            nonfinite=nonfinite,
+            layout=model.layout,
         )
         prefix = "single_"
     else:

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_ppo.core import masking
+
 
 def step_result(envs, result, observation_shape, observation_dtype):
     """`(obs, rewards, terminated, truncated, infos)` of `envs.step`, as
     arrays of the shapes and dtypes the rollout stores.
+
+    With `observation_shape` None the observations are returned as they
+    came (the driver converts them leaf by leaf).
 
     Raises:
         ValueError: If `result` is not a 5-tuple or a field has the wrong
@@ -25,21 +30,25 @@ def step_result(envs, result, observation_shape, observation_dtype):
         )
     obs, rewards, terminated, truncated, infos = result
     num_envs = envs.num_envs
-    obs = observations(envs, "step", obs, observation_shape, observation_dtype)
+    if observation_shape is not None:
+        obs = observations(envs, "step", obs, observation_shape, observation_dtype)
     rewards = _field(envs, "rewards", rewards, (num_envs,), np.float32)
     terminated = _field(envs, "terminations", terminated, (num_envs,), bool)
     truncated = _field(envs, "truncations", truncated, (num_envs,), bool)
     return obs, rewards, terminated, truncated, infos
 
 
-def observations(envs, method, obs, observation_shape, observation_dtype):
-    """The observations of `envs.<method>` as `[num_envs, *shape]` array.
+def observations(
+    envs, method, obs, observation_shape, observation_dtype, field="observations"
+):
+    """The observations of `envs.<method>` as `[num_envs, *shape]` array
+    (`field` names them in errors, e.g. a `Dict` observation's key).
 
     Raises:
         ValueError: If they have another shape or cannot be converted.
     """
     shape = (envs.num_envs, *observation_shape)
-    return _field(envs, "observations", obs, shape, observation_dtype, method)
+    return _field(envs, field, obs, shape, observation_dtype, method)
 
 
 def reset_result(envs, result, observation_shape, observation_dtype):
@@ -54,7 +63,50 @@ def reset_result(envs, result, observation_shape, observation_dtype):
             f"{_name(envs)}.reset returned {_short(result)}; expected "
             "(observations, infos)."
         )
+    if observation_shape is None:
+        return result[0]
     return observations(envs, "reset", result[0], observation_shape, observation_dtype)
+
+
+def observation_leaves(envs, layout, method, obs, infos) -> list:
+    """The observation leaves `[num_envs, *leaf_shape]` of `envs.<method>`
+    in `layout.keys` order (a flat observation is one leaf), in their
+    stored dtypes; the info mask taken from `infos`.
+
+    Raises:
+        ValueError: For a missing key or info mask, or a leaf of the wrong
+            shape, naming it.
+    """
+    raw = layout.leaves_of(obs, infos, what=f"{method} observation")
+    return [
+        observations(
+            envs, method, raw[key], layout.shape(key),
+            layout.dtype(key).as_numpy_dtype,
+            field="observations" if not layout.structured else repr(key),
+        )
+        for key in layout.keys
+    ]  # fmt: skip
+
+
+def check_masks(layout, leaves, resetting, where) -> None:
+    """Raises a `ValueError` naming the env and `where` if an action mask
+    among the observation `leaves` allows no action. Envs in `resetting`
+    (`NEXT_STEP` reset steps, whose action the env ignores) get a mask
+    allowing every action instead."""
+    if layout.mask_key is None:
+        return
+    masks = leaves[layout.keys.index(layout.mask_key)]
+    empty = masking.empty_groups(layout.action_space, masks)
+    if resetting is not None:
+        masks[empty & resetting] = 1
+        empty &= ~resetting
+    if empty.any():
+        index = int(np.flatnonzero(empty)[0])
+        raise ValueError(
+            f"Env {index} gave an action mask ({layout.mask_key!r}) that allows "
+            f"no action at {where}: {masks[index]!r}. Every step needs at least "
+            "one allowed action (one per sub-action)."
+        )
 
 
 def worker_died(envs, error) -> Exception | None:

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from keras_ppo.core import spaces
+from keras_ppo.core import structure
 from keras_ppo.core.batch import EnvSteps
 from keras_ppo.rollout import env_checks
 from keras_ppo.rollout.collect import Driver
@@ -51,28 +51,45 @@ class GymDriver(Driver):
     them and every rollout with masked steps warns once. The observations
     of the first reset must be finite in both modes.
 
+    `Dict`/`Tuple` observations travel as the layout's leaves (see
+    `keras_ppo.core.structure`), every leaf buffered and checked like a flat
+    observation. With an action mask, a step whose mask allows no action
+    raises a `ValueError` naming the env and the step (except on a
+    `NEXT_STEP` reset step, whose action the env ignores: it may act on a
+    terminal observation's empty mask).
+
     Args:
         envs: A gymnasium `VectorEnv`.
         seed: Seed of the first `envs.reset`, or None.
         nonfinite: `"raise"` (default) or `"mask"`.
+        layout: The model's `ObservationLayout`; by default that of the
+            envs' observation space without masks.
 
     Raises:
         ValueError: For another `nonfinite`.
     """
 
-    def __init__(self, envs: VectorEnv, seed=None, nonfinite="raise"):
+    def __init__(self, envs: VectorEnv, seed=None, nonfinite="raise", layout=None):
         check_nonfinite_mode(nonfinite)
         self.nonfinite = nonfinite
         self.masked_steps = 0
         space = envs.single_observation_space
-        super().__init__(envs.num_envs, space.shape, spaces.observation_dtype(space))
+        if layout is None:
+            layout = structure.ObservationLayout(space, envs.single_action_space)
+        self.layout = layout
+        # The base class's shape and dtype are those of flat observations.
+        first = layout.keys[0]
+        super().__init__(envs.num_envs, layout.shape(first), layout.dtype(first))
+        # Per leaf, in layout order: a flat observation is one leaf.
+        self._shapes = [layout.shape(key) for key in layout.keys]
+        self._dtypes = [layout.dtype(key) for key in layout.keys]
         self.envs = envs
         self.seed = seed
         self.autoreset_mode = AutoresetMode(
             envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         )
-        self._obs_dtype = self.observation_dtype.as_numpy_dtype
         self._obs = None
+        self._action_structure = None
         self._resetting = np.zeros(self.num_envs, bool)
         # Non-finite masking: the current observation is a stand-in, and the
         # current episode had masked steps.
@@ -92,8 +109,8 @@ class GymDriver(Driver):
 
     def start(self, num_steps):
         self._num_steps = int(num_steps)
-        observations, restarted = tf.numpy_function(
-            self._begin, [num_steps], [self.observation_dtype, tf.bool], stateful=True
+        *leaves, restarted = tf.numpy_function(
+            self._begin, [num_steps], [*self._dtypes, tf.bool], stateful=True
         )
         # Envs reset after a failed rollout start new episodes.
         for running in (
@@ -102,39 +119,43 @@ class GymDriver(Driver):
             self.reward_returns,
         ):
             running.assign(tf.where(restarted, tf.zeros_like(running), running))
-        return tf.ensure_shape(observations, self._batch_shape()), ()
+        return self._pack(leaves, (self.num_envs,)), ()
 
     def step(self, t, observations, env_actions, carry):
-        observations = tf.numpy_function(
-            self._step, [env_actions], self.observation_dtype, stateful=True
+        # Composite actions travel as their leaves, repacked for env.step.
+        self._action_structure = env_actions
+        leaves = tf.numpy_function(
+            self._step, tf.nest.flatten(env_actions), self._dtypes, stateful=True
         )
-        return tf.ensure_shape(observations, self._batch_shape()), carry
+        return self._pack(leaves, (self.num_envs,)), carry
 
     def finish(self, carry, observations) -> EnvSteps:
         # The data dependency on the last observations orders this call
         # after every step (numpy_function calls are otherwise unordered).
-        with tf.control_dependencies([observations]):
-            dtypes = [self.observation_dtype] * 2 + [tf.float32]
+        with tf.control_dependencies(tf.nest.flatten(observations)):
+            dtypes = self._dtypes * 2 + [tf.float32]
             dtypes += [tf.bool] * 2 + [tf.float32] + [tf.bool] * 2
             fields = tf.numpy_function(self._finish, [], dtypes, stateful=True)
         time_major = (self._num_steps, self.num_envs)
-        shapes = {
-            "observations": time_major + self.observation_shape,
-            "final_observations": time_major + self.observation_shape,
-        }
+        count = len(self._dtypes)
+        others = fields[2 * count :]
         return EnvSteps(
-            *(
-                tf.ensure_shape(value, shapes.get(key, time_major))
-                for key, value in zip(EnvSteps._fields, fields, strict=True)
-            )
+            self._pack(fields[:count], time_major),
+            self._pack(fields[count : 2 * count], time_major),
+            *(tf.ensure_shape(value, time_major) for value in others),
         )
 
     def take_error(self):
         error, self._error = self._error, None
         return error
 
-    def _batch_shape(self):
-        return (self.num_envs, *self.observation_shape)
+    def _pack(self, leaves, batch_shape):
+        """The observations nest of numpy_function outputs, shapes set."""
+        leaves = [
+            tf.ensure_shape(leaf, (*batch_shape, *shape))
+            for leaf, shape in zip(leaves, self._shapes, strict=True)
+        ]
+        return self.layout.pack(leaves)
 
     # ------------------------------------------------- the Python-side steps
 
@@ -144,10 +165,14 @@ class GymDriver(Driver):
         num_steps = int(num_steps)
         if self._buffers is None or len(self._buffers["rewards"]) != num_steps:
             shape = (num_steps, self.num_envs)
-            obs_shape = shape + self.observation_shape
+            leaves = list(zip(self._shapes, self._dtypes, strict=True))
             self._buffers = {
-                "observations": np.zeros(obs_shape, self._obs_dtype),
-                "final_observations": np.zeros(obs_shape, self._obs_dtype),
+                "observations": [
+                    np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves
+                ],
+                "final_observations": [
+                    np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves
+                ],
                 "rewards": np.zeros(shape, np.float32),
                 "terminations": np.zeros(shape, bool),
                 "truncations": np.zeros(shape, bool),
@@ -165,13 +190,14 @@ class GymDriver(Driver):
             # episodes rather than replays of the first ones.
             seed = self.seed if self._obs is None else None
             result = self._call(self.envs.reset, seed=seed)
-            self._obs = self._checked(env_checks.reset_result, result)
+            self._obs = self._observed("reset", result)
             self._failed = False
             self._resetting[:] = False
             self._replaced[:] = False
             self._tainted[:] = False
             self._check_finite("observation", self._obs)
-        return self._obs, np.bool_(restarted)
+            self._check_masks(self._obs)
+        return (*self._obs, np.bool_(restarted))
 
     def _call(self, function, *args, **kwargs):
         try:
@@ -186,7 +212,31 @@ class GymDriver(Driver):
 
     def _checked(self, check, result):
         try:
-            return check(self.envs, result, self.observation_shape, self._obs_dtype)
+            return check(self.envs, result, None, None)
+        except ValueError as error:
+            self._fail(error)
+            raise
+
+    def _observed(self, method, result):
+        """The observation leaves `[N, ...]` of a checked `reset` or `step`
+        result (the info mask included)."""
+        check = env_checks.reset_result if method == "reset" else None
+        obs, infos = (self._checked(check, result), result[1]) if check else result
+        try:
+            return env_checks.observation_leaves(
+                self.envs, self.layout, method, obs, infos
+            )
+        except ValueError as error:
+            self._fail(error)
+            raise
+
+    def _check_masks(self, leaves, resetting=None):
+        """Raises (naming the env and step) if a mask allows no action."""
+        try:
+            env_checks.check_masks(
+                self.layout, leaves, resetting, f"step {self._t} of rollout "
+                f"{self._rollout}",
+            )  # fmt: skip
         except ValueError as error:
             self._fail(error)
             raise
@@ -198,6 +248,11 @@ class GymDriver(Driver):
         self._failed = True
 
     def _check_finite(self, what, values):
+        if isinstance(values, list):
+            for key, leaf in zip(self.layout.keys, values, strict=True):
+                named = f"{what} ({key!r})" if self.layout.structured else what
+                self._check_finite(named, leaf)
+            return
         finite = _finite_rows(values)
         if not finite.all():
             index = int(np.flatnonzero(~finite)[0])
@@ -211,19 +266,22 @@ class GymDriver(Driver):
             )
             raise self._error
 
-    def _step(self, actions):
+    def _step(self, *actions):
         """Steps every env once, records the transition and returns the next
         observations `[N, ...]` (reset observations where episodes ended)."""
+        actions = tf.nest.pack_sequence_as(self._action_structure, list(actions))
         t, buffers = self._t, self._buffers
-        buffers["observations"][t] = self._obs
+        for buffer, leaf in zip(buffers["observations"], self._obs, strict=True):
+            buffer[t] = leaf
         result = self._call(self.envs.step, actions)
         obs, rewards, terminated, truncated, infos = self._checked(
             env_checks.step_result, result
         )
+        obs = self._observed("step", (obs, infos))
         # A NEXT_STEP reset step is not a transition: its "done" is stale.
         valid = ~self._resetting
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
-        final_obs = buffers["final_observations"][t]
+        final_obs = [buffer[t] for buffer in buffers["final_observations"]]
         obs = self._autoreset(obs, done, infos, final_obs)
         buffers["terminations"][t] = terminated
         buffers["truncations"][t] = truncated
@@ -240,6 +298,7 @@ class GymDriver(Driver):
         # Episodes with masked steps have no true return: not counted.
         buffers["counted_ends"][t] = done & ~self._tainted
         self._tainted &= ~done
+        self._check_masks(obs, resetting=self._resetting)
         self._obs = obs
         self._t = t + 1
         return obs
@@ -248,15 +307,21 @@ class GymDriver(Driver):
         """Fills `final_obs` with the observation each step led to and
         returns the observations the next step acts on, as the envs'
         autoreset mode delivers them (see the class docstring)."""
-        final_obs[:] = obs
+        for final, leaf in zip(final_obs, obs, strict=True):
+            final[:] = leaf
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._resetting = done
         elif done.any() and self.autoreset_mode == AutoresetMode.SAME_STEP:
             for i in np.flatnonzero(infos["_final_obs"]):
-                final_obs[i] = infos["final_obs"][i]
+                # One env's observation; the info mask (if any) keeps the
+                # reset one: V(final observation) does not read it.
+                leaves = self.layout.leaves_of(infos["final_obs"][i])
+                for key, final in zip(self.layout.keys, final_obs, strict=True):
+                    if key in leaves:
+                        final[i] = leaves[key]
         elif done.any():
             result = self._call(self.envs.reset, options={"reset_mask": done})
-            obs = self._checked(env_checks.reset_result, result)
+            obs = self._observed("reset", result)
         return obs
 
     def _mask_nonfinite(self, obs, rewards, final_obs, valid):
@@ -264,8 +329,8 @@ class GymDriver(Driver):
         docstring); fixes `obs` and `final_obs` in place; returns the new
         `valid`."""
         t, buffers = self._t, self._buffers
-        bad_obs = ~_finite_rows(obs)
-        bad = bad_obs | ~_finite_rows(final_obs) | ~np.isfinite(rewards)
+        bad_obs = _finite_leaves(obs, invert=True)
+        bad = bad_obs | _finite_leaves(final_obs, invert=True) | ~np.isfinite(rewards)
         masked = (bad | self._replaced) & valid
         if masked.any():
             # Advantages of the step before must not reach into this one:
@@ -273,12 +338,14 @@ class GymDriver(Driver):
             # started from (at t = 0 the previous rollout already did).
             if t > 0:
                 buffers["truncations"][t - 1] |= masked
-            final_obs[masked] = buffers["observations"][t][masked]
+            for final, buffer in zip(final_obs, buffers["observations"], strict=True):
+                final[masked] = buffer[t][masked]
             self._tainted |= masked
             self.masked_steps += int(masked.sum())
             self._masked_in_rollout.extend((int(i), t) for i in np.flatnonzero(masked))
         self._replaced = bad_obs
-        obs[bad_obs] = self._obs[bad_obs]
+        for leaf, previous in zip(obs, self._obs, strict=True):
+            leaf[bad_obs] = previous[bad_obs]
         return valid & ~masked
 
     def _finish(self):
@@ -297,7 +364,11 @@ class GymDriver(Driver):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return [self._buffers[key] for key in EnvSteps._fields]
+        fields = []
+        for key in EnvSteps._fields:
+            value = self._buffers[key]
+            fields += value if isinstance(value, list) else [value]
+        return fields
 
 
 def check_nonfinite_mode(nonfinite):
@@ -306,6 +377,12 @@ def check_nonfinite_mode(nonfinite):
         raise ValueError(
             f"`nonfinite` must be 'raise' or 'mask'. Received: nonfinite={nonfinite!r}"
         )
+
+
+def _finite_leaves(leaves, invert=False):
+    """`[N]` bool: every leaf's row `i` is finite (`invert`: not finite)."""
+    finite = np.logical_and.reduce([_finite_rows(leaf) for leaf in leaves])
+    return ~finite if invert else finite
 
 
 def _finite_rows(values):

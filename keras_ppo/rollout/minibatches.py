@@ -64,7 +64,11 @@ def shuffled_minibatches(
     def shuffled(value):
         return tf.gather(tf.reshape(value, (batch_size, *value.shape[2:])), order)
 
-    samples = {key: shuffled(getattr(rollout, key)) for key in SAMPLE_FIELDS}
+    # `tf.nest`: observations may be a dict of leaves (Dict observations).
+    samples = {
+        key: tf.nest.map_structure(shuffled, getattr(rollout, key))
+        for key in SAMPLE_FIELDS
+    }
     first = tf.one_hot(0, num_updates)
     return Minibatch(
         **samples,

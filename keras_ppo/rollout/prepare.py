@@ -43,9 +43,11 @@ def prepare(
         driver.reward_returns.assign(running)
         model.reward_normalizer.update(returns, env_steps.mask)
         rewards = model.reward_normalizer.scale(rewards)
-    final = env_steps.final_observations
-    num_steps, num_envs = final.shape[:2]
-    flat_final = tf.reshape(final, (num_steps * num_envs, *final.shape[2:]))
+    num_steps, num_envs = env_steps.rewards.shape
+    flat_final = tf.nest.map_structure(
+        lambda leaf: tf.reshape(leaf, (num_steps * num_envs, *leaf.shape[2:])),
+        env_steps.final_observations,
+    )
     next_values = tf.reshape(model.value(flat_final), (num_steps, num_envs))
     advantages, returns = compute_gae(
         rewards,
