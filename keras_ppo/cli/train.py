@@ -163,10 +163,10 @@ def _env_steps_logger(workers=1):
 def _check_before_training(args, parser, overrides, logdir, save_path):
     """Exits 2 naming the flag for anything that would fail later: after
     envs were made, or after the whole run, at the final save."""
-    import gymnasium as gym
 
     from keras_ppo.config import PPOConfig
     from keras_ppo.core import checks
+    from keras_ppo.io.envs_util import is_registered
 
     for flag, check in (
         ("--logdir", lambda: checks.check_directory("logdir", logdir)),
@@ -183,7 +183,7 @@ def _check_before_training(args, parser, overrides, logdir, save_path):
             check()
         except (TypeError, ValueError) as error:
             parser.error(f"argument {flag}: {error}")
-    if not args.tf_env and args.env_id not in gym.registry:
+    if not args.tf_env and not is_registered(args.env_id):
         parser.error(
             f"argument env_id: unknown environment id {args.env_id!r}. List the "
             "registered ids with `python -c 'import gymnasium; "
