@@ -16,6 +16,7 @@ from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
 from keras_ppo.core import checks, spaces
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
+from keras_ppo.core.continuous import TanhGaussian
 from keras_ppo.core.distributions import DiagGaussian, make_distribution
 from keras_ppo.files import save_atomically
 
@@ -55,6 +56,13 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         value_network: The value trunk for a custom `policy_network`. By
             default a fresh copy of `policy_network` (`keras.models.
             clone_model`), or the same one with `shared_trunk=True`.
+        action_distribution: For `Box` actions: `"gaussian"` (default; a
+            diagonal Gaussian whose samples are clipped to the bounds),
+            `"tanh_gaussian"` (squashed into the bounds) or `"beta"` (Chou
+            et al., 2017); see `keras_ppo.core.continuous`.
+        state_dependent_std: For the Gaussian distributions: the policy
+            head outputs the log-stds (plus `init_log_std`) instead of one
+            learnt log-std per action dimension shared by all states.
 
     Call:
         `params, value = model(observations)`: the action distribution's
@@ -81,6 +89,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         env_id=None,
         policy_network=None,
         value_network=None,
+        action_distribution="gaussian",
+        state_dependent_std=False,
         **kwargs,
     ):
         hidden_sizes = checks.check_model_arguments(
@@ -102,7 +112,18 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.init_log_std = float(init_log_std)
         self.num_envs = num_envs
         self.env_id = env_id
-        self.distribution = make_distribution(action_space)
+        self.distribution = make_distribution(action_space, action_distribution)
+        self.action_distribution = action_distribution
+        gaussian = isinstance(self.distribution, DiagGaussian | TanhGaussian)
+        self.state_dependent_std = checks.check_bool(
+            "state_dependent_std", state_dependent_std
+        )
+        if state_dependent_std and not gaussian:
+            raise ValueError(
+                "`state_dependent_std` applies to Gaussian policies on Box "
+                f"actions. Received: state_dependent_std=True with "
+                f"action_distribution={action_distribution!r} on {action_space}"
+            )
         self.custom_trunks = policy_network is not None
         # Custom trunks see observations in their own shape (images stay
         # images); Discrete observations are one-hot encoded either way.
@@ -130,8 +151,12 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.policy_trunk, self.value_trunk = networks.build_trunks(
             policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
         )
-        gaussian = isinstance(self.distribution, DiagGaussian)
-        head_size = self.distribution.size if gaussian else self.distribution.param_size
+        # A free log-std weight completes the head's means unless the head
+        # outputs the log-stds itself.
+        free_log_std = gaussian and not state_dependent_std
+        head_size = (
+            self.distribution.size if free_log_std else self.distribution.param_size
+        )
         self.policy_head = networks.orthogonal_dense(
             head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
         )
@@ -139,7 +164,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             1, networks.VALUE_GAIN, next(seeds), name="value_head"
         )
         self.log_std = None
-        if gaussian:
+        if free_log_std:
             self.log_std = self._state_weight(
                 "log_std", (self.distribution.size,), self.init_log_std, trainable=True
             )
@@ -219,6 +244,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             "init_log_std": self.init_log_std,
             "num_envs": self.num_envs,
             "env_id": self.env_id,
+            "action_distribution": self.action_distribution,
+            "state_dependent_std": self.state_dependent_std,
             "policy_network": self._trunk_config(self.policy_trunk),
             "value_network": (
                 None if self.shared_trunk else self._trunk_config(self.value_trunk)
@@ -259,6 +286,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         features = self.encoder(observations)
         hidden = networks.flatten(self.policy_trunk(features, training=training))
         params = self.policy_head(hidden)
+        if self.state_dependent_std:
+            mean, log_std = self.distribution.split(params)
+            params = tf.concat([mean, log_std + self.init_log_std], axis=-1)
         if self.log_std is not None:
             log_std = tf.broadcast_to(self.log_std, tf.shape(params))
             params = tf.concat([params, log_std], axis=-1)
