@@ -160,6 +160,16 @@ def _env_steps_logger(workers=1):
     return EnvStepsLogger()
 
 
+def _frames(env_id, steps):
+    """`" (N frames)"` for Atari, whose agent steps repeat each action for
+    4 emulator frames (budgets are often quoted in frames), else `""`."""
+    from keras_ppo.io.atari import FRAME_SKIP, is_atari_id
+
+    if not is_atari_id(env_id):
+        return ""
+    return f" = {FRAME_SKIP * steps} frames (1 step = {FRAME_SKIP} frames)"
+
+
 def _check_before_training(args, parser, overrides, logdir, save_path):
     """Exits 2 naming the flag for anything that would fail later: after
     envs were made, or after the whole run, at the final save."""
@@ -272,6 +282,7 @@ def train_command(args, parser) -> int:
         f"Training PPO on {args.env_id}: {run.epochs} iterations x {batch} "
         f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
         + (f" on each of {workers} workers" if workers > 1 else "")
+        + _frames(args.env_id, run.epochs * batch * workers)
     )
     print(f"  {config}")
     stop = StopOnInterrupt()
@@ -317,8 +328,8 @@ def train_command(args, parser) -> int:
     # agent file intact.
     model.save(save_path)
     print(
-        f"Trained {steps} env steps in {elapsed:.1f} s "
-        f"({steps / max(elapsed, 1e-9):.0f} env steps/s)."
+        f"Trained {steps} env steps{_frames(args.env_id, steps)} in "
+        f"{elapsed:.1f} s ({steps / max(elapsed, 1e-9):.0f} env steps/s)."
     )
     if not chief:
         shutil.rmtree(os.path.dirname(save_path))

@@ -6,7 +6,8 @@ reset, each agent step repeats the action for 4 frames and max-pools the
 last two, 84x84 grayscale frames, the last 4 stacked, FIRE pressed after a
 reset in games that need it. For training only: an episode ends at every
 lost life (bootstrapping is cut there, the game goes on) and rewards are
-clipped to their sign. Evaluation envs play whole games with the real score.
+clipped to their sign. Evaluation envs play whole games with the real score,
+pressing FIRE after each lost life as training's resets did.
 
 Two backends give the same observations (`[84, 84, 4]` uint8, channels
 last for `keras_ppo.nature_cnn`):
@@ -99,15 +100,35 @@ def make_atari_vector_env(
             stack_num=FRAME_STACK,
             frameskip=FRAME_SKIP,
             noop_max=30,
-            episodic_life=training,
+            # ale-py's own episodic_life restarts the whole game at each
+            # lost life (ale-py 0.12.1: lives and frame number back to their
+            # start), so the agent would never see a game's later boards;
+            # LivesAsEpisodes lets the game go on instead.
+            episodic_life=False,
             reward_clipping=training,
             use_fire_reset=True,
         )
-        return ChannelsLast(envs)
-    return gym.vector.SyncVectorEnv(
+        envs = ChannelsLast(envs)
+        if training:
+            envs = LivesAsEpisodes(envs)
+        if _has_fire(env_id):
+            envs = FireAfterLostLife(envs)
+        return envs
+    envs = gym.vector.SyncVectorEnv(
         [lambda: _preprocessed(env_id, training)] * num_envs,
         autoreset_mode=AutoresetMode.SAME_STEP,
     )
+    if not training and _has_fire(env_id):
+        envs = FireAfterLostLife(envs)
+    return envs
+
+
+def _has_fire(env_id):
+    env = gym.make(env_id)
+    try:
+        return "FIRE" in env.unwrapped.get_action_meanings()
+    finally:
+        env.close()
 
 
 def _preprocessed(env_id, training):
@@ -175,6 +196,63 @@ class FireReset(gym.Wrapper):
         if terminated or truncated:
             obs, info = self.env.reset(**kwargs)
         return obs, info
+
+
+class LivesAsEpisodes(gym.vector.VectorWrapper):
+    """`EpisodicLife` for a vector env that reports `info["lives"]`: a lost
+    life terminates the episode while the game goes on (its next
+    observation is the next episode's first)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self._lives = None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._lives = np.asarray(info["lives"]).copy()
+        return obs, info
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        lives = np.asarray(info["lives"])
+        lost = (lives < self._lives) & ~(terminated | truncated)
+        self._lives = lives.copy()
+        if lost.any():
+            # No reset happened for a lost life: its observation is both the
+            # final one and the next one (GymDriver reads final observations
+            # only where "_final_obs" is set).
+            info = dict(info)
+            info.setdefault("_final_obs", np.zeros(len(lost), bool))
+            info.setdefault("final_obs", np.full(len(lost), None, object))
+        return obs, rewards, terminated | lost, truncated, info
+
+
+class FireAfterLostLife(gym.vector.VectorWrapper):
+    """Presses FIRE in the step after a lost life.
+
+    Episodes that start with FIRE pressed by the env (`FireReset`, ale-py's
+    `use_fire_reset`) teach the agent that it never needs to press FIRE
+    itself; a game that goes on after a lost life would stall there.
+    """
+
+    def __init__(self, env):
+        super().__init__(env)
+        self._fire = np.zeros(env.num_envs, bool)
+        self._lives = None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._fire[:] = False
+        self._lives = np.asarray(info["lives"]).copy()
+        return obs, info
+
+    def step(self, actions):
+        actions = np.where(self._fire, 1, actions)
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        lives = np.asarray(info["lives"])
+        self._fire = (lives < self._lives) & ~(terminated | truncated)
+        self._lives = lives.copy()
+        return obs, rewards, terminated, truncated, info
 
 
 class ChannelsLast(gym.vector.VectorWrapper):
