@@ -304,6 +304,97 @@ def rollout_memory(envs, num_steps):
     }
 
 
+# ------------------------------------------------------------------ report
+
+# Published anchors at 1M steps: CleanRL ppo_continuous_action (MuJoCo v4,
+# 3 seeds) and rl-zoo3's tuned PPO (v3 envs).
+ANCHORS = {
+    "HalfCheetah-v5": "CleanRL 2906 +- 1129; rl-zoo3 5819",
+    "Hopper-v5": "CleanRL 2052 +- 314; rl-zoo3 2410",
+    "Walker2d-v5": "CleanRL 2891 +- 231; rl-zoo3 3479",
+}
+
+
+def report():
+    """`results/suites.md` and `results/suites.png` from the JSON results."""
+    import glob
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(OUT, "learn-*.json"))):
+        with open(path) as file:
+            data = json.load(file)
+        runs.setdefault(data["env_id"], {})[data["lib"]] = data
+    lines = [
+        "| env, seed 0 | lib | env steps trained (budget) | deterministic eval "
+        "(10 ep.) | last 10 training episodes | env steps/s | ratio | load "
+        "(1-min avg, min-max) | published anchor at 1M |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    figure, axes = plt.subplots(1, max(1, len(runs)), figsize=(5 * len(runs), 3.6))
+    axes = [axes] if len(runs) == 1 else list(axes)
+    for axis, (env_id, libs) in zip(axes, sorted(runs.items()), strict=False):
+        speeds = {lib: d.get("steps_per_s") for lib, d in libs.items()}
+        for lib in ("kppo", "sb3"):
+            data = libs.get(lib)
+            if data is None:
+                continue
+            curve = [(s, r) for s, r, _ in data["curve"] if r is not None]
+            axis.plot(*zip(*curve, strict=True), label=NAMES[lib])
+            speed = speeds[lib]
+            ratio = (
+                f"{speed / speeds['sb3']:.2f}"
+                if lib == "kppo" and speed and speeds.get("sb3")
+                else ""
+            )
+            loads = data["loads"] or [float("nan")]
+            eval_return = data.get("eval_return")
+            lines.append(
+                f"| {env_id} | {NAMES[lib]} | {data.get('trained_steps', '-')} "
+                f"({data['budget']}) | "
+                + (
+                    f"{eval_return:.0f} +- {data['eval_std']:.0f}"
+                    if eval_return is not None
+                    else "running"
+                )
+                + f" | {curve[-1][1]:.0f} | "
+                + (f"{speed:.0f}" if speed else "-")
+                + f" | {ratio} | {sum(loads) / len(loads):.1f} "
+                f"({min(loads):.1f}-{max(loads):.1f}) | {ANCHORS.get(env_id, '')} |"
+            )
+        axis.set_title(f"{env_id}, seed 0")
+        axis.set_xlabel("env steps")
+        axis.set_ylabel("return (last 10 training episodes)")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(HERE, "results", "suites.png"), dpi=100)
+    atari = []
+    for path in sorted(glob.glob(os.path.join(OUT, "atari-*.json"))):
+        with open(path) as file:
+            data = json.load(file)
+        name = data.get("backend") or data.get("lib")
+        atari.append(
+            f"| {os.path.basename(path)[:-5]} | {name} | {data['steps_per_s']:.0f} "
+            f"| {4 * data['steps_per_s']:.0f} | {data['load']:.1f} |"
+        )
+    markdown = "\n".join(lines)
+    if atari:
+        markdown += (
+            "\n\n| Atari measurement | backend / lib | agent steps/s | frames/s "
+            "| load |\n| --- | --- | ---: | ---: | ---: |\n" + "\n".join(atari)
+        )
+    with open(os.path.join(HERE, "results", "suites.md"), "w") as file:
+        file.write(markdown + "\n")
+    print(markdown)
+
+
+NAMES = {"kppo": "keras-ppo", "sb3": "SB3"}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="task", required=True)
@@ -323,8 +414,11 @@ def main(argv=None):
     command.add_argument("lib", choices=("kppo", "sb3"))
     command.add_argument("env_id")
     command.add_argument("--iterations", type=int, default=6)
+    commands.add_parser("report")
     args = parser.parse_args(argv)
-    if args.task == "learn":
+    if args.task == "report":
+        report()
+    elif args.task == "learn":
         learn(args.lib, args.env_id, args.steps, args.seed, args.minutes)
     elif args.task == "atari_envs":
         result = atari_envs(args.backend, args.env_id, args.steps)
