@@ -191,3 +191,26 @@ def test_train_command_states_frames_apart_from_steps(tmp_path, capsys):
     assert "1 iterations x 32 env steps" in out
     assert "= 128 frames (1 step = 4 frames)" in out
     assert "Evaluation over 1 episodes" in out
+
+
+def test_unknown_network_is_refused_before_making_envs():
+    with pytest.raises(ValueError, match="`network` must be one of"):
+        presets.make_run("CartPole-v1", network="resnet")
+
+
+def test_preset_files_carry_the_network_to_the_train_command(tmp_path):
+    from keras_ppo.cli.preset_files import load_preset_file, write_preset_file
+    from keras_ppo.cli.train import _add_train_command
+
+    path = tmp_path / "preset.json"
+    write_preset_file(path, "CartPole-v1", {"network": "mlp"}, {})
+    assert load_preset_file(path)["run"] == {"network": "mlp"}
+    import argparse
+
+    from keras_ppo.cli.preset_option import apply_preset_file
+
+    parser = argparse.ArgumentParser()
+    _add_train_command(parser.add_subparsers())
+    args = parser.parse_args(["train", "--preset", str(path)])
+    apply_preset_file(args, parser)
+    assert args.network == "mlp"

@@ -99,6 +99,14 @@ def _add_train_command(commands):
         help="initial log std of Gaussian policies (default: preset, else 0)",
     )
     train.add_argument(
+        "--network",
+        choices=presets.NETWORKS,
+        default=None,
+        help="mlp, or nature_cnn (one Nature CNN shared by the policy and value, "
+        "for image observations) (default: preset, nature_cnn for Atari ids, "
+        "else mlp)",
+    )
+    train.add_argument(
         "--hidden-sizes",
         type=_hidden_sizes,
         default=(64, 64),
@@ -266,6 +274,7 @@ def train_command(args, parser) -> int:
             anneal_clip_ratio=args.anneal_clip_ratio,
             max_grad_norm=args.max_grad_norm,
             init_log_std=args.init_log_std,
+            network=args.network,
             hidden_sizes=args.hidden_sizes,
             vectorization_mode=args.vectorization,
             tf_env=args.tf_env,
