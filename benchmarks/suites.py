@@ -90,6 +90,8 @@ def learn_kppo(env_id, steps, seed, deadline, record):
     elapsed = time.perf_counter() - start
     trained = int(run.model.env_steps.numpy())
     run.envs.close()
+    # Kept, so that the evaluation can be repeated on its own.
+    run.model.save(record.path[: -len(".json")] + ".keras")
     result = keras_ppo.evaluate(run.model, env_id, episodes=10, seed=10_000)
     return trained, elapsed, result["mean_return"], result["std_return"]
 
