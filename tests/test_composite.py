@@ -174,3 +174,22 @@ def test_predict_action_honours_a_composite_mask_in_the_observation():
     actions = model.predict_action(observations, deterministic=False)
     np.testing.assert_array_equal(actions["move"], np.argmax(masks, axis=1))
     assert np.all(np.abs(actions["force"]) <= 1.0)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"action_distribution": "beta"},
+        {"action_distribution": "tanh_gaussian"},
+        {"state_dependent_std": True},
+    ],
+)
+def test_continuous_options_are_refused_for_composite_actions(option):
+    # The bounded distributions and state-dependent stds are options of a
+    # Box action space; a Dict's Box leaves are Gaussian with a free log-std.
+    action_space = spaces.Dict(
+        {"move": spaces.Box(-1.0, 1.0, (2,)), "fire": spaces.Discrete(2)}
+    )
+    observation_space = spaces.Box(-1.0, 1.0, (3,))
+    with pytest.raises(ValueError, match=r"action_distribution|state_dependent_std"):
+        keras_ppo.PPOModel(observation_space, action_space, **option)

@@ -17,6 +17,7 @@ from keras_ppo.config import PPOConfig
 from keras_ppo.core import checks, inputs, masking, spaces, structure
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.composite import make_policy_distribution
+from keras_ppo.core.continuous import TanhGaussian
 from keras_ppo.core.distributions import DiagGaussian
 from keras_ppo.files import save_atomically
 
@@ -71,6 +72,14 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         info_mask: Take masks from `info[mask_key]` of the vector env (as
             gymnasium's Taxi gives them).
         mask_as_feature: Feed the mask to the networks as a feature too.
+        action_distribution: For `Box` actions (not the leaves of
+            `Dict`/`Tuple` actions, which are Gaussian): `"gaussian"` (default; a
+            diagonal Gaussian whose samples are clipped to the bounds),
+            `"tanh_gaussian"` (squashed into the bounds) or `"beta"` (Chou
+            et al., 2017); see `keras_ppo.core.continuous`.
+        state_dependent_std: For the Gaussian distributions: the policy
+            head outputs the log-stds (plus `init_log_std`) instead of one
+            learnt log-std per action dimension shared by all states.
 
     Call:
         `params, value = model(observations)`: the action distribution's
@@ -101,6 +110,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         mask_key=None,
         info_mask=False,
         mask_as_feature=False,
+        action_distribution="gaussian",
+        state_dependent_std=False,
         **kwargs,
     ):
         hidden_sizes = checks.check_model_arguments(
@@ -129,7 +140,18 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.init_log_std = float(init_log_std)
         self.num_envs = num_envs
         self.env_id = env_id
-        self.distribution = make_policy_distribution(action_space)
+        self.distribution = make_policy_distribution(action_space, action_distribution)
+        self.action_distribution = action_distribution
+        gaussian = isinstance(self.distribution, DiagGaussian | TanhGaussian)
+        self.state_dependent_std = checks.check_bool(
+            "state_dependent_std", state_dependent_std
+        )
+        if state_dependent_std and not gaussian:
+            raise ValueError(
+                "`state_dependent_std` applies to Gaussian policies on Box "
+                f"actions. Received: state_dependent_std=True with "
+                f"action_distribution={action_distribution!r} on {action_space}"
+            )
         self.custom_trunks = policy_network is not None
         self.mask_key = mask_key
         self.info_mask = info_mask
@@ -154,12 +176,16 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         self.policy_trunk, self.value_trunk = networks.build_trunks(
             policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
         )
-        # Log-stds are a weight, not head outputs (DiagGaussian's and
-        # CompositeDistribution's params end with them).
-        gaussian = isinstance(self.distribution, DiagGaussian)
-        log_std_size = getattr(
-            self.distribution, "log_std_size", self.distribution.size if gaussian else 0
-        )
+        # Log-stds are a weight, not head outputs (DiagGaussian's,
+        # TanhGaussian's and CompositeDistribution's params end with them),
+        # unless the head outputs them itself (`state_dependent_std`).
+        log_std_size = 0
+        if not state_dependent_std:
+            log_std_size = getattr(
+                self.distribution,
+                "log_std_size",
+                self.distribution.size if gaussian else 0,
+            )
         head_size = self.distribution.param_size - log_std_size
         self.policy_head = networks.orthogonal_dense(
             head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
@@ -248,6 +274,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             "init_log_std": self.init_log_std,
             "num_envs": self.num_envs,
             "env_id": self.env_id,
+            "action_distribution": self.action_distribution,
+            "state_dependent_std": self.state_dependent_std,
             "policy_network": self._trunk_config(self.policy_trunk),
             "value_network": (
                 None if self.shared_trunk else self._trunk_config(self.value_trunk)
@@ -301,6 +329,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         features = self.encoder(observations)
         hidden = networks.flatten(self.policy_trunk(features, training=training))
         params = self.policy_head(hidden)
+        if self.state_dependent_std:
+            mean, log_std = self.distribution.split(params)
+            params = tf.concat([mean, log_std + self.init_log_std], axis=-1)
         if self.log_std is not None:
             shape = tf.stack([tf.shape(params)[0], self.log_std.shape[0]])
             log_std = tf.broadcast_to(self.log_std, shape)

@@ -9,7 +9,7 @@ import keras
 from gymnasium.vector import VectorEnv
 
 from keras_ppo.core import checks
-from keras_ppo.io.envs_util import make_vector_env
+from keras_ppo.io.envs_util import is_registered, make_vector_env
 from keras_ppo.io.evaluation import check_env_spaces, evaluate
 
 
@@ -91,7 +91,7 @@ class EvalCallback(keras.callbacks.Callback):
         seed = checks.check_seed("seed", seed)
         verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
         if isinstance(env_or_id, str):
-            if env_or_id not in gym.registry:
+            if not is_registered(env_or_id):
                 raise ValueError(
                     f"Unknown environment id {env_or_id!r}. Received: "
                     f"env_or_id={env_or_id!r}"
@@ -111,7 +111,9 @@ class EvalCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if isinstance(self.env_or_id, str):
-            self._envs = make_vector_env(self.env_or_id, min(self.episodes, 16))
+            self._envs = make_vector_env(
+                self.env_or_id, min(self.episodes, 16), training=False
+            )
         else:
             self._envs = self.env_or_id
         check_env_spaces(self.model, self._envs)

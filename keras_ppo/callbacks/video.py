@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_ppo.core import checks
 from keras_ppo.io import rendering
+from keras_ppo.io.envs_util import is_registered
 
 
 class VideoRecorder(keras.callbacks.Callback):
@@ -82,7 +83,7 @@ class VideoRecorder(keras.callbacks.Callback):
                 "both. Received: directory=None, log_dir=None"
             )
         if isinstance(env_or_id, str):
-            if env_or_id not in gym.registry:
+            if not is_registered(env_or_id):
                 raise ValueError(f"Unknown environment id. Received: {env_or_id!r}")
         elif not isinstance(env_or_id, gym.Env):
             raise TypeError(

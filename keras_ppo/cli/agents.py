@@ -86,7 +86,8 @@ def _load_agent(path: str, parser):
 
 
 def _resolve_env_id(args, parser, model) -> str:
-    import gymnasium as gym
+
+    from keras_ppo.io.envs_util import is_registered
 
     if args.env_id is not None:
         env_id = args.env_id
@@ -95,14 +96,14 @@ def _resolve_env_id(args, parser, model) -> str:
         print(f"Env {env_id} (the env the agent was trained on)")
     else:
         env_id = os.path.basename(os.path.dirname(os.path.abspath(args.path)))
-        if env_id not in gym.registry:
+        if not is_registered(env_id):
             parser.error(
                 f"give ENV_ID: the agent's directory name {env_id!r} is not a "
                 "registered env id (keras-ppo train saves agents to "
                 "runs/ENV_ID/agent.keras)"
             )
         print(f"Env {env_id} (the agent's directory name)")
-    if env_id not in gym.registry:
+    if not is_registered(env_id):
         parser.error(
             f"unknown environment id {env_id!r}. List the registered ids with "
             "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
@@ -140,7 +141,7 @@ def evaluate_command(args, parser) -> int:
     env_id = _resolve_env_id(args, parser, model)
     try:
         # As keras_ppo.evaluate(model, env_id) makes them, so results match.
-        envs = make_vector_env(env_id, min(args.episodes, 16))
+        envs = make_vector_env(env_id, min(args.episodes, 16), training=False)
     except gym.error.Error as error:
         parser.error(f"could not make {env_id}: {error}")
     try:

@@ -16,6 +16,9 @@ import dataclasses
 import math
 import typing
 
+from keras_ppo.cli.suite_presets import ATARI_PRESET, MUJOCO_PRESETS
+from keras_ppo.io.atari import is_atari_id
+
 #: Run settings outside PPOConfig, used for any env without a preset.
 DEFAULT_RUN = {
     "num_envs": 8,
@@ -25,7 +28,11 @@ DEFAULT_RUN = {
     "anneal_clip_ratio": False,
     "max_grad_norm": 0.5,
     "init_log_std": 0.0,
+    # "mlp" (hidden_sizes, separate trunks) or "nature_cnn" (one Nature CNN
+    # trunk shared by the policy and the value, for Atari frames).
+    "network": "mlp",
 }
+NETWORKS = ("mlp", "nature_cnn")
 
 PRESETS = {
     "CartPole-v1": {
@@ -174,6 +181,10 @@ PRESETS["BipedalWalker-v3"] = {
     },
 }
 
+# MuJoCo v5: CleanRL's continuous defaults and rl-zoo3's tuned values
+# (keras_ppo.cli.suite_presets says which and why).
+PRESETS.update(MUJOCO_PRESETS)
+
 
 # TF-native envs (`--tf-env`, `keras_ppo.envs`): rl-zoo3's settings (same
 # source as PRESETS; gymnasium PRESETS can change without changing these)
@@ -257,6 +268,8 @@ def preset(env_id: str, tf_env: bool = False) -> tuple[dict, dict]:
     """`(run_settings, config_overrides)` for `env_id` (with a TF-native env
     if `tf_env`); defaults where there is no preset."""
     entry = (TF_PRESETS if tf_env else {}).get(env_id) or PRESETS.get(env_id, {})
+    if not entry and is_atari_id(env_id):
+        entry = ATARI_PRESET
     return {**DEFAULT_RUN, **entry.get("run", {})}, dict(entry.get("config", {}))
 
 
@@ -287,6 +300,7 @@ def make_run(
     anneal_clip_ratio: bool | None = None,
     max_grad_norm: float | None = None,
     init_log_std: float | None = None,
+    network: str | None = None,
     hidden_sizes=(64, 64),
     vectorization_mode: str = "sync",
     tf_env: bool = False,
@@ -310,6 +324,8 @@ def make_run(
             iteration, with a `ClipRatioScheduler` in `Run.callbacks`).
         max_grad_norm: Global gradient-norm clip of the optimizer.
         init_log_std: Initial log standard deviation of Gaussian policies.
+        network: "mlp", or "nature_cnn" for image observations (one
+            `keras_ppo.nature_cnn` trunk shared by the policy and value).
         hidden_sizes: Hidden layer sizes of the MLPs.
         vectorization_mode: "sync" or "async" gymnasium vector env.
         tf_env: Use the TF-native env (`keras_ppo.envs`), whose rollouts
@@ -346,6 +362,7 @@ def make_run(
         anneal_clip_ratio=anneal_clip_ratio,
         max_grad_norm=max_grad_norm,
         init_log_std=init_log_std,
+        network=network,
     )
     settings.update({key: value for key, value in given.items() if value is not None})
     for name in ("total_timesteps", "num_envs"):
@@ -359,6 +376,10 @@ def make_run(
     for name in ("anneal_lr", "anneal_clip_ratio"):
         settings[name] = checks.check_bool(name, settings[name])
     tf_env = checks.check_bool("tf_env", tf_env)
+    if settings["network"] not in NETWORKS:
+        raise ValueError(
+            f"`network` must be one of {NETWORKS}. Received: {settings['network']!r}"
+        )
     rate = settings["learning_rate"]
     fields = {field.name for field in config_fields()}
     unknown = sorted(set(config_overrides) - fields)
@@ -385,11 +406,19 @@ def make_run(
             end_learning_rate=0.0,
         )
     with strategy.scope() if strategy else contextlib.nullcontext():
+        trunk = {}
+        if settings["network"] == "nature_cnn":
+            from keras_ppo.agent.cnn import nature_cnn
+
+            # One trunk for both heads, as CleanRL's ppo_atari.py.
+            trunk = {"policy_network": nature_cnn(seed=config.seed)}
+            trunk["shared_trunk"] = True
         model = PPOModel.from_env(
             envs,
             config=config,
             hidden_sizes=hidden_sizes,
             init_log_std=settings["init_log_std"],
+            **trunk,
         )
         model.compile(
             keras.optimizers.Adam(

@@ -99,6 +99,14 @@ def _add_train_command(commands):
         help="initial log std of Gaussian policies (default: preset, else 0)",
     )
     train.add_argument(
+        "--network",
+        choices=presets.NETWORKS,
+        default=None,
+        help="mlp, or nature_cnn (one Nature CNN shared by the policy and value, "
+        "for image observations) (default: preset, nature_cnn for Atari ids, "
+        "else mlp)",
+    )
+    train.add_argument(
         "--hidden-sizes",
         type=_hidden_sizes,
         default=(64, 64),
@@ -160,13 +168,23 @@ def _env_steps_logger(workers=1):
     return EnvStepsLogger()
 
 
+def _frames(env_id, steps):
+    """`" (N frames)"` for Atari, whose agent steps repeat each action for
+    4 emulator frames (budgets are often quoted in frames), else `""`."""
+    from keras_ppo.io.atari import FRAME_SKIP, is_atari_id
+
+    if not is_atari_id(env_id):
+        return ""
+    return f" = {FRAME_SKIP * steps} frames (1 step = {FRAME_SKIP} frames)"
+
+
 def _check_before_training(args, parser, overrides, logdir, save_path):
     """Exits 2 naming the flag for anything that would fail later: after
     envs were made, or after the whole run, at the final save."""
-    import gymnasium as gym
 
     from keras_ppo.config import PPOConfig
     from keras_ppo.core import checks
+    from keras_ppo.io.envs_util import is_registered
 
     for flag, check in (
         ("--logdir", lambda: checks.check_directory("logdir", logdir)),
@@ -183,7 +201,7 @@ def _check_before_training(args, parser, overrides, logdir, save_path):
             check()
         except (TypeError, ValueError) as error:
             parser.error(f"argument {flag}: {error}")
-    if not args.tf_env and args.env_id not in gym.registry:
+    if not args.tf_env and not is_registered(args.env_id):
         parser.error(
             f"argument env_id: unknown environment id {args.env_id!r}. List the "
             "registered ids with `python -c 'import gymnasium; "
@@ -256,6 +274,7 @@ def train_command(args, parser) -> int:
             anneal_clip_ratio=args.anneal_clip_ratio,
             max_grad_norm=args.max_grad_norm,
             init_log_std=args.init_log_std,
+            network=args.network,
             hidden_sizes=args.hidden_sizes,
             vectorization_mode=args.vectorization,
             tf_env=args.tf_env,
@@ -272,6 +291,7 @@ def train_command(args, parser) -> int:
         f"Training PPO on {args.env_id}: {run.epochs} iterations x {batch} "
         f"env steps ({envs.num_envs} envs x {config.num_steps} steps)"
         + (f" on each of {workers} workers" if workers > 1 else "")
+        + _frames(args.env_id, run.epochs * batch * workers)
     )
     print(f"  {config}")
     stop = StopOnInterrupt()
@@ -317,8 +337,8 @@ def train_command(args, parser) -> int:
     # agent file intact.
     model.save(save_path)
     print(
-        f"Trained {steps} env steps in {elapsed:.1f} s "
-        f"({steps / max(elapsed, 1e-9):.0f} env steps/s)."
+        f"Trained {steps} env steps{_frames(args.env_id, steps)} in "
+        f"{elapsed:.1f} s ({steps / max(elapsed, 1e-9):.0f} env steps/s)."
     )
     if not chief:
         shutil.rmtree(os.path.dirname(save_path))

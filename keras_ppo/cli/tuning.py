@@ -227,10 +227,12 @@ def tune(
     """
     import gymnasium as gym
 
+    from keras_ppo.io.envs_util import is_registered
+
     optuna = import_optuna()
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"`trials` must be an int >= 1. Received: {trials!r}")
-    if env_id not in gym.registry:
+    if not is_registered(env_id):
         raise ValueError(
             f"Unknown environment id {env_id!r}. List the registered ids with "
             "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"

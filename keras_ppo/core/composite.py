@@ -32,17 +32,26 @@ def is_composite(space) -> bool:
     return isinstance(space, (spaces.Dict, spaces.Tuple))
 
 
-def make_policy_distribution(action_space):
+def make_policy_distribution(action_space, action_distribution="gaussian"):
     """`make_distribution`, plus `CompositeDistribution` for `Dict`/`Tuple`
-    action spaces.
+    action spaces (whose `Box` leaves are Gaussian).
 
     Raises:
         TypeError: For unsupported spaces or leaves (naming the key).
-        ValueError: For an empty `Dict`/`Tuple` or an integer `Box` leaf.
+        ValueError: For an empty `Dict`/`Tuple` or an integer `Box` leaf, or
+            another `action_distribution` than `"gaussian"` for a
+            `Dict`/`Tuple` space.
     """
     if is_composite(action_space):
+        if action_distribution != "gaussian":
+            raise ValueError(
+                "`action_distribution` chooses the distribution of a Box action "
+                "space; the Box leaves of Dict/Tuple actions are Gaussian. "
+                f"Received: action_distribution={action_distribution!r} for "
+                f"{action_space}"
+            )
         return CompositeDistribution(action_space)
-    return make_distribution(action_space)
+    return make_distribution(action_space, action_distribution)
 
 
 def action_leaves(space, prefix=()):

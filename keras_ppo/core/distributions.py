@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
 
+from keras_ppo.core.continuous import BOX_DISTRIBUTIONS, bounded_distribution
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -177,14 +179,40 @@ class Bernoulli:
         return tf.cast(tf.reshape(actions, shape), self.space.dtype)
 
 
-def make_distribution(action_space):
+def make_distribution(action_space, action_distribution="gaussian"):
     """Returns the PPO action distribution for a gymnasium action space.
+
+    Args:
+        action_space: A Discrete, Box, MultiDiscrete or MultiBinary space.
+        action_distribution: For Box spaces, `"gaussian"` (`DiagGaussian`,
+            clipped to the bounds), `"tanh_gaussian"` or `"beta"` (bounded,
+            `keras_ppo.core.continuous`); other spaces take `"gaussian"`,
+            the default, which then means their own distribution.
 
     Raises:
         TypeError: If the space is not Discrete, Box, MultiDiscrete or
             MultiBinary.
-        ValueError: If a Box action space is not floating point.
+        ValueError: If a Box action space is not floating point, or for
+            another `action_distribution` (or a bounded one without
+            finite Box bounds or for another space).
     """
+    if action_distribution not in BOX_DISTRIBUTIONS:
+        raise ValueError(
+            f"`action_distribution` must be one of {BOX_DISTRIBUTIONS}. "
+            f"Received: action_distribution={action_distribution!r}"
+        )
+    if action_distribution != "gaussian":
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(
+                f"action_distribution={action_distribution!r} needs a Box "
+                f"action space. Received: {action_space!r}"
+            )
+        if not np.issubdtype(action_space.dtype, np.floating):
+            raise ValueError(
+                "Box action spaces must have a floating dtype. Received: "
+                f"{action_space}"
+            )
+        return bounded_distribution(action_space, action_distribution)
     if isinstance(action_space, spaces.Discrete):
         return Categorical(action_space)
     if isinstance(action_space, spaces.Box):

@@ -9,13 +9,20 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from keras_ppo.envs import partial
+from keras_ppo.io import atari
 
 VECTORIZATION_MODES = ("sync", "async")
 
 
-def make_vector_env(env_id: str, num_envs: int, vectorization_mode: str = "sync"):
+def make_vector_env(
+    env_id: str, num_envs: int, vectorization_mode: str = "sync", training=True
+):
     """`gymnasium.make_vec` with `SAME_STEP` autoreset (final observations in
     `info`, no reset steps in the data).
+
+    Atari ids get the standard preprocessing (`keras_ppo.io.atari`), with
+    lives as episodes and clipped rewards only when `training`; ale-py's
+    vector env steps them in threads whatever `vectorization_mode` says.
 
     Raises:
         ValueError: If `env_id` is not registered (the message says how to
@@ -28,12 +35,14 @@ def make_vector_env(env_id: str, num_envs: int, vectorization_mode: str = "sync"
         )
     # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
     partial.register_gymnasium_ids()
-    if env_id not in gym.registry:
+    if not is_registered(env_id):
         raise ValueError(
             f"Unknown environment id {env_id!r}. List the registered ids with "
             "`python -c 'import gymnasium; gymnasium.pprint_registry()'` "
             "(ids of packages such as ale-py or box2d appear once installed)."
         )
+    if atari.is_atari_id(env_id):
+        return atari.make_atari_vector_env(env_id, num_envs, training=training)
     if vectorization_mode == "async":
         # Subprocess envs ignore Ctrl-C: the training process handles it
         # (stops after the iteration and saves); an interrupted worker would
@@ -48,6 +57,14 @@ def make_vector_env(env_id: str, num_envs: int, vectorization_mode: str = "sync"
         vectorization_mode=vectorization_mode,
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
     )
+
+
+def is_registered(env_id) -> bool:
+    """Whether gymnasium knows `env_id`, registering ale-py's games first
+    when it names one (ale-py registers them only when imported)."""
+    if atari.is_atari_id(env_id):
+        atari.register_atari_envs()
+    return env_id in gym.registry
 
 
 def _make_ignoring_sigint(env_id):

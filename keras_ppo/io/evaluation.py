@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from keras_ppo.core import checks, structure
-from keras_ppo.io.envs_util import make_vector_env
+from keras_ppo.io.envs_util import is_registered, make_vector_env
 
 
 def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> dict:
@@ -46,11 +46,11 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
     deterministic = checks.check_bool("deterministic", deterministic)
     seed = checks.check_seed("seed", seed)
     if isinstance(env_or_id, str):
-        if env_or_id not in gym.registry:
+        if not is_registered(env_or_id):
             raise ValueError(
                 f"Unknown environment id. Received: env_or_id={env_or_id!r}"
             )
-        envs = make_vector_env(env_or_id, min(episodes, 16))
+        envs = make_vector_env(env_or_id, min(episodes, 16), training=False)
         try:
             check_env_spaces(model, envs)
             return _evaluate_vector(model, envs, episodes, deterministic, seed)

@@ -1,0 +1,435 @@
+"""MuJoCo and Atari: keras-ppo against Stable-Baselines3, same settings, same run.
+
+    pip install ".[bench,mujoco,atari]"
+    python benchmarks/suites.py learn kppo Hopper-v5 --steps 300000 --seed 0
+    python benchmarks/suites.py learn sb3 Hopper-v5 --steps 300000 --seed 0
+    python benchmarks/suites.py atari_throughput kppo ALE/Breakout-v5
+    python benchmarks/suites.py atari_envs ale_vector ALE/Breakout-v5
+    python benchmarks/suites.py report   # tables and curves from results/
+
+Each command is one process running one library (threads pinned as in
+`workers.py`) and writes `results/suites/<task>-<lib>-<env>-<seed>.json`,
+rewritten after every iteration so a run cut short keeps its curve. Run
+the two libraries side by side to get same-run ratios; every result records
+the load average while it ran.
+
+keras-ppo runs its preset (`keras_ppo.cli.presets`); SB3 gets the same
+values: the MuJoCo preset is CleanRL's `ppo_continuous_action.py` defaults
+(SB3: `VecNormalize(clip_obs=10, clip_reward=10)`, `clip_range_vf=0.2`,
+`vf_coef=0.25` because SB3's value loss is the plain squared error, as
+keras-ppo's), the Atari preset CleanRL's `ppo_atari.py` (SB3: `AtariWrapper`
++ `VecFrameStack(4)`, `CnnPolicy`, which shares its CNN between policy and
+value as keras-ppo's preset does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results", "suites")
+sys.path.insert(0, HERE)
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+class Record:
+    """The JSON result of one process, rewritten as it grows."""
+
+    def __init__(self, name, **fields):
+        os.makedirs(OUT, exist_ok=True)
+        self.path = os.path.join(OUT, name.replace("/", "_") + ".json")
+        self.data = {**fields, "curve": [], "loads": [], "started": time.time()}
+
+    def point(self, steps, mean_return):
+        elapsed = time.time() - self.data["started"]
+        self.data["curve"].append([int(steps), mean_return, elapsed])
+        self.data["loads"].append(load())
+        self.save()
+
+    def save(self, **fields):
+        self.data.update(fields)
+        with open(self.path + ".tmp", "w") as file:
+            json.dump(self.data, file, indent=1)
+        os.replace(self.path + ".tmp", self.path)
+
+
+# ------------------------------------------------------------ MuJoCo learning
+
+
+def learn_kppo(env_id, steps, seed, deadline, record):
+    import keras
+    import numpy as np
+
+    import keras_ppo
+    from keras_ppo.cli import presets
+
+    keras.utils.set_random_seed(seed)
+    run = presets.make_run(env_id, total_timesteps=steps, seed=seed)
+    returns = []
+
+    class Log(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            value = float(logs.get("episode_return", float("nan")))
+            if not np.isnan(value):
+                returns.append(value)
+            recent = returns[-10:]
+            mean = sum(recent) / len(recent) if recent else None
+            record.point(int(self.model.env_steps.numpy()), mean)
+            if time.time() > deadline:
+                self.model.stop_training = True
+
+    start = time.perf_counter()
+    run.model.fit(run.dataset, epochs=run.epochs, verbose=0, callbacks=[Log()])
+    elapsed = time.perf_counter() - start
+    trained = int(run.model.env_steps.numpy())
+    run.envs.close()
+    # Kept, so that the evaluation can be repeated on its own.
+    run.model.save(record.path[: -len(".json")] + ".keras")
+    result = keras_ppo.evaluate(run.model, env_id, episodes=10, seed=10_000)
+    return trained, elapsed, result["mean_return"], result["std_return"]
+
+
+def learn_sb3(env_id, steps, seed, deadline, record):
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from keras_ppo.cli import presets
+
+    settings, config = presets.preset(env_id)
+    envs = VecNormalize(
+        DummyVecEnv([lambda: Monitor(gym.make(env_id))] * settings["num_envs"]),
+        gamma=config["gamma"],
+        clip_obs=10.0,
+        clip_reward=10.0,
+    )
+    rate = settings["learning_rate"]
+    agent = PPO(
+        "MlpPolicy",
+        envs,
+        n_steps=config["num_steps"],
+        batch_size=config["minibatch_size"],
+        n_epochs=config["update_epochs"],
+        gamma=config["gamma"],
+        gae_lambda=config["gae_lambda"],
+        learning_rate=(lambda p: rate * p) if settings["anneal_lr"] else rate,
+        clip_range=config["clip_ratio"],
+        clip_range_vf=config["clip_value"],
+        ent_coef=config["ent_coef"],
+        vf_coef=config["vf_coef"],
+        max_grad_norm=settings["max_grad_norm"],
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+
+    class Log(BaseCallback):
+        def _on_step(self):
+            return time.time() <= deadline
+
+        def _on_rollout_end(self):
+            recent = [info["r"] for info in list(self.model.ep_info_buffer)[-10:]]
+            mean = float(np.mean(recent)) if recent else None
+            record.point(self.model.num_timesteps, mean)
+
+    start = time.perf_counter()
+    agent.learn(steps, callback=Log())
+    elapsed = time.perf_counter() - start
+    trained = agent.num_timesteps
+    # The same evaluation episodes as keras_ppo.evaluate: 10 envs seeded
+    # 10_000 + i, observations normalised by the frozen training statistics.
+    envs.training = False
+    returns = []
+    for episode in range(10):
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=10_000 + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = agent.predict(envs.normalize_obs(obs[None]), deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action[0])
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return trained, elapsed, float(np.mean(returns)), float(np.std(returns))
+
+
+def learn(lib, env_id, steps, seed, minutes):
+    from workers import pin_threads
+
+    pin_threads(lib)
+    record = Record(
+        f"learn-{lib}-{env_id}-{seed}", lib=lib, env_id=env_id, seed=seed, budget=steps
+    )
+    deadline = time.time() + 60 * minutes
+    function = learn_kppo if lib == "kppo" else learn_sb3
+    trained, elapsed, mean, std = function(env_id, steps, seed, deadline, record)
+    record.save(
+        trained_steps=trained,
+        train_seconds=elapsed,
+        steps_per_s=trained / elapsed,
+        eval_return=mean,
+        eval_std=std,
+        finished=time.time(),
+    )
+    print(json.dumps({k: v for k, v in record.data.items() if k != "curve"}))
+
+
+# ------------------------------------------------------------------- Atari
+
+ATARI_ENVS = 8
+
+
+def atari_envs(backend, env_id, steps=4000):
+    """Env steps/s of the preprocessed Atari vector env alone, random
+    actions: keras-ppo's two backends and SB3's AtariWrapper stack."""
+    import numpy as np
+
+    if backend == "sb3":
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        from keras_ppo.io.atari import register_atari_envs
+
+        register_atari_envs()
+        envs = VecFrameStack(make_atari_env(env_id, n_envs=ATARI_ENVS, seed=0), 4)
+        envs.reset()
+        step = envs.step
+    else:
+        from keras_ppo.io.atari import make_atari_vector_env
+
+        envs = make_atari_vector_env(env_id, ATARI_ENVS, backend=backend)
+        envs.reset(seed=0)
+        step = envs.step
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 4, (256, ATARI_ENVS))
+    calls = steps // ATARI_ENVS
+    start = time.perf_counter()
+    for i in range(calls):
+        step(actions[i % 256])
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return {"steps_per_s": calls * ATARI_ENVS / elapsed, "load": load()}
+
+
+def atari_throughput(lib, env_id, iterations=6, seed=0):
+    """Env steps/s of whole PPO iterations (rollout and updates) with the
+    Atari preset, after one warm-up iteration."""
+    from workers import pin_threads
+
+    pin_threads(lib)
+    from keras_ppo.cli import presets
+
+    settings, config = presets.preset(env_id)
+    batch = settings["num_envs"] * config["num_steps"]
+    budget = settings["total_timesteps"]
+    if lib == "kppo":
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        run = presets.make_run(env_id, seed=seed)
+        run.model.fit(run.dataset, epochs=1, verbose=0)
+        start = time.perf_counter()
+        run.model.fit(run.dataset, epochs=iterations, verbose=0)
+        elapsed = time.perf_counter() - start
+        memory = rollout_memory(run.envs, config["num_steps"])
+    else:
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        from keras_ppo.io.atari import register_atari_envs
+
+        register_atari_envs()
+        envs = VecFrameStack(
+            make_atari_env(env_id, n_envs=settings["num_envs"], seed=seed), 4
+        )
+        rate = settings["learning_rate"]
+        agent = PPO(
+            "CnnPolicy",
+            envs,
+            n_steps=config["num_steps"],
+            batch_size=config["minibatch_size"],
+            n_epochs=config["update_epochs"],
+            gamma=config["gamma"],
+            gae_lambda=config["gae_lambda"],
+            learning_rate=lambda p: rate * p,
+            clip_range=config["clip_ratio"],
+            clip_range_vf=config["clip_value"],
+            ent_coef=config["ent_coef"],
+            vf_coef=config["vf_coef"],
+            max_grad_norm=settings["max_grad_norm"],
+            seed=seed,
+            device="cpu",
+            verbose=0,
+        )
+        # The schedule of a full budget: learn() counts from its own total.
+        agent._total_timesteps = budget
+        agent.learn(batch)
+        start = time.perf_counter()
+        agent.learn(iterations * batch, reset_num_timesteps=False)
+        elapsed = time.perf_counter() - start
+        memory = None
+    result = {
+        "lib": lib,
+        "env_id": env_id,
+        "iterations": iterations,
+        "steps_per_s": iterations * batch / elapsed,
+        "frames_per_s": 4 * iterations * batch / elapsed,
+        "load": load(),
+        "rollout_memory": memory,
+    }
+    Record(f"atari-{lib}-{env_id}").save(**result)
+    print(json.dumps(result))
+
+
+def rollout_memory(envs, num_steps):
+    """Bytes of the rollout's observation buffers: `[T, N, 84, 84, 4]` uint8
+    observations and final observations."""
+    import numpy as np
+
+    space = envs.single_observation_space
+    frame = int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
+    return {
+        "dtype": np.dtype(space.dtype).name,
+        "observations_bytes": num_steps * envs.num_envs * frame,
+        "with_final_observations_bytes": 2 * num_steps * envs.num_envs * frame,
+    }
+
+
+# ------------------------------------------------------------------ report
+
+# Published anchors at 1M steps: CleanRL ppo_continuous_action (MuJoCo v4,
+# 3 seeds) and rl-zoo3's tuned PPO (v3 envs).
+ANCHORS = {
+    "HalfCheetah-v5": "CleanRL 2906 +- 1129; rl-zoo3 5819",
+    "Hopper-v5": "CleanRL 2052 +- 314; rl-zoo3 2410",
+    "Walker2d-v5": "CleanRL 2891 +- 231; rl-zoo3 3479",
+}
+
+
+def report():
+    """`results/suites.md` and `results/suites.png` from the JSON results."""
+    import glob
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(OUT, "learn-*.json"))):
+        with open(path) as file:
+            data = json.load(file)
+        runs.setdefault(data["env_id"], {})[data["lib"]] = data
+    lines = [
+        "| env, seed 0 | lib | env steps trained (budget) | deterministic eval "
+        "(10 ep.) | last 10 training episodes | env steps/s | ratio | load "
+        "(1-min avg, min-max) | published anchor at 1M |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    figure, axes = plt.subplots(1, max(1, len(runs)), figsize=(5 * len(runs), 3.6))
+    axes = [axes] if len(runs) == 1 else list(axes)
+    for axis, (env_id, libs) in zip(axes, sorted(runs.items()), strict=False):
+        speeds = {lib: d.get("steps_per_s") for lib, d in libs.items()}
+        for lib in ("kppo", "sb3"):
+            data = libs.get(lib)
+            if data is None:
+                continue
+            curve = [(s, r) for s, r, _ in data["curve"] if r is not None]
+            axis.plot(*zip(*curve, strict=True), label=NAMES[lib])
+            speed = speeds[lib]
+            ratio = (
+                f"{speed / speeds['sb3']:.2f}"
+                if lib == "kppo" and speed and speeds.get("sb3")
+                else ""
+            )
+            loads = data["loads"] or [float("nan")]
+            eval_return = data.get("eval_return")
+            lines.append(
+                f"| {env_id} | {NAMES[lib]} | {data.get('trained_steps', '-')} "
+                f"({data['budget']}) | "
+                + (
+                    f"{eval_return:.0f} +- {data['eval_std']:.0f}"
+                    if eval_return is not None
+                    else "running"
+                )
+                + f" | {curve[-1][1]:.0f} | "
+                + (f"{speed:.0f}" if speed else "-")
+                + f" | {ratio} | {sum(loads) / len(loads):.1f} "
+                f"({min(loads):.1f}-{max(loads):.1f}) | {ANCHORS.get(env_id, '')} |"
+            )
+        axis.set_title(f"{env_id}, seed 0")
+        axis.set_xlabel("env steps")
+        axis.set_ylabel("return (last 10 training episodes)")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(HERE, "results", "suites.png"), dpi=100)
+    atari = []
+    for path in sorted(glob.glob(os.path.join(OUT, "atari-*.json"))):
+        with open(path) as file:
+            data = json.load(file)
+        name = data.get("backend") or data.get("lib")
+        atari.append(
+            f"| {os.path.basename(path)[:-5]} | {name} | {data['steps_per_s']:.0f} "
+            f"| {4 * data['steps_per_s']:.0f} | {data['load']:.1f} |"
+        )
+    markdown = "\n".join(lines)
+    if atari:
+        markdown += (
+            "\n\n| Atari measurement | backend / lib | agent steps/s | frames/s "
+            "| load |\n| --- | --- | ---: | ---: | ---: |\n" + "\n".join(atari)
+        )
+    with open(os.path.join(HERE, "results", "suites.md"), "w") as file:
+        file.write(markdown + "\n")
+    print(markdown)
+
+
+NAMES = {"kppo": "keras-ppo", "sb3": "SB3"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="task", required=True)
+    command = commands.add_parser("learn")
+    command.add_argument("lib", choices=("kppo", "sb3"))
+    command.add_argument("env_id")
+    command.add_argument("--steps", type=int, default=1_000_000)
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument(
+        "--minutes", type=float, default=1e9, help="stop training after this"
+    )
+    command = commands.add_parser("atari_envs")
+    command.add_argument("backend", choices=("ale_vector", "gymnasium", "sb3"))
+    command.add_argument("env_id")
+    command.add_argument("--steps", type=int, default=4000)
+    command = commands.add_parser("atari_throughput")
+    command.add_argument("lib", choices=("kppo", "sb3"))
+    command.add_argument("env_id")
+    command.add_argument("--iterations", type=int, default=6)
+    commands.add_parser("report")
+    args = parser.parse_args(argv)
+    if args.task == "report":
+        report()
+    elif args.task == "learn":
+        learn(args.lib, args.env_id, args.steps, args.seed, args.minutes)
+    elif args.task == "atari_envs":
+        result = atari_envs(args.backend, args.env_id, args.steps)
+        result.update(backend=args.backend, env_id=args.env_id)
+        Record(f"atari-envs-{args.backend}-{args.env_id}").save(**result)
+        print(json.dumps(result))
+    else:
+        atari_throughput(args.lib, args.env_id, args.iterations)
+
+
+if __name__ == "__main__":
+    main()
