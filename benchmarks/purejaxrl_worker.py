@@ -31,6 +31,8 @@ import keras_ppo.envs as tfenvs  # noqa: E402
 NUM_STEPS, NUM_MINIBATCHES, UPDATE_EPOCHS = 128, 4, 4
 # Whole iterations per epoch (and per compiled call) in the main phase.
 PER_CALL = 64
+# Iterations per train_step on the "xla16" path (`iterations_per_step`).
+PER_STEP = 16
 
 
 def agent(env, seed, iterations):
@@ -69,6 +71,11 @@ def main():
             "xla": {"jit_compile": True, "whole_iterations": True},
             "graph": {"jit_compile": False, "whole_iterations": True},
             "before": {"jit_compile": False, "whole_iterations": False},
+            "xla16": {
+                "jit_compile": True,
+                "whole_iterations": True,
+                "iterations_per_step": PER_STEP,
+            },
         }[spec["path"]]
     else:
         model = keras_ppo.AgentStack(models)
@@ -76,7 +83,8 @@ def main():
     dataset = keras_ppo.rollout_dataset(model, env, **options)
     whole = spec["path"] != "before"
     stacked = len(models) > 1
-    # One iteration first: tracing and compilation, timed as setup.
+    per_step = PER_STEP if spec["path"] == "xla16" else 1
+    # One step first: tracing and compilation, timed as setup.
     if stacked:
         model.compile(steps_per_execution=1)
     model.fit(dataset, epochs=1, verbose=0)
@@ -84,16 +92,18 @@ def main():
     # Then the rest, PER_CALL iterations per epoch (one compiled call;
     # Keras' loop retraces, the compiled iteration is reused), and the last
     # few one per epoch, so that the last epoch's training return is the
-    # last iteration's, as PureJaxRL reports it.
-    rest = iterations - 1
-    chunks = (rest - 1) // PER_CALL if whole else 0
+    # last iteration's, as PureJaxRL reports it (with PER_STEP iterations
+    # per step, the last step's).
+    rest = (iterations - per_step) // per_step
+    calls = PER_CALL // per_step
+    chunks = (rest - 1) // calls if whole else 0
     if chunks:
         if stacked:
-            model.compile(steps_per_execution=PER_CALL)
-        model.fit(dataset, epochs=chunks, steps_per_epoch=PER_CALL, verbose=0)
+            model.compile(steps_per_execution=calls)
+        model.fit(dataset, epochs=chunks, steps_per_epoch=calls, verbose=0)
         if stacked:
             model.compile(steps_per_execution=1)
-    history = model.fit(dataset, epochs=rest - chunks * PER_CALL, verbose=0)
+    history = model.fit(dataset, epochs=rest - chunks * calls, verbose=0)
     total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if stacked:
         returns = [
@@ -106,7 +116,8 @@ def main():
         for m in models
     ]
     assert all(
-        int(m.env_steps.numpy()) == iterations * env.num_envs * NUM_STEPS
+        int(m.env_steps.numpy())
+        == iterations // per_step * per_step * env.num_envs * NUM_STEPS
         for m in models
     )
     print(
@@ -117,8 +128,8 @@ def main():
                 "setup_cpu": setup_cpu,
                 "total": total,
                 "cpu": cpu,
-                "iterations": iterations,
-                "setup_iterations": 1,
+                "iterations": iterations // per_step * per_step,
+                "setup_iterations": per_step,
                 "env_steps_per_iteration": env.num_envs * NUM_STEPS,
                 "iterations_per_call": PER_CALL if whole else None,
                 "returns": returns,

@@ -316,3 +316,52 @@ def test_iterations_per_epoch_must_fill_whole_compiled_calls():
         model.fit(dataset, steps_per_epoch=3, verbose=0)
     model.fit(dataset, epochs=2, steps_per_epoch=4, verbose=0)
     assert int(model.env_steps.numpy()) == 8 * ITERATION
+
+
+def test_several_iterations_per_step_train_like_one_per_step():
+    env_a, model_a = setup()
+    env_b, model_b = setup()
+    model_a.fit(
+        keras_ppo.rollout_dataset(
+            model_a,
+            env_a,
+            jit_compile=False,
+            whole_iterations=True,
+            iterations_per_step=3,
+        ),
+        epochs=2,
+        verbose=0,
+    )
+    model_b.fit(whole(model_b, env_b), epochs=2, steps_per_epoch=3, verbose=0)
+    # Each step ran 3 whole iterations, with exact accounting.
+    assert int(model_a.env_steps.numpy()) == 6 * ITERATION
+    assert int(env_a.steps.numpy()) == 6 * 16
+    assert int(model_a.optimizer.iterations.numpy()) == 6 * UPDATES
+    for a, b in zip(weights(model_a), weights(model_b), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_several_iterations_per_xla_step_start_without_policy_lag(monkeypatch):
+    kl = KLPerUpdate(monkeypatch, 4 * UPDATES)
+    env, model = setup()
+    dataset = keras_ppo.rollout_dataset(
+        model, env, whole_iterations=True, iterations_per_step=2
+    )
+    model.fit(dataset, epochs=2, verbose=0)
+    assert int(model.env_steps.numpy()) == 4 * ITERATION
+    per_iteration = kl.values.numpy().reshape(4, UPDATES)
+    np.testing.assert_allclose(per_iteration[:, 0], 0.0, atol=1e-10)
+    assert np.all(per_iteration[:, 1:] > 1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"iterations_per_step": 2}, "needs `whole_iterations=True`"),
+        ({"iterations_per_step": 0, "whole_iterations": True}, "iterations_per_step"),
+    ],
+)
+def test_iterations_per_step_is_checked(kwargs, message):
+    env, model = setup()
+    with pytest.raises(ValueError, match=message):
+        keras_ppo.rollout_dataset(model, env, **kwargs)

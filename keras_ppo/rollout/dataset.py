@@ -26,6 +26,7 @@ def rollout_dataset(
     jit_compile: bool | None = None,
     nonfinite: str = "raise",
     whole_iterations: bool = False,
+    iterations_per_step: int = 1,
 ) -> tf.data.Dataset:
     """A dataset whose every iteration is one PPO iteration.
 
@@ -66,6 +67,10 @@ def rollout_dataset(
             pays off in long runs of small batches, where per-call overhead
             dominates (PureJaxRL's CartPole settings), and not in short
             runs or from 64 envs up (benchmarks/README.md).
+        iterations_per_step: With `whole_iterations`, iterations per
+            `train_step` (per dataset element), run in one compiled
+            function, which saves a call into XLA per iteration. `fit`'s
+            `steps_per_epoch` then counts steps of this many iterations.
 
     Returns:
         A `tf.data.Dataset` of `keras_ppo.core.batch.Minibatch` dicts:
@@ -97,6 +102,14 @@ def rollout_dataset(
     if jit_compile is not None:
         jit_compile = checks.check_bool("jit_compile", jit_compile)
     whole_iterations = checks.check_bool("whole_iterations", whole_iterations)
+    iterations_per_step = checks.check_int(
+        "iterations_per_step", iterations_per_step, minimum=1
+    )
+    if iterations_per_step > 1 and not whole_iterations:
+        raise ValueError(
+            "`iterations_per_step` needs `whole_iterations=True`. Received: "
+            f"iterations_per_step={iterations_per_step}"
+        )
     # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv) and model.layout.structured:
         raise ValueError(
@@ -147,7 +160,9 @@ def rollout_dataset(
         )
     if whole_iterations:
         jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
-        source = WholeIterationSource(model, driver, jit_compile=jit_compile)
+        source = WholeIterationSource(
+            model, driver, jit_compile, iterations_per_step=iterations_per_step
+        )
     else:
         source = IterationSource(model, driver, jit_compile=bool(jit_compile))
     dataset = source.dataset(repeat=False)

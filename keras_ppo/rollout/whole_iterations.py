@@ -23,13 +23,17 @@ class WholeIterationSource:
     """The `keras_ppo.agent.streams.RolloutStream` of whole iterations.
 
     Each element of its dataset is `{"iteration": int64}`, a placeholder
-    that stands for one PPO iteration; `train_iteration` runs it.
+    that stands for `iterations_per_step` PPO iterations; `train_iteration`
+    runs them.
 
     Args:
         model: The `PPOModel` whose weights act (outside any `tf.distribute`
             strategy).
         driver: The `TFDriver` of the env.
-        jit_compile: Compile each iteration with XLA.
+        jit_compile: Compile each step's iterations with XLA.
+        iterations_per_step: Iterations per element, run in one compiled
+            function (a `tf.while_loop` over whole iterations): each call
+            into an XLA cluster has a fixed cost (benchmarks/README.md).
     """
 
     #: Elements are whole iterations (`keras_ppo.agent.streams`).
@@ -37,15 +41,17 @@ class WholeIterationSource:
     #: Dataset elements per PPO iteration.
     updates_per_iteration = 1
 
-    def __init__(self, model, driver, jit_compile):
+    def __init__(self, model, driver, jit_compile, iterations_per_step=1):
         self.model = model
         self.driver = driver
         self.jit_compile = jit_compile
+        self.iterations_per_step = iterations_per_step
         self.num_minibatches = model.config.num_minibatches(driver.num_envs)
-        #: One whole iteration: rollout with the current weights, GAE,
-        #: shuffling and `update_epochs * num_minibatches` updates.
+        #: One step's whole iterations, each a rollout with the current
+        #: weights, GAE, shuffling and `update_epochs * num_minibatches`
+        #: updates.
         self.train_iteration = tf.function(
-            self.run, autograph=False, jit_compile=jit_compile
+            self.run_step, autograph=False, jit_compile=jit_compile
         )
 
     def dataset(self, repeat=False) -> tf.data.Dataset:
@@ -62,10 +68,29 @@ class WholeIterationSource:
         # TF-native envs fail inside the graph, with TensorFlow's own error.
         return None
 
+    def run_step(self) -> None:
+        """`iterations_per_step` whole iterations, one after the other, in
+        graph mode (what `train_iteration` compiles)."""
+        if self.iterations_per_step == 1:
+            self.run()
+            return
+
+        def body(index):
+            # The iteration's variable updates are ordered before the next
+            # loop step by the loop body's automatic control dependencies.
+            self.run()
+            return (index + 1,)
+
+        tf.while_loop(
+            lambda index: index < self.iterations_per_step,
+            body,
+            (tf.constant(0),),
+            maximum_iterations=self.iterations_per_step,
+        )
+
     def run(self) -> None:
-        """One whole iteration, in graph mode (what `train_iteration`
-        compiles; `keras_ppo.rollout.agent_stack` runs several in one
-        graph)."""
+        """One whole iteration, in graph mode (`keras_ppo.rollout.
+        agent_stack` runs several agents' in one graph)."""
         minibatches = iteration_minibatches(
             self.model, self.driver, self.num_minibatches
         )
