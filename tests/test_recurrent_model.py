@@ -288,3 +288,30 @@ def test_bad_recurrent_arguments_are_named():
     feed_forward = keras_ppo.PPOModel.from_env(envs)
     with pytest.raises(TypeError, match="state"):
         feed_forward.predict_action(obs, state={})
+
+
+def test_exported_policy_takes_and_returns_the_state(tmp_path):
+    envs = counter_envs(2, AutoresetMode.SAME_STEP)
+    model = recurrent_model(envs)
+    path = str(tmp_path / "policy")
+    model.export(path)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    zeros = np.zeros((2, 8), np.float32)
+    served = {
+        f"state_{core}_{i}": zeros for core in ("policy", "value") for i in (0, 1)
+    }
+    state = None
+    starts = np.array([True, True])
+    for step in range(4):
+        obs = np.array([[step], [step + 3]], np.float32)
+        actions, state = model.predict_action(obs, state=state, episode_start=starts)
+        outputs = serve(observations=obs, episode_start=starts, **served)
+        np.testing.assert_array_equal(outputs["action"].numpy(), actions)
+        for core in ("policy", "value"):
+            for i in (0, 1):
+                name = f"state_{core}_{i}"
+                np.testing.assert_allclose(outputs[name], state[core][i], atol=1e-6)
+                served[name] = outputs[name].numpy()
+        starts = np.array([False, step == 1])
+    with pytest.raises(ValueError, match="tf_saved_model"):
+        model.export(str(tmp_path / "policy.onnx"), format="onnx")

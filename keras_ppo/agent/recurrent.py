@@ -93,6 +93,9 @@ class RecurrentCore(keras.layers.Layer):
         Returns:
             `(outputs [B, output_size], next_state)`.
         """
+        if not self.built:
+            # Called directly rather than through `__call__` when acting.
+            self.build(inputs.shape)
         keep = 1.0 - tf.cast(episode_starts, tf.float32)[:, None]
         state = [value * keep for value in state]
         outputs, next_state = self.cell(inputs, state)
