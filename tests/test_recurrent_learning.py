@@ -98,9 +98,7 @@ def train_cartpole_novel(recurrent, total_timesteps=100_000):
     learning_rate = keras.optimizers.schedules.PolynomialDecay(
         1e-3, iterations * 20, 0.0
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=0.5)
-    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=0.5))
     model.fit(
         keras_ppo.rollout_dataset(model, env, whole_iterations=True),
         epochs=iterations,
