@@ -315,3 +315,20 @@ def test_exported_policy_takes_and_returns_the_state(tmp_path):
         starts = np.array([False, step == 1])
     with pytest.raises(ValueError, match="tf_saved_model"):
         model.export(str(tmp_path / "policy.onnx"), format="onnx")
+
+
+def test_partially_observable_presets_build_recurrent_models():
+    from keras_ppo.cli import presets
+
+    run = presets.make_run("CartPoleNoVel-v1", total_timesteps=256)
+    assert run.model.recurrent == "lstm" and run.model.recurrent_critic
+    assert run.model.hidden_sizes == (64,) and run.model.activation == "relu"
+    assert run.model.config.normalize_observations
+    assert run.envs.num_envs == 8 and run.model.config.update_epochs == 20
+    run.envs.close()
+    tf_run = presets.make_run("CartPoleNoVel-v1", total_timesteps=256, tf_env=True)
+    assert tf_run.model.recurrent == "lstm"
+    pendulum = presets.make_run("PendulumNoVel-v1", total_timesteps=4096)
+    assert pendulum.model.recurrent == "lstm"
+    assert pendulum.model.config.sequence_length == 64
+    pendulum.envs.close()
