@@ -83,7 +83,6 @@ def train_cartpole_novel(recurrent, total_timesteps=100_000):
         gae_lambda=0.8,
         ent_coef=0.0,
         normalize_observations=True,
-        normalize_rewards=True,
         seed=0,
     )
     model = keras_ppo.PPOModel.from_env(
