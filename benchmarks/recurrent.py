@@ -14,9 +14,9 @@ and torch in one process crash here. Each pins one thread. Time to solve:
 wall time of training (evaluations excluded: the clock pauses) until a
 deterministic evaluation of 10 episodes, run every 2,048 env steps, has a
 mean return >= 475 (a run stops there). Env-steps/s: the run's env steps
-over its training time. Libraries: `sb3` (RecurrentPPO on gymnasium envs), `keras` (keras-ppo
-on gymnasium envs, the CLI preset) and `keras-tf` (keras-ppo on the TF-native
-env, whole iterations).
+over its training time. Libraries: `sb3` (RecurrentPPO on gymnasium
+envs), `keras` (keras-ppo on gymnasium envs, the CLI preset) and
+`keras-tf` (keras-ppo on the TF-native env, whole iterations).
 """
 
 from __future__ import annotations
