@@ -12,6 +12,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 import keras_ppo
+import keras_ppo.callbacks
 import keras_ppo.envs
 from keras_ppo.rollout.collect import collect
 from keras_ppo.rollout.gym_driver import GymDriver
@@ -332,3 +333,19 @@ def test_partially_observable_presets_build_recurrent_models():
     assert pendulum.model.recurrent == "lstm"
     assert pendulum.model.config.sequence_length == 64
     pendulum.envs.close()
+
+
+def test_eval_callback_evaluates_a_recurrent_policy_over_whole_episodes():
+    envs = counter_envs(2, AutoresetMode.SAME_STEP)
+    model = recurrent_model(envs)
+    model.compile()
+    callback = keras_ppo.callbacks.EvalCallback(
+        counter_envs(2, AutoresetMode.NEXT_STEP), every=1, episodes=4, seed=0
+    )
+    history = model.fit(
+        keras_ppo.rollout_dataset(model, envs),
+        epochs=2,
+        verbose=0,
+        callbacks=[callback],
+    )
+    assert history.history["eval_length"] == [3.0, 3.0]
