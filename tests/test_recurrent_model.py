@@ -349,3 +349,16 @@ def test_eval_callback_evaluates_a_recurrent_policy_over_whole_episodes():
         callbacks=[callback],
     )
     assert history.history["eval_length"] == [3.0, 3.0]
+
+
+def test_an_agent_stack_trains_recurrent_agents():
+    env = keras_ppo.envs.make("CartPoleNoVel-v1", num_envs=4)
+    agents = [
+        recurrent_model(env, num_steps=16, minibatch_size=32, seed=seed)
+        for seed in (0, 1)
+    ]
+    stack = keras_ppo.AgentStack(agents)
+    stack.compile()
+    stack.fit(keras_ppo.rollout_dataset(stack, env), epochs=2, verbose=0)
+    for agent in agents:
+        assert int(agent.env_steps.numpy()) == 2 * 16 * 4
