@@ -59,6 +59,11 @@ class PPOConfig:
         seed: Seed for weights, action sampling, shuffling and env resets,
             an int in `[0, 2**32 - 1]` (NumPy's seed range), or `None` for a
             random run.
+        sequence_length: Steps per sequence a recurrent model replays in
+            its updates (truncated backpropagation through time), dividing
+            `num_steps` (and `minibatch_size`); `None` replays each env's
+            whole rollout, as CleanRL's `ppo_atari_lstm.py`. Feed-forward
+            models ignore it.
 
     Raises:
         TypeError: If a field has the wrong type (bools are not numbers;
@@ -86,6 +91,7 @@ class PPOConfig:
     normalize_rewards: bool = False
     target_kl: float | None = None
     seed: int | None = None
+    sequence_length: int | None = None
 
     def __post_init__(self):
         # Every value is checked and stored as a plain Python number or bool
@@ -118,8 +124,24 @@ class PPOConfig:
         ):
             values[name] = checks.check_bool(name, getattr(self, name))
         values["seed"] = checks.check_seed("seed", self.seed)
+        if self.sequence_length is not None:
+            values["sequence_length"] = checks.check_int(
+                "sequence_length", self.sequence_length, minimum=1,
+                maximum=INT32_MAX,
+            )  # fmt: skip
+            if values["num_steps"] % values["sequence_length"]:
+                raise ValueError(
+                    "`sequence_length` must divide num_steps="
+                    f"{values['num_steps']}. Received: "
+                    f"sequence_length={self.sequence_length}"
+                )
         for name, value in values.items():
             object.__setattr__(self, name, value)
+
+    def chunk_length(self) -> int:
+        """Steps per replayed sequence of a recurrent model:
+        `sequence_length`, or `num_steps` (whole env rollouts) if None."""
+        return self.num_steps if self.sequence_length is None else self.sequence_length
 
     def batch_size(self, num_envs: int) -> int:
         """Samples collected per iteration: `num_steps * num_envs`."""

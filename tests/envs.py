@@ -195,7 +195,7 @@ def count_traces(model, method="train_step"):
     Inside fit and rollouts these methods are only called while a
     `tf.function` traces its body (a Python side effect runs only then), so
     the list counts traces: `train_step` those of the train function,
-    `sample_actions` those of the rollout (its loop body calls it once per
+    `policy_step` those of the rollout (its loop body calls it once per
     trace). Wrap before `rollout_dataset`, which may trace the rollout.
     """
     traces = []

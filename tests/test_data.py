@@ -267,8 +267,8 @@ def test_train_step_and_rollout_trace_once_for_a_whole_fit():
     envs, model = make_setup()
     model.compile()
     train_traces = count_traces(model)
-    # The rollout's loop body calls sample_actions once per trace.
-    rollout_traces = count_traces(model, "sample_actions")
+    # The rollout's loop body calls policy_step once per trace.
+    rollout_traces = count_traces(model, "policy_step")
     dataset = keras_ppo.rollout_dataset(model, envs)
     model.fit(dataset, epochs=6, verbose=0)
     model.fit(dataset, epochs=2, verbose=0)

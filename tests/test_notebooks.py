@@ -68,7 +68,8 @@ def one_cell_matching(notebook, pattern):
 
 
 @pytest.mark.parametrize(
-    "name", ["quickstart.ipynb", "custom_env.ipynb", "masking.ipynb"]
+    "name",
+    ["quickstart.ipynb", "custom_env.ipynb", "masking.ipynb", "recurrent.ipynb"],
 )
 def test_notebooks_are_stored_without_outputs(name):
     # Outputs would go stale and bloat diffs: the tests execute the notebooks.
@@ -124,3 +125,15 @@ def test_masking_notebook_trains_a_masked_dict_observation_env(tmp_path, kernel)
     one_cell_matching(notebook, r"Chosen slot: 3")
     one_cell_matching(notebook, r"With slot 0 allowed: 0")
     one_cell_matching(notebook, r"Served slot: 3")
+
+
+def test_recurrent_notebook_solves_a_task_that_needs_memory(tmp_path, kernel):
+    notebook = execute("recurrent.ipynb", tmp_path, kernel)
+    recurrent = float(
+        one_cell_matching(notebook, r"gru: mean return ([\d.]+)").group(1)
+    )
+    feed_forward = float(
+        one_cell_matching(notebook, r"feed-forward: mean return ([\d.]+)").group(1)
+    )
+    assert recurrent >= 0.95 and feed_forward <= 0.75
+    one_cell_matching(notebook, r"last action \d, return 1.0")

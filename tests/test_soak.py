@@ -31,8 +31,8 @@ def test_300_iterations_on_async_envs_stay_exact_traced_once_and_bounded():
         model = keras_ppo.PPOModel.from_env(envs, config=config)
         model.compile()
         train_traces = count_traces(model)
-        # The rollout's loop body calls sample_actions once per trace.
-        rollout_traces = count_traces(model, "sample_actions")
+        # The rollout's loop body calls policy_step once per trace.
+        rollout_traces = count_traces(model, "policy_step")
         dataset = keras_ppo.rollout_dataset(model, envs)
         steps_at_epoch_end = CountAtEpochEnd(lambda: envs.steps)
 

@@ -96,7 +96,15 @@ def export_policy(
             'format="tf_saved_model" only (one input per key). Received: '
             f"format={format!r}"
         )
-    serve, signature = _serving_function(model)
+    if model.policy_core is not None:
+        if format != "tf_saved_model":
+            raise ValueError(
+                "Recurrent policies export to format='tf_saved_model' only (the "
+                f"state travels in and out). Received: format={format!r}"
+            )
+        serve, signature = _recurrent_serving_function(model)
+    else:
+        serve, signature = _serving_function(model)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     # Written next to `path` and swapped in once complete: a failed export
@@ -213,10 +221,48 @@ def _serving_function(model):
     return serve, signature
 
 
+def _recurrent_serving_function(model):
+    """A recurrent policy's endpoint: `serve(observations, episode_start,
+    state)` with the state a flat dict `{"state_policy_0": [batch, size],
+    ...}` (the leaves of `model.initial_state`, in `tf.nest` order), returning
+    the action, the value and the next state under the same names."""
+    distribution = model.distribution
+    zeros = model.initial_state(1)
+    structure = tf.nest.map_structure(lambda _: None, zeros)
+    # `tf.nest` order: dict keys sorted, then each core's state tuple.
+    paths = [
+        f"state_{core}_{index}"
+        for core in sorted(zeros)
+        for index in range(len(zeros[core]))
+    ]
+    state_spec = {
+        name: tf.TensorSpec([None, leaf.shape[-1]], tf.float32, name=name)
+        for name, leaf in zip(paths, tf.nest.flatten(zeros), strict=True)
+    }
+    starts_spec = tf.TensorSpec([None], tf.bool, name="episode_start")
+
+    def serve(observations, episode_start, state):
+        leaves = [state[name] for name in paths]
+        state = tf.nest.pack_sequence_as(structure, leaves)
+        params, value, next_state = model.recurrent_heads(
+            model.normalize(observations), state, episode_start
+        )
+        outputs = {
+            "action": distribution.to_env(distribution.mode(params)),
+            "value": value,
+        }
+        outputs.update(zip(paths, tf.nest.flatten(next_state), strict=True))
+        return outputs
+
+    return serve, [model.layout.specs(), starts_spec, state_spec]
+
+
 def _archive(model, serve, signature):
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(name="serve", fn=serve, input_signature=[signature])
+    if model.policy_core is None:
+        signature = [signature]
+    archive.add_endpoint(name="serve", fn=serve, input_signature=signature)
     return archive
 
 

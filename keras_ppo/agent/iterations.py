@@ -57,7 +57,10 @@ def train_on_minibatches(model, minibatches: Minibatch) -> None:
     num_updates = minibatches.update_index.shape[0]
 
     def body(index):
-        minibatch = tf.nest.map_structure(lambda value: value[index], minibatches)
+        # Through the dict: a feed-forward model's recurrent fields are None.
+        minibatch = Minibatch.from_dict(
+            tf.nest.map_structure(lambda value: value[index], minibatches.as_dict())
+        )
         record_update(model, *update(model, minibatch))
         return (index + 1,)
 

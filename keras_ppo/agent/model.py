@@ -9,7 +9,7 @@ from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
 from keras_ppo.agent import encoders as encoders_module
-from keras_ppo.agent import export, networks, replicas
+from keras_ppo.agent import export, memory, networks, replicas
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
@@ -80,6 +80,15 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         state_dependent_std: For the Gaussian distributions: the policy
             head outputs the log-stds (plus `init_log_std`) instead of one
             learnt log-std per action dimension shared by all states.
+        recurrent: None (feed-forward), `"lstm"`, `"gru"` or a Keras RNN
+            cell instance: a recurrent core between the (normalised,
+            encoded) observations and the trunks (`keras_ppo.agent.memory`).
+            The model then acts with a state (`initial_state`,
+            `policy_step`, `predict_action(..., state=...)`) and trains on
+            sequences (`PPOConfig.sequence_length`).
+        recurrent_units: Units of an `"lstm"` or `"gru"` core.
+        recurrent_critic: Give the value its own recurrent core (else it
+            reads the policy's).
 
     Call:
         `params, value = model(observations)`: the action distribution's
@@ -112,6 +121,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         mask_as_feature=False,
         action_distribution="gaussian",
         state_dependent_std=False,
+        recurrent=None,
+        recurrent_units=64,
+        recurrent_critic=True,
         **kwargs,
     ):
         hidden_sizes = checks.check_model_arguments(
@@ -173,6 +185,12 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             else None
         )
         seeds = networks.seed_stream(config.seed)
+        self.recurrent = recurrent
+        self.recurrent_units = recurrent_units
+        self.recurrent_critic = recurrent_critic
+        self.policy_core, self.value_core = memory.build_cores(
+            recurrent, recurrent_units, recurrent_critic, seeds
+        )
         self.policy_trunk, self.value_trunk = networks.build_trunks(
             policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
         )
@@ -288,6 +306,13 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             "mask_key": self.mask_key,
             "info_mask": self.info_mask,
             "mask_as_feature": self.mask_as_feature,
+            "recurrent": (
+                self.recurrent
+                if self.recurrent is None or isinstance(self.recurrent, str)
+                else keras.saving.serialize_keras_object(self.recurrent)
+            ),
+            "recurrent_units": self.recurrent_units,
+            "recurrent_critic": self.recurrent_critic,
         }
 
     def _trunk_config(self, trunk):
@@ -304,6 +329,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         for key in ("policy_network", "value_network"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
+        if isinstance(config.get("recurrent"), dict):
+            config["recurrent"] = keras.saving.deserialize_keras_object(
+                config["recurrent"]
+            )
         if config.get("encoders"):
             config["encoders"] = {
                 key: keras.saving.deserialize_keras_object(layer)
@@ -325,9 +354,43 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
 
     def heads(self, observations, training=False):
         """`(params, values)` of observations that are already normalised
-        (`normalize`), as rollouts store them."""
+        (`normalize`), as rollouts store them; a recurrent model's from a
+        fresh state."""
+        if self.policy_core is not None:
+            batch = tf.shape(tf.nest.flatten(observations)[0])[0]
+            starts = tf.ones([batch], tf.bool)
+            state = memory.initial_state(self, batch)
+            return self.recurrent_heads(observations, state, starts, training)[:2]
         features = self.encoder(observations)
-        hidden = networks.flatten(self.policy_trunk(features, training=training))
+        return self.outputs(observations, features, features, training)
+
+    def recurrent_heads(self, observations, state, episode_starts, training=False):
+        """One recurrent step on normalised observations: `(params, values,
+        next_state)`; the state is zeroed where `episode_starts` [B]."""
+        policy, value, next_state = memory.step_features(
+            self, self.encoder(observations), state, episode_starts
+        )
+        params, values = self.outputs(observations, policy, value, training)
+        return params, values, next_state
+
+    def sequence_heads(self, observations, states, episode_starts, training=False):
+        """`(params, values)` `[L * C]` of a minibatch of chunks (see
+        `keras_ppo.core.batch.Minibatch`), replayed from their starting
+        `states`; `heads` when `states` is None (feed-forward)."""
+        if states is None:
+            return self.heads(observations, training)
+        policy, value = memory.sequence_features(
+            self,
+            self.encoder(observations),
+            states,
+            episode_starts,
+            self.config.chunk_length(),
+        )
+        return self.outputs(observations, policy, value, training)
+
+    def outputs(self, observations, policy_features, value_features, training):
+        """`(params, values)` from the trunks' input features."""
+        hidden = networks.flatten(self.policy_trunk(policy_features, training=training))
         params = self.policy_head(hidden)
         if self.state_dependent_std:
             mean, log_std = self.distribution.split(params)
@@ -341,14 +404,17 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             # same masked distribution the rollout sampled from.
             mask = observations[self.layout.mask_key]
             params = masking.mask_params(self.action_space, params, mask)
-        return params, self._value_from_features(features, training)
+        return params, self.value_from_features(value_features, training)
 
     def value(self, observations):
-        """State values `[batch]` of raw observations `[batch, ...]`."""
+        """State values `[batch]` of raw observations `[batch, ...]` (a
+        recurrent model's from a fresh state)."""
+        if self.policy_core is not None:
+            return self(observations)[1]
         features = self.encoder(self.normalize(observations))
-        return self._value_from_features(features, False)
+        return self.value_from_features(features, False)
 
-    def _value_from_features(self, features, training):
+    def value_from_features(self, features, training):
         hidden = networks.flatten(self.value_trunk(features, training=training))
         return tf.squeeze(self.value_head(hidden), axis=-1)
 
@@ -375,6 +441,31 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         actions = self.distribution.sample(params, self.next_seed())
         return actions, self.distribution.log_prob(params, actions), values
 
+    def initial_state(self, batch_size):
+        """The state of `batch_size` fresh episodes: a dict nest of
+        `[batch_size, size]` zeros (`{}` for a feed-forward model)."""
+        return memory.initial_state(self, batch_size)
+
+    def policy_step(self, observations, state, episode_starts):
+        """Acts on raw observations `[B, ...]` from `state` (graph-compatible),
+        starting afresh where `episode_starts` `[B]` (bool).
+
+        Returns:
+            `(actions, log_probs, values, next_state)`; `next_state` is
+            `state` for a feed-forward model.
+        """
+        observations = self.normalize(observations)
+        if self.policy_core is None:
+            params, values = self.heads(observations)
+            next_state = state
+        else:
+            params, values, next_state = self.recurrent_heads(
+                observations, state, episode_starts
+            )
+        actions = self.distribution.sample(params, self.next_seed())
+        log_probs = self.distribution.log_prob(params, actions)
+        return actions, log_probs, values, next_state
+
     @tf.function(reduce_retracing=True)
     def act(self, observations):
         """Compiled `sample_actions`: `(actions, log_probs, values)`."""
@@ -389,8 +480,32 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
             actions = self.distribution.sample(params, self.next_seed())
         return self.distribution.to_env(actions)
 
-    def predict_action(self, observations, deterministic=True, mask=None):
+    @tf.function(reduce_retracing=True)
+    def _recurrent_env_actions(self, observations, state, starts, deterministic):
+        params, _, next_state = self.recurrent_heads(
+            self.normalize(observations), state, starts
+        )
+        if deterministic:
+            actions = self.distribution.mode(params)
+        else:
+            actions = self.distribution.sample(params, self.next_seed())
+        return self.distribution.to_env(actions), next_state
+
+    def predict_action(
+        self,
+        observations,
+        deterministic=True,
+        mask=None,
+        *,
+        state=None,
+        episode_start=None,
+    ):
         """Actions ready for `env.step` for a batch of observations.
+
+        A recurrent model takes its `state` (None: fresh episodes) and
+        `episode_start` `[batch]` (bool, True where the observation is a new
+        episode's first; None: all False) and returns `(actions,
+        next_state)`; feed the state back with the next observations.
 
         Args:
             observations: `[batch, *obs_shape]` raw observations (for
@@ -408,17 +523,34 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
         Raises:
             ValueError: For observations of another shape, NaN or inf
                 values, `Discrete` observations outside the space, a
-                missing key or mask, or a mask that allows no action.
+                missing key or mask, a mask that allows no action, or a
+                `state` or `episode_start` of another structure or shape.
             TypeError: For non-numeric observations, a mask that is not
-                bool or integer, or a non-bool `deterministic`.
+                bool or integer, a non-bool `deterministic`, or a `state`
+                given to a feed-forward model.
         """
         observations, single = inputs.check_inputs(self.layout, observations, mask)
         deterministic = checks.check_bool("deterministic", deterministic)
-        actions = self._env_actions(observations, deterministic)
+        if self.policy_core is None:
+            if state is not None or episode_start is not None:
+                raise TypeError(
+                    "`state` and `episode_start` are for recurrent models; this "
+                    f"one is feed-forward. Received: state={state!r}"
+                )
+            actions = self._env_actions(observations, deterministic)
+            next_state = None
+        else:
+            batch = tf.nest.flatten(observations)[0].shape[0]
+            state, starts = memory.check_state(self, state, episode_start, batch)
+            actions, next_state = self._recurrent_env_actions(
+                observations, state, starts, deterministic
+            )
+            next_state = memory.state_to_numpy(next_state)
         # Composite actions are a dict/tuple nest, as the env takes them.
-        return tf.nest.map_structure(
+        actions = tf.nest.map_structure(
             lambda leaf: leaf.numpy()[0] if single else leaf.numpy(), actions
         )
+        return actions if next_state is None else (actions, next_state)
 
     # ------------------------------------------------------- saving, export
 

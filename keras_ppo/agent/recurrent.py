@@ -93,6 +93,9 @@ class RecurrentCore(keras.layers.Layer):
         Returns:
             `(outputs [B, output_size], next_state)`.
         """
+        if not self.built:
+            # Called directly rather than through `__call__` when acting.
+            self.build(inputs.shape)
         keep = 1.0 - tf.cast(episode_starts, tf.float32)[:, None]
         state = [value * keep for value in state]
         outputs, next_state = self.cell(inputs, state)
@@ -108,7 +111,11 @@ class RecurrentCore(keras.layers.Layer):
             `(outputs [T, B, output_size], final_state)`: the same values as
             `step` applied `T` times.
         """
-        num_steps = tf.shape(inputs)[0]
+        # Static when known: XLA (whole iterations) and the gradient's
+        # accumulators need a fixed number of iterations.
+        num_steps = inputs.shape[0]
+        if num_steps is None:
+            num_steps = tf.shape(inputs)[0]
         outputs = tf.TensorArray(tf.float32, size=num_steps)
 
         def body(t, state, outputs):
@@ -116,7 +123,10 @@ class RecurrentCore(keras.layers.Layer):
             return t + 1, state, outputs.write(t, output)
 
         _, state, outputs = tf.while_loop(
-            lambda t, *_: t < num_steps, body, (tf.constant(0), list(state), outputs)
+            lambda t, *_: t < num_steps,
+            body,
+            (tf.constant(0), list(state), outputs),
+            maximum_iterations=num_steps,
         )
         stacked = outputs.stack()
         stacked.set_shape([inputs.shape[0], inputs.shape[1], self.output_size])

@@ -36,7 +36,12 @@ def loss_terms(model, minibatch: Minibatch, advantages) -> dict:
     """
     config = model.config
     weights = minibatch.mask
-    params, values = model.heads(minibatch.observations, training=True)
+    params, values = model.sequence_heads(
+        minibatch.observations,
+        minibatch.states,
+        minibatch.episode_starts,
+        training=True,
+    )
     log_probs = model.distribution.log_prob(params, minibatch.actions)
     log_ratio = log_probs - minibatch.log_probs
     policy_loss = losses.clipped_surrogate_loss(

@@ -160,6 +160,55 @@ PRESETS = {
 PRESETS["LunarLanderContinuous-v3"] = PRESETS["LunarLander-v3"]
 # Checked only to 655k of its 5M steps (seed 0): deterministic return -46,
 # up from -110 after the first iteration.
+# Partially observable envs (`keras_ppo.envs.partial`), with a recurrent
+# policy: `"model"` holds PPOModel arguments. rl-zoo3's published
+# RecurrentPPO agent for CartPoleNoVel-v1 (huggingface.co/sb3/
+# ppo_lstm-CartPoleNoVel-v1, 500 +- 0) was trained with: 8 envs x 32 steps,
+# batch 256, 20 epochs, gamma 0.98, lambda 0.8, lin_0.001, lin_0.2, ent 0,
+# 100k steps, observation (not reward) normalisation, an LSTM of 64 units
+# for the actor and one for the critic, net_arch pi=[64] vf=[64], ReLU and
+# ortho_init=False. keras-ppo keeps its orthogonal initialisation.
+# rl-zoo3's hyperparams/ppo_lstm.yml (commit 038ab16) lists the same
+# PPO values without the normalisation and policy_kwargs.
+CARTPOLE_NOVEL_MODEL = {
+    "recurrent": "lstm",
+    "recurrent_units": 64,
+    "recurrent_critic": True,
+    "hidden_sizes": (64,),
+    "activation": "relu",
+}
+PRESETS["CartPoleNoVel-v1"] = {
+    "run": {**PRESETS["CartPole-v1"]["run"]},
+    "config": {
+        **PRESETS["CartPole-v1"]["config"],
+        "normalize_observations": True,
+    },
+    "model": CARTPOLE_NOVEL_MODEL,
+}
+# rl-zoo3's ppo_lstm.yml PendulumNoVel-v1 (4 envs x 1024 steps, gamma 0.9,
+# lambda 0.95, 10 epochs, lr 1e-3, clip 0.2, ent 0, 100k steps) without
+# its gSDE exploration, which keras-ppo does not implement; minibatches of
+# 4 sequences of 64 steps (rl-zoo3 keeps SB3's batch size, 64 steps) and
+# 150k steps, as the Pendulum-v1 preset.
+PRESETS["PendulumNoVel-v1"] = {
+    "run": {
+        "num_envs": 4,
+        "total_timesteps": 150_000,
+        "learning_rate": 1e-3,
+        "anneal_lr": False,
+    },
+    "config": {
+        "num_steps": 1024,
+        "minibatch_size": 256,
+        "sequence_length": 64,
+        "update_epochs": 10,
+        "gamma": 0.9,
+        "gae_lambda": 0.95,
+        "ent_coef": 0.0,
+        "clip_value": None,
+    },
+    "model": {"recurrent": "lstm", "recurrent_units": 64},
+}
 PRESETS["BipedalWalker-v3"] = {
     "run": {
         "num_envs": 32,
@@ -264,6 +313,11 @@ TF_PRESETS = {
 }
 
 
+# The TF-native CartPoleNoVel-v1 (`keras_ppo.envs`): rl-zoo3's settings as
+# above, trained on whole iterations (tests/test_recurrent_learning.py).
+TF_PRESETS["CartPoleNoVel-v1"] = PRESETS["CartPoleNoVel-v1"]
+
+
 def preset(env_id: str, tf_env: bool = False) -> tuple[dict, dict]:
     """`(run_settings, config_overrides)` for `env_id` (with a TF-native env
     if `tf_env`); defaults where there is no preset."""
@@ -271,6 +325,12 @@ def preset(env_id: str, tf_env: bool = False) -> tuple[dict, dict]:
     if not entry and is_atari_id(env_id):
         entry = ATARI_PRESET
     return {**DEFAULT_RUN, **entry.get("run", {})}, dict(entry.get("config", {}))
+
+
+def model_settings(env_id: str, tf_env: bool = False) -> dict:
+    """PPOModel arguments of `env_id`'s preset (e.g. a recurrent core)."""
+    entry = (TF_PRESETS if tf_env else {}).get(env_id) or PRESETS.get(env_id, {})
+    return dict(entry.get("model", {}))
 
 
 def config_fields():
@@ -301,7 +361,7 @@ def make_run(
     max_grad_norm: float | None = None,
     init_log_std: float | None = None,
     network: str | None = None,
-    hidden_sizes=(64, 64),
+    hidden_sizes=None,
     vectorization_mode: str = "sync",
     tf_env: bool = False,
     strategy=None,
@@ -326,7 +386,8 @@ def make_run(
         init_log_std: Initial log standard deviation of Gaussian policies.
         network: "mlp", or "nature_cnn" for image observations (one
             `keras_ppo.nature_cnn` trunk shared by the policy and value).
-        hidden_sizes: Hidden layer sizes of the MLPs.
+        hidden_sizes: Hidden layer sizes of the MLPs (default: the
+            preset's, else 64, 64).
         vectorization_mode: "sync" or "async" gymnasium vector env.
         tf_env: Use the TF-native env (`keras_ppo.envs`), whose rollouts
             compile with XLA, instead of a gymnasium vector env.
@@ -406,19 +467,20 @@ def make_run(
             end_learning_rate=0.0,
         )
     with strategy.scope() if strategy else contextlib.nullcontext():
-        trunk = {}
+        model_kwargs = {"hidden_sizes": (64, 64), **model_settings(env_id, tf_env)}
+        if hidden_sizes is not None:
+            model_kwargs["hidden_sizes"] = hidden_sizes
         if settings["network"] == "nature_cnn":
             from keras_ppo.agent.cnn import nature_cnn
 
             # One trunk for both heads, as CleanRL's ppo_atari.py.
-            trunk = {"policy_network": nature_cnn(seed=config.seed)}
-            trunk["shared_trunk"] = True
+            model_kwargs["policy_network"] = nature_cnn(seed=config.seed)
+            model_kwargs["shared_trunk"] = True
         model = PPOModel.from_env(
             envs,
             config=config,
-            hidden_sizes=hidden_sizes,
             init_log_std=settings["init_log_std"],
-            **trunk,
+            **model_kwargs,
         )
         model.compile(
             keras.optimizers.Adam(

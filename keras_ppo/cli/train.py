@@ -109,8 +109,9 @@ def _add_train_command(commands):
     train.add_argument(
         "--hidden-sizes",
         type=_hidden_sizes,
-        default=(64, 64),
-        help="hidden layer sizes of the policy and value MLPs (default: 64,64)",
+        default=None,
+        help="hidden layer sizes of the policy and value MLPs (default: preset, "
+        "else 64,64)",
     )
     train.add_argument(
         "--logdir", default=None, help="TensorBoard log dir (default: runs/ENV_ID)"
@@ -310,7 +311,7 @@ def train_command(args, parser) -> int:
                 env_id=args.env_id,
                 tf_env=args.tf_env,
                 workers=workers,
-                hidden_sizes=args.hidden_sizes,
+                hidden_sizes=model.hidden_sizes,
                 **run_settings(args),
             )
         )

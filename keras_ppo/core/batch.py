@@ -84,11 +84,22 @@ class EnvSteps(NamedTuple):
 class PolicySteps(NamedTuple):
     """What the policy did over one rollout, time-major `[T, N, ...]`:
     `actions` in storage layout, their `log_probs` and the `values` of the
-    observations they acted on."""
+    observations they acted on.
+
+    For a recurrent policy also: `states`, the nest of recurrent states
+    `[T, N, size]` the policy held before acting at each step (before the
+    reset of an episode starting there; empty for a feed-forward policy),
+    `episode_starts` `[T, N]` (bool, the step's observation is a new
+    episode's first) and `next_states`, the state after each step (what a
+    truncated step bootstraps from).
+    """
 
     actions: tf.Tensor
     log_probs: tf.Tensor
     values: tf.Tensor
+    states: object = None
+    episode_starts: tf.Tensor | None = None
+    next_states: object = None
 
 
 class Rollout(NamedTuple):
@@ -112,6 +123,8 @@ class Rollout(NamedTuple):
     advantages: tf.Tensor
     returns: tf.Tensor
     episodes: EpisodeStats
+    states: object = None
+    episode_starts: tf.Tensor | None = None
 
 
 class Minibatch(NamedTuple):
@@ -121,6 +134,12 @@ class Minibatch(NamedTuple):
     `episodes` holds the iteration's episode statistics in its first
     minibatch (`update_index == 0`) and zeros in the others, so that the
     epoch's episode means count every episode once.
+
+    A recurrent model's minibatch is `C` chunks of `L` consecutive steps:
+    the sample fields are `[L * C, ...]`, time-major (step `l` of chunk `c`
+    at `l * C + c`), `episode_starts` `[L * C]` and `states` the nest of
+    each chunk's starting state `[C, size]`. Both are None for a
+    feed-forward model (and absent from `as_dict`).
     """
 
     observations: tf.Tensor
@@ -132,11 +151,18 @@ class Minibatch(NamedTuple):
     mask: tf.Tensor
     update_index: tf.Tensor
     episodes: EpisodeStats
+    states: object = None
+    episode_starts: tf.Tensor | None = None
 
     def as_dict(self) -> dict:
         """The nested dict `tf.data` and `fit` carry (Keras reads tuples as
-        `(x, y, sample_weight)`)."""
-        return {**self._asdict(), "episodes": self.episodes._asdict()}
+        `(x, y, sample_weight)`); the recurrent fields only when set."""
+        fields = {**self._asdict(), "episodes": self.episodes._asdict()}
+        return {
+            key: value
+            for key, value in fields.items()
+            if not (key in MEMORY_FIELDS and value is None)
+        }
 
     @classmethod
     def from_dict(cls, data) -> Minibatch:
@@ -147,7 +173,10 @@ class Minibatch(NamedTuple):
         """
         episodes = data.get("episodes") if isinstance(data, dict) else None
         missing = [
-            key for key in cls._fields if not isinstance(data, dict) or key not in data
+            key
+            for key in cls._fields
+            if key not in MEMORY_FIELDS
+            and (not isinstance(data, dict) or key not in data)
         ]
         if isinstance(episodes, dict):
             missing += [
@@ -159,7 +188,7 @@ class Minibatch(NamedTuple):
                 "PPOModel.fit expects the dataset of keras_ppo.rollout_dataset("
                 f"model, envs). The batch lacks {missing}. Received keys: {received}"
             )
-        fields = {key: data[key] for key in cls._fields}
+        fields = {key: data.get(key) for key in cls._fields}
         fields["episodes"] = EpisodeStats(**episodes)
         return cls(**fields)
 
@@ -167,3 +196,5 @@ class Minibatch(NamedTuple):
 #: The per-sample fields of a `Minibatch`: shuffled together, split across
 #: replicas.
 SAMPLE_FIELDS = Minibatch._fields[:7]
+#: The fields only a recurrent model's minibatches have.
+MEMORY_FIELDS = ("states", "episode_starts")

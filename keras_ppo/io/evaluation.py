@@ -95,12 +95,28 @@ def check_env_spaces(model, env) -> None:
         )
 
 
-def _act(model, obs, infos, resetting, deterministic):
+def _act(model, obs, infos, resetting, deterministic, memory=None):
     """`predict_action` with the model's action masks: from `infos` for a
-    model with `info_mask`, else inside `obs`."""
+    model with `info_mask`, else inside `obs`; a recurrent model's with
+    `memory = {"state": ..., "episode_start": ...}`, updated in place."""
+    if memory is not None:
+        actions, memory["state"] = model.predict_action(
+            obs,
+            deterministic=deterministic,
+            mask=_masks(model, obs, infos, resetting),
+            **memory,
+        )
+        return actions
+    mask = _masks(model, obs, infos, resetting)
+    if mask is None:
+        return model.predict_action(obs, deterministic=deterministic)
+    return model.predict_action(obs, deterministic=deterministic, mask=mask)
+
+
+def _masks(model, obs, infos, resetting):
     layout = getattr(model, "layout", None)
     if layout is None or layout.mask_key is None:
-        return model.predict_action(obs, deterministic=deterministic)
+        return None
     if layout.info_mask:
         mask = structure.info_masks(layout.mask_key, infos)
     else:
@@ -110,7 +126,7 @@ def _act(model, obs, infos, resetting, deterministic):
         # observation it acts on may allow none.
         mask = np.array(mask, copy=True)
         mask[resetting] = 1
-    return model.predict_action(obs, deterministic=deterministic, mask=mask)
+    return mask
 
 
 def _evaluate_vector(model, envs, episodes, deterministic, seed):
@@ -124,8 +140,13 @@ def _evaluate_vector(model, envs, episodes, deterministic, seed):
     running_length = np.zeros(num_envs, np.int64)
     resetting = np.zeros(num_envs, bool)
     obs, infos = envs.reset(seed=seed)
+    # A recurrent model's state, carried through each episode and wiped
+    # where one starts.
+    memory = None
+    if getattr(model, "policy_core", None) is not None:
+        memory = {"state": None, "episode_start": np.ones(num_envs, bool)}
     while any(len(r) < quota for r in returns):
-        actions = _act(model, obs, infos, resetting, deterministic)
+        actions = _act(model, obs, infos, resetting, deterministic, memory)
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         # In NEXT_STEP mode the step after an episode's end only resets.
         live = ~resetting
@@ -138,8 +159,12 @@ def _evaluate_vector(model, envs, episodes, deterministic, seed):
                 lengths[i].append(int(running_length[i]))
         running_return[done] = 0.0
         running_length[done] = 0
-        resetting = done if next_step_mode else np.zeros(num_envs, bool)
         ended = np.logical_or(terminated, truncated)
+        if memory is not None:
+            # A NEXT_STEP reset step's next observation starts an episode;
+            # in the other modes the observation after an end does.
+            memory["episode_start"] = resetting if next_step_mode else ended
+        resetting = done if next_step_mode else np.zeros(num_envs, bool)
         if mode == AutoresetMode.DISABLED and ended.any():
             # Nothing resets by itself in this mode: reset the envs that
             # ended (their RNGs go on, so episodes match the other modes).

@@ -83,16 +83,30 @@ def record_episodes(
     return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
 
 
-def _action(model, observation, info, deterministic):
+def _action(model, observation, info, deterministic, memory=None):
     """The action for one env's observation; Dict/Tuple observations go to
     `predict_action` as they are, with the mask from `info` for a model
-    with `info_mask`."""
+    with `info_mask`; a recurrent model's state travels in `memory`
+    (`{"state": ...}`, None at an episode's start), updated in place."""
     layout = getattr(model, "layout", None)
-    if layout is None or not layout.structured:
-        batch = np.asarray(observation)[np.newaxis]
+    structured = layout is not None and layout.structured
+    if structured:
+        mask = structure.info_masks(layout.mask_key, info) if layout.info_mask else None
+        if memory is None:
+            return model.predict_action(
+                observation, deterministic=deterministic, mask=mask
+            )
+        action, memory["state"] = model.predict_action(
+            observation, deterministic=deterministic, mask=mask, **memory
+        )
+        return action
+    batch = np.asarray(observation)[np.newaxis]
+    if memory is None:
         return model.predict_action(batch, deterministic=deterministic)[0]
-    mask = structure.info_masks(layout.mask_key, info) if layout.info_mask else None
-    return model.predict_action(observation, deterministic=deterministic, mask=mask)
+    actions, memory["state"] = model.predict_action(
+        batch, deterministic=deterministic, **memory
+    )
+    return actions[0]
 
 
 def _play(model, env, episodes, seed, deterministic, returns, lengths):
@@ -101,8 +115,11 @@ def _play(model, env, episodes, seed, deterministic, returns, lengths):
         observation, info = env.reset(seed=None if seed is None else seed + episode)
         yield env.render()
         total, length, done = 0.0, 0, False
+        # A recurrent model starts each episode from a fresh state.
+        recurrent = getattr(model, "policy_core", None) is not None
+        memory = {"state": None} if recurrent else None
         while not done:
-            action = _action(model, observation, info, deterministic)
+            action = _action(model, observation, info, deterministic, memory)
             observation, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             length += 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ppo.agent import streams
+from keras_ppo.agent import memory, streams
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.core import checks
 from keras_ppo.rollout.tf_driver import TFDriver
@@ -187,7 +187,7 @@ class StackSource:
     def __init__(self, stack, env, jit_compile):
         self.model = stack
         self.sources = [
-            WholeIterationSource(agent, TFDriver(env, agent.config.seed), jit_compile)
+            WholeIterationSource(agent, _driver(agent, env), jit_compile)
             for agent in stack.agents
         ]
         self.train_iteration = tf.function(
@@ -206,3 +206,12 @@ class StackSource:
 
     def env_error(self):
         return None
+
+
+def _driver(agent, env):
+    """An agent's own `TFDriver`, holding its recurrent state if any."""
+    if agent.policy_core is not None:
+        memory.check_sequences(agent.config, env.num_envs)
+    driver = TFDriver(env, agent.config.seed)
+    driver.hold_policy_state(agent)
+    return driver

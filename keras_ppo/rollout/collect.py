@@ -24,15 +24,20 @@ class Driver:
       observations (resetting the envs on first use) and the loop state the
       driver threads through the steps (any nest of tensors, may be empty);
     * `step(t, observations, env_actions, carry) -> (next_observations,
-      carry)`: steps every env once, acting on `observations` with actions
-      as `env.step` takes them;
+      episode_starts, carry)`: steps every env once, acting on
+      `observations` with actions as `env.step` takes them;
+      `episode_starts` `[N]` (bool) is True where `next_observations` is a
+      new episode's first one (what a recurrent policy resets its memory
+      on);
     * `finish(carry, observations) -> EnvSteps`: the rollout's env side,
       time-major, after the last step (`observations` are the last ones).
 
     The base class holds what every driver carries from one rollout to the
     next besides the env state: running episode returns and lengths (for
-    the episode statistics) and running discounted returns (for reward
-    scaling).
+    the episode statistics), running discounted returns (for reward
+    scaling), whether the current observations start episodes
+    (`episode_starts`; drivers set it where they reset the envs) and a
+    recurrent policy's state (`policy_state`, see `hold_policy_state`).
 
     Args:
         num_envs: Number of envs stepped together (N).
@@ -47,6 +52,19 @@ class Driver:
         self.episode_returns = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
         self.episode_lengths = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
         self.reward_returns = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
+        self.episode_starts = tf.Variable(
+            tf.ones([self.num_envs], tf.bool), trainable=False
+        )
+        self.policy_state = {}
+
+    def hold_policy_state(self, model):
+        """Makes variables carrying `model`'s recurrent state from one
+        rollout to the next (nothing for a feed-forward model). A reset of
+        the envs needs no reset of them: `episode_starts` wipes the state."""
+        self.policy_state = tf.nest.map_structure(
+            lambda zeros: tf.Variable(zeros, trainable=False),
+            model.initial_state(self.num_envs),
+        )
 
     def start(self, num_steps):
         raise NotImplementedError
@@ -75,36 +93,67 @@ def collect(model, driver: Driver, num_steps: int):
     """
     distribution = model.distribution
     observations, carry = driver.start(num_steps)
+    # Read after `start`, which marks every env as starting an episode when
+    # it resets them.
+    starts = driver.episode_starts.read_value()
+    state = _held_state(model, driver)
+
+    def arrays(dtype):
+        return tf.TensorArray(dtype, size=num_steps)
+
     policy = PolicySteps(
-        tf.TensorArray(distribution.action_dtype, size=num_steps),
-        tf.TensorArray(tf.float32, size=num_steps),
-        tf.TensorArray(tf.float32, size=num_steps),
+        actions=arrays(distribution.action_dtype),
+        log_probs=arrays(tf.float32),
+        values=arrays(tf.float32),
+        states=tf.nest.map_structure(lambda _: arrays(tf.float32), state),
+        episode_starts=arrays(tf.bool),
+        next_states=tf.nest.map_structure(lambda _: arrays(tf.float32), state),
     )
 
-    def body(t, observations, carry, policy):
-        actions, log_probs, values = model.sample_actions(observations)
-        step = PolicySteps(actions, log_probs, values)
-        policy = PolicySteps(
-            *(a.write(t, x) for a, x in zip(policy, step, strict=True))
+    def body(t, observations, starts, state, carry, policy):
+        actions, log_probs, values, next_state = model.policy_step(
+            observations, state, starts
+        )
+        step = PolicySteps(actions, log_probs, values, state, starts, next_state)
+        policy = tf.nest.map_structure(
+            lambda array, value: array.write(t, value), policy, step
         )
         env_actions = distribution.to_env(actions)
-        observations, carry = driver.step(t, observations, env_actions, carry)
-        return t + 1, observations, carry, policy
+        observations, starts, carry = driver.step(t, observations, env_actions, carry)
+        return t + 1, observations, starts, next_state, carry, policy
 
-    _, observations, carry, policy = tf.while_loop(
+    _, observations, starts, state, carry, policy = tf.while_loop(
         lambda t, *_: t < num_steps,
         body,
-        (tf.constant(0), observations, carry, policy),
+        (tf.constant(0), observations, starts, state, carry, policy),
         maximum_iterations=num_steps,
     )
     env_steps = driver.finish(carry, observations)
-    policy = PolicySteps(*(array.stack() for array in policy))
+    policy = tf.nest.map_structure(lambda array: array.stack(), policy)
     episodes = _count_episodes(driver, env_steps)
-    # Counted only once the rollout is complete: the data dependency keeps a
-    # failed step from bumping the counter.
+    # Counted (and the memory carried on) only once the rollout is complete:
+    # the data dependency keeps a failed step from bumping the counter.
     with tf.control_dependencies([env_steps.rewards]):
         model.env_steps.assign_add(num_steps * driver.num_envs)
+        driver.episode_starts.assign(starts)
+        tf.nest.map_structure(
+            lambda variable, value: variable.assign(value), driver.policy_state, state
+        )
     return env_steps, policy, episodes
+
+
+def _held_state(model, driver):
+    """The policy state the driver carried from the previous rollout."""
+    initial = model.initial_state(driver.num_envs)
+    try:
+        tf.nest.assert_same_structure(initial, driver.policy_state)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "The driver holds no state for this model's memory; call "
+            "`driver.hold_policy_state(model)` first (rollout_dataset does). "
+            f"Received: {driver.policy_state!r}"
+        ) from error
+    return tf.nest.map_structure(lambda v: v.read_value(), driver.policy_state)
 
 
 def _count_episodes(driver, env_steps):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo.agent import replicas, streams
+from keras_ppo.agent import memory, replicas, streams
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.core import checks
 from keras_ppo.envs import BatchedEnv
@@ -158,6 +158,16 @@ def rollout_dataset(
             "strategy each minibatch is one update. Received: a model built "
             f"under {type(model.distribute_strategy).__name__}"
         )
+    if model.policy_core is not None:
+        if replicas.is_distributed(model):
+            raise ValueError(
+                "A recurrent model trains on one device: its minibatches are "
+                "sequences, which the tf.distribute split along samples would "
+                "cut. Received: a recurrent model built under "
+                f"{type(model.distribute_strategy).__name__}"
+            )
+        memory.check_sequences(model.config, driver.num_envs)
+    driver.hold_policy_state(model)
     if whole_iterations:
         jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
         source = WholeIterationSource(

@@ -119,15 +119,24 @@ class GymDriver(Driver):
             self.reward_returns,
         ):
             running.assign(tf.where(restarted, tf.zeros_like(running), running))
+        self.episode_starts.assign(
+            tf.logical_or(
+                self.episode_starts, tf.fill([self.num_envs], tf.reshape(restarted, []))
+            )
+        )
         return self._pack(leaves, (self.num_envs,)), ()
 
     def step(self, t, observations, env_actions, carry):
         # Composite actions travel as their leaves, repacked for env.step.
         self._action_structure = env_actions
-        leaves = tf.numpy_function(
-            self._step, tf.nest.flatten(env_actions), self._dtypes, stateful=True
+        *leaves, starts = tf.numpy_function(
+            self._step,
+            tf.nest.flatten(env_actions),
+            [*self._dtypes, tf.bool],
+            stateful=True,
         )
-        return self._pack(leaves, (self.num_envs,)), carry
+        starts = tf.ensure_shape(starts, (self.num_envs,))
+        return self._pack(leaves, (self.num_envs,)), starts, carry
 
     def finish(self, carry, observations) -> EnvSteps:
         # The data dependency on the last observations orders this call
@@ -280,6 +289,9 @@ class GymDriver(Driver):
         obs = self._observed("step", (obs, infos))
         # A NEXT_STEP reset step is not a transition: its "done" is stale.
         valid = ~self._resetting
+        # The observation after a NEXT_STEP reset step is a new episode's
+        # first; in the other modes the one after an episode's end is.
+        after_reset = self._resetting.copy()
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
         final_obs = [buffer[t] for buffer in buffers["final_observations"]]
         obs = self._autoreset(obs, done, infos, final_obs)
@@ -301,7 +313,11 @@ class GymDriver(Driver):
         self._check_masks(obs, resetting=self._resetting)
         self._obs = obs
         self._t = t + 1
-        return obs
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            starts = after_reset
+        else:
+            starts = done
+        return (*obs, np.asarray(starts, bool))
 
     def _autoreset(self, obs, done, infos, final_obs):
         """Fills `final_obs` with the observation each step led to and

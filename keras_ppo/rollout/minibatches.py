@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
 from keras_ppo.rollout.prepare import collect_rollout
+from keras_ppo.rollout.sequences import shuffled_sequences
 
 
 def iteration_minibatches(model, driver, num_minibatches) -> Minibatch:
@@ -29,6 +30,14 @@ def iteration_minibatches(model, driver, num_minibatches) -> Minibatch:
         # keras_ppo.agent.normalization).
         model.observation_normalizer.commit()
     rollout = collect_rollout(model, driver, config.num_steps)
+    if model.policy_core is not None:
+        return sequence_minibatches(
+            rollout,
+            config.update_epochs,
+            num_minibatches,
+            config.chunk_length(),
+            model.next_seed(),
+        )
     return shuffled_minibatches(
         rollout,
         config.update_epochs,
@@ -74,4 +83,35 @@ def shuffled_minibatches(
         **samples,
         update_index=tf.range(num_updates),
         episodes=rollout.episodes.scaled(first),
+    )
+
+
+def sequence_minibatches(
+    rollout: Rollout, update_epochs, num_minibatches, chunk_length, seed
+) -> Minibatch:
+    """A recurrent model's minibatches: the rollout cut into chunks of
+    `chunk_length` steps of one env, shuffled (`shuffled_sequences`), each
+    minibatch's samples time-major `[L * C, ...]` (see `Minibatch`).
+
+    Returns:
+        A `Minibatch` as `shuffled_minibatches`', with `states` (each
+        chunk's starting state, `[U * M, C, size]`) and `episode_starts`.
+    """
+    num_updates = update_epochs * num_minibatches
+    steps = {key: getattr(rollout, key) for key in SAMPLE_FIELDS}
+    steps["episode_starts"] = rollout.episode_starts
+    steps, states = shuffled_sequences(
+        steps, rollout.states, chunk_length, update_epochs, num_minibatches, seed
+    )
+
+    def flat(value):  # [U*M, L, C, ...] -> [U*M, L*C, ...]
+        return tf.reshape(value, (num_updates, -1, *value.shape[3:]))
+
+    steps = tf.nest.map_structure(flat, steps)
+    first = tf.one_hot(0, num_updates)
+    return Minibatch(
+        **steps,
+        update_index=tf.range(num_updates),
+        episodes=rollout.episodes.scaled(first),
+        states=states,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_ppo.agent import memory
 from keras_ppo.agent.normalization import discounted_returns
 from keras_ppo.core.advantages import compute_gae
 from keras_ppo.core.batch import EnvSteps, EpisodeStats, PolicySteps, Rollout
@@ -28,7 +29,8 @@ def prepare(
       it across rollouts).
     * `next_values[t]` is V(observation after step t) for all t in one
       batched call: the final observation's where an episode ended (only
-      truncations use it; terminations do not bootstrap in GAE).
+      truncations use it; terminations do not bootstrap in GAE). A
+      recurrent critic reads it with its state after step t.
     """
     config = model.config
     observations, rewards = env_steps.observations, env_steps.rewards
@@ -44,11 +46,20 @@ def prepare(
         model.reward_normalizer.update(returns, env_steps.mask)
         rewards = model.reward_normalizer.scale(rewards)
     num_steps, num_envs = env_steps.rewards.shape
-    flat_final = tf.nest.map_structure(
-        lambda leaf: tf.reshape(leaf, (num_steps * num_envs, *leaf.shape[2:])),
-        env_steps.final_observations,
-    )
-    next_values = tf.reshape(model.value(flat_final), (num_steps, num_envs))
+
+    def flat(leaf):
+        return tf.reshape(leaf, (num_steps * num_envs, *leaf.shape[2:]))
+
+    flat_final = tf.nest.map_structure(flat, env_steps.final_observations)
+    if model.policy_core is None:
+        next_values = model.value(flat_final)
+    else:
+        next_values = memory.value_after(
+            model,
+            model.normalize(flat_final),
+            tf.nest.map_structure(flat, policy.next_states),
+        )
+    next_values = tf.reshape(next_values, (num_steps, num_envs))
     advantages, returns = compute_gae(
         rewards,
         policy.values,
@@ -71,6 +82,8 @@ def prepare(
         advantages=advantages,
         returns=returns,
         episodes=episodes,
+        states=policy.states,
+        episode_starts=policy.episode_starts,
     )
 
 

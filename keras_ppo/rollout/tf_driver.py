@@ -69,7 +69,9 @@ class TFDriver(Driver):
             name: arrays[name].write(t, value)
             for name, value in zip(_RECORDED, step, strict=True)
         }
-        return next_obs, (state, keys, arrays)
+        # TF-native envs reset in the step that ends an episode.
+        starts = tf.logical_or(terminated, truncated)
+        return next_obs, starts, (state, keys, arrays)
 
     def finish(self, carry, observations) -> EnvSteps:
         state, _, arrays = carry
