@@ -34,6 +34,18 @@ _HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite.hermgauss(24)
 _BETA_EPS = 1e-6
 
 
+def gaussian_sample(mean, log_std, seed):
+    """A diagonal Gaussian's reparameterised sample (stateless RNG)."""
+    noise = tf.random.stateless_normal(tf.shape(mean), seed, dtype=mean.dtype)
+    return mean + tf.exp(log_std) * noise
+
+
+def gaussian_log_prob(mean, log_std, values):
+    """`[batch]` log-density of a diagonal Gaussian at `values [batch, d]`."""
+    z = (values - mean) * tf.exp(-log_std)
+    return tf.reduce_sum(-0.5 * tf.square(z) - log_std - 0.5 * _LOG_2PI, -1)
+
+
 class _BoundedBox:
     """Shared storage layout and bound checks of the bounded distributions."""
 
@@ -93,9 +105,7 @@ class TanhGaussian(_BoundedBox):
         self._log_half_width = self._log_width - self.size * _LOG_2
 
     def sample(self, params, seed):
-        mean, log_std = self.split(params)
-        noise = tf.random.stateless_normal(tf.shape(mean), seed, dtype=mean.dtype)
-        return mean + tf.exp(log_std) * noise
+        return gaussian_sample(*self.split(params), seed)
 
     def mode(self, params):
         # tanh is monotonic: the squashed mean is the most likely action
@@ -103,9 +113,7 @@ class TanhGaussian(_BoundedBox):
         return self.split(params)[0]
 
     def log_prob(self, params, actions):
-        mean, log_std = self.split(params)
-        z = (actions - mean) * tf.exp(-log_std)
-        gaussian = tf.reduce_sum(-0.5 * tf.square(z) - log_std - 0.5 * _LOG_2PI, -1)
+        gaussian = gaussian_log_prob(*self.split(params), actions)
         log_det = tf.reduce_sum(tanh_log_det(actions), axis=-1)
         return gaussian - log_det - self._log_half_width
 

@@ -15,7 +15,12 @@ import numpy as np
 import tensorflow as tf
 from gymnasium import spaces
 
-from keras_ppo.core.continuous import BOX_DISTRIBUTIONS, bounded_distribution
+from keras_ppo.core.continuous import (
+    BOX_DISTRIBUTIONS,
+    bounded_distribution,
+    gaussian_log_prob,
+    gaussian_sample,
+)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -70,17 +75,13 @@ class DiagGaussian:
         return params[..., : self.size], params[..., self.size :]
 
     def sample(self, params, seed):
-        mean, log_std = self.split(params)
-        noise = tf.random.stateless_normal(tf.shape(mean), seed, dtype=mean.dtype)
-        return mean + tf.exp(log_std) * noise
+        return gaussian_sample(*self.split(params), seed)
 
     def mode(self, params):
         return self.split(params)[0]
 
     def log_prob(self, params, actions):
-        mean, log_std = self.split(params)
-        z = (actions - mean) * tf.exp(-log_std)
-        return tf.reduce_sum(-0.5 * tf.square(z) - log_std - 0.5 * _LOG_2PI, -1)
+        return gaussian_log_prob(*self.split(params), actions)
 
     def entropy(self, params):
         log_std = self.split(params)[1]
