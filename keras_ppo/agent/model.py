@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
 from keras_ppo.agent import encoders as encoders_module
-from keras_ppo.agent import export, memory, networks, replicas
+from keras_ppo.agent import export, memory, networks
+from keras_ppo.agent.acting import Acting
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
-from keras_ppo.core import checks, inputs, masking, spaces, structure
+from keras_ppo.core import checks, spaces, structure
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.composite import make_policy_distribution
 from keras_ppo.core.continuous import TanhGaussian
@@ -23,7 +23,7 @@ from keras_ppo.files import save_atomically
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")
-class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
+class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
     """An actor-critic trained by PPO through `model.fit`.
 
     The policy and value functions are MLPs on the encoded observation
@@ -339,218 +339,6 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, keras.Model):
                 for key, layer in config["encoders"].items()
             }
         return cls(observation_space, action_space, config=ppo_config, **config)
-
-    # ------------------------------------------------------------- inference
-
-    def call(self, observations, training=False):
-        return self.heads(self.normalize(observations), training)
-
-    def normalize(self, observations):
-        """Observations as the networks see them: normalised by the running
-        statistics when `config.normalize_observations`, else unchanged."""
-        if self.observation_normalizer is None:
-            return observations
-        return self.observation_normalizer(observations)
-
-    def heads(self, observations, training=False):
-        """`(params, values)` of observations that are already normalised
-        (`normalize`), as rollouts store them; a recurrent model's from a
-        fresh state."""
-        if self.policy_core is not None:
-            batch = tf.shape(tf.nest.flatten(observations)[0])[0]
-            starts = tf.ones([batch], tf.bool)
-            state = memory.initial_state(self, batch)
-            return self.recurrent_heads(observations, state, starts, training)[:2]
-        features = self.encoder(observations)
-        return self.outputs(observations, features, features, training)
-
-    def recurrent_heads(self, observations, state, episode_starts, training=False):
-        """One recurrent step on normalised observations: `(params, values,
-        next_state)`; the state is zeroed where `episode_starts` [B]."""
-        policy, value, next_state = memory.step_features(
-            self, self.encoder(observations), state, episode_starts
-        )
-        params, values = self.outputs(observations, policy, value, training)
-        return params, values, next_state
-
-    def sequence_heads(self, observations, states, episode_starts, training=False):
-        """`(params, values)` `[L * C]` of a minibatch of chunks (see
-        `keras_ppo.core.batch.Minibatch`), replayed from their starting
-        `states`; `heads` when `states` is None (feed-forward)."""
-        if states is None:
-            return self.heads(observations, training)
-        policy, value = memory.sequence_features(
-            self,
-            self.encoder(observations),
-            states,
-            episode_starts,
-            self.config.chunk_length(),
-        )
-        return self.outputs(observations, policy, value, training)
-
-    def outputs(self, observations, policy_features, value_features, training):
-        """`(params, values)` from the trunks' input features."""
-        hidden = networks.flatten(self.policy_trunk(policy_features, training=training))
-        params = self.policy_head(hidden)
-        if self.state_dependent_std:
-            mean, log_std = self.distribution.split(params)
-            params = tf.concat([mean, log_std + self.init_log_std], axis=-1)
-        if self.log_std is not None:
-            shape = tf.stack([tf.shape(params)[0], self.log_std.shape[0]])
-            log_std = tf.broadcast_to(self.log_std, shape)
-            params = tf.concat([params, log_std], axis=-1)
-        if self.layout.mask_key is not None:
-            # The mask travels with the observations, so the update sees the
-            # same masked distribution the rollout sampled from.
-            mask = observations[self.layout.mask_key]
-            params = masking.mask_params(self.action_space, params, mask)
-        return params, self.value_from_features(value_features, training)
-
-    def value(self, observations):
-        """State values `[batch]` of raw observations `[batch, ...]` (a
-        recurrent model's from a fresh state)."""
-        if self.policy_core is not None:
-            return self(observations)[1]
-        features = self.encoder(self.normalize(observations))
-        return self.value_from_features(features, False)
-
-    def value_from_features(self, features, training):
-        hidden = networks.flatten(self.value_trunk(features, training=training))
-        return tf.squeeze(self.value_head(hidden), axis=-1)
-
-    def next_seed(self):
-        """A fresh stateless-RNG seed `[2]`; advances `rng_key`."""
-        seed = tf.identity(self.rng_key.value)
-        self.rng_key.assign_add(tf.constant([0, 1], tf.int64))
-        worker = replicas.worker_index(self)
-        if worker:
-            # Workers of a multi-worker strategy share rng_key (a weight);
-            # each samples its own stream.
-            seed += tf.constant([worker, 0], tf.int64)
-        return seed
-
-    def sample_actions(self, observations):
-        """Samples actions for raw observations (graph-compatible).
-
-        Returns:
-            `(actions, log_probs, values)`: actions in storage layout
-            (`[batch]` or `[batch, d]`, unclipped for `Box`), their
-            log-probabilities `[batch]` and the values `[batch]`.
-        """
-        params, values = self(observations)
-        actions = self.distribution.sample(params, self.next_seed())
-        return actions, self.distribution.log_prob(params, actions), values
-
-    def initial_state(self, batch_size):
-        """The state of `batch_size` fresh episodes: a dict nest of
-        `[batch_size, size]` zeros (`{}` for a feed-forward model)."""
-        return memory.initial_state(self, batch_size)
-
-    def policy_step(self, observations, state, episode_starts):
-        """Acts on raw observations `[B, ...]` from `state` (graph-compatible),
-        starting afresh where `episode_starts` `[B]` (bool).
-
-        Returns:
-            `(actions, log_probs, values, next_state)`; `next_state` is
-            `state` for a feed-forward model.
-        """
-        observations = self.normalize(observations)
-        if self.policy_core is None:
-            params, values = self.heads(observations)
-            next_state = state
-        else:
-            params, values, next_state = self.recurrent_heads(
-                observations, state, episode_starts
-            )
-        actions = self.distribution.sample(params, self.next_seed())
-        log_probs = self.distribution.log_prob(params, actions)
-        return actions, log_probs, values, next_state
-
-    @tf.function(reduce_retracing=True)
-    def act(self, observations):
-        """Compiled `sample_actions`: `(actions, log_probs, values)`."""
-        return self.sample_actions(observations)
-
-    @tf.function(reduce_retracing=True)
-    def _env_actions(self, observations, deterministic):
-        params, _ = self(observations)
-        if deterministic:
-            actions = self.distribution.mode(params)
-        else:
-            actions = self.distribution.sample(params, self.next_seed())
-        return self.distribution.to_env(actions)
-
-    @tf.function(reduce_retracing=True)
-    def _recurrent_env_actions(self, observations, state, starts, deterministic):
-        params, _, next_state = self.recurrent_heads(
-            self.normalize(observations), state, starts
-        )
-        if deterministic:
-            actions = self.distribution.mode(params)
-        else:
-            actions = self.distribution.sample(params, self.next_seed())
-        return self.distribution.to_env(actions), next_state
-
-    def predict_action(
-        self,
-        observations,
-        deterministic=True,
-        mask=None,
-        *,
-        state=None,
-        episode_start=None,
-    ):
-        """Actions ready for `env.step` for a batch of observations.
-
-        A recurrent model takes its `state` (None: fresh episodes) and
-        `episode_start` `[batch]` (bool, True where the observation is a new
-        episode's first; None: all False) and returns `(actions,
-        next_state)`; feed the state back with the next observations.
-
-        Args:
-            observations: `[batch, *obs_shape]` raw observations (for
-                `Dict`/`Tuple` spaces, a dict/tuple of such batches, as a
-                vector env returns them), or one observation.
-            deterministic: Take the distribution's mode instead of sampling.
-            mask: Action masks `[batch, *mask_shape]` (or one) for a model
-                with `info_mask`, or to replace the mask entry of `Dict`
-                observations; masked actions are never returned.
-
-        Returns:
-            A numpy array `[batch, *action_shape]`, clipped to `Box` bounds;
-            one action `action_shape` for an unbatched observation.
-
-        Raises:
-            ValueError: For observations of another shape, NaN or inf
-                values, `Discrete` observations outside the space, a
-                missing key or mask, a mask that allows no action, or a
-                `state` or `episode_start` of another structure or shape.
-            TypeError: For non-numeric observations, a mask that is not
-                bool or integer, a non-bool `deterministic`, or a `state`
-                given to a feed-forward model.
-        """
-        observations, single = inputs.check_inputs(self.layout, observations, mask)
-        deterministic = checks.check_bool("deterministic", deterministic)
-        if self.policy_core is None:
-            if state is not None or episode_start is not None:
-                raise TypeError(
-                    "`state` and `episode_start` are for recurrent models; this "
-                    f"one is feed-forward. Received: state={state!r}"
-                )
-            actions = self._env_actions(observations, deterministic)
-            next_state = None
-        else:
-            batch = tf.nest.flatten(observations)[0].shape[0]
-            state, starts = memory.check_state(self, state, episode_start, batch)
-            actions, next_state = self._recurrent_env_actions(
-                observations, state, starts, deterministic
-            )
-            next_state = memory.state_to_numpy(next_state)
-        # Composite actions are a dict/tuple nest, as the env takes them.
-        actions = tf.nest.map_structure(
-            lambda leaf: leaf.numpy()[0] if single else leaf.numpy(), actions
-        )
-        return actions if next_state is None else (actions, next_state)
 
     # ------------------------------------------------------- saving, export
 
