@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 import keras_ppo
 import keras_ppo.envs
+from keras_ppo.callbacks import EvalCallback
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 
 pytestmark = pytest.mark.slow
@@ -71,9 +72,28 @@ def test_only_a_recurrent_policy_recalls_a_cue_seen_four_steps_earlier(recurrent
         assert result["mean_return"] <= 0.75
 
 
+class StopWhenSolved(keras.callbacks.Callback):
+    """Ends `fit` once an evaluation (EvalCallback's `eval_return`, NaN in
+    epochs without one) reaches `threshold`."""
+
+    def __init__(self, threshold):
+        super().__init__()
+        self.threshold = threshold
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get("eval_return", float("nan")) >= self.threshold:
+            self.model.stop_training = True
+
+
 def train_cartpole_novel(recurrent, total_timesteps=100_000):
     """rl-zoo3's `ppo_lstm` CartPoleNoVel-v1 settings (see
-    keras_ppo/cli/presets.py) on the TF-native env, whole iterations."""
+    keras_ppo/cli/presets.py) on the TF-native env, whole iterations, with a
+    deterministic evaluation (10 episodes) every 10 iterations and at the
+    end, stopping once one reaches 475 (CartPole's solved threshold).
+
+    Returns:
+        The evaluation returns, in order.
+    """
     env = keras_ppo.envs.make("CartPoleNoVel-v1", num_envs=8)
     config = keras_ppo.PPOConfig(
         num_steps=32,
@@ -98,18 +118,27 @@ def train_cartpole_novel(recurrent, total_timesteps=100_000):
         1e-3, iterations * 20, 0.0
     )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=0.5))
-    model.fit(
+    history = model.fit(
         keras_ppo.rollout_dataset(model, env, whole_iterations=True),
         epochs=iterations,
         verbose=0,
-        callbacks=[ClipRatioScheduler(linear_schedule(0.2, iterations))],
+        callbacks=[
+            ClipRatioScheduler(linear_schedule(0.2, iterations)),
+            EvalCallback("CartPoleNoVel-v1", every=10, episodes=10, seed=123),
+            StopWhenSolved(475.0),
+        ],
     )
-    return keras_ppo.evaluate(model, "CartPoleNoVel-v1", episodes=10, seed=123)
+    returns = [r for r in history.history["eval_return"] if not np.isnan(r)]
+    return returns
 
 
 def test_cartpole_without_velocities_is_solved_by_an_lstm_policy():
-    assert train_cartpole_novel("lstm")["mean_return"] >= 475
+    # Solved (a deterministic evaluation >= 475) within rl-zoo3's budget of
+    # 100k steps; sb3-contrib's published agent scores 500 +- 0 there.
+    assert max(train_cartpole_novel("lstm")) >= 475
 
 
 def test_cartpole_without_velocities_is_not_solved_by_a_feed_forward_policy():
-    assert train_cartpole_novel(None)["mean_return"] <= 150
+    # Without memory the velocities are unknowable: no evaluation in the
+    # same budget comes near.
+    assert max(train_cartpole_novel(None)) <= 150
