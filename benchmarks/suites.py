@@ -96,10 +96,36 @@ def learn_kppo(env_id, steps, seed, deadline, record):
     return trained, elapsed, result["mean_return"], result["std_return"]
 
 
+def sb3_ppo(policy, envs, settings, config, seed):
+    """SB3's PPO with a preset's run settings and `PPOConfig` values
+    (`keras_ppo.cli.presets.preset`), on the CPU."""
+    from stable_baselines3 import PPO
+
+    rate = settings["learning_rate"]
+    return PPO(
+        policy,
+        envs,
+        n_steps=config["num_steps"],
+        batch_size=config["minibatch_size"],
+        n_epochs=config["update_epochs"],
+        gamma=config["gamma"],
+        gae_lambda=config["gae_lambda"],
+        # SB3 passes the remaining fraction of training, 1 -> 0.
+        learning_rate=(lambda p: rate * p) if settings["anneal_lr"] else rate,
+        clip_range=config["clip_ratio"],
+        clip_range_vf=config["clip_value"],
+        ent_coef=config["ent_coef"],
+        vf_coef=config["vf_coef"],
+        max_grad_norm=settings["max_grad_norm"],
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
 def learn_sb3(env_id, steps, seed, deadline, record):
     import gymnasium as gym
     import numpy as np
-    from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -113,25 +139,7 @@ def learn_sb3(env_id, steps, seed, deadline, record):
         clip_obs=10.0,
         clip_reward=10.0,
     )
-    rate = settings["learning_rate"]
-    agent = PPO(
-        "MlpPolicy",
-        envs,
-        n_steps=config["num_steps"],
-        batch_size=config["minibatch_size"],
-        n_epochs=config["update_epochs"],
-        gamma=config["gamma"],
-        gae_lambda=config["gae_lambda"],
-        learning_rate=(lambda p: rate * p) if settings["anneal_lr"] else rate,
-        clip_range=config["clip_ratio"],
-        clip_range_vf=config["clip_value"],
-        ent_coef=config["ent_coef"],
-        vf_coef=config["vf_coef"],
-        max_grad_norm=settings["max_grad_norm"],
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    agent = sb3_ppo("MlpPolicy", envs, settings, config, seed)
 
     class Log(BaseCallback):
         def _on_step(self):
@@ -243,7 +251,6 @@ def atari_throughput(lib, env_id, iterations=6, seed=0):
         elapsed = time.perf_counter() - start
         memory = rollout_memory(run.envs, config["num_steps"])
     else:
-        from stable_baselines3 import PPO
         from stable_baselines3.common.env_util import make_atari_env
         from stable_baselines3.common.vec_env import VecFrameStack
 
@@ -253,25 +260,7 @@ def atari_throughput(lib, env_id, iterations=6, seed=0):
         envs = VecFrameStack(
             make_atari_env(env_id, n_envs=settings["num_envs"], seed=seed), 4
         )
-        rate = settings["learning_rate"]
-        agent = PPO(
-            "CnnPolicy",
-            envs,
-            n_steps=config["num_steps"],
-            batch_size=config["minibatch_size"],
-            n_epochs=config["update_epochs"],
-            gamma=config["gamma"],
-            gae_lambda=config["gae_lambda"],
-            learning_rate=lambda p: rate * p,
-            clip_range=config["clip_ratio"],
-            clip_range_vf=config["clip_value"],
-            ent_coef=config["ent_coef"],
-            vf_coef=config["vf_coef"],
-            max_grad_norm=settings["max_grad_norm"],
-            seed=seed,
-            device="cpu",
-            verbose=0,
-        )
+        agent = sb3_ppo("CnnPolicy", envs, settings, config, seed)
         # The schedule of a full budget: learn() counts from its own total.
         agent._total_timesteps = budget
         agent.learn(batch)
