@@ -153,22 +153,22 @@ class Acting:
     @tf.function(reduce_retracing=True)
     def _env_actions(self, observations, deterministic):
         params, _ = self(observations)
-        if deterministic:
-            actions = self.distribution.mode(params)
-        else:
-            actions = self.distribution.sample(params, self.next_seed())
-        return self.distribution.to_env(actions)
+        return self._choose(params, deterministic)
 
     @tf.function(reduce_retracing=True)
     def _recurrent_env_actions(self, observations, state, starts, deterministic):
         params, _, next_state = self.recurrent_heads(
             self.normalize(observations), state, starts
         )
+        return self._choose(params, deterministic), next_state
+
+    def _choose(self, params, deterministic):
+        """Env-ready actions: the distribution's mode, or a sample."""
         if deterministic:
             actions = self.distribution.mode(params)
         else:
             actions = self.distribution.sample(params, self.next_seed())
-        return self.distribution.to_env(actions), next_state
+        return self.distribution.to_env(actions)
 
     def predict_action(
         self,
