@@ -92,7 +92,14 @@ def learn_kppo(env_id, steps, seed, deadline, record):
     run.envs.close()
     # Kept, so that the evaluation can be repeated on its own.
     run.model.save(record.path[: -len(".json")] + ".keras")
-    result = keras_ppo.evaluate(run.model, env_id, episodes=10, seed=10_000)
+    try:
+        result = keras_ppo.evaluate(run.model, env_id, episodes=10, seed=10_000)
+    except Exception:
+        # Keep the training record: the saved model reproduces the failure.
+        import traceback
+
+        record.save(eval_error=traceback.format_exc())
+        raise
     return trained, elapsed, result["mean_return"], result["std_return"]
 
 
