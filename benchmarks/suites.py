@@ -63,16 +63,24 @@ class Record:
 # ------------------------------------------------------------ MuJoCo learning
 
 
-def learn_kppo(env_id, steps, seed, deadline, record):
+def learn_kppo(env_id, steps, seed, deadline, record, eval_every=0):
+    """Trains the preset; with `eval_every`, also evaluates every that many
+    env steps (`record.data["evals"]`: steps, mean, std, seconds)."""
     import keras
     import numpy as np
 
     import keras_ppo
     from keras_ppo.cli import presets
+    from keras_ppo.io.atari import is_atari_id
 
     keras.utils.set_random_seed(seed)
     run = presets.make_run(env_id, total_timesteps=steps, seed=seed)
     returns = []
+    # Atari: the real game score of the sampling policy, as CleanRL's
+    # curves report it (a deterministic Breakout policy can stall).
+    deterministic = not is_atari_id(env_id)
+    record.data["evals"] = []
+    next_eval = [eval_every]
 
     class Log(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -81,7 +89,22 @@ def learn_kppo(env_id, steps, seed, deadline, record):
                 returns.append(value)
             recent = returns[-10:]
             mean = sum(recent) / len(recent) if recent else None
-            record.point(int(self.model.env_steps.numpy()), mean)
+            env_steps = int(self.model.env_steps.numpy())
+            record.point(env_steps, mean)
+            if eval_every and env_steps >= next_eval[0]:
+                next_eval[0] += eval_every
+                result = keras_ppo.evaluate(
+                    self.model,
+                    env_id,
+                    episodes=8,
+                    deterministic=deterministic,
+                    seed=20_000 + env_steps,
+                )
+                elapsed = time.time() - record.data["started"]
+                record.data["evals"].append(
+                    [env_steps, result["mean_return"], result["std_return"], elapsed]
+                )
+                record.save()
             if time.time() > deadline:
                 self.model.stop_training = True
 
@@ -93,7 +116,9 @@ def learn_kppo(env_id, steps, seed, deadline, record):
     # Kept, so that the evaluation can be repeated on its own.
     run.model.save(record.path[: -len(".json")] + ".keras")
     try:
-        result = keras_ppo.evaluate(run.model, env_id, episodes=10, seed=10_000)
+        result = keras_ppo.evaluate(
+            run.model, env_id, episodes=10, deterministic=deterministic, seed=10_000
+        )
     except Exception:
         # Keep the training record: the saved model reproduces the failure.
         import traceback
@@ -178,7 +203,7 @@ def learn_sb3(env_id, steps, seed, deadline, record):
     return trained, elapsed, float(np.mean(returns)), float(np.std(returns))
 
 
-def learn(lib, env_id, steps, seed, minutes):
+def learn(lib, env_id, steps, seed, minutes, eval_every=0):
     from workers import pin_threads
 
     pin_threads(lib)
@@ -186,8 +211,11 @@ def learn(lib, env_id, steps, seed, minutes):
         f"learn-{lib}-{env_id}-{seed}", lib=lib, env_id=env_id, seed=seed, budget=steps
     )
     deadline = time.time() + 60 * minutes
-    function = learn_kppo if lib == "kppo" else learn_sb3
-    trained, elapsed, mean, std = function(env_id, steps, seed, deadline, record)
+    if lib == "kppo":
+        outcome = learn_kppo(env_id, steps, seed, deadline, record, eval_every)
+    else:
+        outcome = learn_sb3(env_id, steps, seed, deadline, record)
+    trained, elapsed, mean, std = outcome
     record.save(
         trained_steps=trained,
         train_seconds=elapsed,
@@ -404,6 +432,9 @@ def main(argv=None):
     command.add_argument(
         "--minutes", type=float, default=1e9, help="stop training after this"
     )
+    command.add_argument(
+        "--eval-every", type=int, default=0, help="keras-ppo: evaluate every N steps"
+    )
     command = commands.add_parser("atari_envs")
     command.add_argument("backend", choices=("ale_vector", "gymnasium", "sb3"))
     command.add_argument("env_id")
@@ -417,7 +448,9 @@ def main(argv=None):
     if args.task == "report":
         report()
     elif args.task == "learn":
-        learn(args.lib, args.env_id, args.steps, args.seed, args.minutes)
+        learn(
+            args.lib, args.env_id, args.steps, args.seed, args.minutes, args.eval_every
+        )
     elif args.task == "atari_envs":
         result = atari_envs(args.backend, args.env_id, args.steps)
         result.update(backend=args.backend, env_id=args.env_id)
