@@ -342,8 +342,11 @@ ANCHORS = {
 
 
 def report():
-    """`results/suites.md` and `results/suites.png` from the JSON results."""
+    """`results/suites.md` and `results/suites.png` from the JSON results:
+    per MuJoCo env keras-ppo's seeds (mean +- std over seeds) beside SB3's
+    run, the Atari learning run's evaluations, and the Atari throughputs."""
     import glob
+    import statistics
 
     import matplotlib
 
@@ -354,50 +357,46 @@ def report():
     for path in sorted(glob.glob(os.path.join(OUT, "learn-*.json"))):
         with open(path) as file:
             data = json.load(file)
-        runs.setdefault(data["env_id"], {})[data["lib"]] = data
+        runs.setdefault(data["env_id"], {}).setdefault(data["lib"], []).append(data)
+    mujoco = {env: libs for env, libs in sorted(runs.items()) if env in ANCHORS}
     lines = [
-        "| env, seed 0 | lib | env steps trained (budget) | deterministic eval "
-        "(10 ep.) | last 10 training episodes | env steps/s | ratio | load "
-        "(1-min avg, min-max) | published anchor at 1M |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| env (v5) | library, seeds | deterministic evaluation at the end "
+        "(10 episodes), mean +- std over seeds [per seed] | last 10 training "
+        "episodes at the end [per seed] | env steps trained | env steps/s "
+        "[per seed] | ratio keras-ppo / SB3 | load (1-min avg, min-max) | "
+        "published at 1M steps |",
+        "| --- | --- | --- | --- | ---: | --- | ---: | --- | --- |",
     ]
-    figure, axes = plt.subplots(1, max(1, len(runs)), figsize=(5 * len(runs), 3.6))
-    axes = [axes] if len(runs) == 1 else list(axes)
-    for axis, (env_id, libs) in zip(axes, sorted(runs.items()), strict=False):
-        speeds = {lib: d.get("steps_per_s") for lib, d in libs.items()}
+    figure, axes = plt.subplots(1, max(1, len(mujoco)), figsize=(5 * len(mujoco), 3.6))
+    axes = [axes] if len(mujoco) == 1 else list(axes)
+    for axis, (env_id, libs) in zip(axes, mujoco.items(), strict=False):
+        # Mean env steps/s over each library's finished runs.
+        speeds = {
+            lib: statistics.mean(d["steps_per_s"] for d in finished)
+            for lib, finished in ((lib, runs_done(r)) for lib, r in libs.items())
+            if finished
+        }
         for lib in ("kppo", "sb3"):
-            data = libs.get(lib)
-            if data is None:
+            seeds = sorted(libs.get(lib, []), key=lambda d: d["seed"])
+            if not seeds:
                 continue
-            curve = [(s, r) for s, r, _ in data["curve"] if r is not None]
-            axis.plot(*zip(*curve, strict=True), label=NAMES[lib])
-            speed = speeds[lib]
-            ratio = (
-                f"{speed / speeds['sb3']:.2f}"
-                if lib == "kppo" and speed and speeds.get("sb3")
-                else ""
-            )
-            loads = data["loads"] or [float("nan")]
-            eval_return = data.get("eval_return")
-            lines.append(
-                f"| {env_id} | {NAMES[lib]} | {data.get('trained_steps', '-')} "
-                f"({data['budget']}) | "
-                + (
-                    f"{eval_return:.0f} +- {data['eval_std']:.0f}"
-                    if eval_return is not None
-                    else "running"
+            for data in seeds:
+                curve = [(s, r) for s, r, _ in data["curve"] if r is not None]
+                axis.plot(
+                    *zip(*curve, strict=True),
+                    color="tab:blue" if lib == "kppo" else "tab:orange",
+                    alpha=0.8,
+                    label=f"{NAMES[lib]} seed {data['seed']}",
                 )
-                + f" | {curve[-1][1]:.0f} | "
-                + (f"{speed:.0f}" if speed else "-")
-                + f" | {ratio} | {sum(loads) / len(loads):.1f} "
-                f"({min(loads):.1f}-{max(loads):.1f}) | {ANCHORS.get(env_id, '')} |"
-            )
-        axis.set_title(f"{env_id}, seed 0")
+            lines.append(mujoco_row(env_id, lib, seeds, speeds))
+        axis.set_title(env_id)
         axis.set_xlabel("env steps")
         axis.set_ylabel("return (last 10 training episodes)")
-        axis.legend()
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(os.path.join(HERE, "results", "suites.png"), dpi=100)
+    markdown = "\n".join(lines)
+    markdown += atari_learning_report(runs, plt)
     atari = []
     for path in sorted(glob.glob(os.path.join(OUT, "atari-*.json"))):
         with open(path) as file:
@@ -407,7 +406,6 @@ def report():
             f"| {os.path.basename(path)[:-5]} | {name} | {data['steps_per_s']:.0f} "
             f"| {4 * data['steps_per_s']:.0f} | {data['load']:.1f} |"
         )
-    markdown = "\n".join(lines)
     if atari:
         markdown += (
             "\n\n| Atari measurement | backend / lib | agent steps/s | frames/s "
@@ -416,6 +414,77 @@ def report():
     with open(os.path.join(HERE, "results", "suites.md"), "w") as file:
         file.write(markdown + "\n")
     print(markdown)
+
+
+def runs_done(runs):
+    return [d for d in runs if d.get("steps_per_s")]
+
+
+def mujoco_row(env_id, lib, seeds, speeds):
+    """One Markdown row: a library's seeds on one MuJoCo env."""
+    import statistics
+
+    def spread(values, digits=0):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return (
+            f"{statistics.mean(values):.{digits}f} +- "
+            f"{statistics.pstdev(values):.{digits}f}"
+        )
+
+    def each(values):
+        return ", ".join("-" if v is None else f"{v:.0f}" for v in values)
+
+    evals = [d.get("eval_return") for d in seeds]
+    last = [d["curve"][-1][1] if d["curve"] else None for d in seeds]
+    rates = [d.get("steps_per_s") for d in seeds]
+    trained = ", ".join(f"{d.get('trained_steps', d['curve'][-1][0]):,}" for d in seeds)
+    loads = [x for d in seeds for x in d["loads"]] or [float("nan")]
+    ratio = (
+        f"**{speeds['kppo'] / speeds['sb3']:.2f}**"
+        if lib == "kppo" and "kppo" in speeds and "sb3" in speeds
+        else ""
+    )
+    return (
+        f"| {env_id} | {NAMES[lib]}, {', '.join(str(d['seed']) for d in seeds)} "
+        f"| {spread(evals)} [{each(evals)}] | {spread(last)} [{each(last)}] "
+        f"| {trained} | {spread(rates)} [{each(rates)}] | {ratio} "
+        f"| {statistics.mean(loads):.1f} ({min(loads):.1f}-{max(loads):.1f}) "
+        f"| {ANCHORS[env_id] if lib == 'kppo' else ''} |"
+    )
+
+
+def atari_learning_report(runs, plt):
+    """The Atari learning runs' evaluations (Markdown) and
+    `results/atari_learning.png`."""
+    rows, figure = [], None
+    for env_id, libs in sorted(runs.items()):
+        for data in libs.get("kppo", []):
+            if env_id in ANCHORS or not data.get("evals"):
+                continue
+            if figure is None:
+                figure, axis = plt.subplots(figsize=(6, 3.6))
+            steps, means, stds, _ = zip(*data["evals"], strict=True)
+            axis.errorbar(steps, means, yerr=stds, marker="o", label=env_id)
+            rows += [
+                f"| {env_id} | {s:,} | {4 * s:,} | {m:.1f} +- {d:.1f} | {t / 60:.0f} |"
+                for s, m, d, t in data["evals"]
+            ]
+    if figure is None:
+        return ""
+    axis.set_xlabel("agent steps (x4 frames)")
+    axis.set_ylabel("game score, 8 episodes")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(HERE, "results", "atari_learning.png"), dpi=100)
+    return (
+        "\n\n| Atari learning run | agent steps | frames | game score of the "
+        "sampling policy (8 episodes) | minutes |\n| --- | ---: | ---: | --- "
+        "| ---: |\n" + "\n".join(rows)
+    )
 
 
 NAMES = {"kppo": "keras-ppo", "sb3": "SB3"}
