@@ -86,17 +86,45 @@ def test_invalid_values_exit_2_naming_the_option(options, expected, capsys, tmp_
 
 
 def test_optional_options_accept_none():
+    from keras_ppo.cli.options import NONE, config_overrides
+
     args = build_parser().parse_args(
-        ["train", "--clip-value", "none", "--target-kl", "off"]
+        ["train", "--clip-value", "none", "--target-kl", "off", "--gamma", "0.9"]
     )
-    assert args.clip_value is None
-    assert args.target_kl is None
+    # Given, not left out: it must outrank the presets (next test).
+    assert args.clip_value is NONE and args.target_kl is NONE
+    overrides = config_overrides(args)
+    assert overrides == {"clip_value": None, "target_kl": None, "gamma": 0.9}
+    assert args.clip_value is None and args.target_kl is None
+
+
+def test_explicit_none_overrides_the_preset_and_the_preset_file(capsys, tmp_path):
+    from keras_ppo.cli.preset_files import write_preset_file
+
+    # The file sets a value clip and a target KL; the flags switch both off.
+    path = tmp_path / "preset.json"
+    write_preset_file(path, "CartPole-v1", {}, {"clip_value": 0.3, "target_kl": 0.05})
+    tiny = ["--total-timesteps", "64", "--num-envs", "2", "--num-steps", "32"]
+    tiny += ["--minibatch-size", "32", "--update-epochs", "1", "--eval-episodes", "1"]
+    common = ["train", "--preset", str(path), *tiny, "--logdir"]
+    assert main([*common, str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "clip_value=0.3" in out and "target_kl=0.05" in out
+    argv = [*common, str(tmp_path / "b"), "--clip-value", "none", "--target-kl", "off"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "clip_value=None" in out and "target_kl=None" in out
+    loaded = keras.saving.load_model(tmp_path / "b" / "agent.keras")
+    assert loaded.config.clip_value is None and loaded.config.target_kl is None
 
 
 def test_seed_accepts_none_as_its_help_says():
     # The help shows `--seed X|none`; `none` means an unseeded run, as
     # PPOConfig(seed=None).
-    assert build_parser().parse_args(["train", "--seed", "none"]).seed is None
+    from keras_ppo.cli.options import config_overrides
+
+    args = build_parser().parse_args(["train", "--seed", "none"])
+    assert config_overrides(args)["seed"] is None and args.seed is None
     assert build_parser().parse_args(["train", "--seed", "3"]).seed == 3
 
 

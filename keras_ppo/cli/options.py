@@ -10,16 +10,46 @@ import typing
 from keras_ppo.cli import presets
 
 
-def _optional(parse):
-    """An argparse type accepting `none`/`off` (None) or `parse(text)`."""
+class _ExplicitNone:
+    """`none` given on the command line for a `PPOConfig` field: unlike an
+    option left out (None), it outranks the env's preset and a preset file;
+    `config_overrides` turns it into None."""
+
+    def __repr__(self):
+        return "none"
+
+
+#: The parsed value of `--<config-field> none`.
+NONE = _ExplicitNone()
+
+
+def _optional(parse, none=None):
+    """An argparse type accepting `none`/`off` (`none`, default None) or
+    `parse(text)`."""
 
     def parse_optional(text):
         if text.lower() in ("none", "off"):
-            return None
+            return none
         return parse(text)
 
     parse_optional.__name__ = parse.__name__  # argparse names it in errors
     return parse_optional
+
+
+def config_overrides(args) -> dict:
+    """The `PPOConfig` fields given on the command line (or filled in from
+    a preset file), by name; an explicit `none` becomes None, and the
+    matching attribute of `args` too."""
+    overrides = {}
+    for field in presets.config_fields():
+        value = getattr(args, field.name)
+        if value is NONE:
+            value = None
+            setattr(args, field.name, None)
+            overrides[field.name] = None
+        elif value is not None:
+            overrides[field.name] = value
+    return overrides
 
 
 def _hidden_sizes(text):
@@ -129,7 +159,7 @@ def _add_config_options(parser):
             inner = float if float in hint.__args__ else int
             group.add_argument(
                 flag,
-                type=_optional(_parse_type(field.name, inner)),
+                type=_optional(_parse_type(field.name, inner), none=NONE),
                 default=None,
                 metavar="X|none",
                 help=CONFIG_HELP.get(field.name),

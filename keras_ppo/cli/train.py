@@ -15,6 +15,7 @@ from keras_ppo.cli.options import (
     _hidden_sizes,
     _positive_float,
     _positive_int,
+    config_overrides,
 )
 
 
@@ -244,11 +245,7 @@ def train_command(args, parser) -> int:
     from keras_ppo.cli.preset_option import apply_preset_file, run_settings
 
     apply_preset_file(args, parser)
-    overrides = {
-        field.name: getattr(args, field.name)
-        for field in presets.config_fields()
-        if getattr(args, field.name) is not None
-    }
+    overrides = config_overrides(args)
     logdir = args.logdir or os.path.join("runs", args.env_id)
     save_path = args.save or os.path.join(logdir, "agent.keras")
     _check_before_training(args, parser, overrides, logdir, save_path)
