@@ -338,6 +338,14 @@ ANCHORS = {
     "HalfCheetah-v5": "CleanRL 2906 +- 1129; rl-zoo3 5819",
     "Hopper-v5": "CleanRL 2052 +- 314; rl-zoo3 2410",
     "Walker2d-v5": "CleanRL 2891 +- 231; rl-zoo3 3479",
+    # rl-zoo3's benchmark.md (PPO, v3 envs, one run); it has no PPO row for
+    # the others, whose reference is the env's own ceiling.
+    "Ant-v5": "rl-zoo3 1327 (its tuned values)",
+    "Swimmer-v5": "rl-zoo3 282",
+    "InvertedPendulum-v5": "none published; 1000 is the maximum",
+    "InvertedDoublePendulum-v5": "none published; about 9360 is the maximum",
+    "Reacher-v5": "none published; near 0 is best (about -4)",
+    "Humanoid-v5": "none published for PPO at 1M",
 }
 
 
