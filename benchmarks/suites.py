@@ -375,8 +375,14 @@ def report():
         "published at 1M steps |",
         "| --- | --- | --- | --- | ---: | --- | ---: | --- | --- |",
     ]
-    figure, axes = plt.subplots(1, max(1, len(mujoco)), figsize=(5 * len(mujoco), 3.6))
-    axes = [axes] if len(mujoco) == 1 else list(axes)
+    columns = min(3, max(1, len(mujoco)))
+    rows = -(-max(1, len(mujoco)) // columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False
+    )
+    axes = list(axes.flat)
+    for axis in axes[len(mujoco) :]:
+        axis.set_visible(False)
     for axis, (env_id, libs) in zip(axes, mujoco.items(), strict=False):
         # Mean env steps/s over each library's finished runs.
         speeds = {
