@@ -4,15 +4,16 @@ PureJaxRL trains many seeds at once by `jax.vmap`-ing its training step
 over them (Lu et al., 2022, arXiv:2210.02661): each op runs once for a
 batch of agents, so its fixed cost is shared. `StackedAgents` does the same
 for `PPOModel`s that differ only in their seed. The agents keep owning
-their weights, optimizer state, RNG keys and metrics: an iteration reads
-them stacked `[N, ...]` (`read`), runs the first agent's own code on every
-slice with `tf.vectorized_map` (its forward pass in a `keras.StatelessScope`
-of the slice; its update through `minibatch_gradients`, each agent's
-gradients clipped on their own), steps one optimizer of the same
-configuration with `stateless_apply` on the stacked weights and moments,
-and writes every slice back (`write`). The optimizers allowed here update
-each weight elementwise from its gradient, its moments and the shared
-iteration count, so slice K of the stacked step is agent K's own step.
+their weights, optimizer state, RNG keys and metrics: each iteration copies
+them into stacked variables `[N, ...]` (`load`), runs the first agent's own
+code on every slice with `tf.vectorized_map` (its forward pass in a
+`keras.StatelessScope` of the slice; its update through
+`minibatch_gradients`, each agent's gradients clipped on their own), steps
+one optimizer of the same configuration on the stacked weights, and copies
+every slice back (`store`), so saving, loading and callbacks see the agents
+as they would alone. The optimizers allowed here update each weight
+elementwise from its gradient, its moments and the shared iteration count,
+so slice K of the stacked step is agent K's own step.
 """
 
 from __future__ import annotations
