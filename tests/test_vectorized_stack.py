@@ -87,6 +87,42 @@ def test_each_stacked_agent_trains_exactly_as_it_would_alone(jit_compile):
     assert not np.allclose(first.numpy(), second.numpy())
 
 
+@pytest.mark.parametrize(
+    "env_id, model_kwargs",
+    [
+        ("Pendulum-v1", {}),  # Box actions, a learnt log-std weight
+        ("Pendulum-v1", {"state_dependent_std": True}),
+        ("CartPole-v1", {"shared_trunk": True}),
+    ],
+)
+def test_other_feed_forward_agents_train_as_alone_too(env_id, model_kwargs):
+    env = tfenvs.make(env_id, num_envs=NUM_ENVS)
+
+    def build(seed):
+        config = keras_ppo.PPOConfig(
+            num_steps=16, minibatch_size=32, update_epochs=2, seed=seed
+        )
+        model = keras_ppo.PPOModel.from_env(env, config=config, **model_kwargs)
+        model.compile()
+        return model
+
+    stack = keras_ppo.AgentStack([build(0), build(1)], vectorize=True)
+    stack.compile()
+    stack.fit(
+        keras_ppo.rollout_dataset(stack, env, jit_compile=False), epochs=2, verbose=0
+    )
+    for seed, member in enumerate(stack.agents):
+        single = build(seed)
+        single.fit(
+            keras_ppo.rollout_dataset(
+                single, env, jit_compile=False, whole_iterations=True
+            ),
+            epochs=2,
+            verbose=0,
+        )
+        assert_same_state(member, single, **TOLERANCE)
+
+
 def test_clipping_and_advantage_normalisation_are_each_agents_own():
     # Agent 1's value head is scaled up a thousandfold: its gradient norm
     # dwarfs agent 0's, so a norm or advantage statistics taken over the
