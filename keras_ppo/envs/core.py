@@ -171,18 +171,31 @@ class BatchedEnv:
 
     def _initial_state(self, key) -> Physics:
         """The reset distribution's draw from one key `[2]`, or from one key
-        per group of envs `[G, 2]`, concatenated."""
+        per group of envs `[G, 2]`, concatenated.
+
+        The groups' draws run in a loop (`tf.map_fn`) rather than as G
+        copies of the draw ops: XLA then compiles one draw, not G (at 8
+        groups of CartPole, 9 of 24 seconds of an AgentStack's compilation),
+        while uncompiled graphs ran as fast either way.
+        """
+        definition = self._definition
         if key.shape.rank == 1:
-            return self._definition.initial_state(key, self.num_envs)
+            return definition.initial_state(key, self.num_envs)
         size = self.num_envs // key.shape[0]
-        groups = [
-            self._definition.initial_state(key[group], size)
-            for group in range(key.shape[0])
-        ]
-        return {
-            name: tf.concat([group[name] for group in groups], axis=0)
-            for name in groups[0]
-        }
+
+        def draw(group_key):
+            return definition.initial_state(group_key, size)
+
+        spec = tf.function(draw).get_concrete_function(tf.TensorSpec([2], key.dtype))
+        groups = tf.map_fn(
+            draw,
+            key,
+            fn_output_signature=tf.nest.map_structure(
+                lambda value: tf.TensorSpec(value.shape, value.dtype),
+                spec.structured_outputs,
+            ),
+        )
+        return {name: tf.reshape(value, [-1]) for name, value in groups.items()}
 
     def _check_key(self, key) -> tf.Tensor:
         key = tf.convert_to_tensor(key)
