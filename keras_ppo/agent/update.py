@@ -7,7 +7,9 @@ device would compute it: advantage normalisation, the loss (each replica's
 loss is weighted by its share of the samples, so the replicas' gradients
 add up to the global gradient), gradient clipping and the diagnostics.
 The maths are the pure functions of `keras_ppo.core.losses` (Schulman et
-al., 2017, arXiv:1707.06347, eq. 7 and 9).
+al., 2017, arXiv:1707.06347, eq. 7 and 9). Everything before the optimizer
+step is `minibatch_gradients`, which a vectorised `AgentStack` also runs on
+each agent's weights (`keras_ppo.agent.stacked`).
 """
 
 from __future__ import annotations
