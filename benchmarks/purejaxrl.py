@@ -14,13 +14,18 @@ and report: setup and compilation, training and total wall time, the
 process's CPU time, env steps per second in training and the final return.
 keras-ppo runs with XLA on and off, and on the minibatch stream that was
 the default before whole iterations (`before`). `--many` compares N seeds
-in one run (PureJaxRL: `jax.vmap` over seeds; keras-ppo: `AgentStack`)
-with N separate runs. Prints Markdown tables; `--json` writes the raw rows.
+in one run (PureJaxRL: `jax.vmap` over seeds; keras-ppo: the vectorised
+`AgentStack`, with and without XLA, and with `--many-paths side-xla` the
+side-by-side one) with the same library's single runs above: seeds x env
+steps/s, and its ratio to one run's env steps/s (the median of `--seeds`
+runs; keras-ppo's `xla` and `graph` paths must be among `--paths`). Prints
+Markdown tables; `--json` writes the raw rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -49,6 +54,13 @@ CONFIG = {
     "ENV_NAME": "CartPole-v1",
     "ANNEAL_LR": True,
     "DEBUG": False,
+}
+
+# `--many-paths`: (table row, keras-ppo path, AgentStack's `vectorize`).
+MANY_PATHS = {
+    "xla": ("keras-ppo AgentStack vectorised, XLA", "xla", True),
+    "graph": ("keras-ppo AgentStack vectorised, no XLA", "graph", True),
+    "side-xla": ("keras-ppo AgentStack side by side, XLA", "xla", False),
 }
 
 # Run by the jax python: compile PureJaxRL's train function (vmapped over
@@ -127,9 +139,10 @@ def purejaxrl(args, num_envs, seeds):
     return result_of(completed, f"PureJaxRL {num_envs} envs {seeds}")
 
 
-def keras_ppo(args, num_envs, seeds, path):
+def keras_ppo(args, num_envs, seeds, path, vectorize=True):
     environment = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
     spec = {"num_envs": num_envs, "seeds": seeds, "path": path}
+    spec["vectorize"] = vectorize
     spec["timesteps"] = args.timesteps
     completed = subprocess.run(
         [sys.executable, os.path.join(HERE, "purejaxrl_worker.py"), json.dumps(spec)],
@@ -164,20 +177,38 @@ def summary(rows, seeds_per_run=1):
     }
 
 
-def table(title, results):
+def table(title, results, single=None):
+    """A Markdown table; with `single` (`{name: one run's row}`), a column
+    of each row's steps/s against its single run's."""
+    ratio = "against one run at a time | " if single else ""
     print(
         f"\n| {title} | compile / setup | training | total | CPU | "
-        "env steps/s (training) | final return [per seed] | "
+        f"env steps/s (training) | {ratio}final return [per seed] | "
         "deterministic evaluation |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    print(
+        "| --- | ---: | ---: | ---: | ---: | ---: | "
+        + "---: | " * bool(single)
+        + "--- | --- |"
+    )
     for name, row in results.items():
         returns = ", ".join(f"{r:.0f}" for r in row["returns"])
         mean = statistics.mean(row["returns"])
+        against = ""
+        if single:
+            one = single.get(name)
+            against = (
+                "n/a | "
+                if one is None
+                else (
+                    f"{row['steps_per_s'] / one['steps_per_s']:.2f}x "
+                    f"({one['steps_per_s']:,.0f}) | "
+                )
+            )
         print(
             f"| {name} | {row['setup']:.1f} s | {row['training']:.1f} s | "
             f"{row['total']:.1f} s | {row['cpu']:.1f} s | "
-            f"{row['steps_per_s']:,.0f} | {mean:.0f} [{returns}] | "
+            f"{row['steps_per_s']:,.0f} | {against}{mean:.0f} [{returns}] | "
             f"{evaluation(row['eval_returns'])} |"
         )
 
@@ -205,6 +236,14 @@ def main():
         "before (the minibatch stream)",
     )
     parser.add_argument("--many", type=int, default=0, help="seeds in one run")
+    parser.add_argument(
+        "--many-paths",
+        nargs="+",
+        default=list(MANY_PATHS)[:2],
+        choices=list(MANY_PATHS),
+        help="AgentStack runs for --many: vectorised with XLA (xla), "
+        "without (graph), side by side with XLA (side-xla)",
+    )
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args()
     args.ppo = os.path.abspath(args.ppo)
@@ -221,10 +260,11 @@ def main():
                 print(num_envs, seed, path, row, flush=True)
     if args.many:
         seeds = list(range(args.many))
-        for name, run in (
-            ("PureJaxRL, jax.vmap", lambda: purejaxrl(args, 4, seeds)),
-            ("keras-ppo AgentStack, XLA", lambda: keras_ppo(args, 4, seeds, "xla")),
-        ):
+        runs = {"PureJaxRL, jax.vmap": lambda: purejaxrl(args, 4, seeds)}
+        for key in args.many_paths:
+            name, path, vectorize = MANY_PATHS[key]
+            runs[name] = functools.partial(keras_ppo, args, 4, seeds, path, vectorize)
+        for name, run in runs.items():
             row = run()
             raw[("many", name)] = [row]
             print("many", name, row, flush=True)
@@ -241,7 +281,17 @@ def main():
             for (envs, name), rows in raw.items()
             if envs == "many"
         }
-        table(f"{args.many} seeds in one run (seeds x env steps/s)", results)
+        # Each run's single-seed counterpart, from the same run's 4-env rows.
+        single = {"PureJaxRL, jax.vmap": "PureJaxRL"}
+        single.update(
+            {name: f"keras-ppo {path}" for name, path, _ in MANY_PATHS.values()}
+        )
+        single = {
+            name: summary(raw[(4, one)])
+            for name, one in single.items()
+            if (4, one) in raw
+        }
+        table(f"{args.many} seeds in one run (seeds x env steps/s)", results, single)
     if args.json:
         with open(args.json, "w") as file:
             json.dump({f"{k[0]} {k[1]}": v for k, v in raw.items()}, file, indent=1)

@@ -8,7 +8,9 @@ and prints `RESULT {json}`: `setup` (imports excluded: building the model,
 then one iteration, which traces and compiles), `total` and `cpu` seconds,
 `iterations` and the final `returns` (the last epoch's mean training
 episode return, and `eval_returns`, deterministic over 10 gymnasium
-episodes). Several seeds train together in one `AgentStack`.
+episodes). Several seeds train together in one `AgentStack`: vectorised
+(one batched graph for all) unless `"vectorize": false` runs them side by
+side.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main():
             },
         }[spec["path"]]
     else:
-        model = keras_ppo.AgentStack(models)
+        model = keras_ppo.AgentStack(models, vectorize=spec.get("vectorize", True))
         options = {"jit_compile": spec["path"] == "xla"}
     dataset = keras_ppo.rollout_dataset(model, env, **options)
     whole = spec["path"] != "before"

@@ -75,13 +75,16 @@ def test_a_compiled_stack_steps_every_agent_exactly():
     assert {f"agent_{k}/episode_return" for k in range(3)} <= set(logs[-1])
 
 
-def test_a_stack_saves_and_loads_its_agents(tmp_path):
+@pytest.mark.parametrize("vectorize", [None, False])
+def test_a_stack_saves_and_loads_its_agents(tmp_path, vectorize):
     env = tfenvs.make("CartPole-v1", num_envs=4)
-    stack = keras_ppo.AgentStack([agent(0, env), agent(1, env)])
+    stack = keras_ppo.AgentStack([agent(0, env), agent(1, env)], vectorize=vectorize)
     stack.compile()
+    assert stack.vectorized is (vectorize is None)
     stack.fit(keras_ppo.rollout_dataset(stack, env, jit_compile=False), verbose=0)
     stack.save(tmp_path / "stack.keras")
     loaded = keras.saving.load_model(tmp_path / "stack.keras")
+    assert loaded.vectorized is stack.vectorized
     for original, copy in zip(stack.agents, loaded.agents, strict=True):
         for a, b in zip(original.weights, copy.weights, strict=True):
             np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -387,6 +387,34 @@ def test_unknown_id_and_bad_arguments_raise():
     env.step(state, np.array([0, 1], np.int64), tf.constant([3, 4], tf.int32))
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_tiled_envs_reset_each_group_from_its_own_key(env_id):
+    # What AgentStack's vectorised path relies on: 3 agents' 4 envs as one
+    # batch of 12, each group drawn as its agent's own 4 envs would be.
+    env = tfenvs.make(env_id, num_envs=4)
+    tiled = env.tiled(3)
+    assert tiled.num_envs == 12
+    keys = tf.constant([[1, 2], [3, 4], [5, 6]], tf.int64)
+    state, obs = tiled.reset(keys)
+    groups = [env.reset(keys[g]) for g in range(3)]
+    for g, (_, group_obs) in enumerate(groups):
+        np.testing.assert_array_equal(obs[4 * g : 4 * g + 4], group_obs)
+    # Past Pendulum's time limit (CartPole's constant pushes end episodes
+    # sooner): every env resets, each group from its own step key.
+    actions = tf.zeros([12, *env.action_space.shape], env.action_space.dtype)
+    for t in range(210):
+        step_keys = keys + tf.constant([0, t + 1], tf.int64)
+        state, obs, *_ = tiled.step(state, actions, step_keys)
+        groups = [
+            (env.step(group_state, actions[:4], step_keys[g])[:2])
+            for g, (group_state, _) in enumerate(groups)
+        ]
+    for g, (_, group_obs) in enumerate(groups):
+        np.testing.assert_array_equal(obs[4 * g : 4 * g + 4], group_obs)
+    with pytest.raises(ValueError, match=r"\[G, 2\] with G dividing num_envs=12"):
+        tiled.reset(tf.constant([[1, 2]] * 5, tf.int64))
+
+
 def test_cartpole_throughput(capsys):
     """Prints env-steps/s of 1,024 envs in one XLA-compiled loop."""
     num_envs, num_steps = 1024, 1000

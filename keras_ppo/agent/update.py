@@ -7,10 +7,14 @@ device would compute it: advantage normalisation, the loss (each replica's
 loss is weighted by its share of the samples, so the replicas' gradients
 add up to the global gradient), gradient clipping and the diagnostics.
 The maths are the pure functions of `keras_ppo.core.losses` (Schulman et
-al., 2017, arXiv:1707.06347, eq. 7 and 9).
+al., 2017, arXiv:1707.06347, eq. 7 and 9). Everything before the optimizer
+step is `minibatch_gradients`, which a vectorised `AgentStack` also runs on
+each agent's weights (`keras_ppo.agent.stacked`).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import tensorflow as tf
@@ -77,36 +81,70 @@ def update(model, minibatch: Minibatch):
         replica's `1 / num_replicas` share of the global minibatch's
         `EpisodeStats`.
     """
+    gradients, results, episodes = minibatch_gradients(model, minibatch)
+    applied = _apply(model, gradients, results["approx_kl"], minibatch.update_index)
+    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    return results, applied, episodes.scaled(1.0 / num_replicas)
+
+
+def minibatch_gradients(model, minibatch: Minibatch, weights=None, state=()):
+    """The gradients and statistics of one update, before it is applied.
+
+    Args:
+        model: The `PPOModel`.
+        minibatch: The global minibatch (this replica takes its share).
+        weights: None to differentiate with respect to the model's
+            trainable variables. Or tensors, one per trainable variable,
+            that the model computes with instead (in a `keras.StatelessScope`
+            that also maps `state`'s `(variable, value)` pairs): how
+            `keras_ppo.agent.stacked` runs one model on each agent's
+            weights, the gradients then being with respect to `weights`.
+        state: More `(variable, value)` pairs for that scope.
+
+    Returns:
+        `(gradients, results, episodes)`: the gradients (all-reduced and
+        clipped here under a strategy when the optimizer clips, else as
+        the optimizer will clip them), the losses and diagnostics by name
+        and the global minibatch's `EpisodeStats`.
+    """
     config = model.config
     # Shifts for one-pass variances, the same on every replica.
     advantage_shift = minibatch.advantages[0]
     return_shift = minibatch.returns[0]
     residual_shift = return_shift - minibatch.values[0]
     minibatch = replicas.replica_share(minibatch)
-    weights = minibatch.mask
+    mask = minibatch.mask
     advantages = minibatch.advantages
 
     advantage_moments = replicas.all_sum(
-        losses.weighted_moments(advantages, weights, advantage_shift)
+        losses.weighted_moments(advantages, mask, advantage_shift)
     )
-    share = tf.math.divide_no_nan(tf.reduce_sum(weights), advantage_moments[0])
+    share = tf.math.divide_no_nan(tf.reduce_sum(mask), advantage_moments[0])
     if config.normalize_advantages:
         mean, variance = losses.mean_and_variance(advantage_moments, advantage_shift)
         advantages = (advantages - mean) / (tf.sqrt(variance) + 1e-8)
 
     with tf.GradientTape() as tape:
-        terms = loss_terms(model, minibatch, advantages)
+        if weights is None:
+            sources, scope = model.trainable_variables, contextlib.nullcontext()
+        else:
+            tape.watch(weights)
+            mapping = [*zip(model.trainable_variables, weights, strict=True), *state]
+            sources, scope = weights, keras.StatelessScope(mapping)
+        with scope:
+            terms = loss_terms(model, minibatch, advantages)
+            clip_ratio = tf.convert_to_tensor(model.clip_ratio)
         replica_loss = share * terms["loss"]
-    gradients = tape.gradient(replica_loss, model.trainable_variables)
+    gradients = tape.gradient(replica_loss, sources)
 
     log_ratio = terms.pop("log_ratio")
-    terms["approx_kl"] = losses.approx_kl(log_ratio, weights)
-    terms["clip_fraction"] = losses.clip_fraction(log_ratio, model.clip_ratio, weights)
+    terms["approx_kl"] = losses.approx_kl(log_ratio, mask)
+    terms["clip_fraction"] = losses.clip_fraction(log_ratio, clip_ratio, mask)
     residuals = minibatch.returns - minibatch.values
     statistics = {
         "means": {name: share * value for name, value in terms.items()},
-        "targets": losses.weighted_moments(minibatch.returns, weights, return_shift),
-        "residuals": losses.weighted_moments(residuals, weights, residual_shift),
+        "targets": losses.weighted_moments(minibatch.returns, mask, return_shift),
+        "residuals": losses.weighted_moments(residuals, mask, residual_shift),
         "episodes": minibatch.episodes,
     }
     gradients, statistics = _all_sum_and_clip(model.optimizer, gradients, statistics)
@@ -114,9 +152,7 @@ def update(model, minibatch: Minibatch):
     results["explained_variance"] = losses.explained_variance_from_moments(
         statistics["targets"], statistics["residuals"]
     )
-    applied = _apply(model, gradients, results["approx_kl"], minibatch.update_index)
-    num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-    return results, applied, statistics["episodes"].scaled(1.0 / num_replicas)
+    return gradients, results, statistics["episodes"]
 
 
 def _all_sum_and_clip(optimizer, gradients, statistics):
@@ -146,7 +182,13 @@ def clip_gradients(optimizer, gradients):
     if (optimizer.clipnorm or 0) > 0:
         return [tf.clip_by_norm(g, optimizer.clipnorm) for g in gradients]
     if (optimizer.global_clipnorm or 0) > 0:
-        return tf.clip_by_global_norm(gradients, optimizer.global_clipnorm)[0]
+        # Keras' formula (`keras.optimizers.Optimizer`'s global clipping),
+        # not `tf.clip_by_global_norm`, whose L2Loss `tf.vectorized_map`
+        # cannot vectorise (`keras_ppo.agent.stacked` clips per agent).
+        limit = optimizer.global_clipnorm
+        norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in gradients]))
+        scale = limit * tf.minimum(1.0 / norm, 1.0 / limit)
+        return [g * scale for g in gradients]
     if (optimizer.clipvalue or 0) > 0:
         limit = optimizer.clipvalue
         return [tf.clip_by_value(g, -limit, limit) for g in gradients]

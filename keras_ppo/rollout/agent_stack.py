@@ -4,11 +4,14 @@ PureJaxRL trains many seeds in parallel by vectorising its whole training
 step over a batch of seeds (Lu et al., 2022, arXiv:2210.02661). Here an
 `AgentStack` holds N `PPOModel`s (different seeds, or different
 hyperparameters), each with its own optimizer, env copies and random
-streams; one `train_step` runs one whole iteration of every agent
-(`keras_ppo.rollout.whole_iterations`) inside one compiled graph, so the
-agents share every call's fixed costs (Keras' loop, dispatch, the XLA
-call) and the graph's independent branches can overlap. Each agent's
-losses and episode statistics reach the logs as `agent_K/<metric>`.
+streams; one `train_step` runs one whole iteration of every agent inside
+one compiled graph. Agents that differ only in their seed (and that
+`keras_ppo.agent.stacked.stack_difference` allows) train vectorised: every
+op of the iteration runs once on tensors with a leading agent axis
+(`keras_ppo.rollout.vectorized`). Others run side by side, each its own
+`keras_ppo.rollout.whole_iterations` graph, sharing only each call's fixed
+costs. Either way each agent trains as it would alone, and its losses and
+episode statistics reach the logs as `agent_K/<metric>`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import tensorflow as tf
 
 from keras_ppo.agent import memory, streams
 from keras_ppo.agent.model import PPOModel
+from keras_ppo.agent.stacked import stack_difference
 from keras_ppo.core import checks
 from keras_ppo.rollout.tf_driver import TFDriver
+from keras_ppo.rollout.vectorized import VectorizedStackSource
 from keras_ppo.rollout.whole_iterations import WholeIterationSource
 
 
@@ -36,10 +41,15 @@ class AgentStack(keras.Model):
         agents: A list of `PPOModel`s with the same observation and action
             spaces. Agents not yet compiled get `PPOModel.compile()`'s
             defaults when the stack is compiled.
+        vectorize: None (default) to train the agents vectorised when they
+            allow it (`vectorized`), True to require it, False to run them
+            side by side.
 
     Raises:
         TypeError: If `agents` is not a non-empty list of PPOModels.
-        ValueError: If their spaces differ.
+        ValueError: If their spaces differ, or with `vectorize=True` if
+            they cannot train vectorised (naming what differs; checked
+            again, with their optimizers, by `compile`).
 
     Example:
         >>> env = keras_ppo.envs.make("CartPole-v1", num_envs=4)
@@ -52,8 +62,10 @@ class AgentStack(keras.Model):
         >>> stack.fit(keras_ppo.rollout_dataset(stack, env), epochs=10)
     """
 
-    def __init__(self, agents, **kwargs):
+    def __init__(self, agents, vectorize=None, **kwargs):
         super().__init__(**kwargs)
+        if vectorize is not None:
+            vectorize = checks.check_bool("vectorize", vectorize)
         agents = list(agents) if isinstance(agents, (list, tuple)) else agents
         if (
             not isinstance(agents, list)
@@ -73,10 +85,31 @@ class AgentStack(keras.Model):
                     f"{(first.observation_space, first.action_space)}"
                 )
         self.agents = agents
+        self.vectorize = vectorize
+        self._vectorized = self._choose_vectorized()
         # The stream `fit` reads (set by `fit`).
         self._iteration_stream = None
         # Its agents are built: nothing for Keras to build from a batch.
         self.built = True
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether the agents train vectorised (`keras_ppo.rollout.
+        vectorized`) rather than side by side; final once compiled."""
+        return self._vectorized
+
+    def _choose_vectorized(self) -> bool:
+        if self.vectorize is False:
+            return False
+        reason = stack_difference(self.agents)
+        if reason is not None and self.vectorize:
+            raise ValueError(
+                "vectorize=True needs agents that differ only in their seed, "
+                "feed-forward on flat observations, without target_kl or "
+                "normalisation, compiled alike with Adam, SGD or RMSprop. "
+                f"Received: {reason}"
+            )
+        return reason is None
 
     def call(self, observations):
         return [agent(observations) for agent in self.agents]
@@ -85,6 +118,7 @@ class AgentStack(keras.Model):
         return {
             "name": self.name,
             "agents": [keras.saving.serialize_keras_object(a) for a in self.agents],
+            "vectorize": self.vectorize,
         }
 
     @classmethod
@@ -107,6 +141,8 @@ class AgentStack(keras.Model):
         for agent in self.agents:
             if not agent.compiled:
                 agent.compile()
+        # With the optimizers known.
+        self._vectorized = self._choose_vectorized()
         super().compile(
             optimizer=None, steps_per_execution=steps_per_execution, **kwargs
         )
@@ -125,11 +161,21 @@ class AgentStack(keras.Model):
             ValueError: If `x` is not a rollout dataset of this stack.
         """
         stream = streams.stream_of(x)
-        if not isinstance(stream, StackSource) or stream.model is not self:
+        sources = (StackSource, VectorizedStackSource)
+        if not isinstance(stream, sources) or stream.model is not self:
             raise ValueError(
                 "AgentStack.fit expects keras_ppo.rollout_dataset(stack, env) "
                 f"of this stack. Received: {x!r}"
             )
+        if isinstance(stream, VectorizedStackSource) != self.vectorized:
+            raise ValueError(
+                "This rollout dataset was made before `compile` decided "
+                f"whether the stack trains vectorised (vectorized="
+                f"{self.vectorized}); make it again with "
+                "keras_ppo.rollout_dataset(stack, env)."
+            )
+        if self.vectorized:
+            stream.build()
         steps_per_epoch = checks.check_int(
             "steps_per_epoch",
             1 if steps_per_epoch is None else steps_per_epoch,

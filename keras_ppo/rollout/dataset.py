@@ -13,6 +13,7 @@ from keras_ppo.rollout.agent_stack import AgentStack, StackSource
 from keras_ppo.rollout.gym_driver import GymDriver, check_nonfinite_mode
 from keras_ppo.rollout.minibatches import iteration_minibatches
 from keras_ppo.rollout.tf_driver import TFDriver
+from keras_ppo.rollout.vectorized import VectorizedStackSource
 from keras_ppo.rollout.whole_iterations import WholeIterationSource
 
 #: Whether whole iterations compile with XLA by default (benchmarks/README.md
@@ -197,7 +198,11 @@ def _stack_dataset(stack, env, jit_compile) -> tf.data.Dataset:
             )
     if jit_compile is None:
         jit_compile = WHOLE_ITERATION_XLA
-    source = StackSource(stack, env, checks.check_bool("jit_compile", jit_compile))
+    jit_compile = checks.check_bool("jit_compile", jit_compile)
+    if stack.vectorized:
+        source = VectorizedStackSource(stack, env, jit_compile)
+    else:
+        source = StackSource(stack, env, jit_compile)
     dataset = source.dataset(repeat=False)
     streams.register(dataset, source)
     return dataset

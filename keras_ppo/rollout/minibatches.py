@@ -64,14 +64,28 @@ def shuffled_minibatches(
         sample fields `[U * M, minibatch_size, ...]`, `update_index` and the
         episode statistics, non-zero only at index 0.
     """
+    order = shuffled_order(update_epochs, num_minibatches, minibatch_size, seed)
+    return minibatches_in_order(rollout, order)
+
+
+def shuffled_order(update_epochs, num_minibatches, minibatch_size, seed):
+    """`[U * M, minibatch_size]` sample indices of `shuffled_minibatches`:
+    one independent permutation of the batch per pass, cut into minibatches.
+    """
     num_updates = update_epochs * num_minibatches
     batch_size = num_minibatches * minibatch_size
-    # One independent permutation of the whole batch per pass.
     keys = tf.random.stateless_uniform((update_epochs, batch_size), seed)
-    order = tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
+    return tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
+
+
+def minibatches_in_order(rollout: Rollout, order) -> Minibatch:
+    """The minibatches of a time-major rollout whose samples (flattened
+    `[T * N]`) `order` `[U * M, minibatch_size]` lists (`shuffled_order`)."""
+    num_updates, _ = order.shape
 
     def shuffled(value):
-        return tf.gather(tf.reshape(value, (batch_size, *value.shape[2:])), order)
+        flat = tf.reshape(value, (-1, *value.shape[2:]))
+        return tf.gather(flat, order)
 
     # `tf.nest`: observations may be a dict of leaves (Dict observations).
     samples = {

@@ -35,21 +35,38 @@ class TFDriver(Driver):
     Args:
         env: A `keras_ppo.envs.BatchedEnv`.
         seed: Seed of the env's RNG stream (resets), or None for a random one.
+            Or a list of G seeds: the envs are then G groups of `num_envs /
+            G`, each with its own stream, as G drivers of that many envs
+            would have (an `AgentStack`'s agents, stepped as one batch).
     """
 
     def __init__(self, env, seed=None):
         super().__init__(env.num_envs, env.observation_space.shape, tf.float32)
         self.env = env
-        seed = np.random.SeedSequence(seed).generate_state(1)[0]
-        self.key = tf.Variable([int(seed), 1], dtype=tf.int64, trainable=False)
-        state, obs = env.reset(tf.constant([int(seed), 0], tf.int64))
+        self.grouped = isinstance(seed, list)
+        seeds = [
+            int(np.random.SeedSequence(s).generate_state(1)[0])
+            for s in (seed if self.grouped else [seed])
+        ]
+        keys = [[s, 1] for s in seeds] if self.grouped else [seeds[0], 1]
+        self.key = tf.Variable(keys, dtype=tf.int64, trainable=False)
+        resets = [[s, 0] for s in seeds] if self.grouped else [seeds[0], 0]
+        state, obs = env.reset(tf.constant(resets, tf.int64))
         self.state = {
             name: tf.Variable(value, trainable=False) for name, value in state.items()
         }
         self.observations = tf.Variable(obs, trainable=False)
 
     def start(self, num_steps):
-        keys = tf.random.experimental.stateless_split(self.key.value(), num_steps + 1)
+        split = tf.random.experimental.stateless_split
+        if self.grouped:
+            # [num_steps + 1, G, 2]: each group splits its own key.
+            key = self.key.value()
+            keys = tf.stack(
+                [split(key[g], num_steps + 1) for g in range(key.shape[0])], axis=1
+            )
+        else:
+            keys = split(self.key.value(), num_steps + 1)
         self.key.assign(keys[0])
         state = {name: variable.value() for name, variable in self.state.items()}
         dtypes = (tf.float32, tf.float32, tf.float32, tf.bool, tf.bool)
