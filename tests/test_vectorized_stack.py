@@ -178,6 +178,27 @@ def test_a_vectorized_stack_steps_every_agent_exactly():
         assert len(history.history[f"agent_{index}/episode_return"]) == 2
 
 
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_clip_ratio_scheduler_anneals_every_agent_of_a_stack(vectorize):
+    env = tfenvs.make("CartPole-v1", num_envs=NUM_ENVS)
+    members = [agent(seed, env) for seed in range(2)]
+    members[1].clip_ratio.assign(0.4)
+    stack = keras_ppo.AgentStack(members, vectorize=vectorize)
+    stack.compile()
+    halving = keras_ppo.callbacks.ClipRatioScheduler(lambda epoch, clip: clip / 2)
+    history = stack.fit(
+        keras_ppo.rollout_dataset(stack, env, jit_compile=False),
+        epochs=2,
+        verbose=0,
+        callbacks=[halving],
+    )
+    # Each agent halves its own value every epoch: 0.2 and 0.4 become
+    # 0.05 and 0.1 after two epochs, and each is logged under its agent.
+    np.testing.assert_allclose(history.history["agent_0/clip_ratio"], [0.1, 0.05])
+    np.testing.assert_allclose(history.history["agent_1/clip_ratio"], [0.2, 0.1])
+    assert float(stack.agents[1].clip_ratio.numpy()) == pytest.approx(0.1)
+
+
 def test_the_stack_vectorizes_only_agents_that_differ_in_their_seed():
     env = tfenvs.make("CartPole-v1", num_envs=NUM_ENVS)
     assert keras_ppo.AgentStack([agent(0, env), agent(1, env)]).vectorized

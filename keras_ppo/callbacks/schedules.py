@@ -13,7 +13,8 @@ class ClipRatioScheduler(keras.callbacks.Callback):
     learning rate.
 
     The value lives in `model.clip_ratio` (a non-trainable weight), so saved
-    agents and `BackupAndRestore` keep the annealed value.
+    agents and `BackupAndRestore` keep the annealed value. On a
+    `keras_ppo.AgentStack` it sets every agent's, each from its own value.
 
     Args:
         schedule: `schedule(epoch, clip_ratio) -> new clip_ratio`, with the
@@ -35,8 +36,17 @@ class ClipRatioScheduler(keras.callbacks.Callback):
         self.schedule = schedule
         self.verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
 
+    def _agents(self):
+        """The model's agents: every agent of a `keras_ppo.AgentStack`, each
+        scheduled from its own value, or the model itself."""
+        return getattr(self.model, "agents", None) or [self.model]
+
     def on_epoch_begin(self, epoch, logs=None):
-        current = float(self.model.clip_ratio.numpy())
+        for agent in self._agents():
+            self._set(agent, epoch)
+
+    def _set(self, agent, epoch):
+        current = float(agent.clip_ratio.numpy())
         value = self.schedule(epoch, current)
         try:
             value = checks.check_float("clip_ratio", value, lower=0.0)
@@ -47,13 +57,19 @@ class ClipRatioScheduler(keras.callbacks.Callback):
                 "The clip ratio schedule must return a finite number >= 0. "
                 f"Received: {value!r} at epoch {epoch}"
             ) from None
-        self.model.clip_ratio.assign(value)
+        agent.clip_ratio.assign(value)
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: ClipRatioScheduler setting clip_ratio={value}")
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
+        if logs is None:
+            return
+        agents = self._agents()
+        if agents == [self.model]:
             logs["clip_ratio"] = float(self.model.clip_ratio.numpy())
+            return
+        for index, agent in enumerate(agents):
+            logs[f"agent_{index}/clip_ratio"] = float(agent.clip_ratio.numpy())
 
 
 def linear_schedule(initial, epochs):
