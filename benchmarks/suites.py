@@ -354,7 +354,6 @@ def report():
     per MuJoCo env keras-ppo's seeds (mean +- std over seeds) beside SB3's
     run, the Atari learning run's evaluations, and the Atari throughputs."""
     import glob
-    import statistics
 
     import matplotlib
 
@@ -384,12 +383,7 @@ def report():
     for axis in axes[len(mujoco) :]:
         axis.set_visible(False)
     for axis, (env_id, libs) in zip(axes, mujoco.items(), strict=False):
-        # Mean env steps/s over each library's finished runs.
-        speeds = {
-            lib: statistics.mean(d["steps_per_s"] for d in finished)
-            for lib, finished in ((lib, runs_done(r)) for lib, r in libs.items())
-            if finished
-        }
+        speeds = same_run_speeds(libs)
         for lib in ("kppo", "sb3"):
             seeds = sorted(libs.get(lib, []), key=lambda d: d["seed"])
             if not seeds:
@@ -434,6 +428,26 @@ def runs_done(runs):
     return [d for d in runs if d.get("steps_per_s")]
 
 
+def same_run_speeds(libs):
+    """Mean env steps/s of each library's finished runs, keeping for the
+    ratio only keras-ppo runs made under the machine load SB3's run saw
+    (mean load at least SB3's lowest): a run made alone on a quiet machine
+    is not a same-run comparison. `speeds["kppo_seeds"]` names them."""
+    import statistics
+
+    speeds = {}
+    sb3 = runs_done(libs.get("sb3", []))
+    kppo = runs_done(libs.get("kppo", []))
+    if sb3:
+        speeds["sb3"] = statistics.mean(d["steps_per_s"] for d in sb3)
+        floor = min(x for d in sb3 for x in d["loads"])
+        kppo = [d for d in kppo if statistics.mean(d["loads"]) >= floor]
+    if kppo:
+        speeds["kppo"] = statistics.mean(d["steps_per_s"] for d in kppo)
+        speeds["kppo_seeds"] = [d["seed"] for d in kppo]
+    return speeds
+
+
 def mujoco_row(env_id, lib, seeds, speeds):
     """One Markdown row: a library's seeds on one MuJoCo env."""
     import statistics
@@ -458,7 +472,8 @@ def mujoco_row(env_id, lib, seeds, speeds):
     trained = ", ".join(f"{d.get('trained_steps', d['curve'][-1][0]):,}" for d in seeds)
     loads = [x for d in seeds for x in d["loads"]] or [float("nan")]
     ratio = (
-        f"**{speeds['kppo'] / speeds['sb3']:.2f}**"
+        f"**{speeds['kppo'] / speeds['sb3']:.2f}** (seeds "
+        f"{', '.join(map(str, speeds['kppo_seeds']))})"
         if lib == "kppo" and "kppo" in speeds and "sb3" in speeds
         else ""
     )
