@@ -11,6 +11,7 @@ from test_whole_iterations import StopAfter
 
 import keras_ppo
 import keras_ppo.envs as tfenvs
+from keras_ppo.callbacks import ClipRatioScheduler
 from keras_ppo.cli.presets import make_run
 
 # 4 envs x 16 steps, 2 epochs x 2 minibatches of 32: 4 updates per iteration.
@@ -185,7 +186,7 @@ def test_clip_ratio_scheduler_anneals_every_agent_of_a_stack(vectorize):
     members[1].clip_ratio.assign(0.4)
     stack = keras_ppo.AgentStack(members, vectorize=vectorize)
     stack.compile()
-    halving = keras_ppo.callbacks.ClipRatioScheduler(lambda epoch, clip: clip / 2)
+    halving = ClipRatioScheduler(lambda epoch, clip: clip / 2)
     history = stack.fit(
         keras_ppo.rollout_dataset(stack, env, jit_compile=False),
         epochs=2,

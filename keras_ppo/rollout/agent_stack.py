@@ -25,7 +25,10 @@ from keras_ppo.agent.stacked import stack_difference
 from keras_ppo.core import checks
 from keras_ppo.rollout.tf_driver import TFDriver
 from keras_ppo.rollout.vectorized import VectorizedStackSource
-from keras_ppo.rollout.whole_iterations import WholeIterationSource
+from keras_ppo.rollout.whole_iterations import (
+    PlaceholderIterations,
+    WholeIterationSource,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")
@@ -217,7 +220,7 @@ class AgentStack(keras.Model):
         }
 
 
-class StackSource:
+class StackSource(PlaceholderIterations):
     """The `RolloutStream` of an `AgentStack`: one placeholder element per
     iteration of every agent, each agent on its own `TFDriver`.
 
@@ -226,9 +229,6 @@ class StackSource:
         env: A `keras_ppo.envs.BatchedEnv`; each agent steps its own copies.
         jit_compile: Compile the agents' iterations (one graph) with XLA.
     """
-
-    whole_iterations = True
-    updates_per_iteration = 1
 
     def __init__(self, stack, env, jit_compile):
         self.model = stack
@@ -243,15 +243,6 @@ class StackSource:
     def run(self) -> None:
         for source in self.sources:
             source.run()
-
-    def dataset(self, repeat=False) -> tf.data.Dataset:
-        return self.sources[0].dataset(repeat)
-
-    def endless(self) -> tf.data.Dataset:
-        return self.dataset(repeat=True)
-
-    def env_error(self):
-        return None
 
 
 def _driver(agent, env):

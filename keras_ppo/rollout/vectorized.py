@@ -23,9 +23,10 @@ from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS, EpisodeStats, Ro
 from keras_ppo.rollout.collect import episode_statistics
 from keras_ppo.rollout.minibatches import minibatches_in_order, shuffled_order
 from keras_ppo.rollout.tf_driver import TFDriver
+from keras_ppo.rollout.whole_iterations import PlaceholderIterations
 
 
-class VectorizedStackSource:
+class VectorizedStackSource(PlaceholderIterations):
     """The `RolloutStream` of a vectorised `AgentStack`: one placeholder
     element per iteration of every agent, all run by `train_iteration`.
 
@@ -36,9 +37,6 @@ class VectorizedStackSource:
             `env.num_envs` copies, reset from its own seed.
         jit_compile: Compile the iteration with XLA.
     """
-
-    whole_iterations = True
-    updates_per_iteration = 1
 
     def __init__(self, stack, env, jit_compile):
         agents = stack.agents
@@ -61,18 +59,6 @@ class VectorizedStackSource:
         """Stacks the (now compiled) agents; `AgentStack.fit` calls it."""
         if self.agents is None:
             self.agents = StackedAgents(self.model.agents)
-
-    def dataset(self, repeat=False) -> tf.data.Dataset:
-        iterations = tf.data.Dataset.range(1)
-        if repeat:
-            iterations = iterations.repeat()
-        return iterations.map(lambda index: {"iteration": index})
-
-    def endless(self) -> tf.data.Dataset:
-        return self.dataset(repeat=True)
-
-    def env_error(self):
-        return None
 
     # --------------------------------------------------------- one iteration
 

@@ -19,7 +19,33 @@ from keras_ppo.agent.iterations import train_on_minibatches
 from keras_ppo.rollout.minibatches import iteration_minibatches
 
 
-class WholeIterationSource:
+class PlaceholderIterations:
+    """The dataset side of a stream of whole iterations, shared by
+    `WholeIterationSource` and `keras_ppo.AgentStack`'s sources: each
+    element is `{"iteration": int64}`, a placeholder for one step's
+    iterations, which the source's `train_iteration` runs."""
+
+    #: Elements are whole iterations (`keras_ppo.agent.streams`).
+    whole_iterations = True
+    #: Dataset elements per PPO iteration.
+    updates_per_iteration = 1
+
+    def dataset(self, repeat=False) -> tf.data.Dataset:
+        """One placeholder element (one iteration), or endless ones."""
+        iterations = tf.data.Dataset.range(1)
+        if repeat:
+            iterations = iterations.repeat()
+        return iterations.map(lambda index: {"iteration": index})
+
+    def endless(self) -> tf.data.Dataset:
+        return self.dataset(repeat=True)
+
+    def env_error(self):
+        # TF-native envs fail inside the graph, with TensorFlow's own error.
+        return None
+
+
+class WholeIterationSource(PlaceholderIterations):
     """The `keras_ppo.agent.streams.RolloutStream` of whole iterations.
 
     Each element of its dataset is `{"iteration": int64}`, a placeholder
@@ -36,11 +62,6 @@ class WholeIterationSource:
             into an XLA cluster has a fixed cost (benchmarks/README.md).
     """
 
-    #: Elements are whole iterations (`keras_ppo.agent.streams`).
-    whole_iterations = True
-    #: Dataset elements per PPO iteration.
-    updates_per_iteration = 1
-
     def __init__(self, model, driver, jit_compile, iterations_per_step=1):
         self.model = model
         self.driver = driver
@@ -53,20 +74,6 @@ class WholeIterationSource:
         self.train_iteration = tf.function(
             self.run_step, autograph=False, jit_compile=jit_compile
         )
-
-    def dataset(self, repeat=False) -> tf.data.Dataset:
-        """One placeholder element (one iteration), or endless ones."""
-        iterations = tf.data.Dataset.range(1)
-        if repeat:
-            iterations = iterations.repeat()
-        return iterations.map(lambda index: {"iteration": index})
-
-    def endless(self) -> tf.data.Dataset:
-        return self.dataset(repeat=True)
-
-    def env_error(self):
-        # TF-native envs fail inside the graph, with TensorFlow's own error.
-        return None
 
     def run_step(self) -> None:
         """`iterations_per_step` whole iterations, one after the other, in
