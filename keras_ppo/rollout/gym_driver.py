@@ -172,23 +172,23 @@ class GymDriver(Driver):
         """Starts a rollout of `num_steps` steps; returns the current
         observations `[N, ...]` (resetting the envs on first use)."""
         num_steps = int(num_steps)
-        if self._buffers is None or len(self._buffers["rewards"]) != num_steps:
-            shape = (num_steps, self.num_envs)
-            leaves = list(zip(self._shapes, self._dtypes, strict=True))
-            self._buffers = {
-                "observations": [
-                    np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves
-                ],
-                "final_observations": [
-                    np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves
-                ],
-                "rewards": np.zeros(shape, np.float32),
-                "terminations": np.zeros(shape, bool),
-                "truncations": np.zeros(shape, bool),
-                "mask": np.zeros(shape, np.float32),
-                "episode_ends": np.zeros(shape, bool),
-                "counted_ends": np.zeros(shape, bool),
-            }
+        # New arrays for every rollout: TensorFlow may wrap an aligned numpy
+        # array that `_finish` returns without copying it, so the previous
+        # rollout's tensors can still be reading these.
+        shape = (num_steps, self.num_envs)
+        leaves = list(zip(self._shapes, self._dtypes, strict=True))
+        self._buffers = {
+            "observations": [np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves],
+            "final_observations": [
+                np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves
+            ],
+            "rewards": np.zeros(shape, np.float32),
+            "terminations": np.zeros(shape, bool),
+            "truncations": np.zeros(shape, bool),
+            "mask": np.zeros(shape, np.float32),
+            "episode_ends": np.zeros(shape, bool),
+            "counted_ends": np.zeros(shape, bool),
+        }
         self._t = 0
         self._rollout += 1
         self._masked_in_rollout = []
