@@ -306,7 +306,7 @@ def learn_scenario(strategy):
     from keras_ppo.cli import presets
 
     with strategy.scope():
-        run = presets.make_run("CartPole-v1", total_timesteps=30_000, seed=1)
+        run = presets.make_run("CartPole-v1", total_timesteps=50_000, seed=1)
     history = run.model.fit(
         run.dataset, epochs=run.epochs, verbose=0, callbacks=run.callbacks
     )

@@ -198,8 +198,11 @@ def test_mirrored_strategy_trains_on_a_tf_native_env(mirrored):
 
 @pytest.mark.slow
 def test_mirrored_cartpole_learns():
-    # 30k steps of the CartPole preset (which solves it in about 70k); the
-    # first iterations average about 30.
+    # 50k steps of the CartPole preset; the first iterations average about
+    # 30. At 30k steps the last 20 iterations were mid-climb: the seed's
+    # mean moved from above 200 to 166 when the global-norm clipping changed
+    # its float rounding (Keras' formula instead of tf.clip_by_global_norm).
+    # At 50k both roundings average 500 here.
     returns = run_script("mirrored_checks.py", "learn", timeout=900)["episode_return"]
     assert np.nanmean(returns[-20:]) > 200, returns
 
