@@ -61,6 +61,25 @@ def assert_same_state(stacked, single, **tolerance):
             np.testing.assert_allclose(a, b, err_msg=name, **tolerance)
 
 
+def assert_agents_train_as_alone(build, env, epochs):
+    """Agents `build(0)` and `build(1)` trained `epochs` iterations in a
+    vectorised stack end as each trained alone on whole iterations."""
+    stack = keras_ppo.AgentStack([build(0), build(1)], vectorize=True)
+    stack.compile()
+    dataset = keras_ppo.rollout_dataset(stack, env, jit_compile=False)
+    stack.fit(dataset, epochs=epochs, verbose=0)
+    for seed, member in enumerate(stack.agents):
+        single = build(seed)
+        single.fit(
+            keras_ppo.rollout_dataset(
+                single, env, jit_compile=False, whole_iterations=True
+            ),
+            epochs=epochs,
+            verbose=0,
+        )
+        assert_same_state(member, single, **TOLERANCE)
+
+
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_each_stacked_agent_trains_exactly_as_it_would_alone(jit_compile):
     # XLA and TensorFlow's kernels draw different env resets from one key
@@ -107,21 +126,7 @@ def test_other_feed_forward_agents_train_as_alone_too(env_id, model_kwargs):
         model.compile()
         return model
 
-    stack = keras_ppo.AgentStack([build(0), build(1)], vectorize=True)
-    stack.compile()
-    stack.fit(
-        keras_ppo.rollout_dataset(stack, env, jit_compile=False), epochs=2, verbose=0
-    )
-    for seed, member in enumerate(stack.agents):
-        single = build(seed)
-        single.fit(
-            keras_ppo.rollout_dataset(
-                single, env, jit_compile=False, whole_iterations=True
-            ),
-            epochs=2,
-            verbose=0,
-        )
-        assert_same_state(member, single, **TOLERANCE)
+    assert_agents_train_as_alone(build, env, epochs=2)
 
 
 def test_clipping_and_advantage_normalisation_are_each_agents_own():
@@ -138,18 +143,7 @@ def test_clipping_and_advantage_normalisation_are_each_agents_own():
             kernel.assign(kernel * 1000.0)
         return model
 
-    stack = keras_ppo.AgentStack([build(0), build(1)], vectorize=True)
-    stack.compile()
-    stack.fit(keras_ppo.rollout_dataset(stack, env, jit_compile=False), verbose=0)
-    for seed, member in enumerate(stack.agents):
-        single = build(seed)
-        single.fit(
-            keras_ppo.rollout_dataset(
-                single, env, jit_compile=False, whole_iterations=True
-            ),
-            verbose=0,
-        )
-        assert_same_state(member, single, **TOLERANCE)
+    assert_agents_train_as_alone(build, env, epochs=1)
 
 
 class TiledCountingEnv(CountingTFEnv):
