@@ -36,13 +36,17 @@ class ClipRatioScheduler(keras.callbacks.Callback):
         self.schedule = schedule
         self.verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
 
-    def _agents(self):
-        """The model's agents: every agent of a `keras_ppo.AgentStack`, each
-        scheduled from its own value, or the model itself."""
-        return getattr(self.model, "agents", None) or [self.model]
+    def _agents(self) -> dict:
+        """The agents scheduled, by the name their value is logged under:
+        every agent of a `keras_ppo.AgentStack` (`agent_K/clip_ratio`), each
+        scheduled from its own value, or the model itself (`clip_ratio`)."""
+        stacked = getattr(self.model, "agents", None)
+        if stacked is None:
+            return {"clip_ratio": self.model}
+        return {f"agent_{k}/clip_ratio": agent for k, agent in enumerate(stacked)}
 
     def on_epoch_begin(self, epoch, logs=None):
-        for agent in self._agents():
+        for agent in self._agents().values():
             self._set(agent, epoch)
 
     def _set(self, agent, epoch):
@@ -62,14 +66,9 @@ class ClipRatioScheduler(keras.callbacks.Callback):
             print(f"\nEpoch {epoch + 1}: ClipRatioScheduler setting clip_ratio={value}")
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        agents = self._agents()
-        if agents == [self.model]:
-            logs["clip_ratio"] = float(self.model.clip_ratio.numpy())
-            return
-        for index, agent in enumerate(agents):
-            logs[f"agent_{index}/clip_ratio"] = float(agent.clip_ratio.numpy())
+        if logs is not None:
+            for name, agent in self._agents().items():
+                logs[name] = float(agent.clip_ratio.numpy())
 
 
 def linear_schedule(initial, epochs):
