@@ -8,7 +8,10 @@ package uses public API only; keep this list short.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla as tf2xla
 from tensorflow.python.distribute import input_lib
+from tensorflow.python.ops import control_flow_util
 
 
 def model_strategy(model):
@@ -46,6 +49,30 @@ class AlreadyDistributedDataset(input_lib.DistributedDataset):
     call `DistributedDataset.__init__`, which would distribute a dataset:
     they implement `__iter__`, `element_spec` and `cardinality` themselves.
     """
+
+
+def in_xla_context() -> bool:
+    """Whether the graph being built is compiled with XLA (inside a
+    `tf.function(jit_compile=True)`, or a function or loop it calls).
+
+    Private: `control_flow_util.GraphOrParentsInXlaContext`; TensorFlow has
+    no public way to ask.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
+def sort(values):
+    """`values` sorted ascending along the last axis.
+
+    Under XLA this is XLA's own sort of one operand along the last axis
+    (private: the tf2xla
+    `XlaSort` op, which has no kernel outside XLA), several times faster on
+    CPU than the `TopKV2` that `tf.sort` becomes; elsewhere `tf.sort`.
+    """
+    if in_xla_context():
+        return tf2xla.sort(values)
+    return tf.sort(values, axis=-1)
 
 
 #: `(class, method name)` of every private touch point above, for the

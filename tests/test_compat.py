@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_ppo import compat
@@ -64,3 +65,33 @@ def test_keras_takes_an_already_distributed_dataset_as_is():
 def test_every_private_method_override_is_listed_and_exists():
     for owner, name in compat.PRIVATE_API:
         assert hasattr(owner, name), f"{owner.__name__}.{name} is gone"
+
+
+def test_tensorflow_still_tells_an_xla_compiled_graph_from_a_plain_one():
+    seen = {}
+
+    def record(name):
+        def function():
+            seen[name] = compat.in_xla_context()
+
+            def body(index):
+                seen[f"{name} loop"] = compat.in_xla_context()
+                return (index + 1,)
+
+            tf.while_loop(lambda index: index < 2, body, (tf.constant(0),))
+            return tf.constant(0)
+
+        return function
+
+    tf.function(record("xla"), jit_compile=True)()
+    tf.function(record("plain"))()
+    assert seen == {"xla": True, "xla loop": True, "plain": False, "plain loop": False}
+    assert not compat.in_xla_context()
+
+
+def test_the_tf2xla_sort_op_still_sorts_the_last_axis_ascending():
+    values = tf.constant([[3, -1, 2, 2**40], [0, 5, -(2**40), 1]], tf.int64)
+    expected = np.sort(values.numpy(), axis=-1)
+    sorted_xla = tf.function(lambda: compat.sort(values), jit_compile=True)()
+    np.testing.assert_array_equal(sorted_xla, expected)
+    np.testing.assert_array_equal(compat.sort(values), expected)

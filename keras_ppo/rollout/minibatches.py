@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_ppo.core.batch import SAMPLE_FIELDS, Minibatch, Rollout
+from keras_ppo.rollout.permutations import random_permutations
 from keras_ppo.rollout.prepare import collect_rollout
 from keras_ppo.rollout.sequences import shuffled_sequences
 
@@ -74,8 +75,8 @@ def shuffled_order(update_epochs, num_minibatches, minibatch_size, seed):
     """
     num_updates = update_epochs * num_minibatches
     batch_size = num_minibatches * minibatch_size
-    keys = tf.random.stateless_uniform((update_epochs, batch_size), seed)
-    return tf.reshape(tf.argsort(keys, axis=-1), (num_updates, minibatch_size))
+    order = random_permutations(update_epochs, batch_size, seed)
+    return tf.reshape(order, (num_updates, minibatch_size))
 
 
 def minibatches_in_order(rollout: Rollout, order) -> Minibatch:

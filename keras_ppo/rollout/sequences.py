@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_ppo.rollout.permutations import random_permutations
+
 
 def num_chunks(num_steps: int, num_envs: int, chunk_length: int) -> int:
     """Chunks per rollout.
@@ -88,8 +90,8 @@ def shuffled_sequences(
     per_minibatch = chunks // num_minibatches
     num_updates = update_epochs * num_minibatches
     # One independent permutation of the chunks per pass.
-    keys = tf.random.stateless_uniform((update_epochs, chunks), seed)
-    order = tf.reshape(tf.argsort(keys, axis=-1), (num_updates, per_minibatch))
+    order = random_permutations(update_epochs, chunks, seed)
+    order = tf.reshape(order, (num_updates, per_minibatch))
 
     def sequences(value):
         chunked = to_chunks(value, chunk_length)  # [L, chunks, ...]
