@@ -160,7 +160,7 @@ def summary(rows, seeds_per_run=1):
     def median(key):
         return statistics.median(row[key] for row in rows)
 
-    # keras-ppo's setup includes its first iteration.
+    # keras-ppo's setup includes its first epoch's iterations.
     trained = rows[0]["iterations"] - rows[0].get("setup_iterations", 0)
     batch = trained * rows[0]["env_steps_per_iteration"]
     training = median("total") - median("setup")
@@ -231,8 +231,8 @@ def main():
         "--paths",
         nargs="+",
         default=["xla", "graph", "before"],
-        help="keras-ppo paths: xla, xla16 (16 iterations per train_step), "
-        "graph (whole iterations without XLA), "
+        help="keras-ppo paths: xla, xla-epoch (an epoch's iterations in one "
+        "train_step), graph (whole iterations without XLA), "
         "before (the minibatch stream)",
     )
     parser.add_argument("--many", type=int, default=0, help="seeds in one run")

@@ -5,12 +5,17 @@
 
 Trains CartPole-v1 on the TF-native env with PureJaxRL's configuration
 and prints `RESULT {json}`: `setup` (imports excluded: building the model,
-then one iteration, which traces and compiles), `total` and `cpu` seconds,
-`iterations` and the final `returns` (the last epoch's mean training
-episode return, and `eval_returns`, deterministic over 10 gymnasium
-episodes). Several seeds train together in one `AgentStack`: vectorised
-(one batched graph for all) unless `"vectorize": false` runs them side by
-side.
+then the first epoch, which traces and compiles and trains
+`setup_iterations` of the run's `iterations`), `total` and `cpu` seconds,
+and the final `returns` (the last epoch's mean training episode return,
+over its `iterations_per_call` iterations) and `eval_returns`
+(deterministic, over 10 gymnasium episodes). Paths: `xla` (one whole
+iteration per train step, an epoch's steps in one compiled Keras call),
+`xla-epoch` (all of an epoch's iterations in one train step,
+`iterations_per_step`), `graph` (whole iterations without XLA) and
+`before` (the minibatch stream). Several seeds train together in one
+`AgentStack`: vectorised (one batched graph for all) unless
+`"vectorize": false` runs them side by side.
 """
 
 from __future__ import annotations
@@ -31,10 +36,18 @@ import keras_ppo  # noqa: E402
 import keras_ppo.envs as tfenvs  # noqa: E402
 
 NUM_STEPS, NUM_MINIBATCHES, UPDATE_EPOCHS = 128, 4, 4
-# Whole iterations per epoch (and per compiled call) in the main phase.
+# Most iterations per epoch (one compiled call each).
 PER_CALL = 64
-# Iterations per train_step on the "xla16" path (`iterations_per_step`).
-PER_STEP = 16
+# Fewest epochs: the first is the setup, the rest are timed as training.
+MIN_EPOCHS = 4
+
+
+def epoch_size(iterations: int) -> int:
+    """Iterations per epoch: the largest divisor of `iterations` up to
+    PER_CALL that leaves MIN_EPOCHS epochs or more, so that every epoch is
+    the same compiled call and the run has exactly `iterations`."""
+    limit = max(1, min(PER_CALL, iterations // MIN_EPOCHS))
+    return max(d for d in range(1, limit + 1) if iterations % d == 0)
 
 
 def agent(env, seed, iterations):
@@ -67,45 +80,36 @@ def main():
     env = tfenvs.make("CartPole-v1", num_envs=spec["num_envs"])
     iterations = int(spec["timesteps"]) // NUM_STEPS // spec["num_envs"]
     models = [agent(env, seed, iterations) for seed in spec["seeds"]]
+    per_epoch = epoch_size(iterations) if spec["path"] != "before" else 1
     if len(models) == 1:
         model = models[0]
         options = {
             "xla": {"jit_compile": True, "whole_iterations": True},
-            "graph": {"jit_compile": False, "whole_iterations": True},
-            "before": {"jit_compile": False, "whole_iterations": False},
-            "xla16": {
+            "xla-epoch": {
                 "jit_compile": True,
                 "whole_iterations": True,
-                "iterations_per_step": PER_STEP,
+                "iterations_per_step": per_epoch,
             },
+            "graph": {"jit_compile": False, "whole_iterations": True},
+            "before": {"jit_compile": False, "whole_iterations": False},
         }[spec["path"]]
     else:
         model = keras_ppo.AgentStack(models, vectorize=spec.get("vectorize", True))
         options = {"jit_compile": spec["path"] == "xla"}
     dataset = keras_ppo.rollout_dataset(model, env, **options)
-    whole = spec["path"] != "before"
     stacked = len(models) > 1
-    per_step = PER_STEP if spec["path"] == "xla16" else 1
-    # One step first: tracing and compilation, timed as setup.
+    # Train steps per epoch: one whole iteration each, or all of the
+    # epoch's in one step ("xla-epoch"); None: the minibatch stream's own.
+    steps = {"xla-epoch": 1, "before": None}.get(spec["path"], per_epoch)
     if stacked:
-        model.compile(steps_per_execution=1)
-    model.fit(dataset, epochs=1, verbose=0)
+        model.compile(steps_per_execution=per_epoch)
+    # The first epoch traces and compiles: it is the setup. The others run
+    # the same compiled call (no retracing) and are the training.
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
     setup, setup_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    # Then the rest, PER_CALL iterations per epoch (one compiled call;
-    # Keras' loop retraces, the compiled iteration is reused), and the last
-    # few one per epoch, so that the last epoch's training return is the
-    # last iteration's, as PureJaxRL reports it (with PER_STEP iterations
-    # per step, the last step's).
-    rest = (iterations - per_step) // per_step
-    calls = PER_CALL // per_step
-    chunks = (rest - 1) // calls if whole else 0
-    if chunks:
-        if stacked:
-            model.compile(steps_per_execution=calls)
-        model.fit(dataset, epochs=chunks, steps_per_epoch=calls, verbose=0)
-        if stacked:
-            model.compile(steps_per_execution=1)
-    history = model.fit(dataset, epochs=rest - chunks * calls, verbose=0)
+    history = model.fit(
+        dataset, epochs=iterations // per_epoch - 1, steps_per_epoch=steps, verbose=0
+    )
     total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if stacked:
         returns = [
@@ -118,8 +122,7 @@ def main():
         for m in models
     ]
     assert all(
-        int(m.env_steps.numpy())
-        == iterations // per_step * per_step * env.num_envs * NUM_STEPS
+        int(m.env_steps.numpy()) == iterations * env.num_envs * NUM_STEPS
         for m in models
     )
     print(
@@ -130,10 +133,10 @@ def main():
                 "setup_cpu": setup_cpu,
                 "total": total,
                 "cpu": cpu,
-                "iterations": iterations // per_step * per_step,
-                "setup_iterations": per_step,
+                "iterations": iterations,
+                "setup_iterations": per_epoch,
                 "env_steps_per_iteration": env.num_envs * NUM_STEPS,
-                "iterations_per_call": PER_CALL if whole else None,
+                "iterations_per_call": per_epoch,
                 "returns": returns,
                 "eval_returns": evaluations,
             }
