@@ -217,21 +217,25 @@ class KerasTraining:
 
     def get_metrics_result(self):
         # One compiled call for all results, for the same reason.
-        results = self._metric_results()
+        results = self._compiled_metric_results()
         return {name: float(value) for name, value in results.items()}
 
     @tf.function
-    def _metric_results(self):
+    def _compiled_metric_results(self):
+        return self.metric_results()
+
+    def metric_results(self) -> dict:
+        """The logs: every tracker's result by name (graph-callable)."""
         return {metric.name: metric.result() for metric in self.metrics}
 
     def train_step(self, data):
         # The Keras guide's hook: one PPO minibatch update, logs by name; or,
-        # fitting a stream of whole iterations, one whole PPO iteration.
+        # fitting a stream of whole iterations, one whole PPO iteration (its
+        # compiled call returns the logs too).
         if self._iteration_stream is not None:
-            self._iteration_stream.train_iteration()
-        else:
-            record_update(self, *update(self, Minibatch.from_dict(data)))
-        logs = {metric.name: metric.result() for metric in self.metrics}
+            return self._iteration_stream.train_iteration()
+        record_update(self, *update(self, Minibatch.from_dict(data)))
+        logs = self.metric_results()
         if replicas.packs_logs(self):
             return replicas.pack_logs(logs)
         return logs

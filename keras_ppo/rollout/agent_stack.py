@@ -202,17 +202,18 @@ class AgentStack(keras.Model):
         return [metric for agent in self.agents for metric in agent.metrics]
 
     def train_step(self, data):
-        self._iteration_stream.train_iteration()
-        return self._results()
+        # The compiled call of every agent's iteration returns the logs too.
+        return self._iteration_stream.train_iteration()
 
     def get_metrics_result(self):
         return {name: float(value) for name, value in self._compiled_results().items()}
 
     @tf.function
     def _compiled_results(self):
-        return self._results()
+        return self.metric_results()
 
-    def _results(self):
+    def metric_results(self) -> dict:
+        """The logs: every agent's results, as `agent_K/<metric>`."""
         return {
             f"agent_{index}/{metric.name}": metric.result()
             for index, agent in enumerate(self.agents)
@@ -236,9 +237,7 @@ class StackSource(PlaceholderIterations):
             WholeIterationSource(agent, _driver(agent, env), jit_compile)
             for agent in stack.agents
         ]
-        self.train_iteration = tf.function(
-            self.run, autograph=False, jit_compile=jit_compile
-        )
+        self.train_iteration = self.compiled_step(self.run, jit_compile)
 
     def run(self) -> None:
         for source in self.sources:

@@ -51,9 +51,7 @@ class VectorizedStackSource(PlaceholderIterations):
             [replicas.env_seed(agent, env.num_envs) for agent in agents],
         )
         self.agents = None
-        self.train_iteration = tf.function(
-            self.run, autograph=False, jit_compile=jit_compile
-        )
+        self.train_iteration = self.compiled_step(self.run, jit_compile)
 
     def build(self) -> None:
         """Stacks the (now compiled) agents; `AgentStack.fit` calls it."""

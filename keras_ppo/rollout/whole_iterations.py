@@ -32,10 +32,22 @@ class PlaceholderIterations:
 
     def dataset(self, repeat=False) -> tf.data.Dataset:
         """One placeholder element (one iteration), or endless ones."""
-        iterations = tf.data.Dataset.range(1)
-        if repeat:
-            iterations = iterations.repeat()
-        return iterations.map(lambda index: {"iteration": index})
+        # No `map`: each element is read once per train step, and a mapped
+        # element costs a function call of its own.
+        placeholder = {"iteration": tf.constant(0, tf.int64)}
+        iterations = tf.data.Dataset.from_tensors(placeholder)
+        return iterations.repeat() if repeat else iterations
+
+    def compiled_step(self, run, jit_compile):
+        """`train_iteration`: `run()` (a step's iterations) then the model's
+        logs (`metric_results`), in one `tf.function`, so that the logs are
+        computed inside the compiled call rather than op by op after it."""
+
+        def step():
+            run()
+            return self.model.metric_results()
+
+        return tf.function(step, autograph=False, jit_compile=jit_compile)
 
     def endless(self) -> tf.data.Dataset:
         return self.dataset(repeat=True)
@@ -71,9 +83,7 @@ class WholeIterationSource(PlaceholderIterations):
         #: One step's whole iterations, each a rollout with the current
         #: weights, GAE, shuffling and `update_epochs * num_minibatches`
         #: updates.
-        self.train_iteration = tf.function(
-            self.run_step, autograph=False, jit_compile=jit_compile
-        )
+        self.train_iteration = self.compiled_step(self.run_step, jit_compile)
 
     def run_step(self) -> None:
         """`iterations_per_step` whole iterations, one after the other, in
