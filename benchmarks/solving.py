@@ -202,6 +202,10 @@ def solve_sb3(seed, make_agent, cfg, log):
     clock = SolveClock(cfg["env_id"])
 
     class policy:  # noqa: N801 - what keras_ppo.evaluate calls
+        # evaluate checks the env's spaces against the model's.
+        observation_space = agent.observation_space
+        action_space = agent.action_space
+
         @staticmethod
         def predict_action(obs, deterministic=True):
             return agent.predict(obs, deterministic=deterministic)[0]
