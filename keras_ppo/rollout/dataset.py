@@ -65,9 +65,9 @@ def rollout_dataset(
             (rollout, GAE and every epoch x minibatch update) as one
             `train_step` (`keras_ppo.rollout.whole_iterations`), by default
             compiled with XLA. Off by default: XLA's compilation (seconds)
-            pays off in long runs of small batches, where per-call overhead
-            dominates (PureJaxRL's CartPole settings), and not in short
-            runs or from 64 envs up (benchmarks/README.md).
+            pays off in long runs, most in those of small batches, where
+            per-op overhead dominates (PureJaxRL's CartPole settings), and
+            not in short runs (benchmarks/README.md).
         iterations_per_step: With `whole_iterations`, iterations per
             `train_step` (per dataset element), run in one compiled
             function, which saves a call into XLA per iteration. `fit`'s
