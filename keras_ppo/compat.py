@@ -65,8 +65,7 @@ def in_xla_context() -> bool:
 def sort(values):
     """`values` sorted ascending along the last axis.
 
-    Under XLA this is XLA's own sort of one operand along the last axis
-    (private: the tf2xla
+    Under XLA this is XLA's own sort of one operand (private: the tf2xla
     `XlaSort` op, which has no kernel outside XLA), several times faster on
     CPU than the `TopKV2` that `tf.sort` becomes; elsewhere `tf.sort`.
     """
