@@ -49,7 +49,8 @@ def stream_of(dataset) -> RolloutStream | None:
 def runs_whole_iterations(stream: RolloutStream) -> bool:
     """Whether each element of the stream's dataset stands for one whole
     PPO iteration, which its `train_iteration()` (graph-callable: rollout,
-    GAE and every update) runs, rather than for one minibatch."""
+    GAE and every update; returns the model's logs) runs, rather than for
+    one minibatch."""
     return bool(getattr(stream, "whole_iterations", False))
 
 

@@ -17,7 +17,34 @@ from keras_ppo.core import checks
 from keras_ppo.core.batch import Minibatch
 
 
-class KerasTraining:
+class CompiledMetrics:
+    """`fit`'s per-epoch metric calls, one compiled call each: a mixin of
+    `PPOModel` (through `KerasTraining`) and `keras_ppo.AgentStack`, which
+    define `metrics` and `metric_results()` (the logs by name)."""
+
+    def reset_metrics(self):
+        # One compiled call instead of an eager assign per metric variable:
+        # fit() resets every epoch, which eagerly costs more than a small
+        # iteration's updates.
+        self._reset_metric_variables()
+
+    @tf.function
+    def _reset_metric_variables(self):
+        for metric in self.metrics:
+            for variable in metric.variables:
+                variable.assign(tf.zeros_like(variable))
+
+    def get_metrics_result(self):
+        # One compiled call for all results, for the same reason.
+        results = self._compiled_metric_results()
+        return {name: float(value) for name, value in results.items()}
+
+    @tf.function
+    def _compiled_metric_results(self):
+        return self.metric_results()
+
+
+class KerasTraining(CompiledMetrics):
     """The `compile`/`fit` side of `PPOModel` (a mixin of it): one `fit`
     epoch is one PPO iteration, `train_step` one minibatch update (or,
     on a stream of whole iterations, one whole iteration)."""
@@ -202,27 +229,6 @@ class KerasTraining:
     def metrics(self):
         # The Keras guide's way: fit resets and reports exactly these.
         return self._trackers + self._episode_trackers
-
-    def reset_metrics(self):
-        # One compiled call instead of an eager assign per metric variable:
-        # fit() resets every epoch, which eagerly costs more than a small
-        # iteration's updates.
-        self._reset_metric_variables()
-
-    @tf.function
-    def _reset_metric_variables(self):
-        for metric in self.metrics:
-            for variable in metric.variables:
-                variable.assign(tf.zeros_like(variable))
-
-    def get_metrics_result(self):
-        # One compiled call for all results, for the same reason.
-        results = self._compiled_metric_results()
-        return {name: float(value) for name, value in results.items()}
-
-    @tf.function
-    def _compiled_metric_results(self):
-        return self.metric_results()
 
     def metric_results(self) -> dict:
         """The logs: every tracker's result by name (graph-callable)."""

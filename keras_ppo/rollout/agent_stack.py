@@ -17,11 +17,11 @@ episode statistics reach the logs as `agent_K/<metric>`.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 from keras_ppo.agent import memory, streams
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.agent.stacked import stack_difference
+from keras_ppo.agent.training import CompiledMetrics
 from keras_ppo.core import checks
 from keras_ppo.rollout.tf_driver import TFDriver
 from keras_ppo.rollout.vectorized import VectorizedStackSource
@@ -32,7 +32,7 @@ from keras_ppo.rollout.whole_iterations import (
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")
-class AgentStack(keras.Model):
+class AgentStack(CompiledMetrics, keras.Model):
     """N `PPOModel`s trained together on copies of one TF-native env.
 
     Each agent keeps everything it would have alone (weights, optimizer,
@@ -204,13 +204,6 @@ class AgentStack(keras.Model):
     def train_step(self, data):
         # The compiled call of every agent's iteration returns the logs too.
         return self._iteration_stream.train_iteration()
-
-    def get_metrics_result(self):
-        return {name: float(value) for name, value in self._compiled_results().items()}
-
-    @tf.function
-    def _compiled_results(self):
-        return self.metric_results()
 
     def metric_results(self) -> dict:
         """The logs: every agent's results, as `agent_K/<metric>`."""

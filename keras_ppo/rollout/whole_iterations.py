@@ -82,7 +82,7 @@ class WholeIterationSource(PlaceholderIterations):
         self.num_minibatches = model.config.num_minibatches(driver.num_envs)
         #: One step's whole iterations, each a rollout with the current
         #: weights, GAE, shuffling and `update_epochs * num_minibatches`
-        #: updates.
+        #: updates; returns the model's logs (`compiled_step`).
         self.train_iteration = self.compiled_step(self.run_step, jit_compile)
 
     def run_step(self) -> None:
