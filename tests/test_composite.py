@@ -145,7 +145,7 @@ def test_composite_masks_are_the_leaf_masks_concatenated():
 def test_exported_composite_policy_has_one_action_output_per_key(tmp_path):
     model = keras_ppo.PPOModel(spaces.Box(-1, 1, (2,), np.float32), SPACE)
     path = os.path.join(tmp_path, "policy")
-    model.export(path)
+    model.export_policy(path)
     policy = tf.saved_model.load(path)
     outputs = policy.serve(tf.zeros((4, 2)))
     assert sorted(outputs) == [

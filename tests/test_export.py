@@ -154,18 +154,18 @@ def test_export_rejects_other_models(tmp_path):
         export_policy(keras.Sequential([keras.layers.Dense(1)]), tmp_path / "p")
 
 
-def test_model_export_method_writes_the_same_serving_endpoint(tmp_path):
+def test_model_export_policy_method_writes_the_same_serving_endpoint(tmp_path):
     envs = gym.make_vec("CartPole-v1", num_envs=2)
     model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(seed=0))
-    model.export(str(tmp_path / "policy"))
+    model.export_policy(str(tmp_path / "policy"))
     served = tf.saved_model.load(str(tmp_path / "policy"))
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     outputs = served.serve(obs)
     np.testing.assert_array_equal(outputs["action"], model.predict_action(obs))
     with pytest.raises(ValueError, match="format='openvino'"):
-        model.export(str(tmp_path / "other"), format="openvino")
-    with pytest.raises(ValueError, match="input_signature"):
-        model.export(str(tmp_path / "other"), input_signature=[])
+        model.export_policy(str(tmp_path / "other"), format="openvino")
+    with pytest.raises(TypeError, match="input_signature"):
+        model.export_policy(str(tmp_path / "other"), input_signature=[])
     assert not (tmp_path / "other").exists()
 
 
@@ -226,8 +226,8 @@ def runtimes(tmp_path_factory):
     }
     for name, model in models.items():
         (root / name).mkdir()
-        model.export(root / name / "policy.onnx", format="onnx")
-        model.export(root / name / "policy.tflite", format="litert")
+        model.export_policy(root / name / "policy.onnx", format="onnx")
+        model.export_policy(root / name / "policy.tflite", format="litert")
         # Observations off the normalisation's identity: scaled env samples.
         observations = observations_of(model.observation_space) * 3.0
         np.save(root / name / "observations.npy", observations.astype(np.float32))
@@ -264,9 +264,9 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, format):
     path = tmp_path / "policy"
     path.write_text("precious")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        model.export(path, format=format)
+        model.export_policy(path, format=format)
     assert path.read_text() == "precious"
-    model.export(path, format=format, overwrite=True)
+    model.export_policy(path, format=format, overwrite=True)
     # A SavedModel directory, or a file that is no longer the old one.
     assert path.is_dir() or path.read_bytes() != b"precious"
 

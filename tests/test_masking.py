@@ -219,7 +219,7 @@ def test_exported_policy_never_returns_a_masked_action(tmp_path):
     kernel = model.policy_head.kernel
     kernel.assign(np.random.default_rng(0).normal(0, 10, kernel.shape))
     path = os.path.join(tmp_path, "policy")
-    model.export(path)
+    model.export_policy(path)
     policy = tf.saved_model.load(path)
     masks = random_masks(space, SAMPLES)
     rng = np.random.default_rng(2)

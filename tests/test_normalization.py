@@ -207,7 +207,7 @@ def test_saved_agent_acts_identically_and_export_carries_the_statistics(tmp_path
     # Without the statistics the same network acts differently.
     logits = model.policy_head(model.policy_trunk(model.encoder(obs)))
     assert (model.distribution.mode(logits).numpy() != actions).any()
-    model.export(tmp_path / "policy")
+    model.export_policy(tmp_path / "policy")
     policy = tf.saved_model.load(str(tmp_path / "policy"))
     np.testing.assert_array_equal(policy.serve(obs)["action"].numpy(), actions)
 

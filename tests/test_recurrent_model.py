@@ -295,7 +295,7 @@ def test_exported_policy_takes_and_returns_the_state(tmp_path):
     envs = counter_envs(2, AutoresetMode.SAME_STEP)
     model = recurrent_model(envs)
     path = str(tmp_path / "policy")
-    model.export(path)
+    model.export_policy(path)
     serve = tf.saved_model.load(path).signatures["serving_default"]
     zeros = np.zeros((2, 8), np.float32)
     served = {
@@ -315,7 +315,7 @@ def test_exported_policy_takes_and_returns_the_state(tmp_path):
                 served[name] = outputs[name].numpy()
         starts = np.array([False, step == 1])
     with pytest.raises(ValueError, match="tf_saved_model"):
-        model.export(str(tmp_path / "policy.onnx"), format="onnx")
+        model.export_policy(str(tmp_path / "policy.onnx"), format="onnx")
 
 
 def test_partially_observable_presets_build_recurrent_models():

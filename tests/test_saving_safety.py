@@ -143,7 +143,7 @@ def test_export_refuses_before_touching_the_disk(
     path = make_path(tmp_path)
     before = snapshot(tmp_path)
     with pytest.raises(error, match=shown):
-        model.export(path)
+        model.export_policy(path)
     assert snapshot(tmp_path) == before
 
 
@@ -151,7 +151,7 @@ def test_export_never_replaces_a_directory_of_other_files(model, tmp_path):
     path = occupied_directory(tmp_path, "policy")
     before = snapshot(tmp_path)
     with pytest.raises(ValueError, match="never files it did not write"):
-        model.export(path, overwrite=True)
+        model.export_policy(path, overwrite=True)
     assert snapshot(tmp_path) == before
 
 
@@ -159,9 +159,9 @@ def test_export_replaces_an_earlier_export_and_keeps_it_if_the_new_one_fails(
     model, tmp_path
 ):
     path = tmp_path / "policy"
-    model.export(path)
+    model.export_policy(path)
     first = snapshot(path)
-    model.export(path, overwrite=True)  # an earlier export is replaced whole
+    model.export_policy(path, overwrite=True)  # an earlier export is replaced whole
     policy = tf.saved_model.load(str(path))
     obs = np.zeros((3, 4), np.float32)
     np.testing.assert_array_equal(
@@ -169,7 +169,7 @@ def test_export_replaces_an_earlier_export_and_keeps_it_if_the_new_one_fails(
     )
     assert set(snapshot(path)) == set(first)
     with pytest.raises(ValueError):
-        model.export(path, format="onnx", overwrite=True)
+        model.export_policy(path, format="onnx", overwrite=True)
     assert set(snapshot(path)) == set(first)
     # No staging directories are left next to it.
     assert sorted(os.listdir(tmp_path)) == ["policy"]
@@ -178,7 +178,7 @@ def test_export_replaces_an_earlier_export_and_keeps_it_if_the_new_one_fails(
 def test_export_into_an_empty_directory(model, tmp_path):
     path = tmp_path / "policy"
     path.mkdir()
-    model.export(path)
+    model.export_policy(path)
     assert os.path.isfile(path / "saved_model.pb")
 
 

@@ -278,7 +278,7 @@ def test_predict_action_names_a_leaf_of_the_wrong_shape():
 def test_export_takes_one_input_per_key_named_after_it(tmp_path):
     model = keras_ppo.PPOModel(nested_space(), spaces.Discrete(3))
     path = os.path.join(tmp_path, "policy")
-    model.export(path)
+    model.export_policy(path)
     policy = tf.saved_model.load(path)
     inputs = policy.signatures["serving_default"].structured_input_signature[1]
     names = sorted(spec.name for spec in inputs.values())
@@ -298,7 +298,7 @@ def test_export_takes_one_input_per_key_named_after_it(tmp_path):
 def test_structured_models_refuse_onnx_and_litert_with_a_clear_error(tmp_path):
     model = keras_ppo.PPOModel(nested_space(), spaces.Discrete(3))
     with pytest.raises(ValueError, match="tf_saved_model"):
-        model.export(os.path.join(tmp_path, "policy.tflite"), format="litert")
+        model.export_policy(os.path.join(tmp_path, "policy.tflite"), format="litert")
 
 
 def test_tf_native_envs_are_refused_for_structured_models():

@@ -81,7 +81,7 @@ def test_atari_presets_train_on_uint8_frames_and_export(env_id, tmp_path):
     assert observation_dtype(model.observation_space) == tf.uint8
     assert model.policy_trunk is model.value_trunk  # one shared Nature CNN
     observations = _check_save_and_load(model, tmp_path)
-    model.export(str(tmp_path / "policy"))
+    model.export_policy(str(tmp_path / "policy"))
     policy = tf.saved_model.load(str(tmp_path / "policy"))
     (spec,) = policy.signatures["serve"].structured_input_signature[1].values()
     assert spec.dtype == tf.uint8

@@ -274,29 +274,3 @@ def _tf2onnx():
             'Exporting to ONNX needs tf2onnx: pip install "keras-ppo[onnx]"'
         ) from error
     return tf2onnx
-
-
-def export_model(
-    model, filepath, format="tf_saved_model", verbose=None, **kwargs
-) -> None:
-    """`PPOModel.export`: `export_policy` behind `keras.Model.export`'s
-    signature, whose other keyword arguments (e.g. `input_signature`) do not
-    apply to the fixed serving function.
-
-    Raises:
-        ValueError: For keyword arguments other than `overwrite`.
-    """
-    unknown = sorted(set(kwargs) - {"overwrite"})
-    if unknown:
-        raise ValueError(
-            "PPOModel.export serves a fixed function of the observations; it "
-            f"takes only `overwrite` beyond format and verbose. Received: "
-            f"{unknown}"
-        )
-    export_policy(
-        model,
-        filepath,
-        verbose=bool(verbose),
-        format=format,
-        overwrite=bool(kwargs.get("overwrite", False)),
-    )

@@ -368,19 +368,26 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             overwrite=overwrite,
         )
 
-    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+    def export_policy(
+        self, filepath, format="tf_saved_model", overwrite=False, verbose=False
+    ):
         """Writes the deterministic policy for serving, normalisation inside.
 
-        `format` is `"tf_saved_model"` (a directory; `tf.saved_model.load`),
-        `"onnx"` (onnxruntime; needs `keras-ppo[onnx]`) or `"litert"` (a
-        `.tflite` file for the LiteRT interpreter). Each serves
-        `observations [batch, *obs_shape]` ->
+        Not Keras' `export`, which serves `call()` (the distribution's
+        parameters and the value); this serves raw observations ->
         `{"action": env-ready deterministic actions, "value": [batch]}`
-        without keras_ppo; see `keras_ppo.agent.export.export_policy`. An existing
-        `filepath` is refused unless `overwrite=True` is passed.
+        without keras_ppo, as `keras_ppo.agent.export.export_policy` says.
+
+        Args:
+            filepath: A directory for `"tf_saved_model"`, else a file.
+            format: `"tf_saved_model"`, `"onnx"` or `"litert"`.
+            overwrite: Replace an earlier export at `filepath`.
+            verbose: Print the endpoint and the exported variables.
 
         Raises:
             ValueError: For other formats or arguments.
             FileExistsError: If `filepath` exists and `overwrite` is not set.
         """
-        export.export_model(self, filepath, format=format, verbose=verbose, **kwargs)
+        export.export_policy(
+            self, filepath, verbose=verbose, format=format, overwrite=overwrite
+        )
