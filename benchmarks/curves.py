@@ -42,7 +42,7 @@ def tf_vs_gym(lib, env_id, seed, total_steps=None):
     run = make_run(
         env_id, tf_env=lib == "kppo-tf", seed=seed, **run_settings, **overrides
     )
-    tracker = next(m for m in run.model.metrics if m.name == "episode_return")
+    tracker = run.model.training_logs.trackers["episode_return"]
     curve, recent = [], []
 
     class Record(keras.callbacks.Callback):

@@ -137,7 +137,7 @@ def solve_kppo(
 
     if collect is not None:
         source.run_iteration = timed_collect
-    tracker = next(m for m in run.model.metrics if m.name == "episode_return")
+    tracker = run.model.training_logs.trackers["episode_return"]
     iterations = []
     clock = None
 

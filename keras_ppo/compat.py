@@ -51,6 +51,31 @@ class AlreadyDistributedDataset(input_lib.DistributedDataset):
     """
 
 
+class DatasetView(tf.data.Dataset):
+    """A `tf.data.Dataset` that is another dataset (same elements, same
+    options), as a subclass that can carry attributes of its own.
+
+    Private: `tf.data.Dataset.__init__` takes the dataset's variant tensor,
+    which only the private `_variant_tensor` exposes, and a subclass lists
+    its input datasets in `_inputs`. Keras' `fit` takes instances as the
+    `tf.data.Dataset`s they are.
+
+    Args:
+        dataset: The `tf.data.Dataset` to present.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset):
+        self._dataset = dataset
+        super().__init__(dataset._variant_tensor)
+
+    def _inputs(self):
+        return [self._dataset]
+
+    @property
+    def element_spec(self):
+        return self._dataset.element_spec
+
+
 def in_xla_context() -> bool:
     """Whether the graph being built is compiled with XLA (inside a
     `tf.function(jit_compile=True)`, or a function or loop it calls).
@@ -76,4 +101,8 @@ def sort(values):
 
 #: `(class, method name)` of every private touch point above, for the
 #: canaries.
-PRIVATE_API = ((keras.Model, "_maybe_symbolic_build"),)
+PRIVATE_API = (
+    (keras.Model, "_maybe_symbolic_build"),
+    (tf.data.Dataset, "_variant_tensor"),
+    (tf.data.Dataset, "_inputs"),
+)

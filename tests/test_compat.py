@@ -95,3 +95,17 @@ def test_the_tf2xla_sort_op_still_sorts_the_last_axis_ascending():
     sorted_xla = tf.function(lambda: compat.sort(values), jit_compile=True)()
     np.testing.assert_array_equal(sorted_xla, expected)
     np.testing.assert_array_equal(compat.sort(values), expected)
+
+
+def test_a_dataset_view_is_the_dataset_it_wraps_with_attributes_of_its_own():
+    options = tf.data.Options()
+    options.deterministic = True
+    dataset = tf.data.Dataset.range(3).map(lambda x: x * 2).with_options(options)
+    view = compat.DatasetView(dataset)
+    view.source = "kept"
+    assert isinstance(view, tf.data.Dataset)
+    assert [int(x) for x in view] == [0, 2, 4]
+    assert view.element_spec == dataset.element_spec
+    assert int(view.cardinality()) == 3
+    assert view.options().deterministic is True
+    assert [int(x) for x in view.take(2)] == [0, 2]

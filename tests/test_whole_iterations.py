@@ -12,7 +12,6 @@ from test_data import BatchLogs, CountAtEpochEnd
 import keras_ppo
 import keras_ppo.envs as tfenvs
 from keras_ppo.agent import iterations
-from keras_ppo.agent.streams import stream_of
 
 # 4 envs x 16 steps, minibatches of 16, 2 epochs: 8 updates per iteration.
 ITERATION = 4 * 16
@@ -67,7 +66,7 @@ def test_whole_iterations_are_a_switch_compiled_with_xla_by_default():
     dataset = keras_ppo.rollout_dataset(model, env, whole_iterations=True)
     # One placeholder element per iteration.
     assert dataset.cardinality().numpy() == 1
-    assert stream_of(dataset).jit_compile is True
+    assert dataset.source.jit_compile is True
     model.fit(dataset, epochs=1, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == UPDATES
 

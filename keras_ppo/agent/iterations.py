@@ -20,7 +20,7 @@ from keras_ppo.core.batch import LOSS_METRICS, Minibatch
 
 def record_update(model, results, applied, episodes) -> None:
     """Adds one update's losses and its episode sums to the model's
-    trackers (`model.metrics`, by name).
+    trackers (`model.training_logs.trackers`, by name).
 
     Args:
         model: The `PPOModel`.
@@ -28,7 +28,7 @@ def record_update(model, results, applied, episodes) -> None:
         applied: `update`'s 1.0 / 0.0 (target_kl), or None.
         episodes: This replica's `EpisodeStats` share.
     """
-    trackers = {metric.name: metric for metric in model.metrics}
+    trackers = model.training_logs.trackers
     for name in LOSS_METRICS:
         # Every replica tracks the global value; minibatches skipped by
         # target_kl are not tracked.

@@ -27,6 +27,48 @@ class EpisodeMean(keras.metrics.Metric):
     def result(self):
         nan = tf.constant(float("nan"), self.dtype)
         # Counts may be fractions: under tf.distribute each replica holds a
-        # share of them (keras_ppo.distribute.train_step).
+        # share of them (keras_ppo.agent.iterations.record_update).
         mean = tf.math.divide_no_nan(self.total, self.count)
         return tf.where(self.count > 0, mean, nan)
+
+
+class TrainingLogs(keras.metrics.Metric):
+    """Every tracker of a model (or of a stack's agents) as one Keras metric
+    whose `result()` is the logs by name.
+
+    `fit` resets and reads its model's `metrics` every epoch; through this
+    one metric each is a single compiled call instead of an eager call per
+    variable, which would cost more than a small iteration's updates.
+    `trackers` maps each log name to its tracker (a `keras.metrics.Mean`
+    or an `EpisodeMean`).
+
+    Args:
+        trackers: `{log name: tracker}`, in the order of the logs.
+        name: The metric's name.
+    """
+
+    def __init__(self, trackers: dict, name="training_logs"):
+        super().__init__(name=name)
+        self.trackers = dict(trackers)
+        self._compiled_results = tf.function(self.results, autograph=False)
+        self._compiled_reset = tf.function(self._reset_variables, autograph=False)
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError(
+            "TrainingLogs is read, not fed: update its `trackers` by name."
+        )
+
+    def results(self) -> dict:
+        """The logs `{name: scalar tensor}` (graph-callable)."""
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def result(self) -> dict:
+        return self._compiled_results()
+
+    def reset_state(self):
+        self._compiled_reset()
+
+    def _reset_variables(self):
+        for tracker in self.trackers.values():
+            for variable in tracker.variables:
+                variable.assign(tf.zeros_like(variable))

@@ -10,7 +10,7 @@ from keras_ppo import compat
 from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent import export, memory, networks
 from keras_ppo.agent.acting import Acting
-from keras_ppo.agent.metrics import EpisodeMean
+from keras_ppo.agent.metrics import EpisodeMean, TrainingLogs
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
@@ -226,11 +226,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         self.env_steps = self._state_weight("env_steps", (), 0, "int64")
         # Whether target_kl has stopped the current iteration's updates.
         self.kl_stopped = self._state_weight("kl_stopped", (), False, "bool")
-        # Lists under these names: saved agents store the metrics' state
-        # under them.
-        self._trackers = [keras.metrics.Mean(name=name) for name in LOSS_METRICS]
-        self._episode_trackers = [EpisodeMean(name) for name in EPISODE_METRICS]
-        self._auto_steps_per_execution = False
+        self.training_logs = TrainingLogs(
+            {name: keras.metrics.Mean(name=name) for name in LOSS_METRICS}
+            | {name: EpisodeMean(name) for name in EPISODE_METRICS}
+        )
         # Build every variable now: Keras would otherwise pull a batch (and so
         # run a rollout) from the dataset to build the model inside `fit`.
         self(self.layout.zeros(batch=1))

@@ -1,8 +1,9 @@
 """How `PPOModel` plugs into Keras' `compile` and `fit`.
 
 What the Keras guide "Customizing what happens in fit()" expects
-(`compile`'s signature, `metrics`, `train_step`) and what PPO truly needs on
-top, each override saying why in its first line.
+(`compile` with its config pair, `metrics`, `train_step`), Keras' own hooks
+for misuse (`test_step`, `predict_step`) and what PPO truly needs on top
+(`fit`), each override saying why in its first line.
 """
 
 from __future__ import annotations
@@ -10,47 +11,22 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ppo.agent import replicas, streams
+from keras_ppo.agent import replicas, sources
 from keras_ppo.agent.iterations import record_update
 from keras_ppo.agent.update import update
 from keras_ppo.core import checks
 from keras_ppo.core.batch import Minibatch
 
 
-class CompiledMetrics:
-    """`fit`'s per-epoch metric calls, one compiled call each: a mixin of
-    `PPOModel` (through `KerasTraining`) and `keras_ppo.AgentStack`, which
-    define `metrics` and `metric_results()` (the logs by name)."""
-
-    def reset_metrics(self):
-        # One compiled call instead of an eager assign per metric variable:
-        # fit() resets every epoch, which eagerly costs more than a small
-        # iteration's updates.
-        self._reset_metric_variables()
-
-    @tf.function
-    def _reset_metric_variables(self):
-        for metric in self.metrics:
-            for variable in metric.variables:
-                variable.assign(tf.zeros_like(variable))
-
-    def get_metrics_result(self):
-        # One compiled call for all results, for the same reason.
-        results = self._compiled_metric_results()
-        return {name: float(value) for name, value in results.items()}
-
-    @tf.function
-    def _compiled_metric_results(self):
-        return self.metric_results()
-
-
-class KerasTraining(CompiledMetrics):
+class KerasTraining:
     """The `compile`/`fit` side of `PPOModel` (a mixin of it): one `fit`
-    epoch is one PPO iteration, `train_step` one minibatch update (or,
-    on a stream of whole iterations, one whole iteration)."""
+    epoch is one PPO iteration, `train_step` one minibatch update (or, on
+    a dataset of whole iterations, whole iterations)."""
 
-    # The stream of whole iterations being fit (`fit` sets it), or None.
-    _iteration_stream = None
+    #: The source of whole iterations being fit (`fit` sets it), or None.
+    iteration_source = None
+    #: Whether `compile` left `steps_per_execution` for `fit` to choose.
+    auto_steps_per_execution = False
 
     def compile(self, optimizer=None, steps_per_execution=None, **kwargs):
         """Configures training; PPO computes its own losses and metrics.
@@ -93,30 +69,26 @@ class KerasTraining(CompiledMetrics):
                 "Under a tf.distribute strategy `steps_per_execution` must be 1 "
                 f"(Keras 3.15). Received: steps_per_execution={steps_per_execution}"
             )
-        self._auto_steps_per_execution = steps_per_execution is None and not distributed
-        if steps_per_execution is None:
-            # A whole iteration per call when the envs are known; else `fit`
-            # sets it from the rollout dataset.
-            known = self._auto_steps_per_execution and self.num_envs
-            steps_per_execution = (
-                self.config.updates_per_iteration(self.num_envs) if known else 1
-            )
+        if distributed:
+            steps_per_execution = 1
+        # None (what the compile config then saves, so that a loaded agent
+        # chooses again) leaves the choice to `fit`, which knows the dataset.
+        self.auto_steps_per_execution = steps_per_execution is None
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
+        if self.auto_steps_per_execution:
+            # A whole iteration per call, when the envs are already known.
+            self.steps_per_execution = (
+                self.config.updates_per_iteration(self.num_envs)
+                if self.num_envs
+                else 1
+            )
         # Create the optimizer's variables now (the model is already built);
         # created inside the first train step, they would make tf.function
         # trace it twice.
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
-
-    def get_compile_config(self):
-        # A chosen-by-default steps_per_execution is saved as the default
-        # (None), so a loaded agent picks it again for the stream it fits.
-        config = super().get_compile_config()
-        if config is not None and self._auto_steps_per_execution:
-            config["steps_per_execution"] = None
-        return config
 
     def compile_from_config(self, config):
         # Keras skips this for models with their own compile(); PPOModel's
@@ -142,19 +114,16 @@ class KerasTraining(CompiledMetrics):
         # Overridden to read a rollout dataset as one endless stream, feed it
         # whole to every replica, and re-raise an env's own error.
         checks.check_fit_arguments(x, args, kwargs)
-        stream = streams.stream_of(x)
-        if stream is not None:
-            if stream.model is not self:
-                raise ValueError(
-                    "This rollout dataset acts with another model's weights; "
-                    "make one with keras_ppo.rollout_dataset(model, envs) for "
-                    f"the model you fit. Received: a dataset of "
-                    f"{stream.model.name!r} for {self.name!r}"
-                )
-            endless, steps_per_epoch = self._read_stream(stream, steps_per_epoch)
-            x = x if endless is None else endless
+        source, x, steps_per_epoch = sources.fit_input(self, x, steps_per_epoch)
         if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):
             x = replicas.ReplicatedInput(x, self.distribute_strategy)
+        if replicas.packs_logs(self) and self.train_function is None:
+            # Multi-worker train steps return their logs packed into one
+            # tensor (`replicas.packs_logs`); fit uses this function as is.
+            names = list(self.metrics[0].trackers)
+            self.train_function = replicas.unpack_logs(
+                names, super().make_train_function()
+            )
         try:
             return super().fit(
                 x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
@@ -163,83 +132,41 @@ class KerasTraining(CompiledMetrics):
             # An env failed inside the rollout graph: raise its own exception
             # (e.g. the ValueError naming a non-finite observation) rather
             # than TensorFlow's wrapper of it.
-            env_error = stream.env_error() if stream is not None else None
+            env_error = source.env_error() if source is not None else None
             if env_error is None:
                 raise
             raise env_error from error
 
-    def _read_stream(self, stream, steps_per_epoch):
-        """`(endless dataset or None, steps_per_epoch)` to read a rollout
-        stream with; also picks the train function that matches its
-        elements (minibatches or whole iterations)."""
-        whole = streams.runs_whole_iterations(stream)
-        if whole:
-            # Elements are iterations: `steps_per_epoch` of them per epoch,
-            # by default all in one compiled call.
-            steps_per_epoch = checks.check_int(
-                "steps_per_epoch",
-                1 if steps_per_epoch is None else steps_per_epoch,
-                minimum=1,
-            )
-            per_epoch = steps_per_epoch
-        else:
-            per_epoch = stream.updates_per_iteration
-        if (self._iteration_stream is not None) != whole or (
-            whole and self._iteration_stream is not stream
-        ):
-            self._iteration_stream = stream if whole else None
-            self.train_function = None
-        if self._auto_steps_per_execution and self.steps_per_execution != per_epoch:
-            self.steps_per_execution = per_epoch
-            self.train_function = None
-        if whole:
-            streams.check_iterations_per_call(per_epoch, self.steps_per_execution)
-            return stream.endless(), per_epoch
-        # One iterator for the whole fit (agent/streams.py), when every
-        # compiled call ends on an iteration boundary.
-        if steps_per_epoch is None and per_epoch % self.steps_per_execution == 0:
-            return stream.endless(), per_epoch
-        return None, steps_per_epoch
-
-    # Keras' evaluation and prediction loops have no meaning for an agent:
-    # each points to what does (keras_ppo.evaluate, predict_action).
-    def evaluate(self, *args, **kwargs):
+    def test_step(self, data):
+        # Keras' hook of evaluate/test_on_batch, which mean nothing for an
+        # agent: point to what does.
         raise checks.unsupported_keras_method("evaluate")
 
-    def test_on_batch(self, *args, **kwargs):
-        raise checks.unsupported_keras_method("test_on_batch")
-
-    def predict(self, *args, **kwargs):
+    def predict_step(self, data):
+        # Keras' hook of predict_on_batch: point to predict_action.
         raise checks.unsupported_keras_method("predict")
 
-    def predict_on_batch(self, *args, **kwargs):
-        raise checks.unsupported_keras_method("predict_on_batch")
-
-    def make_train_function(self, force=False):
-        # Multi-worker train steps return their logs packed into one tensor.
-        if self.train_function is not None and not force:
-            return self.train_function
-        super().make_train_function(force=force)
-        if replicas.packs_logs(self):
-            names = [metric.name for metric in self.metrics]
-            self.train_function = replicas.unpack_logs(names, self.train_function)
-        return self.train_function
+    def predict(self, *args, **kwargs):
+        # Keras' predict reads its first batch before predict_step runs,
+        # which from a rollout dataset would run a rollout: refuse first.
+        raise checks.unsupported_keras_method("predict")
 
     @property
     def metrics(self):
-        # The Keras guide's way: fit resets and reports exactly these.
-        return self._trackers + self._episode_trackers
+        # The Keras guide's way: fit resets and reports exactly these (one
+        # metric whose result is every log, `TrainingLogs`).
+        return [self.training_logs]
 
     def metric_results(self) -> dict:
         """The logs: every tracker's result by name (graph-callable)."""
-        return {metric.name: metric.result() for metric in self.metrics}
+        return self.training_logs.results()
 
     def train_step(self, data):
         # The Keras guide's hook: one PPO minibatch update, logs by name; or,
-        # fitting a stream of whole iterations, one whole PPO iteration (its
-        # compiled call returns the logs too).
-        if self._iteration_stream is not None:
-            return self._iteration_stream.train_iteration()
+        # fitting whole iterations, the source's compiled call, which returns
+        # the logs too.
+        if self.iteration_source is not None:
+            return self.iteration_source.train_iteration()
         record_update(self, *update(self, Minibatch.from_dict(data)))
         logs = self.metric_results()
         if replicas.packs_logs(self):

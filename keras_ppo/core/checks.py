@@ -368,18 +368,18 @@ def check_fit_arguments(x, args, kwargs) -> None:
 
 
 def unsupported_keras_method(name: str) -> ValueError:
-    """The error for a Keras method PPO has no use for."""
+    """The error for Keras' `evaluate` or `predict` (and their `_on_batch`
+    forms), which PPO has no use for."""
     hints = {
         "evaluate": "evaluate the policy on whole episodes with "
         "keras_ppo.evaluate(model, env_id) or, during training, "
         "keras_ppo.callbacks.EvalCallback",
-        "test_on_batch": "evaluate the policy on whole episodes with "
-        "keras_ppo.evaluate(model, env_id)",
         "predict": "act with model.predict_action(observations); "
         "model.value(observations) gives the values",
-        "predict_on_batch": "act with model.predict_action(observations)",
     }
-    return ValueError(f"PPOModel does not support `{name}`: {hints[name]}.")
+    return ValueError(
+        f"PPOModel does not support Keras' `{name}`: {hints[name]}."
+    )
 
 
 # ------------------------------------------------------------------ paths

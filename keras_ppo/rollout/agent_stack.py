@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import keras
 
-from keras_ppo.agent import memory, streams
+from keras_ppo.agent import memory, sources
+from keras_ppo.agent.metrics import TrainingLogs
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.agent.stacked import stack_difference
-from keras_ppo.agent.training import CompiledMetrics
 from keras_ppo.core import checks
 from keras_ppo.rollout.tf_driver import TFDriver
 from keras_ppo.rollout.vectorized import VectorizedStackSource
@@ -32,7 +32,7 @@ from keras_ppo.rollout.whole_iterations import (
 
 
 @keras.saving.register_keras_serializable(package="keras_ppo")
-class AgentStack(CompiledMetrics, keras.Model):
+class AgentStack(keras.Model):
     """N `PPOModel`s trained together on copies of one TF-native env.
 
     Each agent keeps everything it would have alone (weights, optimizer,
@@ -65,6 +65,11 @@ class AgentStack(CompiledMetrics, keras.Model):
         >>> stack.fit(keras_ppo.rollout_dataset(stack, env), epochs=10)
     """
 
+    #: The stack's source of whole iterations being fit (`fit` sets it).
+    iteration_source = None
+    #: `steps_per_execution` is the stack's `compile` argument, not chosen.
+    auto_steps_per_execution = False
+
     def __init__(self, agents, vectorize=None, **kwargs):
         super().__init__(**kwargs)
         if vectorize is not None:
@@ -90,8 +95,14 @@ class AgentStack(CompiledMetrics, keras.Model):
         self.agents = agents
         self.vectorize = vectorize
         self._vectorized = self._choose_vectorized()
-        # The stream `fit` reads (set by `fit`).
-        self._iteration_stream = None
+        # Every agent's trackers, logged as `agent_K/<metric>`.
+        self.training_logs = TrainingLogs(
+            {
+                f"agent_{index}/{name}": tracker
+                for index, agent in enumerate(agents)
+                for name, tracker in agent.training_logs.trackers.items()
+            }
+        )
         # Its agents are built: nothing for Keras to build from a batch.
         self.built = True
 
@@ -163,14 +174,13 @@ class AgentStack(CompiledMetrics, keras.Model):
         Raises:
             ValueError: If `x` is not a rollout dataset of this stack.
         """
-        stream = streams.stream_of(x)
-        sources = (StackSource, VectorizedStackSource)
-        if not isinstance(stream, sources) or stream.model is not self:
+        source = x.source if isinstance(x, sources.RolloutDataset) else None
+        if not isinstance(source, (StackSource, VectorizedStackSource)):
             raise ValueError(
                 "AgentStack.fit expects keras_ppo.rollout_dataset(stack, env) "
                 f"of this stack. Received: {x!r}"
             )
-        if isinstance(stream, VectorizedStackSource) != self.vectorized:
+        if isinstance(source, VectorizedStackSource) != self.vectorized:
             raise ValueError(
                 "This rollout dataset was made before `compile` decided "
                 f"whether the stack trains vectorised (vectorized="
@@ -178,44 +188,29 @@ class AgentStack(CompiledMetrics, keras.Model):
                 "keras_ppo.rollout_dataset(stack, env)."
             )
         if self.vectorized:
-            stream.build()
-        steps_per_epoch = checks.check_int(
-            "steps_per_epoch",
-            1 if steps_per_epoch is None else steps_per_epoch,
-            minimum=1,
-        )
-        streams.check_iterations_per_call(steps_per_epoch, self.steps_per_execution)
-        if self._iteration_stream is not stream:
-            self._iteration_stream = stream
-            self.train_function = None
+            source.build()
+        _, x, steps_per_epoch = sources.fit_input(self, x, steps_per_epoch)
         return super().fit(
-            stream.endless(),
-            *args,
-            shuffle=shuffle,
-            steps_per_epoch=steps_per_epoch,
-            **kwargs,
+            x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
         )
 
     @property
     def metrics(self):
-        # Every agent's trackers: fit resets them all each epoch.
-        return [metric for agent in self.agents for metric in agent.metrics]
+        # Every agent's trackers, as one metric: fit resets them all each
+        # epoch.
+        return [self.training_logs]
 
     def train_step(self, data):
         # The compiled call of every agent's iteration returns the logs too.
-        return self._iteration_stream.train_iteration()
+        return self.iteration_source.train_iteration()
 
     def metric_results(self) -> dict:
         """The logs: every agent's results, as `agent_K/<metric>`."""
-        return {
-            f"agent_{index}/{metric.name}": metric.result()
-            for index, agent in enumerate(self.agents)
-            for metric in agent.metrics
-        }
+        return self.training_logs.results()
 
 
 class StackSource(PlaceholderIterations):
-    """The `RolloutStream` of an `AgentStack`: one placeholder element per
+    """The `IterationSource` of an `AgentStack`: one placeholder element per
     iteration of every agent, each agent on its own `TFDriver`.
 
     Args:

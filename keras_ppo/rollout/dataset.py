@@ -5,8 +5,9 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo.agent import memory, replicas, streams
+from keras_ppo.agent import memory, replicas
 from keras_ppo.agent.model import PPOModel
+from keras_ppo.agent.sources import RolloutDataset
 from keras_ppo.core import checks
 from keras_ppo.envs import BatchedEnv
 from keras_ppo.rollout.agent_stack import AgentStack, StackSource
@@ -28,7 +29,7 @@ def rollout_dataset(
     nonfinite: str = "raise",
     whole_iterations: bool = False,
     iterations_per_step: int = 1,
-) -> tf.data.Dataset:
+) -> RolloutDataset:
     """A dataset whose every iteration is one PPO iteration.
 
     Each time an iterator is created and first read, it steps every env
@@ -60,7 +61,7 @@ def rollout_dataset(
             observation or reward: `"raise"` a `ValueError` naming the env
             and step before any update uses it (default), or `"mask"` the
             affected steps out of training with a warning
-            (`keras_ppo.rollout.EnvDriver` has the details).
+            (`keras_ppo.rollout.gym_driver` has the details).
         whole_iterations: Run each PPO iteration of a TF-native env
             (rollout, GAE and every epoch x minibatch update) as one
             `train_step` (`keras_ppo.rollout.whole_iterations`), by default
@@ -74,7 +75,8 @@ def rollout_dataset(
             `steps_per_epoch` then counts steps of this many iterations.
 
     Returns:
-        A `tf.data.Dataset` of `keras_ppo.core.batch.Minibatch` dicts:
+        A `RolloutDataset` (a `tf.data.Dataset` that `fit` recognises) of
+        `keras_ppo.core.batch.Minibatch` dicts:
         `observations [mb, ...]`, `actions [mb, ...]`, `log_probs`,
         `values`, `advantages`, `returns`, `mask` (`[mb]`; 0 marks reset
         steps to ignore), the scalar `update_index` within the iteration and
@@ -176,12 +178,10 @@ def rollout_dataset(
         )
     else:
         source = IterationSource(model, driver, jit_compile=bool(jit_compile))
-    dataset = source.dataset(repeat=False)
-    streams.register(dataset, source)
-    return dataset
+    return RolloutDataset(source)
 
 
-def _stack_dataset(stack, env, jit_compile) -> tf.data.Dataset:
+def _stack_dataset(stack, env, jit_compile) -> RolloutDataset:
     """`rollout_dataset` of an `AgentStack`: whole iterations only."""
     if not isinstance(env, BatchedEnv):
         raise TypeError(
@@ -203,9 +203,7 @@ def _stack_dataset(stack, env, jit_compile) -> tf.data.Dataset:
         source = VectorizedStackSource(stack, env, jit_compile)
     else:
         source = StackSource(stack, env, jit_compile)
-    dataset = source.dataset(repeat=False)
-    streams.register(dataset, source)
-    return dataset
+    return RolloutDataset(source)
 
 
 class IterationSource:
@@ -215,13 +213,16 @@ class IterationSource:
     The rollout, GAE and shuffling run in one `tf.function`, called from the
     dataset through `tf.py_function` (the tf.data runtime executes graphs
     with loops much slower than the eager runtime does). It is the
-    `keras_ppo.agent.streams.RolloutStream` that `PPOModel.fit` reads.
+    `keras_ppo.agent.sources.IterationSource` that `PPOModel.fit` reads.
 
     Args:
         model: The `PPOModel` whose weights act.
         driver: The `Driver` of the envs.
         jit_compile: Compile that function with XLA (TF-native envs only).
     """
+
+    #: Elements are minibatches, one update each.
+    whole_iterations = False
 
     def __init__(self, model, driver, jit_compile=False):
         config = model.config
@@ -273,9 +274,6 @@ class IterationSource:
                 tf.data.experimental.assert_cardinality(updates)
             )
         return minibatches.with_options(options)
-
-    def endless(self):
-        return self.dataset(repeat=True)
 
     def env_error(self):
         return self.driver.take_error()

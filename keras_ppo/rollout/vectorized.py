@@ -27,7 +27,7 @@ from keras_ppo.rollout.whole_iterations import PlaceholderIterations
 
 
 class VectorizedStackSource(PlaceholderIterations):
-    """The `RolloutStream` of a vectorised `AgentStack`: one placeholder
+    """The `IterationSource` of a vectorised `AgentStack`: one placeholder
     element per iteration of every agent, all run by `train_iteration`.
 
     Args:
@@ -206,7 +206,7 @@ class VectorizedStackSource(PlaceholderIterations):
         agents = self.agents
         num_updates = minibatches["update_index"].shape[1]
         trackers = [
-            {metric.name: metric for metric in agent.metrics} for agent in agents.agents
+            agent.training_logs.trackers for agent in agents.agents
         ]
 
         def totals(names, attribute):

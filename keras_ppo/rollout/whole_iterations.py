@@ -25,7 +25,7 @@ class PlaceholderIterations:
     element is `{"iteration": int64}`, a placeholder for one step's
     iterations, which the source's `train_iteration` runs."""
 
-    #: Elements are whole iterations (`keras_ppo.agent.streams`).
+    #: Elements are whole iterations (`keras_ppo.agent.sources`).
     whole_iterations = True
     #: Dataset elements per PPO iteration.
     updates_per_iteration = 1
@@ -49,16 +49,13 @@ class PlaceholderIterations:
 
         return tf.function(step, autograph=False, jit_compile=jit_compile)
 
-    def endless(self) -> tf.data.Dataset:
-        return self.dataset(repeat=True)
-
     def env_error(self):
         # TF-native envs fail inside the graph, with TensorFlow's own error.
         return None
 
 
 class WholeIterationSource(PlaceholderIterations):
-    """The `keras_ppo.agent.streams.RolloutStream` of whole iterations.
+    """The `keras_ppo.agent.sources.IterationSource` of whole iterations.
 
     Each element of its dataset is `{"iteration": int64}`, a placeholder
     that stands for `iterations_per_step` PPO iterations; `train_iteration`
