@@ -80,9 +80,7 @@ class KerasTraining:
         if self.auto_steps_per_execution:
             # A whole iteration per call, when the envs are already known.
             self.steps_per_execution = (
-                self.config.updates_per_iteration(self.num_envs)
-                if self.num_envs
-                else 1
+                self.config.updates_per_iteration(self.num_envs) if self.num_envs else 1
             )
         # Create the optimizer's variables now (the model is already built);
         # created inside the first train step, they would make tf.function

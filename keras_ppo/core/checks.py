@@ -377,9 +377,7 @@ def unsupported_keras_method(name: str) -> ValueError:
         "predict": "act with model.predict_action(observations); "
         "model.value(observations) gives the values",
     }
-    return ValueError(
-        f"PPOModel does not support Keras' `{name}`: {hints[name]}."
-    )
+    return ValueError(f"PPOModel does not support Keras' `{name}`: {hints[name]}.")
 
 
 # ------------------------------------------------------------------ paths
