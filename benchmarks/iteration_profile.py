@@ -23,7 +23,6 @@ from purejaxrl_worker import agent  # noqa: E402
 
 import keras_ppo  # noqa: E402
 import keras_ppo.envs as tfenvs  # noqa: E402
-from keras_ppo.agent.streams import stream_of  # noqa: E402
 from keras_ppo.rollout.minibatches import iteration_minibatches  # noqa: E402
 
 
@@ -41,7 +40,7 @@ def profile(num_envs, jit_compile, repeats):
     dataset = keras_ppo.rollout_dataset(
         model, env, jit_compile=jit_compile, whole_iterations=True
     )
-    source = stream_of(dataset)
+    source = dataset.source
     calls = max(1, repeats // 64)
     fit_ms = (
         per_iteration_ms(

@@ -67,7 +67,6 @@ def worker(config_name, iterations):
     import keras
 
     import keras_ppo
-    from keras_ppo.agent.streams import stream_of
 
     envs = gym.make_vec("CartPole-v1", num_envs=NUM_ENVS, vectorization_mode="sync")
     if config_name == "slow-env":
@@ -77,7 +76,7 @@ def worker(config_name, iterations):
         model = keras_ppo.PPOModel.from_env(envs, config=config)
         model.compile()
     dataset = keras_ppo.rollout_dataset(model, envs)
-    source = stream_of(dataset)
+    source = dataset.source
     rollout_time = [0.0]
     collect = source.run_iteration
 

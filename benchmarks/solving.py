@@ -105,7 +105,6 @@ def solve_kppo(
     import keras
 
     import keras_ppo
-    from keras_ppo.agent.streams import stream_of
     from keras_ppo.cli.presets import make_run
 
     begin, cpu_begin = time.perf_counter(), time.process_time()
@@ -124,7 +123,7 @@ def solve_kppo(
     # (or XLA compilation), the rest of the first iteration is mostly the
     # tracing of train_step.
     rollouts = []
-    source = stream_of(dataset)
+    source = dataset.source
     # Whole iterations run inside train_step: no rollout call to time alone.
     collect = getattr(source, "run_iteration", None)
 

@@ -72,14 +72,13 @@ def keras_ppo_trace(logdir, iterations):
 
     import keras_ppo
     import keras_ppo.envs as tfenvs
-    from keras_ppo.agent.streams import stream_of
 
     env = tfenvs.make("CartPole-v1", num_envs=4)
     model = agent(env, seed=0, iterations=10_000)
     dataset = keras_ppo.rollout_dataset(
         model, env, jit_compile=True, whole_iterations=True
     )
-    source = stream_of(dataset)
+    source = dataset.source
     for _ in range(iterations):  # compilation and warm-up
         source.train_iteration()
     tf.profiler.experimental.start(logdir)

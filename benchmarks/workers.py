@@ -243,9 +243,8 @@ def throughput(lib, config_name, iterations=20, warmup=2):
         make = kppo_agent if lib == "kppo" else kppo_tf_agent
         model, _, dataset, _ = make(cfg, seed=0)
         model.fit(dataset, epochs=warmup, verbose=0)
-        from keras_ppo.agent.streams import stream_of
 
-        source = stream_of(dataset)
+        source = dataset.source
         # Whole iterations (TF-native envs) have no separate rollout call.
         if hasattr(source, "run_iteration"):
             source.run_iteration = timed(source.run_iteration, totals, "rollout")
@@ -395,7 +394,6 @@ def tf_rollout(lib, num_envs, steps=200, jit_compile=False):
     rollout dataset (tracing) and the first call (graph optimisation or XLA
     compilation)."""
     import keras_ppo
-    from keras_ppo.agent.streams import stream_of
 
     cfg = dict(
         CONFIGS["cartpole-8x32"],
