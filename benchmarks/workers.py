@@ -405,11 +405,9 @@ def tf_rollout(lib, num_envs, steps=200, jit_compile=False):
     )
     model, envs, _, _ = kppo_tf_agent(cfg, seed=0)
     start = time.perf_counter()
-    run = stream_of(
-        keras_ppo.rollout_dataset(
-            model, envs, jit_compile=jit_compile, whole_iterations=False
-        )
-    ).run_iteration
+    run = keras_ppo.rollout_dataset(
+        model, envs, jit_compile=jit_compile, whole_iterations=False
+    ).source.run_iteration
     run()
     compile_seconds = time.perf_counter() - start
     repeats = max(3, 200_000 // (num_envs * steps))
