@@ -20,11 +20,14 @@ from keras_ppo.core.batch import LOSS_METRICS, Minibatch
 
 def record_update(model, results, applied, episodes) -> None:
     """Adds one update's losses and its episode sums to the model's
-    trackers (`model.training_logs.trackers`, by name).
+    trackers (`model.training_logs.trackers`, by name); every path of
+    training records through it.
 
     Args:
         model: The `PPOModel`.
-        results: The losses and diagnostics of `update`, by name.
+        results: The losses and diagnostics of `update`, by name: scalars,
+            or `[updates]` vectors of several updates (a vectorised
+            stack's agent), each counting as one update in the means.
         applied: `update`'s 1.0 / 0.0 (target_kl), or None.
         episodes: This replica's `EpisodeStats` share.
     """

@@ -19,8 +19,6 @@ so slice K of the stacked step is agent K's own step.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
-
 import keras
 import tensorflow as tf
 
@@ -40,18 +38,6 @@ ELEMENTWISE_OPTIMIZERS = (
 # agent before the step) or that the stacked step does not carry.
 _CLIPPING = ("clipnorm", "global_clipnorm", "clipvalue")
 _UNSUPPORTED = ("use_ema", "gradient_accumulation_steps", "loss_scale_factor")
-
-
-class StackedState(NamedTuple):
-    """What an iteration reads of every agent, stacked `[N, ...]`.
-
-    Attributes:
-        rng_keys: `[N, 2]` the agents' `rng_key`s.
-        clip_ratios: `[N]` their `clip_ratio`s.
-    """
-
-    rng_keys: tf.Tensor
-    clip_ratios: tf.Tensor
 
 
 def stack_difference(agents) -> str | None:
@@ -204,31 +190,41 @@ class StackedAgents:
             for agent in self.agents
         ]
         self._pairs = list(zip(stacked, zip(*per_agent, strict=True), strict=True))
+        # The agents' RNG keys `[N, 2]`, advanced as each agent's own
+        # `next_seed` would be (`next_seeds`).
+        self.rng_keys = tf.Variable(tf.zeros((self.size, 2), tf.int64), trainable=False)
 
-    def load(self) -> StackedState:
-        """Copies the agents' weights and optimizer state into the stacked
-        variables; returns their RNG keys and clip ratios (graph-compatible).
-        """
+    def load(self) -> None:
+        """Copies the agents' weights, optimizer state and RNG keys into the
+        stacked variables (graph-compatible)."""
         for stacked, own in self._pairs:
             if tuple(stacked.shape) == tuple(own[0].shape):
                 stacked.assign(own[0])
             else:
                 stacked.assign(tf.stack([tf.convert_to_tensor(v) for v in own]))
-        return StackedState(
-            rng_keys=tf.stack([agent.rng_key.value for agent in self.agents]),
-            clip_ratios=tf.stack([agent.clip_ratio.value for agent in self.agents]),
-        )
+        self.rng_keys.assign(tf.stack([agent.rng_key.value for agent in self.agents]))
 
-    def store(self, state: StackedState) -> None:
-        """Writes every agent's slice of the stacked variables and of
-        `state` back to it."""
+    def store(self) -> None:
+        """Writes every agent's slice of the stacked variables back to it."""
         for stacked, own in self._pairs:
             value = stacked.value
             shared = tuple(stacked.shape) == tuple(own[0].shape)
             for index, variable in enumerate(own):
                 variable.assign(value if shared else value[index])
         for index, agent in enumerate(self.agents):
-            agent.rng_key.assign(state.rng_keys[index])
+            agent.rng_key.assign(self.rng_keys[index])
+
+    def clip_ratios(self):
+        """`[N]` the agents' clip ratios."""
+        return tf.stack([agent.clip_ratio.value for agent in self.agents])
+
+    def next_seeds(self):
+        """Each agent's `next_seed` `[N, 2]`; advances them all."""
+        seeds = tf.identity(self.rng_keys.value())
+        self.rng_keys.assign_add(
+            tf.tile(tf.constant([[0, 1]], tf.int64), [self.size, 1])
+        )
+        return seeds
 
     # ------------------------------------------------------------ acting
 
@@ -255,13 +251,14 @@ class StackedAgents:
         """State values `[N, B]` of observations `[N, B, ...]`."""
         return self._map(self.template.value, weights, observations)
 
-    def act(self, weights, observations, seeds):
-        """Samples every agent's actions, each from its own seed `[N, 2]`.
+    def act(self, weights, observations):
+        """Samples every agent's actions, each from its own `next_seed`.
 
         Returns:
             `(actions, log_probs, values)`, each `[N, B, ...]`.
         """
         distribution = self.template.distribution
+        seeds = self.next_seeds()
         params, values = self.heads(weights, observations)
         # Stateless draws with a different seed per agent do not vectorise
         # (`tf.vectorized_map` would loop over them): one per agent.
@@ -316,3 +313,67 @@ class StackedAgents:
         )
         self.optimizer.apply(gradients, self.weights)
         return results, episodes
+
+
+class StackedPolicy:
+    """`StackedAgents` acting as one model for `keras_ppo.rollout.collect`
+    and `prepare`: agent K acts on the K-th of N consecutive groups of the
+    driver's `N * E` envs, so the agent axis is one more batch dimension.
+
+    Args:
+        agents: The `StackedAgents`, loaded.
+        weights: The stacked weights' values, read once per iteration.
+        num_envs: Envs per agent (`E`).
+    """
+
+    #: Stacked agents neither normalise nor remember (`stack_difference`).
+    observation_normalizer = None
+    reward_normalizer = None
+    policy_core = None
+
+    def __init__(self, agents: StackedAgents, weights, num_envs: int):
+        self.agents = agents
+        self.weights = weights
+        self.num_envs = num_envs
+        self.config = agents.template.config
+        self.distribution = agents.template.distribution
+        self.env_steps = _EnvStepCounts(agents.agents)
+
+    def initial_state(self, batch_size):
+        return {}
+
+    def _per_agent(self, value):
+        """`[B * N * E, ...]` (time-major) -> `[N, B * E, ...]`."""
+        size, envs = self.agents.size, self.num_envs
+        value = tf.reshape(value, (-1, size, envs, *value.shape[1:]))
+        value = tf.transpose(value, [1, 0, 2, *range(3, value.shape.rank)])
+        return tf.reshape(value, (size, -1, *value.shape[3:]))
+
+    def _flat(self, value):
+        """`[N, B * E, ...]` -> `[B * N * E, ...]`, inverting `_per_agent`."""
+        size, envs = self.agents.size, self.num_envs
+        value = tf.reshape(value, (size, -1, envs, *value.shape[2:]))
+        value = tf.transpose(value, [1, 0, 2, *range(3, value.shape.rank)])
+        return tf.reshape(value, (-1, *value.shape[3:]))
+
+    def policy_step(self, observations, state, episode_starts):
+        """`PPOModel.policy_step` of every agent on its own envs."""
+        step = self.agents.act(self.weights, self._per_agent(observations))
+        return (*(self._flat(value) for value in step), state)
+
+    def value(self, observations):
+        """`PPOModel.value` of every agent on its own envs' observations."""
+        values = self.agents.values(self.weights, self._per_agent(observations))
+        return self._flat(values)
+
+
+class _EnvStepCounts:
+    """A stack's `env_steps` as `collect` counts them: each agent stepped
+    an equal share of the envs."""
+
+    def __init__(self, agents):
+        self.agents = agents
+
+    def assign_add(self, steps):
+        for agent in self.agents:
+            agent.env_steps.assign_add(steps // len(self.agents))

@@ -81,15 +81,24 @@ class Driver:
         return None
 
 
-def collect(model, driver: Driver, num_steps: int):
+def collect(model, driver: Driver, num_steps: int, groups: int = 1):
     """Steps every env `num_steps` times with the model's current weights.
     Runs in graph mode (inside a `tf.function`).
+
+    Args:
+        model: The `PPOModel`, or a `keras_ppo.agent.stacked.StackedPolicy`
+            whose agents act on consecutive groups of the driver's envs.
+        driver: The `Driver` of the envs.
+        num_steps: Steps per env (`T`).
+        groups: Consecutive groups of envs whose episodes are counted
+            apart (one per agent of a stack).
 
     Returns:
         `(env_steps, policy_steps, episodes)`: the driver's `EnvSteps`, the
         policy's `PolicySteps` (both `[T, N, ...]`) and the `EpisodeStats`
-        of the episodes that finished. `model.env_steps` grows by
-        `num_steps * num_envs` once the rollout is complete.
+        of the episodes that finished (scalars, or `[groups]` with several
+        groups). `model.env_steps` grows by `num_steps * num_envs` once the
+        rollout is complete.
     """
     distribution = model.distribution
     observations, carry = driver.start(num_steps)
@@ -130,7 +139,7 @@ def collect(model, driver: Driver, num_steps: int):
     )
     env_steps = driver.finish(carry, observations)
     policy = tf.nest.map_structure(lambda array: array.stack(), policy)
-    episodes = _count_episodes(driver, env_steps)
+    episodes = _count_episodes(driver, env_steps, groups)
     # Counted (and the memory carried on) only once the rollout is complete:
     # the data dependency keeps a failed step from bumping the counter.
     with tf.control_dependencies([env_steps.rewards]):
@@ -156,7 +165,7 @@ def _held_state(model, driver):
     return tf.nest.map_structure(lambda v: v.read_value(), driver.policy_state)
 
 
-def _count_episodes(driver, env_steps):
+def _count_episodes(driver, env_steps, groups):
     statistics, returns, lengths = episode_statistics(
         env_steps.rewards,
         env_steps.mask,
@@ -164,13 +173,14 @@ def _count_episodes(driver, env_steps):
         env_steps.counted_ends,
         driver.episode_returns.value(),
         driver.episode_lengths.value(),
+        groups,
     )
     driver.episode_returns.assign(returns)
     driver.episode_lengths.assign(lengths)
     return statistics
 
 
-def episode_statistics(rewards, mask, ends, counted, returns, lengths):
+def episode_statistics(rewards, mask, ends, counted, returns, lengths, groups=1):
     """Sums over the episodes that ended in a rollout, and the running sums
     of the episodes still going.
 
@@ -182,11 +192,13 @@ def episode_statistics(rewards, mask, ends, counted, returns, lengths):
         returns: `[N]` running returns of the episodes under way when the
             rollout started.
         lengths: `[N]` their running lengths.
+        groups: Sum the statistics over each of this many consecutive
+            groups of `N / groups` envs apart.
 
     Returns:
         `(EpisodeStats, returns [N], lengths [N])`: the counted episodes'
-        return and length sums and count, and the running sums after the
-        rollout.
+        return and length sums and count (scalars, or `[groups]` when
+        `groups > 1`), and the running sums after the rollout.
     """
     num_steps, num_envs = ends.shape
     ends = tf.cast(ends, tf.int32)
@@ -208,10 +220,18 @@ def episode_statistics(rewards, mask, ends, counted, returns, lengths):
         tf.cast(counted, tf.float32), segments, num_segments
     )
     counts = tf.reshape(counts, (num_steps + 1, num_envs))
+
+    def total(values):
+        if groups == 1:
+            return tf.reduce_sum(values)
+        return tf.reduce_sum(
+            tf.reshape(values, (-1, groups, num_envs // groups)), [0, 2]
+        )
+
     statistics = EpisodeStats(
-        return_sum=tf.reduce_sum(counts * episode_returns),
-        length_sum=tf.reduce_sum(counts * episode_lengths),
-        count=tf.reduce_sum(counts),
+        return_sum=total(counts * episode_returns),
+        length_sum=total(counts * episode_lengths),
+        count=total(counts),
     )
     # The episode under way at the end is the one after the last end.
     under_way = tf.stack([tf.reduce_sum(ends, axis=0), tf.range(num_envs)], axis=1)

@@ -87,7 +87,8 @@ def prepare(
     )
 
 
-def collect_rollout(model, driver, num_steps: int) -> Rollout:
+def collect_rollout(model, driver, num_steps: int, groups: int = 1) -> Rollout:
     """`collect` then `prepare`: one rollout with the model's current
-    weights, ready for the update. Runs in graph mode."""
-    return prepare(model, driver, *collect(model, driver, num_steps))
+    weights, ready for the update. Runs in graph mode. `groups` as in
+    `collect`."""
+    return prepare(model, driver, *collect(model, driver, num_steps, groups))
