@@ -19,6 +19,7 @@ so slice K of the stacked step is agent K's own step.
 from __future__ import annotations
 
 import dataclasses
+
 import keras
 import tensorflow as tf
 
