@@ -85,7 +85,7 @@ def test_space_matrix_builds_calls_and_acts(action_key, obs_key):
     np.testing.assert_array_equal(twin_params, params)
     np.testing.assert_array_equal(twin_value, value)
 
-    actions, log_probs, values = model.act(obs)
+    actions, log_probs, values, _ = model.policy_step(obs, {}, None)
     assert tuple(actions.shape) == (BATCH, *action_shape)
     assert tuple(log_probs.shape) == (BATCH,)
     np.testing.assert_allclose(values, value, rtol=1e-5, atol=1e-6)
@@ -479,3 +479,19 @@ def test_import_keras_ppo_is_enough_to_load_a_saved_agent(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("PPOModel")
+
+
+def test_the_constructor_and_get_config_follow_the_one_argument_list():
+    import inspect
+
+    from keras_ppo.agent import arguments
+
+    parameters = list(inspect.signature(PPOModel.__init__).parameters.values())
+    named = [p for p in parameters[1:] if p.kind is not p.VAR_KEYWORD]
+    assert [p.name for p in named] == [a.name for a in arguments.ARGUMENTS]
+    assert [p.default for p in named] == [a.default for a in arguments.ARGUMENTS]
+    _, model = cartpole_model()
+    config = model.get_config()
+    assert list(config) == ["name", *(a.name for a in arguments.ARGUMENTS)]
+    twin = PPOModel.from_config(config)
+    assert twin.get_config() == {**config, "name": twin.name}

@@ -7,14 +7,14 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
+from keras_ppo.agent import arguments, export, memory, networks
 from keras_ppo.agent import encoders as encoders_module
-from keras_ppo.agent import export, memory, networks
 from keras_ppo.agent.acting import Acting
 from keras_ppo.agent.metrics import EpisodeMean, TrainingLogs
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
-from keras_ppo.core import checks, spaces, structure
+from keras_ppo.core import checks, structure
 from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.composite import make_policy_distribution
 from keras_ppo.core.continuous import TanhGaussian
@@ -126,48 +126,51 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         recurrent_critic=True,
         **kwargs,
     ):
-        hidden_sizes = checks.check_model_arguments(
-            observation_space, action_space, hidden_sizes, activation,
-            shared_trunk, init_log_std, num_envs, env_id,
-        )  # fmt: skip
+        options = arguments.check(locals())
         self.layout = structure.ObservationLayout(
             observation_space,
             action_space,
             mask_key=mask_key,
-            info_mask=checks.check_bool("info_mask", info_mask),
-            mask_as_feature=checks.check_bool("mask_as_feature", mask_as_feature),
+            info_mask=options["info_mask"],
+            mask_as_feature=options["mask_as_feature"],
         )
         super().__init__(**kwargs)
-        config = PPOConfig() if config is None else config
-        if not isinstance(config, PPOConfig):
-            raise TypeError(
-                f"`config` must be a keras_ppo.PPOConfig. Received: {config!r}"
-            )
-        self.config = config
-        self.observation_space = observation_space
-        self.action_space = action_space
-        self.hidden_sizes = hidden_sizes
-        self.activation = activation
-        self.shared_trunk = shared_trunk
-        self.init_log_std = float(init_log_std)
-        self.num_envs = num_envs
-        self.env_id = env_id
-        self.distribution = make_policy_distribution(action_space, action_distribution)
-        self.action_distribution = action_distribution
-        gaussian = isinstance(self.distribution, DiagGaussian | TanhGaussian)
-        self.state_dependent_std = checks.check_bool(
-            "state_dependent_std", state_dependent_std
+        for name, value in options.items():
+            if name not in arguments.BUILT_FROM:
+                setattr(self, name, value)
+        self._build_distribution()
+        self._build_networks(policy_network, value_network, encoders)
+        self._build_state()
+        # Build every variable now: Keras would otherwise pull a batch (and so
+        # run a rollout) from the dataset to build the model inside `fit`.
+        self(self.layout.zeros(batch=1))
+
+    def _build_distribution(self):
+        self.distribution = make_policy_distribution(
+            self.action_space, self.action_distribution
         )
-        if state_dependent_std and not gaussian:
+        gaussian = isinstance(self.distribution, DiagGaussian | TanhGaussian)
+        if self.state_dependent_std and not gaussian:
             raise ValueError(
                 "`state_dependent_std` applies to Gaussian policies on Box "
                 f"actions. Received: state_dependent_std=True with "
-                f"action_distribution={action_distribution!r} on {action_space}"
+                f"action_distribution={self.action_distribution!r} on "
+                f"{self.action_space}"
             )
+        # Log-stds are a weight, not head outputs (DiagGaussian's,
+        # TanhGaussian's and CompositeDistribution's params end with them),
+        # unless the head outputs them itself (`state_dependent_std`).
+        self._log_std_size = 0
+        if not self.state_dependent_std:
+            self._log_std_size = getattr(
+                self.distribution,
+                "log_std_size",
+                self.distribution.size if gaussian else 0,
+            )
+
+    def _build_networks(self, policy_network, value_network, encoders):
+        config = self.config
         self.custom_trunks = policy_network is not None
-        self.mask_key = mask_key
-        self.info_mask = info_mask
-        self.mask_as_feature = mask_as_feature
         self.custom_encoders = encoders_module.check_encoders(self.layout, encoders)
         self.encoder = encoders_module.observation_encoder(
             self.layout, self.custom_encoders, self.custom_trunks, config.seed
@@ -185,36 +188,31 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             else None
         )
         seeds = networks.seed_stream(config.seed)
-        self.recurrent = recurrent
-        self.recurrent_units = recurrent_units
-        self.recurrent_critic = recurrent_critic
         self.policy_core, self.value_core = memory.build_cores(
-            recurrent, recurrent_units, recurrent_critic, seeds
+            self.recurrent, self.recurrent_units, self.recurrent_critic, seeds
         )
         self.policy_trunk, self.value_trunk = networks.build_trunks(
-            policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
+            policy_network,
+            value_network,
+            self.shared_trunk,
+            self.hidden_sizes,
+            self.activation,
+            seeds,
         )
-        # Log-stds are a weight, not head outputs (DiagGaussian's,
-        # TanhGaussian's and CompositeDistribution's params end with them),
-        # unless the head outputs them itself (`state_dependent_std`).
-        log_std_size = 0
-        if not state_dependent_std:
-            log_std_size = getattr(
-                self.distribution,
-                "log_std_size",
-                self.distribution.size if gaussian else 0,
-            )
-        head_size = self.distribution.param_size - log_std_size
+        head_size = self.distribution.param_size - self._log_std_size
         self.policy_head = networks.orthogonal_dense(
             head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
         )
         self.value_head = networks.orthogonal_dense(
             1, networks.VALUE_GAIN, next(seeds), name="value_head"
         )
+
+    def _build_state(self):
+        config = self.config
         self.log_std = None
-        if log_std_size:
+        if self._log_std_size:
             self.log_std = self._state_weight(
-                "log_std", (log_std_size,), self.init_log_std, trainable=True
+                "log_std", (self._log_std_size,), self.init_log_std, trainable=True
             )
         # Stateless-RNG key for action sampling and minibatch shuffling;
         # a weight, so checkpoints resume the same random stream.
@@ -230,9 +228,6 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             {name: keras.metrics.Mean(name=name) for name in LOSS_METRICS}
             | {name: EpisodeMean(name) for name in EPISODE_METRICS}
         )
-        # Build every variable now: Keras would otherwise pull a batch (and so
-        # run a rollout) from the dataset to build the model inside `fit`.
-        self(self.layout.zeros(batch=1))
 
     def _state_weight(self, name, shape, value, dtype=None, trainable=False):
         return self.add_weight(
@@ -280,64 +275,11 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         )
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "observation_space": spaces.space_to_config(self.observation_space),
-            "action_space": spaces.space_to_config(self.action_space),
-            "config": self.config.to_dict(),
-            "hidden_sizes": list(self.hidden_sizes),
-            "activation": self.activation,
-            "shared_trunk": self.shared_trunk,
-            "init_log_std": self.init_log_std,
-            "num_envs": self.num_envs,
-            "env_id": self.env_id,
-            "action_distribution": self.action_distribution,
-            "state_dependent_std": self.state_dependent_std,
-            "policy_network": self._trunk_config(self.policy_trunk),
-            "value_network": (
-                None if self.shared_trunk else self._trunk_config(self.value_trunk)
-            ),
-            "encoders": {
-                key: keras.saving.serialize_keras_object(layer)
-                for key, layer in self.custom_encoders.items()
-            }
-            or None,
-            "mask_key": self.mask_key,
-            "info_mask": self.info_mask,
-            "mask_as_feature": self.mask_as_feature,
-            "recurrent": (
-                self.recurrent
-                if self.recurrent is None or isinstance(self.recurrent, str)
-                else keras.saving.serialize_keras_object(self.recurrent)
-            ),
-            "recurrent_units": self.recurrent_units,
-            "recurrent_critic": self.recurrent_critic,
-        }
-
-    def _trunk_config(self, trunk):
-        if not self.custom_trunks:
-            return None
-        return keras.saving.serialize_keras_object(trunk)
+        return arguments.to_config(self)
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        observation_space = spaces.space_from_config(config.pop("observation_space"))
-        action_space = spaces.space_from_config(config.pop("action_space"))
-        ppo_config = PPOConfig(**config.pop("config"))
-        for key in ("policy_network", "value_network"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        if isinstance(config.get("recurrent"), dict):
-            config["recurrent"] = keras.saving.deserialize_keras_object(
-                config["recurrent"]
-            )
-        if config.get("encoders"):
-            config["encoders"] = {
-                key: keras.saving.deserialize_keras_object(layer)
-                for key, layer in config["encoders"].items()
-            }
-        return cls(observation_space, action_space, config=ppo_config, **config)
+        return cls(**arguments.from_config(config))
 
     # ------------------------------------------------------- saving, export
 

@@ -139,72 +139,67 @@ def short_repr(value, limit=120):
 # ------------------------------------------------------------------ model
 
 
-def check_model_arguments(
-    observation_space,
-    action_space,
-    hidden_sizes,
-    activation,
-    shared_trunk,
-    init_log_std,
-    num_envs,
-    env_id,
-) -> tuple:
-    """Checks `PPOModel`'s constructor arguments.
+def check_str(name: str, value) -> str:
+    """Returns `value`; raises TypeError unless it is a str."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a str or None. Received: {name}={value!r}")
+    return value
 
-    Returns:
-        `hidden_sizes` as a tuple of Python ints.
 
-    Raises:
-        TypeError: For arguments of the wrong type or unsupported spaces.
-        ValueError: For out-of-range or non-finite values.
-    """
+def check_action_space(name: str, space):
+    """Returns `space`; raises TypeError unless keras-ppo can act in it."""
     from gymnasium import spaces as gym_spaces
 
-    from keras_ppo.core import spaces
-
-    spaces.check_observation_space(observation_space)
-    if not isinstance(
-        action_space,
-        (
-            gym_spaces.Box,
-            gym_spaces.Discrete,
-            gym_spaces.MultiDiscrete,
-            gym_spaces.MultiBinary,
-            gym_spaces.Dict,
-            gym_spaces.Tuple,
-        ),
-    ):
+    kinds = (
+        gym_spaces.Box,
+        gym_spaces.Discrete,
+        gym_spaces.MultiDiscrete,
+        gym_spaces.MultiBinary,
+        gym_spaces.Dict,
+        gym_spaces.Tuple,
+    )
+    if not isinstance(space, kinds):
         raise TypeError(
             "Expected a Box, Discrete, MultiDiscrete, MultiBinary, Dict or Tuple "
-            f"action space. Received: action_space={action_space!r}"
+            f"action space. Received: {name}={space!r}"
         )
-    if isinstance(hidden_sizes, (str, bytes)) or not hasattr(hidden_sizes, "__iter__"):
+    return space
+
+
+def check_hidden_sizes(name: str, sizes) -> tuple:
+    """Returns the hidden layers' sizes as a tuple of Python ints; raises
+    unless they are a non-empty sequence of positive ints."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         raise TypeError(
-            "`hidden_sizes` must be a sequence of ints, e.g. (64, 64). "
-            f"Received: hidden_sizes={hidden_sizes!r}"
+            f"`{name}` must be a sequence of ints, e.g. (64, 64). "
+            f"Received: {name}={sizes!r}"
         )
-    hidden_sizes = tuple(hidden_sizes)
-    if not hidden_sizes:
+    sizes = tuple(sizes)
+    if not sizes:
         raise ValueError(
-            "`hidden_sizes` must name at least one hidden layer, e.g. (64, 64). "
-            f"Received: hidden_sizes={hidden_sizes!r}"
+            f"`{name}` must name at least one hidden layer, e.g. (64, 64). "
+            f"Received: {name}={sizes!r}"
         )
-    for size in hidden_sizes:
+    for size in sizes:
         value = _scalar(size)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(
-                "`hidden_sizes` must be positive ints. "
-                f"Received: hidden_sizes={hidden_sizes!r}"
+                f"`{name}` must be positive ints. Received: {name}={sizes!r}"
             )
         if value < 1:
             raise ValueError(
-                "`hidden_sizes` must be positive ints. "
-                f"Received: hidden_sizes={hidden_sizes!r}"
+                f"`{name}` must be positive ints. Received: {name}={sizes!r}"
             )
+    return tuple(int(_scalar(size)) for size in sizes)
+
+
+def check_activation(name: str, activation):
+    """Returns `activation`; raises unless it is a Keras activation's name
+    or a callable."""
     if not (isinstance(activation, str) or callable(activation)):
         raise TypeError(
-            "`activation` must be a Keras activation name or function. "
-            f"Received: activation={activation!r}"
+            f"`{name}` must be a Keras activation name or function. "
+            f"Received: {name}={activation!r}"
         )
     if isinstance(activation, str):
         import keras
@@ -213,16 +208,41 @@ def check_model_arguments(
             keras.activations.get(activation)
         except ValueError:
             raise ValueError(
-                "`activation` must name a Keras activation, e.g. 'tanh' or "
-                f"'relu'. Received: activation={activation!r}"
+                f"`{name}` must name a Keras activation, e.g. 'tanh' or "
+                f"'relu'. Received: {name}={activation!r}"
             ) from None
-    check_bool("shared_trunk", shared_trunk)
-    check_float("init_log_std", init_log_std)
-    if num_envs is not None:
-        check_int("num_envs", num_envs, minimum=1)
-    if env_id is not None and not isinstance(env_id, str):
-        raise TypeError(f"`env_id` must be a str or None. Received: env_id={env_id!r}")
-    return tuple(int(_scalar(size)) for size in hidden_sizes)
+    return activation
+
+
+def check_env_spaces(model, env, owner="model") -> None:
+    """Raises ValueError unless `env` (a gymnasium `Env` or `VectorEnv`, or
+    a TF-native `keras_ppo.envs` env) has `model`'s single-env observation
+    and action spaces; the message names both pairs.
+
+    Args:
+        model: Anything with `observation_space` and `action_space`.
+        env: The env; a `VectorEnv`'s `single_` spaces are compared.
+        owner: What the model is called in the message ("model", "agents").
+    """
+    vector = hasattr(env, "single_observation_space")
+    prefix = "single_" if vector else ""
+    observation_space = getattr(env, f"{prefix}observation_space")
+    action_space = getattr(env, f"{prefix}action_space")
+    differ = [
+        kind
+        for kind, space, expected in (
+            ("observation", observation_space, model.observation_space),
+            ("action", action_space, model.action_space),
+        )
+        if space != expected
+    ]
+    if differ:
+        raise ValueError(
+            f"The env's {' and '.join(differ)} space differs from the "
+            f"{owner}'s. Expected: observation space {model.observation_space}, "
+            f"action space {model.action_space}. Received: observation space "
+            f"{observation_space}, action space {action_space}"
+        )
 
 
 # -------------------------------------------------------------- inference
@@ -294,90 +314,6 @@ def check_observations(observation_space, observations):
                 f"Received: {array[outside][0]} in {short_repr(array)}"
             )
     return array, single
-
-
-# --------------------------------------------------------------- training
-
-#: `fit` arguments that Keras supports but PPO does not, with what to use.
-_FIT_UNSUPPORTED = {
-    "y": "PPO has no targets; the rollout dataset carries everything",
-    "validation_data": "evaluate the policy on separate envs with "
-    "keras_ppo.callbacks.EvalCallback(env_id) (or keras_ppo.evaluate)",
-    "validation_split": "evaluate the policy on separate envs with "
-    "keras_ppo.callbacks.EvalCallback(env_id) (or keras_ppo.evaluate)",
-    "validation_steps": "use keras_ppo.callbacks.EvalCallback(env_id, episodes=...)",
-    "validation_batch_size": "use keras_ppo.callbacks.EvalCallback(env_id)",
-    "validation_freq": "use keras_ppo.callbacks.EvalCallback(env_id, every=...)",
-    "class_weight": "PPO weights its samples itself (the rollout's mask)",
-    "sample_weight": "PPO weights its samples itself (the rollout's mask)",
-    "batch_size": "set PPOConfig(minibatch_size=...)",
-}
-
-
-def check_fit_arguments(x, args, kwargs) -> None:
-    """Rejects `fit` inputs PPO cannot train on, pointing to what to use.
-
-    Args:
-        x: `fit`'s first argument.
-        args: Its further positional arguments (`y`, `batch_size`, ...).
-        kwargs: Its keyword arguments.
-
-    Raises:
-        ValueError: For a missing dataset, arrays instead of a rollout
-            dataset, Keras arguments PPO does not support, or negative
-            `epochs`/`initial_epoch`.
-        TypeError: For `epochs` or `initial_epoch` that are not ints.
-    """
-    if args:
-        # Keras' positional order after x: y, batch_size, epochs, ...
-        names = ("y", "batch_size", "epochs", "verbose", "callbacks")
-        for name, value in zip(names, args, strict=False):
-            kwargs = {**kwargs, name: value}
-    for name, hint in _FIT_UNSUPPORTED.items():
-        value = kwargs.get(name)
-        keras_default = {"validation_split": 0.0, "validation_freq": 1}.get(name)
-        if value is not None and not (
-            keras_default is not None and value == keras_default
-        ):
-            raise ValueError(
-                f"PPOModel.fit does not support `{name}`: {hint}. "
-                f"Received: {name}={short_repr(value)}"
-            )
-    # One epoch is one PPO iteration: counts, not a fraction or a flag.
-    epochs = check_int("epochs", kwargs.get("epochs", 1), minimum=0)
-    check_int(
-        "initial_epoch", kwargs.get("initial_epoch", 0), minimum=0, maximum=epochs
-    )
-    expected = (
-        "PPOModel.fit trains on a stream of PPO iterations: pass "
-        "keras_ppo.rollout_dataset(model, envs)."
-    )
-    if x is None:
-        raise ValueError(f"{expected} Received: x=None")
-    if isinstance(x, (np.ndarray, list, tuple, str, bytes, numbers.Number)) or (
-        type(x).__name__ in ("EagerTensor", "Tensor", "DataFrame", "Series")
-    ):
-        raise ValueError(f"{expected} Received: x={short_repr(x)}")
-    # A tf.data dataset of plain tensors: the rollout's minibatches are dicts
-    # (train_step names any keys a dict dataset lacks).
-    spec = getattr(x, "element_spec", None)
-    if spec is not None and not isinstance(spec, dict):
-        raise ValueError(
-            f"{expected} Received: a dataset of {short_repr(spec, limit=200)}"
-        )
-
-
-def unsupported_keras_method(name: str) -> ValueError:
-    """The error for Keras' `evaluate` or `predict` (and their `_on_batch`
-    forms), which PPO has no use for."""
-    hints = {
-        "evaluate": "evaluate the policy on whole episodes with "
-        "keras_ppo.evaluate(model, env_id) or, during training, "
-        "keras_ppo.callbacks.EvalCallback",
-        "predict": "act with model.predict_action(observations); "
-        "model.value(observations) gives the values",
-    }
-    return ValueError(f"PPOModel does not support Keras' `{name}`: {hints[name]}.")
 
 
 # ------------------------------------------------------------------ paths
