@@ -140,7 +140,7 @@ def test_replayed_log_probs_and_values_equal_the_acting_ones(
             minibatch = tf.nest.map_structure(
                 lambda value, i=index: value[i], minibatches._asdict()
             )
-            params, values = model.sequence_heads(
+            params, values = model.forward_sequences(
                 minibatch["observations"],
                 minibatch["states"],
                 minibatch["episode_starts"],

@@ -2,11 +2,11 @@
 `predict_action` (a mixin of `PPOModel`).
 
 Observations reach the networks as rollouts store them: `normalize`
-applies the running statistics, `heads` the encoder, the recurrent cores (if
-any), the trunks and the heads, and the action mask where the observations
-carry one. A recurrent model acts step by step from a state
-(`policy_step`, `recurrent_heads`) and trains on replayed sequences
-(`sequence_heads`); `keras_ppo.agent.memory` holds its cores.
+applies the running statistics, `forward` the encoder, the recurrent cores
+(if any), the trunks and the heads, and the action mask where the
+observations carry one. A recurrent model acts step by step from a state
+(`policy_step`) and trains on replayed sequences (`forward_sequences`);
+`keras_ppo.agent.memory` holds its cores.
 """
 
 from __future__ import annotations
@@ -19,10 +19,18 @@ from keras_ppo.core import checks, inputs, masking
 
 class Acting:
     """The acting side of `PPOModel`: every method reads the model's layers
-    and weights (`encoder`, trunks, heads, `distribution`, `rng_key`)."""
+    and weights (`encoder`, trunks, heads, `distribution`, `rng_key`).
+
+    One family of forward passes (`call` on raw observations, `forward`
+    on normalised ones, `forward_sequences` on a minibatch of recurrent
+    chunks, `value`) and one sampling function (`policy_step`).
+    """
 
     def call(self, observations, training=False):
-        return self.heads(self.normalize(observations), training)
+        params, values, _ = self.forward(
+            self.normalize(observations), training=training
+        )
+        return params, values
 
     def normalize(self, observations):
         """Observations as the networks see them: normalised by the running
@@ -31,33 +39,41 @@ class Acting:
             return observations
         return self.observation_normalizer(observations)
 
-    def heads(self, observations, training=False):
-        """`(params, values)` of observations that are already normalised
-        (`normalize`), as rollouts store them; a recurrent model's from a
-        fresh state."""
-        if self.policy_core is not None:
-            batch = tf.shape(tf.nest.flatten(observations)[0])[0]
-            starts = tf.ones([batch], tf.bool)
-            state = memory.initial_state(self, batch)
-            return self.recurrent_heads(observations, state, starts, training)[:2]
+    def forward(self, observations, state=None, episode_starts=None, training=False):
+        """One step on observations that are already normalised
+        (`normalize`), as rollouts store them.
+
+        Args:
+            observations: `[B, ...]` normalised observations.
+            state: A recurrent model's state nest (`initial_state`); None
+                for fresh episodes. Ignored by a feed-forward model.
+            episode_starts: `[B]` bool, where the state is zeroed first;
+                None with `state=None`.
+            training: Passed to the trunks.
+
+        Returns:
+            `(params [B, P], values [B], next_state)`; `next_state` is
+            `state` for a feed-forward model.
+        """
         features = self.encoder(observations)
-        return self.outputs(observations, features, features, training)
-
-    def recurrent_heads(self, observations, state, episode_starts, training=False):
-        """One recurrent step on normalised observations: `(params, values,
-        next_state)`; the state is zeroed where `episode_starts` [B]."""
+        if self.policy_core is None:
+            return (*self._heads(observations, features, features, training), state)
+        if state is None:
+            batch = tf.shape(tf.nest.flatten(observations)[0])[0]
+            state = memory.initial_state(self, batch)
+            episode_starts = tf.ones([batch], tf.bool)
         policy, value, next_state = memory.step_features(
-            self, self.encoder(observations), state, episode_starts
+            self, features, state, episode_starts
         )
-        params, values = self.outputs(observations, policy, value, training)
-        return params, values, next_state
+        return (*self._heads(observations, policy, value, training), next_state)
 
-    def sequence_heads(self, observations, states, episode_starts, training=False):
+    def forward_sequences(self, observations, states, episode_starts, training=False):
         """`(params, values)` `[L * C]` of a minibatch of chunks (see
         `keras_ppo.core.batch.Minibatch`), replayed from their starting
-        `states`; `heads` when `states` is None (feed-forward)."""
+        `states`; `forward` from fresh episodes when `states` is None
+        (feed-forward)."""
         if states is None:
-            return self.heads(observations, training)
+            return self.forward(observations, training=training)[:2]
         policy, value = memory.sequence_features(
             self,
             self.encoder(observations),
@@ -65,9 +81,9 @@ class Acting:
             episode_starts,
             self.config.chunk_length(),
         )
-        return self.outputs(observations, policy, value, training)
+        return self._heads(observations, policy, value, training)
 
-    def outputs(self, observations, policy_features, value_features, training):
+    def _heads(self, observations, policy_features, value_features, training):
         """`(params, values)` from the trunks' input features."""
         hidden = networks.flatten(self.policy_trunk(policy_features, training=training))
         params = self.policy_head(hidden)
@@ -83,7 +99,7 @@ class Acting:
             # same masked distribution the rollout sampled from.
             mask = observations[self.layout.mask_key]
             params = masking.mask_params(self.action_space, params, mask)
-        return params, self.value_from_features(value_features, training)
+        return params, self.value_of_features(value_features, training)
 
     def value(self, observations):
         """State values `[batch]` of raw observations `[batch, ...]` (a
@@ -91,9 +107,10 @@ class Acting:
         if self.policy_core is not None:
             return self(observations)[1]
         features = self.encoder(self.normalize(observations))
-        return self.value_from_features(features, False)
+        return self.value_of_features(features, False)
 
-    def value_from_features(self, features, training):
+    def value_of_features(self, features, training):
+        """State values `[batch]` from the value trunk's input features."""
         hidden = networks.flatten(self.value_trunk(features, training=training))
         return tf.squeeze(self.value_head(hidden), axis=-1)
 
@@ -108,67 +125,46 @@ class Acting:
             seed += tf.constant([worker, 0], tf.int64)
         return seed
 
-    def sample_actions(self, observations):
-        """Samples actions for raw observations (graph-compatible).
-
-        Returns:
-            `(actions, log_probs, values)`: actions in storage layout
-            (`[batch]` or `[batch, d]`, unclipped for `Box`), their
-            log-probabilities `[batch]` and the values `[batch]`.
-        """
-        params, values = self(observations)
-        actions = self.distribution.sample(params, self.next_seed())
-        return actions, self.distribution.log_prob(params, actions), values
-
     def initial_state(self, batch_size):
         """The state of `batch_size` fresh episodes: a dict nest of
         `[batch_size, size]` zeros (`{}` for a feed-forward model)."""
         return memory.initial_state(self, batch_size)
 
-    def policy_step(self, observations, state, episode_starts):
+    def policy_step(self, observations, state, episode_starts, deterministic=False):
         """Acts on raw observations `[B, ...]` from `state` (graph-compatible),
         starting afresh where `episode_starts` `[B]` (bool).
 
+        Args:
+            observations: `[B, ...]` raw observations.
+            state: The state nest (`initial_state`; `{}` when feed-forward).
+            episode_starts: `[B]` bool.
+            deterministic: Take the distribution's mode instead of a sample
+                (which draws no seed).
+
         Returns:
-            `(actions, log_probs, values, next_state)`; `next_state` is
-            `state` for a feed-forward model.
+            `(actions, log_probs, values, next_state)`: actions in storage
+            layout (`[B]` or `[B, d]`, unclipped for `Box`; `to_env` makes
+            them env-ready); `next_state` is `state` for a feed-forward
+            model.
         """
-        observations = self.normalize(observations)
-        if self.policy_core is None:
-            params, values = self.heads(observations)
-            next_state = state
-        else:
-            params, values, next_state = self.recurrent_heads(
-                observations, state, episode_starts
-            )
-        actions = self.distribution.sample(params, self.next_seed())
-        log_probs = self.distribution.log_prob(params, actions)
-        return actions, log_probs, values, next_state
-
-    @tf.function(reduce_retracing=True)
-    def act(self, observations):
-        """Compiled `sample_actions`: `(actions, log_probs, values)`."""
-        return self.sample_actions(observations)
-
-    @tf.function(reduce_retracing=True)
-    def _env_actions(self, observations, deterministic):
-        params, _ = self(observations)
-        return self._choose(params, deterministic)
-
-    @tf.function(reduce_retracing=True)
-    def _recurrent_env_actions(self, observations, state, starts, deterministic):
-        params, _, next_state = self.recurrent_heads(
-            self.normalize(observations), state, starts
+        params, values, next_state = self.forward(
+            self.normalize(observations), state, episode_starts
         )
-        return self._choose(params, deterministic), next_state
-
-    def _choose(self, params, deterministic):
-        """Env-ready actions: the distribution's mode, or a sample."""
         if deterministic:
             actions = self.distribution.mode(params)
         else:
             actions = self.distribution.sample(params, self.next_seed())
-        return self.distribution.to_env(actions)
+        log_probs = self.distribution.log_prob(params, actions)
+        return actions, log_probs, values, next_state
+
+    @tf.function(reduce_retracing=True)
+    def _env_actions(self, observations, state, starts, deterministic):
+        """Compiled `policy_step` for `predict_action`: env-ready actions
+        and the next state."""
+        actions, _, _, next_state = self.policy_step(
+            observations, state, starts, deterministic
+        )
+        return self.distribution.to_env(actions), next_state
 
     def predict_action(
         self,
@@ -216,12 +212,12 @@ class Acting:
                     "`state` and `episode_start` are for recurrent models; this "
                     f"one is feed-forward. Received: state={state!r}"
                 )
-            actions = self._env_actions(observations, deterministic)
+            actions, _ = self._env_actions(observations, {}, None, deterministic)
             next_state = None
         else:
             batch = tf.nest.flatten(observations)[0].shape[0]
             state, starts = memory.check_state(self, state, episode_start, batch)
-            actions, next_state = self._recurrent_env_actions(
+            actions, next_state = self._env_actions(
                 observations, state, starts, deterministic
             )
             next_state = memory.state_to_numpy(next_state)

@@ -244,7 +244,7 @@ def _recurrent_serving_function(model):
     def serve(observations, episode_start, state):
         leaves = [state[name] for name in paths]
         state = tf.nest.pack_sequence_as(structure, leaves)
-        params, value, next_state = model.recurrent_heads(
+        params, value, next_state = model.forward(
             model.normalize(observations), state, episode_start
         )
         outputs = {

@@ -112,7 +112,7 @@ def value_after(model, observations, next_states):
     features = model.encoder(observations)
     keep = tf.zeros(tf.shape(tf.nest.flatten(observations)[0])[:1], tf.bool)
     _, value_features, _ = step_features(model, features, next_states, keep)
-    return model.value_from_features(value_features, False)
+    return model.value_of_features(value_features, False)
 
 
 def check_sequences(config, num_envs) -> int:

@@ -242,17 +242,19 @@ class StackedAgents:
 
         return tf.vectorized_map(one, (weights, inputs))
 
-    def heads(self, weights, observations):
-        """`(params [N, B, P], values [N, B])` of observations
+    def forward(self, weights, observations):
+        """`(params [N, B, P], values [N, B])` of normalised observations
         `[N, B, ...]`, each agent's with its own slice of `weights` (the
         stacked weights' values)."""
-        return self._map(self.template.heads, weights, observations)
+        return self._map(
+            lambda obs: self.template.forward(obs)[:2], weights, observations
+        )
 
     def values(self, weights, observations):
         """State values `[N, B]` of observations `[N, B, ...]`."""
         return self._map(self.template.value, weights, observations)
 
-    def act(self, weights, observations):
+    def policy_step(self, weights, observations):
         """Samples every agent's actions, each from its own `next_seed`.
 
         Returns:
@@ -260,7 +262,7 @@ class StackedAgents:
         """
         distribution = self.template.distribution
         seeds = self.next_seeds()
-        params, values = self.heads(weights, observations)
+        params, values = self.forward(weights, observations)
         # Stateless draws with a different seed per agent do not vectorise
         # (`tf.vectorized_map` would loop over them): one per agent.
         actions = tf.stack(
@@ -359,7 +361,7 @@ class StackedPolicy:
 
     def policy_step(self, observations, state, episode_starts):
         """`PPOModel.policy_step` of every agent on its own envs."""
-        step = self.agents.act(self.weights, self._per_agent(observations))
+        step = self.agents.policy_step(self.weights, self._per_agent(observations))
         return (*(self._flat(value) for value in step), state)
 
     def value(self, observations):

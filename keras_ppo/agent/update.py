@@ -40,7 +40,7 @@ def loss_terms(model, minibatch: Minibatch, advantages) -> dict:
     """
     config = model.config
     weights = minibatch.mask
-    params, values = model.sequence_heads(
+    params, values = model.forward_sequences(
         minibatch.observations,
         minibatch.states,
         minibatch.episode_starts,
