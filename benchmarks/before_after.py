@@ -3,11 +3,13 @@
     git worktree add /tmp/baseline <revision>
     python benchmarks/before_after.py --baseline /tmp/baseline
 
-Runs `workers.py` tasks (throughput on the three configurations, gymnasium
-and TF-native envs, and time to solve CartPole) from both checkouts,
-alternating between them so that both see the same machine load, each in
-its own process with the checkout first on `PYTHONPATH`. Prints a Markdown
-table of medians and the ratio current / baseline.
+Runs this checkout's `workers.py` tasks (throughput on the three
+configurations on every execution path: gymnasium and TF-native minibatch
+streams, whole iterations with XLA and a vectorised `AgentStack`; and time
+to solve CartPole) against the library of both checkouts, alternating
+between them so that both see the same machine load, each in its own
+process with the checkout first on `PYTHONPATH`. Prints a Markdown table of
+medians and the ratio current / baseline.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ CURRENT = os.path.dirname(HERE)
 THROUGHPUT = [
     (lib, config)
     for config in ("cartpole-8x32", "cartpole-1x2048", "pendulum-4x1024")
-    for lib in ("kppo", "kppo-tf")
+    for lib in ("kppo", "kppo-tf", "kppo-whole", "kppo-stack")
 ]
+PATHS = {
+    "kppo": "gymnasium stream",
+    "kppo-tf": "TF-native stream",
+    "kppo-whole": "whole iterations (XLA)",
+    "kppo-stack": "AgentStack x4 (XLA)",
+}
 
 
 def run(tree, task, lib, arguments):
@@ -34,7 +42,7 @@ def run(tree, task, lib, arguments):
     completed = subprocess.run(
         [
             sys.executable,
-            os.path.join(tree, "benchmarks", "workers.py"),
+            os.path.join(HERE, "workers.py"),
             task,
             lib,
             json.dumps(arguments),
@@ -42,7 +50,7 @@ def run(tree, task, lib, arguments):
         capture_output=True,
         text=True,
         env=environment,
-        cwd=os.path.join(tree, "benchmarks"),
+        cwd=HERE,
         check=False,
     )
     for line in completed.stdout.splitlines():
@@ -83,13 +91,13 @@ def main():
                 key = ("time to solve CartPole (s)", lib)
                 rows.setdefault(key, {}).setdefault(name, []).append(seconds)
                 print(seed, key, name, seconds, flush=True)
-    print("\n| measurement | envs | baseline | current | current / baseline |")
+    print("\n| measurement | path | baseline | current | current / baseline |")
     print("| --- | --- | ---: | ---: | ---: |")
     for (measurement, lib), values in rows.items():
         before = statistics.median(values["baseline"])
         after = statistics.median(values["current"])
         print(
-            f"| {measurement} | {'TF-native' if lib == 'kppo-tf' else 'gymnasium'} "
+            f"| {measurement} | {PATHS[lib]} "
             f"| {before:,.1f} | {after:,.1f} | {after / before:.3f} |"
         )
 

@@ -123,7 +123,9 @@ def solve_kppo(
     # (or XLA compilation), the rest of the first iteration is mostly the
     # tracing of train_step.
     rollouts = []
-    source = dataset.source
+    from workers import rollout_source
+
+    source = rollout_source(dataset)
     # Whole iterations run inside train_step: no rollout call to time alone.
     collect = getattr(source, "run_iteration", None)
 
@@ -136,7 +138,13 @@ def solve_kppo(
 
     if collect is not None:
         source.run_iteration = timed_collect
-    tracker = run.model.training_logs.trackers["episode_return"]
+    # keras-ppo before 0.2 (before_after.py's baseline) lists the trackers.
+    logs = getattr(run.model, "training_logs", None)
+    tracker = (
+        logs.trackers["episode_return"]
+        if logs is not None
+        else next(m for m in run.model.metrics if m.name == "episode_return")
+    )
     iterations = []
     clock = None
 

@@ -157,7 +157,7 @@ def kppo_tf_agent(cfg, seed, schedules=False, jit_compile=False):
     return _kppo_setup(cfg, seed, schedules, env, jit_compile)
 
 
-def _kppo_setup(cfg, seed, schedules, envs, jit_compile=False):
+def _kppo_setup(cfg, seed, schedules, envs, jit_compile=False, whole=False):
     """`(model, envs, dataset, callbacks)` with `cfg`'s hyperparameters and,
     with `schedules`, rl-zoo3's linear learning-rate and clip schedules."""
     import keras
@@ -183,6 +183,8 @@ def _kppo_setup(cfg, seed, schedules, envs, jit_compile=False):
         )
         callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
     model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
+    if whole:
+        return model, envs, None, callbacks
     dataset = keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile)
     return model, envs, dataset, callbacks
 
@@ -235,19 +237,30 @@ def timed(function, totals, key):
 
 def throughput(lib, config_name, iterations=20, warmup=2):
     """Env steps/s of the whole training loop, split into rollout (env
-    stepping + acting + GAE) and the rest (updates and loop overhead)."""
+    stepping + acting + GAE) and the rest (updates and loop overhead).
+
+    `lib`: "sb3"; "kppo" (gymnasium, minibatch stream); "kppo-tf" (TF-native
+    env, minibatch stream); "kppo-whole" (TF-native env, whole iterations
+    with XLA); "kppo-stack" (a vectorised `AgentStack` of `STACK_SEEDS`
+    seeds on the TF-native env, whole iterations with XLA; steps of all
+    agents counted).
+    """
     cfg = dict(CONFIGS[config_name], iterations=warmup + iterations)
     batch = cfg["num_envs"] * cfg["n_steps"]
     totals = {}
-    if lib.startswith("kppo"):
+    if lib in ("kppo-whole", "kppo-stack"):
+        model, dataset = _kppo_whole(cfg, stack=lib == "kppo-stack")
+        model.fit(dataset, epochs=warmup, verbose=0)
+        start = time.perf_counter()
+        model.fit(dataset, epochs=iterations, verbose=0)
+        if lib == "kppo-stack":
+            batch *= STACK_SEEDS
+    elif lib.startswith("kppo"):
         make = kppo_agent if lib == "kppo" else kppo_tf_agent
         model, _, dataset, _ = make(cfg, seed=0)
         model.fit(dataset, epochs=warmup, verbose=0)
-
-        source = dataset.source
-        # Whole iterations (TF-native envs) have no separate rollout call.
-        if hasattr(source, "run_iteration"):
-            source.run_iteration = timed(source.run_iteration, totals, "rollout")
+        source = rollout_source(dataset)
+        source.run_iteration = timed(source.run_iteration, totals, "rollout")
         start = time.perf_counter()
         model.fit(dataset, epochs=iterations, verbose=0)
     else:
@@ -266,16 +279,51 @@ def throughput(lib, config_name, iterations=20, warmup=2):
     }
 
 
+#: Seeds of the `AgentStack` that `throughput("kppo-stack", ...)` trains.
+STACK_SEEDS = 4
+
+
+def rollout_source(dataset):
+    """The iteration source of a rollout dataset: its `source` attribute,
+    or, in keras-ppo before 0.2 (which `before_after.py` may run), the
+    registry's entry."""
+    source = getattr(dataset, "source", None)
+    if source is None:
+        from keras_ppo.agent.streams import stream_of
+
+        source = stream_of(dataset)
+    return source
+
+
+def _kppo_whole(cfg, stack):
+    """`(model or stack, dataset)` of whole iterations with XLA on the
+    TF-native env, with `cfg`'s hyperparameters."""
+    import keras_ppo
+    import keras_ppo.envs as tf_envs
+
+    env = tf_envs.make(cfg["env_id"], num_envs=cfg["num_envs"])
+    seeds = range(STACK_SEEDS) if stack else [0]
+    agents = [_kppo_setup(cfg, seed, False, env, whole=True)[0] for seed in seeds]
+    if not stack:
+        model = agents[0]
+        return model, keras_ppo.rollout_dataset(model, env, whole_iterations=True)
+    model = keras_ppo.AgentStack(agents, vectorize=True)
+    model.compile()
+    return model, keras_ppo.rollout_dataset(model, env)
+
+
 def latency(lib, calls=2000):
     """Seconds per policy call (sample, log-prob, value) on 8 observations,
     numpy in, as a rollout loop in Python would call it."""
     import numpy as np
+    import tensorflow as tf
 
     cfg = dict(CONFIGS["cartpole-8x32"], iterations=1)
     obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
     if lib == "kppo":
         model = kppo_agent(cfg, seed=0)[0]
-        call = lambda: model.act(obs)  # noqa: E731
+        step = tf.function(lambda obs: model.policy_step(obs, {}, None))
+        call = lambda: step(obs)  # noqa: E731
     else:
         import torch
         from stable_baselines3.common.utils import obs_as_tensor

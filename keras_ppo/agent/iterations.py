@@ -25,9 +25,7 @@ def record_update(model, results, applied, episodes) -> None:
 
     Args:
         model: The `PPOModel`.
-        results: The losses and diagnostics of `update`, by name: scalars,
-            or `[updates]` vectors of several updates (a vectorised
-            stack's agent), each counting as one update in the means.
+        results: The losses and diagnostics of `update`, by name.
         applied: `update`'s 1.0 / 0.0 (target_kl), or None.
         episodes: This replica's `EpisodeStats` share.
     """
@@ -57,14 +55,26 @@ def train_on_minibatches(model, minibatches: Minibatch) -> None:
             `[updates]` and `episodes` sums `[updates]`, as
             `keras_ppo.rollout.minibatches.shuffled_minibatches` makes them.
     """
-    num_updates = minibatches.update_index.shape[0]
+    minibatches = minibatches.as_dict()
+
+    def train(index):
+        # Through the dict: a feed-forward model's recurrent fields are None.
+        minibatch = tf.nest.map_structure(lambda value: value[index], minibatches)
+        record_update(model, *update(model, Minibatch.from_dict(minibatch)))
+
+    update_loop(minibatches["update_index"].shape[0], train)
+
+
+def update_loop(num_updates: int, train) -> None:
+    """Calls `train(index)` for every update index of an iteration, in
+    order, in one graph loop, as PureJaxRL's `_update_epoch` /
+    `_update_minbatch` scans do (Lu et al., 2022, arXiv:2210.02661): the
+    loop of whole iterations, for one model or a vectorised stack."""
 
     def body(index):
-        # Through the dict: a feed-forward model's recurrent fields are None.
-        minibatch = Minibatch.from_dict(
-            tf.nest.map_structure(lambda value: value[index], minibatches.as_dict())
-        )
-        record_update(model, *update(model, minibatch))
+        # The update's variable writes are ordered before the next loop
+        # step by the body's automatic control dependencies.
+        train(index)
         return (index + 1,)
 
     tf.while_loop(

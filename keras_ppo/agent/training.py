@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ppo.agent import replicas, sources
+from keras_ppo.agent import misuse, replicas, sources
 from keras_ppo.agent.iterations import record_update
 from keras_ppo.agent.update import update
 from keras_ppo.core import checks
@@ -111,7 +111,7 @@ class KerasTraining:
         """
         # Overridden to read a rollout dataset as one endless stream, feed it
         # whole to every replica, and re-raise an env's own error.
-        checks.check_fit_arguments(x, args, kwargs)
+        misuse.check_fit_arguments(x, args, kwargs)
         source, x, steps_per_epoch = sources.fit_input(self, x, steps_per_epoch)
         if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):
             x = replicas.ReplicatedInput(x, self.distribute_strategy)
@@ -138,16 +138,16 @@ class KerasTraining:
     def test_step(self, data):
         # Keras' hook of evaluate/test_on_batch, which mean nothing for an
         # agent: point to what does.
-        raise checks.unsupported_keras_method("evaluate")
+        raise misuse.unsupported_keras_method("evaluate")
 
     def predict_step(self, data):
         # Keras' hook of predict_on_batch: point to predict_action.
-        raise checks.unsupported_keras_method("predict")
+        raise misuse.unsupported_keras_method("predict")
 
     def predict(self, *args, **kwargs):
         # Keras' predict reads its first batch before predict_step runs,
         # which from a rollout dataset would run a rollout: refuse first.
-        raise checks.unsupported_keras_method("predict")
+        raise misuse.unsupported_keras_method("predict")
 
     @property
     def metrics(self):

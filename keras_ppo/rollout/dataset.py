@@ -30,69 +30,43 @@ def rollout_dataset(
     whole_iterations: bool = False,
     iterations_per_step: int = 1,
 ) -> RolloutDataset:
-    """A dataset whose every iteration is one PPO iteration.
+    """The dataset `model.fit` trains on: each epoch one PPO iteration.
 
-    Each time an iterator is created and first read, it steps every env
-    `num_steps` times with the model's current weights, computes GAE and then
-    yields `update_epochs` shuffled passes of minibatches of
-    `minibatch_size`. Nothing is prefetched, so Keras' per-epoch iterators
-    never run a rollout early or twice: `model.fit(dataset, epochs=K)` steps
-    the envs exactly `K * num_envs * num_steps` times, each rollout with the
-    weights after all earlier updates.
-
-    With a TF-native env and `whole_iterations=True` the whole iteration,
-    updates included, is one `train_step`: the dataset then holds one
-    placeholder element per iteration, `fit`'s `steps_per_epoch` counts
-    iterations (default 1 per epoch) and all of an epoch's iterations run
-    in one compiled call.
+    Reading an iteration steps every env `num_steps` times with the
+    model's current weights (nothing is prefetched), computes GAE and
+    yields `update_epochs` shuffled passes of minibatches; with
+    `whole_iterations` each element stands for whole iterations that
+    `train_step` runs in one compiled call.
 
     Args:
         model: A `keras_ppo.PPOModel`, or a `keras_ppo.AgentStack` (TF-native
             env only) whose agents each get their own copies of the env.
-        envs: A gymnasium `VectorEnv` whose single spaces equal the model's
-            (any autoreset mode works; reset, seeded with `model.config.seed`,
-            on the first read), or a TF-native `keras_ppo.envs` env.
-        jit_compile: Compile a TF-native env's iteration with XLA. None
-            (default): on for whole iterations, off for the minibatch stream
-            (benchmarks/README.md measures both). XLA compiles
-            `tf.debugging.Assert` out, so an env's own asserts only fire
-            with `jit_compile=False`.
-        nonfinite: What to do when a gymnasium env returns a NaN or inf
-            observation or reward: `"raise"` a `ValueError` naming the env
-            and step before any update uses it (default), or `"mask"` the
-            affected steps out of training with a warning
-            (`keras_ppo.rollout.gym_driver` has the details).
-        whole_iterations: Run each PPO iteration of a TF-native env
-            (rollout, GAE and every epoch x minibatch update) as one
-            `train_step` (`keras_ppo.rollout.whole_iterations`), by default
-            compiled with XLA. Off by default: XLA's compilation (seconds)
-            pays off in long runs, most in those of small batches, where
-            per-op overhead dominates (PureJaxRL's CartPole settings), and
-            not in short runs (benchmarks/README.md).
+        envs: A gymnasium `VectorEnv` with the model's single spaces (reset
+            with `model.config.seed` on the first read), or a TF-native
+            `keras_ppo.envs` env.
+        jit_compile: Compile a TF-native env's iteration with XLA. None:
+            on for whole iterations, off for minibatches.
+        nonfinite: A NaN or inf observation or reward of a gymnasium env:
+            `"raise"` a `ValueError` naming the env and step (default), or
+            `"mask"` the affected steps out of training with a warning.
+        whole_iterations: Run each iteration of a TF-native env (rollout,
+            GAE, every update) as one `train_step`.
         iterations_per_step: With `whole_iterations`, iterations per
-            `train_step` (per dataset element), run in one compiled
-            function, which saves a call into XLA per iteration. `fit`'s
-            `steps_per_epoch` then counts steps of this many iterations.
+            `train_step`; `fit`'s `steps_per_epoch` then counts those.
 
     Returns:
         A `RolloutDataset` (a `tf.data.Dataset` that `fit` recognises) of
-        `keras_ppo.core.batch.Minibatch` dicts:
-        `observations [mb, ...]`, `actions [mb, ...]`, `log_probs`,
-        `values`, `advantages`, `returns`, `mask` (`[mb]`; 0 marks reset
-        steps to ignore), the scalar `update_index` within the iteration and
-        `episodes`, the iteration's episode sums `return_sum`, `length_sum`
-        and `count` (non-zero only in its first minibatch). Its cardinality
-        is the number of updates per iteration. For whole iterations, one
-        `{"iteration": int64}` placeholder.
+        `keras_ppo.core.batch.Minibatch` dicts, `updates_per_iteration` of
+        them; for whole iterations, one `{"iteration": int64}` placeholder.
 
     Raises:
-        TypeError: If `model` is not a PPOModel or `envs` is neither a
-            VectorEnv nor a `keras_ppo.envs` env.
+        TypeError: If `model` is not a PPOModel or AgentStack, or `envs`
+            neither a VectorEnv nor a `keras_ppo.envs` env.
         ValueError: If the spaces differ, `minibatch_size` does not divide
-            `num_steps * num_envs`, `nonfinite` is not one of the above,
-            `jit_compile` or `whole_iterations` is set for gymnasium envs
-            (stepped in Python, so not compilable), or `whole_iterations`
-            under a `tf.distribute` strategy.
+            `num_steps * num_envs`, `nonfinite` is unknown, `jit_compile`
+            or `whole_iterations` is set for gymnasium envs, or
+            `whole_iterations` or a recurrent model is given under a
+            `tf.distribute` strategy.
     """
     if isinstance(model, AgentStack):
         return _stack_dataset(model, envs, jit_compile)
@@ -100,6 +74,25 @@ def rollout_dataset(
         raise TypeError(
             f"Expected a keras_ppo.PPOModel or AgentStack. Received: {model!r}"
         )
+    jit_compile, whole_iterations, iterations_per_step = _check_options(
+        nonfinite, jit_compile, whole_iterations, iterations_per_step
+    )
+    driver = _driver(model, envs, nonfinite)
+    _check_placement(model, driver, envs, jit_compile, whole_iterations)
+    driver.hold_policy_state(model)
+    if whole_iterations:
+        jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
+        source = WholeIterationSource(
+            model, driver, jit_compile, iterations_per_step=iterations_per_step
+        )
+    else:
+        source = IterationSource(model, driver, jit_compile=bool(jit_compile))
+    return RolloutDataset(source)
+
+
+def _check_options(nonfinite, jit_compile, whole_iterations, iterations_per_step):
+    """`rollout_dataset`'s options, checked: `(jit_compile,
+    whole_iterations, iterations_per_step)`."""
     # Checked here too: TF-native envs have no GymDriver to check it.
     check_nonfinite_mode(nonfinite)
     if jit_compile is not None:
@@ -113,16 +106,20 @@ def rollout_dataset(
             "`iterations_per_step` needs `whole_iterations=True`. Received: "
             f"iterations_per_step={iterations_per_step}"
         )
-    # Each worker of a multi-worker strategy seeds its envs differently.
+    return jit_compile, whole_iterations, iterations_per_step
+
+
+def _driver(model, envs, nonfinite):
+    """The `Driver` of `envs` for `model`, whose spaces they must have."""
     if isinstance(envs, BatchedEnv) and model.layout.structured:
         raise ValueError(
             "TF-native keras_ppo.envs envs have flat observations and no "
             "action masks; a model with Dict/Tuple observations or "
             f"`info_mask` trains on gymnasium VectorEnvs. Received: {envs!r}"
         )
+    # Each worker of a multi-worker strategy seeds its envs differently.
     if isinstance(envs, BatchedEnv):
         driver = TFDriver(envs, seed=replicas.env_seed(model, envs.num_envs))
-        prefix = ""
     elif isinstance(envs, VectorEnv):
         driver = GymDriver(
             envs,
@@ -130,21 +127,19 @@ def rollout_dataset(
             nonfinite=nonfinite,
             layout=model.layout,
         )
-        prefix = "single_"
     else:
         raise TypeError(
             "Expected a gymnasium VectorEnv, e.g. gymnasium.make_vec(env_id, "
             "num_envs=8), or a keras_ppo.envs env, e.g. keras_ppo.envs.make("
             f"'CartPole-v1', num_envs=64). Received: {envs!r}"
         )
-    for kind in ("observation", "action"):
-        env_space = getattr(envs, f"{prefix}{kind}_space")
-        model_space = getattr(model, f"{kind}_space")
-        if env_space != model_space:
-            raise ValueError(
-                f"The envs' {kind} space differs from the model's. "
-                f"Model: {model_space}. Received: {env_space}"
-            )
+    checks.check_env_spaces(model, envs)
+    return driver
+
+
+def _check_placement(model, driver, envs, jit_compile, whole_iterations):
+    """Refuses compiling gymnasium envs, whole iterations under a
+    `tf.distribute` strategy and recurrent models that cannot train."""
     tf_env = isinstance(driver, TFDriver)
     for name, value in (
         ("jit_compile", jit_compile),
@@ -155,30 +150,21 @@ def rollout_dataset(
                 f"`{name}=True` needs a TF-native env (keras_ppo.envs.make); "
                 f"gymnasium envs step in Python. Received: {envs!r}"
             )
+    strategy = type(model.distribute_strategy).__name__
     if whole_iterations and replicas.is_distributed(model):
         raise ValueError(
             "`whole_iterations=True` runs on one device; under a tf.distribute "
             "strategy each minibatch is one update. Received: a model built "
-            f"under {type(model.distribute_strategy).__name__}"
+            f"under {strategy}"
         )
     if model.policy_core is not None:
         if replicas.is_distributed(model):
             raise ValueError(
                 "A recurrent model trains on one device: its minibatches are "
                 "sequences, which the tf.distribute split along samples would "
-                "cut. Received: a recurrent model built under "
-                f"{type(model.distribute_strategy).__name__}"
+                f"cut. Received: a recurrent model built under {strategy}"
             )
         memory.check_sequences(model.config, driver.num_envs)
-    driver.hold_policy_state(model)
-    if whole_iterations:
-        jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
-        source = WholeIterationSource(
-            model, driver, jit_compile, iterations_per_step=iterations_per_step
-        )
-    else:
-        source = IterationSource(model, driver, jit_compile=bool(jit_compile))
-    return RolloutDataset(source)
 
 
 def _stack_dataset(stack, env, jit_compile) -> RolloutDataset:
@@ -188,14 +174,7 @@ def _stack_dataset(stack, env, jit_compile) -> RolloutDataset:
             "An AgentStack trains on a TF-native env, e.g. keras_ppo.envs.make("
             f"'CartPole-v1', num_envs=4). Received: {env!r}"
         )
-    for kind in ("observation", "action"):
-        env_space = getattr(env, f"{kind}_space")
-        model_space = getattr(stack.agents[0], f"{kind}_space")
-        if env_space != model_space:
-            raise ValueError(
-                f"The env's {kind} space differs from the agents'. "
-                f"Agents: {model_space}. Received: {env_space}"
-            )
+    checks.check_env_spaces(stack.agents[0], env, owner="agents")
     if jit_compile is None:
         jit_compile = WHOLE_ITERATION_XLA
     jit_compile = checks.check_bool("jit_compile", jit_compile)
@@ -229,7 +208,7 @@ class IterationSource:
         self.model = model
         self.driver = driver
         self.num_minibatches = config.num_minibatches(driver.num_envs)
-        self.updates_per_iteration = config.update_epochs * self.num_minibatches
+        self.updates_per_iteration = config.updates_per_iteration(driver.num_envs)
         # XLA cannot compile updates of a tf.distribute model's weight copies
         # on other devices (rng_key, env_steps).
         jit_compile = jit_compile and not replicas.is_distributed(model)

@@ -8,8 +8,9 @@ rollout is the one `collect_rollout` of every path: the agents' N x
 `num_envs` envs are one `BatchedEnv` whose groups reset from each agent's
 own key, and `keras_ppo.agent.stacked.StackedPolicy` acts for agent K on
 group K. The network, the update and the optimizer step are
-`keras_ppo.agent.stacked`'s; each update's results reach each agent's
-trackers through `record_update`, as on the other paths. Only the random
+`keras_ppo.agent.stacked`'s, made in the `update_loop` of whole
+iterations; each update's results reach each agent's trackers through
+`record_update`, as on the other paths. Only the random
 draws that depend on each agent's key (action samples, env resets,
 minibatch permutations) are made agent by agent, so that every agent
 trains exactly as it would alone.
@@ -20,9 +21,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_ppo.agent import replicas
-from keras_ppo.agent.iterations import record_update
+from keras_ppo.agent.iterations import record_update, update_loop
 from keras_ppo.agent.stacked import StackedAgents, StackedPolicy
-from keras_ppo.core.batch import LOSS_METRICS, EpisodeStats, Rollout
+from keras_ppo.core.batch import EpisodeStats, Rollout
 from keras_ppo.rollout.minibatches import minibatches_in_order, shuffled_order
 from keras_ppo.rollout.prepare import collect_rollout
 from keras_ppo.rollout.tf_driver import TFDriver
@@ -115,39 +116,20 @@ class VectorizedStackSource(PlaceholderIterations):
         return tf.transpose(tf.reshape(value, shape), permutation)
 
     def _train(self, minibatches) -> None:
-        """Every update of the iteration, in order, for all agents; then
-        each agent's results `[updates]` to its trackers (`record_update`)."""
+        """Every update of the iteration, in order, for all agents, each
+        agent's results to its trackers (`record_update`)."""
         agents = self.agents
         clip_ratios = agents.clip_ratios()
-        num_updates = minibatches["update_index"].shape[1]
 
-        def body(index, results, episodes):
+        def train(index):
             minibatch = tf.nest.map_structure(lambda v: v[:, index], minibatches)
-            update_results, update_episodes = agents.update(clip_ratios, minibatch)
-            results = {
-                name: results[name].write(index, update_results[name])
-                for name in results
-            }
-            episodes = EpisodeStats(
-                *(a + b for a, b in zip(episodes, update_episodes, strict=True))
-            )
-            return index + 1, results, episodes
+            results, episodes = agents.update(clip_ratios, minibatch)
+            for agent_index, agent in enumerate(agents.agents):
+                record_update(
+                    agent,
+                    {name: value[agent_index] for name, value in results.items()},
+                    None,
+                    EpisodeStats(*(total[agent_index] for total in episodes)),
+                )
 
-        results = {
-            name: tf.TensorArray(tf.float32, num_updates) for name in LOSS_METRICS
-        }
-        zeros = tf.zeros([self.num_agents])
-        _, results, episodes = tf.while_loop(
-            lambda index, *_: index < num_updates,
-            body,
-            (tf.constant(0), results, EpisodeStats(zeros, zeros, zeros)),
-            maximum_iterations=num_updates,
-        )
-        results = {name: array.stack() for name, array in results.items()}
-        for index, agent in enumerate(agents.agents):
-            record_update(
-                agent,
-                {name: value[:, index] for name, value in results.items()},
-                None,
-                EpisodeStats(*(total[index] for total in episodes)),
-            )
+        update_loop(minibatches["update_index"].shape[1], train)
