@@ -79,13 +79,15 @@ def check_fit_arguments(x, args, kwargs) -> None:
 
 
 def unsupported_keras_method(name: str) -> ValueError:
-    """The error for Keras' `evaluate` or `predict` (and their `_on_batch`
-    forms), which PPO has no use for."""
+    """The error for Keras' `evaluate` (and `test_on_batch`), which PPO has
+    no use for, or `predict` of a rollout dataset."""
     hints = {
         "evaluate": "evaluate the policy on whole episodes with "
         "keras_ppo.evaluate(model, env_id) or, during training, "
         "keras_ppo.callbacks.EvalCallback",
-        "predict": "act with model.predict_action(observations); "
-        "model.value(observations) gives the values",
+        "predict": "predict takes observations (and gives `call`'s "
+        "distribution parameters and values); act with "
+        "model.predict_action(observations)",
     }
-    return ValueError(f"PPOModel does not support Keras' `{name}`: {hints[name]}.")
+    what = "a rollout dataset" if name == "predict" else "Keras'"
+    return ValueError(f"PPOModel does not support {what} `{name}`: {hints[name]}.")

@@ -1,9 +1,10 @@
 """How `PPOModel` plugs into Keras' `compile` and `fit`.
 
 What the Keras guide "Customizing what happens in fit()" expects
-(`compile` with its config pair, `metrics`, `train_step`), Keras' own hooks
-for misuse (`test_step`, `predict_step`) and what PPO truly needs on top
-(`fit`), each override saying why in its first line.
+(`compile` with its config pair, `metrics`, `train_step`), Keras' own hook
+for a misuse (`test_step`) and what PPO truly needs on top (`fit`,
+`predict` of a rollout dataset), each override saying why in its first
+line.
 """
 
 from __future__ import annotations
@@ -140,14 +141,13 @@ class KerasTraining:
         # agent: point to what does.
         raise misuse.unsupported_keras_method("evaluate")
 
-    def predict_step(self, data):
-        # Keras' hook of predict_on_batch: point to predict_action.
-        raise misuse.unsupported_keras_method("predict")
-
-    def predict(self, *args, **kwargs):
-        # Keras' predict reads its first batch before predict_step runs,
-        # which from a rollout dataset would run a rollout: refuse first.
-        raise misuse.unsupported_keras_method("predict")
+    def predict(self, x, *args, **kwargs):
+        # Keras' predict reads its first batch before any step runs, which
+        # from a rollout dataset would run a rollout: refuse it first.
+        # Observations predict as in any Keras model: `call()`'s outputs.
+        if isinstance(x, sources.RolloutDataset):
+            raise misuse.unsupported_keras_method("predict")
+        return super().predict(x, *args, **kwargs)
 
     @property
     def metrics(self):
