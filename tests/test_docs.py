@@ -199,6 +199,19 @@ def capped_fit(monkeypatch):
     return cap
 
 
+def test_capped_fit_caps_the_epochs_of_any_keras_model(capped_fit):
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    x = np.zeros((4, 1), np.float32)
+    history = model.fit(x, x, epochs=capped_fit + 3, verbose=0)
+    assert len(history.history["loss"]) == capped_fit
+    history = model.fit(x, x, epochs=1, verbose=0)
+    assert len(history.history["loss"]) == 1
+
+
 def _run_python(block: Block, run: PageRun):
     try:
         code = compile(block.code, block.name, "exec")
@@ -445,6 +458,15 @@ def test_the_site_builds_strictly(tmp_path):
     assert (tmp_path / "site" / "index.html").is_file()
     api = (tmp_path / "site" / "api" / "model" / "index.html").read_text()
     assert "export_policy" in api  # mkdocstrings rendered the docstrings
+    # docs/hooks.py serves the benchmark plots from benchmarks/results.
+    plots = sorted(p.name for p in (ROOT / "benchmarks" / "results").glob("*.png"))
+    served = tmp_path / "site" / "img" / "benchmarks"
+    assert plots and sorted(p.name for p in served.glob("*.png")) == plots
+    # docs/griffe_examples.py: `Example:` sections are code, so the comment in
+    # ClipRatioScheduler's `>>> # Linear annealing ...` is no heading.
+    callbacks = (tmp_path / "site" / "api" / "callbacks" / "index.html").read_text()
+    assert "Linear annealing" in callbacks
+    assert not re.search(r"<h\d[^>]*>Linear annealing", callbacks)
 
 
 def test_a_broken_link_or_a_page_outside_the_nav_fails_the_build(tmp_path):
