@@ -5,10 +5,16 @@ The public names load on first use (PEP 562), so `import keras_ppo` and the
 """
 
 import importlib
+import importlib.metadata
 
 from keras_ppo.registration import register_when_keras_loads
 
-__version__ = "0.1.0"
+try:
+    # pyproject.toml's version, the one place it is written.
+    __version__ = importlib.metadata.version("keras-ppo")
+except importlib.metadata.PackageNotFoundError:
+    # A source tree on the path that was never installed has no metadata.
+    __version__ = "0+unknown"
 
 # Public name -> the module defining it.
 _EXPORTS = {
