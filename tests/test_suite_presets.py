@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_ppo
 from keras_ppo.cli import presets
-from keras_ppo.cli.suite_presets import MUJOCO_PRESETS
+from keras_ppo.cli.preset_files import load_family
 from keras_ppo.core.spaces import observation_dtype
 from keras_ppo.io import atari
 
@@ -51,7 +51,7 @@ def _check_save_and_load(model, tmp_path):
     return observations
 
 
-@pytest.mark.parametrize("env_id", sorted(MUJOCO_PRESETS))
+@pytest.mark.parametrize("env_id", sorted(load_family("mujoco")))
 def test_mujoco_presets_train_save_and_load(env_id, tmp_path):
     settings, overrides = presets.preset(env_id)
     assert settings["num_envs"] == 1
