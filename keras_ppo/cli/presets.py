@@ -18,22 +18,23 @@ import typing
 from keras_ppo.cli.preset_files import (
     DEFAULT_RUN,
     NETWORKS,
-    config_fields,
     load_family,
     setting_names,
 )
 from keras_ppo.io.atari import is_atari_id
 
+if typing.TYPE_CHECKING:
+    from keras_ppo.config import PPOConfig
+
 __all__ = [
-    "DEFAULT_RUN",
-    "NETWORKS",
+    "ATARI_PRESET",
+    "DEFAULT_RUN",  # preset_files' schema, named here for make_run's users
     "PRESETS",
     "TF_PRESETS",
-    "ATARI_PRESET",
     "Run",
     "Settings",
+    "build_run",
     "check_settings",
-    "config_fields",
     "lookup",
     "make_run",
     "preset",
@@ -111,7 +112,7 @@ def preset(env_id: str, tf_env: bool = False) -> tuple[dict, dict]:
     return settings.run, settings.config
 
 
-def check_settings(settings: Settings):
+def check_settings(settings: Settings) -> tuple[dict, PPOConfig]:
     """Checks the run settings and builds the `PPOConfig`.
 
     Returns:
@@ -236,13 +237,25 @@ def build_run(
     vectorization_mode: str = "sync",
     strategy=None,
 ) -> Run:
-    """Checks `settings` and builds their `Run` (see `make_run`).
+    """Checks `settings` and builds their `Run`, as `make_run` does.
+
+    Args:
+        env_id: The env id `settings` were resolved for.
+        settings: From `resolve`.
+        tf_env: Use the TF-native env instead of a gymnasium vector env.
+        vectorization_mode: "sync" or "async" gymnasium vector env.
+        strategy: A `tf.distribute` strategy to build the model under, or
+            None.
+
+    Returns:
+        A `Run`.
 
     Raises:
         ValueError: For an unknown env id or invalid settings.
         TypeError: For ill-typed values.
     """
     from keras_ppo import distribute
+    from keras_ppo.rollout.dataset import rollout_dataset
 
     run, config = check_settings(settings)  # before making envs
     envs = _make_envs(env_id, run["num_envs"], tf_env, vectorization_mode)
@@ -257,8 +270,6 @@ def build_run(
         from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
 
         callbacks.append(ClipRatioScheduler(linear_schedule(config.clip_ratio, epochs)))
-    from keras_ppo.rollout.dataset import rollout_dataset
-
     return Run(model, envs, rollout_dataset(model, envs), epochs, callbacks)
 
 
