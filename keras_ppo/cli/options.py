@@ -174,6 +174,21 @@ def _config_class():
     return PPOConfig
 
 
+def check_env_id(env_id: str) -> None:
+    """Checks that gymnasium knows `env_id` (ale-py's games included).
+
+    Raises:
+        ValueError: If it does not; the message says how to list the ids.
+    """
+    from keras_ppo.io.envs_util import is_registered
+
+    if not is_registered(env_id):
+        raise ValueError(
+            f"Unknown environment id {env_id!r}. List the registered ids with "
+            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
+        )
+
+
 def _missing_dependency(parser, error: ImportError):
     """Exits 2 with the install hint, without the usage lines of `error`."""
     parser.exit(2, f"{parser.prog}: error: {error}\n")

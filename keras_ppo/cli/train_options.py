@@ -11,6 +11,7 @@ from keras_ppo.cli.options import (
     _hidden_sizes,
     _positive_float,
     _positive_int,
+    check_env_id,
     config_overrides,
 )
 from keras_ppo.cli.preset_files import DEFAULT_RUN, NETWORKS, load_preset_file
@@ -216,7 +217,6 @@ def check_before_training(args, parser, settings, logdir, save_path) -> None:
     envs were made, after workers were started, or after the whole run, at
     the final save."""
     from keras_ppo.core import checks
-    from keras_ppo.io.envs_util import is_registered
 
     for flag, path, check in (
         ("--logdir", logdir, lambda: checks.check_directory("logdir", logdir)),
@@ -232,12 +232,11 @@ def check_before_training(args, parser, settings, logdir, save_path) -> None:
                 check()
         except (TypeError, ValueError) as error:
             parser.error(f"argument {flag}: {error}")
-    if not args.tf_env and not is_registered(args.env_id):
-        parser.error(
-            f"argument env_id: unknown environment id {args.env_id!r}. List the "
-            "registered ids with `python -c 'import gymnasium; "
-            "gymnasium.pprint_registry()'`"
-        )
+    if not args.tf_env:
+        try:
+            check_env_id(args.env_id)
+        except ValueError as error:
+            parser.error(f"argument env_id: {error}")
     try:
         presets.check_settings(settings)
     except (TypeError, ValueError) as error:

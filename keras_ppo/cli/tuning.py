@@ -21,6 +21,7 @@ import time
 import typing
 
 from keras_ppo.cli import presets, search_spaces
+from keras_ppo.cli.options import check_env_id
 from keras_ppo.cli.preset_files import setting_names
 from keras_ppo.config import PPOConfig
 
@@ -258,13 +259,7 @@ def _search_space(env_id, override):
     """The search space of `env_id`'s family with `override` laid over it."""
     import gymnasium as gym
 
-    from keras_ppo.io.envs_util import is_registered
-
-    if not is_registered(env_id):
-        raise ValueError(
-            f"Unknown environment id {env_id!r}. List the registered ids with "
-            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
-        )
+    check_env_id(env_id)
     env = gym.make(env_id)
     family = search_spaces.family_of(env.action_space)
     env.close()
