@@ -137,12 +137,20 @@ def load_family(family: str) -> dict[str, dict]:
     """
     if family not in FAMILIES:
         raise ValueError(f"Expected a family in {FAMILIES}. Received: {family!r}")
-    resource = importlib.resources.files("keras_ppo") / "presets" / f"{family}.json"
-    entries = json.loads(resource.read_text(encoding="utf-8"))["presets"]
+    name = f"{family}.json"
+    data = json.loads(
+        (importlib.resources.files("keras_ppo") / "presets" / name).read_text("utf-8")
+    )
+    if set(data) != {"comment", "presets"}:
+        raise ValueError(
+            f"Expected the sections comment and presets in {name}. Received: "
+            f"{sorted(data)}"
+        )
+    entries = data["presets"]
     for env_id, entry in entries.items():
-        check_entry(entry, f"{env_id!r} of {family}.json")
+        check_entry(entry, f"{env_id!r} of {name}")
         if not isinstance(entry.get("source"), str):
-            raise ValueError(f"Preset {env_id!r} of {family}.json names no source")
+            raise ValueError(f"Preset {env_id!r} of {name} names no source")
     return entries
 
 
