@@ -231,3 +231,12 @@ def test_a_preset_files_null_outranks_the_built_in_preset(tmp_path):
     assert settings.config["clip_value"] is None
     settings = _train_settings(["--preset", str(path), "--clip-value", "0.3"])
     assert settings.config["clip_value"] == 0.3
+
+
+def test_a_preset_files_null_run_setting_means_the_built_in_presets(tmp_path):
+    # As make_run's None: run settings have no None value of their own.
+    from keras_ppo.cli.preset_files import write_preset_file
+
+    path = tmp_path / "preset.json"
+    write_preset_file(path, "HalfCheetah-v5", {"learning_rate": None}, {})
+    assert _train_settings(["--preset", str(path)]).run["learning_rate"] == 3e-4

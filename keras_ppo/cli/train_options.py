@@ -164,8 +164,10 @@ def _add_output_options(train):
 def _read_preset_file(args, parser) -> dict:
     """The settings of the `--preset` file, `{}` without one.
 
-    Sets `args.env_id` when the command line gives none: the file's
-    `env_id`, else CartPole-v1. Exits 2 naming `--preset` for a bad file.
+    As for `presets.make_run`, a run setting of None means the preset's
+    value, and a `PPOConfig` field of None means None. Sets `args.env_id`
+    when the command line gives none: the file's `env_id`, else CartPole-v1.
+    Exits 2 naming `--preset` for a bad file.
     """
     if args.preset is None:
         args.env_id = args.env_id or DEFAULT_ENV_ID
@@ -179,7 +181,8 @@ def _read_preset_file(args, parser) -> dict:
     elif preset["env_id"] not in (None, args.env_id):
         print(f"Note: {args.preset} was tuned on {preset['env_id']}, not {args.env_id}")
     print(f"Preset {args.preset} (explicit options override it)")
-    return {**preset["run"], **preset["config"]}
+    run = {name: value for name, value in preset["run"].items() if value is not None}
+    return {**run, **preset["config"]}
 
 
 def train_settings(args, parser) -> presets.Settings:
