@@ -218,21 +218,30 @@ def train_settings(args, parser) -> presets.Settings:
 def check_before_training(args, parser, settings, logdir, save_path) -> None:
     """Exits 2 naming the flag for anything that would fail later: after
     envs were made, after workers were started, or after the whole run, at
-    the final save."""
+    the final save.
+
+    Args:
+        args: The parsed `train` command line.
+        parser: The `train` parser, which reports the error (exit 2).
+        settings: From `train_settings`.
+        logdir: The TensorBoard log directory the run will write.
+        save_path: Where the run will save the agent.
+    """
     from keras_ppo.core import checks
 
-    for flag, path, check in (
-        ("--logdir", logdir, lambda: checks.check_directory("logdir", logdir)),
-        ("--save", save_path, lambda: checks.check_save_path(save_path)),
+    for flag, check in (
+        ("--logdir", lambda: checks.check_directory("logdir", logdir)),
+        ("--save", lambda: checks.check_save_path(save_path)),
         (
             "--backup-dir",
-            args.backup_dir,
-            lambda: checks.check_directory("backup_dir", args.backup_dir),
+            lambda: (
+                args.backup_dir is None
+                or checks.check_directory("backup_dir", args.backup_dir)
+            ),
         ),
     ):
         try:
-            if path is not None:
-                check()
+            check()
         except (TypeError, ValueError) as error:
             parser.error(f"argument {flag}: {error}")
     if not args.tf_env:
