@@ -5,8 +5,61 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from keras_ppo.cli import presets
+from keras_ppo.cli import preset_files, presets
 from keras_ppo.config import PPOConfig
+
+
+@pytest.mark.parametrize("family", preset_files.FAMILIES)
+def test_every_shipped_preset_file_loads_and_every_entry_validates(family):
+    entries = preset_files.load_family(family)
+    assert entries
+    for env_id, entry in entries.items():
+        assert isinstance(entry["source"], str) and entry["source"], env_id
+        assert set(entry["run"]) <= set(preset_files.DEFAULT_RUN), env_id
+        settings = presets.Settings(
+            {**preset_files.DEFAULT_RUN, **entry["run"]}, entry["config"], {}
+        )
+        # Checks the run values and builds the PPOConfig, whose minibatch
+        # size divides the preset's batch.
+        run, config = presets.check_settings(settings)
+        assert isinstance(config, PPOConfig), env_id
+        assert config.num_minibatches(run["num_envs"]) >= 1, env_id
+
+
+def test_the_loader_reads_every_shipped_file():
+    from importlib.resources import files
+
+    shipped = files("keras_ppo") / "presets"
+    names = {path.name for path in shipped.iterdir() if path.name.endswith(".json")}
+    assert names == {f"{family}.json" for family in preset_files.FAMILIES}
+
+
+@pytest.mark.parametrize(
+    "entry, named",
+    [
+        ({"source": "x", "run": {"num_env": 8}}, "num_env"),
+        ({"source": "x", "config": {"gama": 0.9}}, "gama"),
+        ({"source": "x", "hyperparameters": {}}, "hyperparameters"),
+        ({"source": "x", "config": [0.9]}, "config"),
+    ],
+)
+def test_a_preset_with_unknown_names_is_refused_naming_them(entry, named):
+    with pytest.raises(ValueError, match=named):
+        preset_files.check_entry(entry, "'Test-v0'")
+
+
+def test_settings_given_over_the_preset_over_the_defaults():
+    settings = presets.resolve("CartPole-v1", num_envs=3, gamma=0.5)
+    assert settings.run["num_envs"] == 3  # given
+    assert settings.run["learning_rate"] == 1e-3  # CartPole's preset
+    assert settings.run["max_grad_norm"] == 0.5  # DEFAULT_RUN
+    assert settings.config["gamma"] == 0.5 and settings.config["gae_lambda"] == 0.8
+    assert settings.model == {"hidden_sizes": (64, 64)}
+    novel = presets.resolve("CartPoleNoVel-v1", hidden_sizes=(8,))
+    assert novel.model["recurrent"] == "lstm" and novel.model["hidden_sizes"] == (8,)
+    assert presets.resolve("CartPoleNoVel-v1").model["hidden_sizes"] == (64,)
+    with pytest.raises(TypeError, match="clip_range"):
+        presets.resolve("CartPole-v1", clip_range=0.2)
 
 
 @pytest.mark.parametrize("env_id", sorted(presets.PRESETS))

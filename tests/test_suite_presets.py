@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_ppo
 from keras_ppo.cli import presets
-from keras_ppo.cli.suite_presets import MUJOCO_PRESETS
+from keras_ppo.cli.preset_files import load_family
 from keras_ppo.core.spaces import observation_dtype
 from keras_ppo.io import atari
 
@@ -51,7 +51,7 @@ def _check_save_and_load(model, tmp_path):
     return observations
 
 
-@pytest.mark.parametrize("env_id", sorted(MUJOCO_PRESETS))
+@pytest.mark.parametrize("env_id", sorted(load_family("mujoco")))
 def test_mujoco_presets_train_save_and_load(env_id, tmp_path):
     settings, overrides = presets.preset(env_id)
     assert settings["num_envs"] == 1
@@ -198,19 +198,45 @@ def test_unknown_network_is_refused_before_making_envs():
         presets.make_run("CartPole-v1", network="resnet")
 
 
+def _train_settings(argv):
+    from keras_ppo.cli import build_parser
+    from keras_ppo.cli.train_options import train_settings
+
+    args = build_parser().parse_args(["train", *argv])
+    return train_settings(args, args.subparser)
+
+
 def test_preset_files_carry_the_network_to_the_train_command(tmp_path):
     from keras_ppo.cli.preset_files import load_preset_file, write_preset_file
-    from keras_ppo.cli.train import _add_train_command
 
     path = tmp_path / "preset.json"
-    write_preset_file(path, "CartPole-v1", {"network": "mlp"}, {})
-    assert load_preset_file(path)["run"] == {"network": "mlp"}
-    import argparse
+    write_preset_file(path, "CartPole-v1", {"network": "nature_cnn"}, {})
+    assert load_preset_file(path)["run"] == {"network": "nature_cnn"}
+    assert _train_settings(["--preset", str(path)]).run["network"] == "nature_cnn"
+    # An explicit option outranks the file.
+    settings = _train_settings(["--preset", str(path), "--network", "mlp"])
+    assert settings.run["network"] == "mlp"
 
-    from keras_ppo.cli.preset_option import apply_preset_file
 
-    parser = argparse.ArgumentParser()
-    _add_train_command(parser.add_subparsers())
-    args = parser.parse_args(["train", "--preset", str(path)])
-    apply_preset_file(args, parser)
-    assert args.network == "mlp"
+def test_a_preset_files_null_outranks_the_built_in_preset(tmp_path):
+    # HalfCheetah's built-in preset clips the value at 0.2; a file that
+    # says null (as `keras-ppo tune` writes for an unclipped value) wins,
+    # as a file's value does, instead of being read as "not given".
+    from keras_ppo.cli.preset_files import write_preset_file
+
+    path = tmp_path / "preset.json"
+    write_preset_file(path, "HalfCheetah-v5", {}, {"clip_value": None})
+    assert presets.preset("HalfCheetah-v5")[1]["clip_value"] == 0.2
+    settings = _train_settings(["--preset", str(path)])
+    assert settings.config["clip_value"] is None
+    settings = _train_settings(["--preset", str(path), "--clip-value", "0.3"])
+    assert settings.config["clip_value"] == 0.3
+
+
+def test_a_preset_files_null_run_setting_means_the_built_in_presets(tmp_path):
+    # As make_run's None: run settings have no None value of their own.
+    from keras_ppo.cli.preset_files import write_preset_file
+
+    path = tmp_path / "preset.json"
+    write_preset_file(path, "HalfCheetah-v5", {"learning_rate": None}, {})
+    assert _train_settings(["--preset", str(path)]).run["learning_rate"] == 3e-4

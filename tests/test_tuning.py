@@ -274,6 +274,13 @@ def test_two_processes_tune_one_study_in_one_sqlite_file(tmp_path):
     assert sorted(numbers) == [0, 1]
 
 
+def test_unknown_env_ids_are_refused_saying_how_to_list_them(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    with pytest.raises(ValueError, match="'NoSuchEnv-v0'.*pprint_registry"):
+        tuning.tune("NoSuchEnv-v0", 1, storage=storage)
+    assert not (tmp_path / "studies.db").exists()  # refused before opening
+
+
 def test_unusable_storage_urls_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="Cannot open the Optuna storage"):
         tuning.make_storage("nosuchdb://x")

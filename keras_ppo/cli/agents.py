@@ -10,6 +10,7 @@ from keras_ppo.cli.options import (
     _positive_float,
     _positive_int,
     _seed,
+    check_env_id,
 )
 
 AGENT_HELP = (
@@ -103,11 +104,10 @@ def _resolve_env_id(args, parser, model) -> str:
                 "runs/ENV_ID/agent.keras)"
             )
         print(f"Env {env_id} (the agent's directory name)")
-    if not is_registered(env_id):
-        parser.error(
-            f"unknown environment id {env_id!r}. List the registered ids with "
-            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
-        )
+    try:
+        check_env_id(env_id)
+    except ValueError as error:
+        parser.error(str(error))
     return env_id
 
 

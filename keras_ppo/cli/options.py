@@ -7,7 +7,7 @@ import math
 import types
 import typing
 
-from keras_ppo.cli import presets
+from keras_ppo.cli.preset_files import config_fields
 
 
 class _ExplicitNone:
@@ -41,7 +41,7 @@ def config_overrides(args) -> dict:
     a preset file), by name; an explicit `none` becomes None, and the
     matching attribute of `args` too."""
     overrides = {}
-    for field in presets.config_fields():
+    for field in config_fields():
         value = getattr(args, field.name)
         if value is NONE:
             value = None
@@ -66,14 +66,19 @@ def _hidden_sizes(text):
     return sizes
 
 
-def _positive_int(text):
+def _int_within(text, low, high, expected):
+    """`int(text)` if it lies in `[low, high]` (`high` None: no bound)."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1. Received: {text!r}")
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {expected}. Received: {text!r}")
     return value
+
+
+def _positive_int(text):
+    return _int_within(text, 1, None, "an int >= 1")
 
 
 def _finite_float(text):
@@ -101,17 +106,7 @@ def _seed(text):
     # Imported here: `--help` need not load NumPy.
     from keras_ppo.core.checks import SEED_MAX
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an int in [0, {SEED_MAX}]. Received: {text!r}"
-        ) from None
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(
-            f"expected an int in [0, {SEED_MAX}]. Received: {text!r}"
-        )
-    return value
+    return _int_within(text, 0, SEED_MAX, f"an int in [0, {SEED_MAX}]")
 
 
 def _parse_type(name, hint):
@@ -144,7 +139,7 @@ def _add_config_options(parser):
         "PPO hyperparameters (default: the env's preset, else PPOConfig's)"
     )
     hints = typing.get_type_hints(_config_class())
-    for field in presets.config_fields():
+    for field in config_fields():
         flag = "--" + field.name.replace("_", "-")
         hint = hints[field.name]
         optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
@@ -177,6 +172,21 @@ def _config_class():
     from keras_ppo.config import PPOConfig
 
     return PPOConfig
+
+
+def check_env_id(env_id: str) -> None:
+    """Checks that gymnasium knows `env_id` (ale-py's games included).
+
+    Raises:
+        ValueError: If it does not; the message says how to list the ids.
+    """
+    from keras_ppo.io.envs_util import is_registered
+
+    if not is_registered(env_id):
+        raise ValueError(
+            f"Unknown environment id {env_id!r}. List the registered ids with "
+            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
+        )
 
 
 def _missing_dependency(parser, error: ImportError):

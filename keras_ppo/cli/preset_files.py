@@ -1,8 +1,8 @@
-"""Preset files: tuned hyperparameters for one env as JSON (or YAML).
+"""Preset files: tuned hyperparameters as JSON (or YAML), and their schema.
 
-`keras-ppo tune` writes the best trial as one; `keras-ppo train --preset
-FILE` reads it, with explicit flags overriding it. The layout mirrors an
-entry of `keras_ppo.cli.presets.PRESETS`:
+The package ships its presets as `keras_ppo/presets/<family>.json`, read by
+`load_family`. `keras-ppo tune` writes the best trial as a preset file of
+one env and `keras-ppo train --preset FILE` reads it (`load_preset_file`):
 
 ```json
 {
@@ -12,18 +12,51 @@ entry of `keras_ppo.cli.presets.PRESETS`:
 }
 ```
 
-`run` takes the keys of `keras_ppo.cli.presets.DEFAULT_RUN`, `config` the fields
-of `PPOConfig`; every key is optional.
+`run` takes the keys of `DEFAULT_RUN`, `config` the fields of `PPOConfig`;
+every key is optional. An entry of a package file has the same `run` and
+`config`, a `source` (where the values come from), an optional `note` and
+an optional `model` (`PPOModel` arguments, e.g. a recurrent core).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.resources
 import json
 import os
 
-from keras_ppo.cli import presets
+#: Run settings outside PPOConfig, used for any env without a preset.
+DEFAULT_RUN = {
+    "num_envs": 8,
+    "total_timesteps": 200_000,
+    "learning_rate": 3e-4,
+    "anneal_lr": True,
+    "anneal_clip_ratio": False,
+    "max_grad_norm": 0.5,
+    "init_log_std": 0.0,
+    # "mlp" (hidden_sizes, separate trunks) or "nature_cnn" (one Nature CNN
+    # trunk shared by the policy and the value, for Atari frames).
+    "network": "mlp",
+}
+NETWORKS = ("mlp", "nature_cnn")
+#: The package's preset files, `keras_ppo/presets/<family>.json`.
+FAMILIES = ("gymnasium", "tf_native", "mujoco", "atari")
 
-_SECTIONS = {"env_id", "run", "config", "comment"}
+_FILE_SECTIONS = {"env_id", "run", "config", "comment"}
+_ENTRY_SECTIONS = {"source", "note", "run", "config", "model"}
+
+
+def config_fields() -> tuple:
+    """PPOConfig's fields (`dataclasses.Field`), for options and checks."""
+    from keras_ppo.config import PPOConfig
+
+    return dataclasses.fields(PPOConfig)
+
+
+def setting_names() -> set[str]:
+    """The names of a run's settings: `DEFAULT_RUN` keys and `PPOConfig`
+    fields."""
+    return set(DEFAULT_RUN) | {field.name for field in config_fields()}
 
 
 def read_structured(path: str | os.PathLike) -> dict:
@@ -59,6 +92,68 @@ def read_structured(path: str | os.PathLike) -> dict:
     return data
 
 
+def check_entry(data: dict, where: str, sections=_ENTRY_SECTIONS) -> None:
+    """Checks one preset: its sections, and the names in `run` and `config`.
+
+    Args:
+        data: A preset file's mapping, or an entry of a package file.
+        where: What to name in errors (a path, an env id).
+        sections: The top-level keys allowed.
+
+    Raises:
+        ValueError: For an unknown section or name, or a section that is
+            not a mapping.
+    """
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ValueError(
+            f"Unknown sections {unknown} in preset {where}. Expected some of "
+            f"{sorted(sections)}"
+        )
+    allowed = {
+        "run": set(DEFAULT_RUN),
+        "config": {field.name for field in config_fields()},
+        "model": None,  # PPOModel checks its own arguments
+    }
+    for section, names in allowed.items():
+        values = data.get(section) or {}
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"Expected a mapping for {section!r} in {where}. Received: {values!r}"
+            )
+        unknown = sorted(set(values) - names) if names is not None else []
+        if unknown:
+            raise ValueError(
+                f"Unknown {section} keys {unknown} in preset {where}. Expected "
+                f"some of {sorted(names)}"
+            )
+
+
+def load_family(family: str) -> dict[str, dict]:
+    """The presets of `keras_ppo/presets/<family>.json`, by env id, checked.
+
+    Raises:
+        ValueError: For an unknown family or an entry `check_entry` refuses.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"Expected a family in {FAMILIES}. Received: {family!r}")
+    name = f"{family}.json"
+    data = json.loads(
+        (importlib.resources.files("keras_ppo") / "presets" / name).read_text("utf-8")
+    )
+    if set(data) != {"comment", "presets"}:
+        raise ValueError(
+            f"Expected the sections comment and presets in {name}. Received: "
+            f"{sorted(data)}"
+        )
+    entries = data["presets"]
+    for env_id, entry in entries.items():
+        check_entry(entry, f"{env_id!r} of {name}")
+        if not isinstance(entry.get("source"), str):
+            raise ValueError(f"Preset {env_id!r} of {name} names no source")
+    return entries
+
+
 def load_preset_file(path: str | os.PathLike) -> dict:
     """Reads and checks a preset file.
 
@@ -69,29 +164,7 @@ def load_preset_file(path: str | os.PathLike) -> dict:
         ValueError: If the file cannot be read or holds unknown keys.
     """
     data = read_structured(path)
-    unknown = sorted(set(data) - _SECTIONS)
-    if unknown:
-        raise ValueError(
-            f"Unknown sections {unknown} in preset file {os.fspath(path)!r}. "
-            f"Expected some of {sorted(_SECTIONS)}"
-        )
-    allowed = {
-        "run": set(presets.DEFAULT_RUN),
-        "config": {field.name for field in presets.config_fields()},
-    }
-    for section, names in allowed.items():
-        values = data.get(section) or {}
-        if not isinstance(values, dict):
-            raise ValueError(
-                f"Expected a mapping for {section!r} in {os.fspath(path)!r}. "
-                f"Received: {values!r}"
-            )
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"Unknown {section} keys {unknown} in preset file "
-                f"{os.fspath(path)!r}. Expected some of {sorted(names)}"
-            )
+    check_entry(data, f"file {os.fspath(path)!r}", _FILE_SECTIONS)
     env_id = data.get("env_id")
     if env_id is not None and not isinstance(env_id, str):
         raise ValueError(f"Expected a string env_id. Received: {env_id!r}")

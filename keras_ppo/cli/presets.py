@@ -1,343 +1,149 @@
-"""Tuned hyperparameters per env id, from rl-baselines3-zoo.
+"""The settings of a run on an env id, and the run built from them.
 
-Values are rl-zoo3's `hyperparams/ppo.yml` (DLR-RM/rl-baselines3-zoo) for
-Stable-Baselines3, so both libraries can be compared on equal settings.
-CartPole's `clip_range: lin_0.2` becomes `anneal_clip_ratio` (a
-`ClipRatioScheduler`). Pendulum's preset drops rl-zoo3's gSDE exploration,
-which keras-ppo does not implement, and trains for 150k steps.
-SB3 defaults fill the rest: no value clipping, value coefficient 0.5,
-gradient norm 0.5.
+`resolve` is the one place that turns (env id, TF-native or not, settings
+given by the caller or a preset file) into run settings, `PPOConfig` fields
+and `PPOModel` arguments: the given settings over the env's tuned preset
+(`keras_ppo/presets/*.json`, read by `preset_files.load_family`) over the
+defaults (`DEFAULT_RUN`, `PPOConfig`'s). `make_run` builds the envs and the
+compiled model from them; `keras-ppo train` and `keras-ppo tune` go
+through both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import typing
 
-from keras_ppo.cli.suite_presets import ATARI_PRESET, MUJOCO_PRESETS
+from keras_ppo.cli.preset_files import (
+    DEFAULT_RUN,
+    NETWORKS,
+    load_family,
+    setting_names,
+)
 from keras_ppo.io.atari import is_atari_id
 
-#: Run settings outside PPOConfig, used for any env without a preset.
-DEFAULT_RUN = {
-    "num_envs": 8,
-    "total_timesteps": 200_000,
-    "learning_rate": 3e-4,
-    "anneal_lr": True,
-    "anneal_clip_ratio": False,
-    "max_grad_norm": 0.5,
-    "init_log_std": 0.0,
-    # "mlp" (hidden_sizes, separate trunks) or "nature_cnn" (one Nature CNN
-    # trunk shared by the policy and the value, for Atari frames).
-    "network": "mlp",
-}
-NETWORKS = ("mlp", "nature_cnn")
+if typing.TYPE_CHECKING:
+    from keras_ppo.config import PPOConfig
 
-PRESETS = {
-    "CartPole-v1": {
-        "run": {
-            "num_envs": 8,
-            "total_timesteps": 100_000,
-            "learning_rate": 1e-3,
-            "anneal_lr": True,
-            "anneal_clip_ratio": True,
-        },
-        "config": {
-            "num_steps": 32,
-            "minibatch_size": 256,
-            "update_epochs": 20,
-            "gamma": 0.98,
-            "gae_lambda": 0.8,
-            "ent_coef": 0.0,
-            "clip_value": None,
-        },
-    },
-    "Pendulum-v1": {
-        "run": {
-            "num_envs": 4,
-            "total_timesteps": 150_000,
-            "learning_rate": 1e-3,
-            "anneal_lr": False,
-        },
-        "config": {
-            "num_steps": 1024,
-            "minibatch_size": 64,
-            "update_epochs": 10,
-            "gamma": 0.9,
-            "gae_lambda": 0.95,
-            "ent_coef": 0.0,
-            "clip_value": None,
-        },
-    },
-    # rl-zoo3's settings without its observation normalisation (`normalize:
-    # true`): both libraries learn Acrobot without it (benchmarks/README.md).
-    "Acrobot-v1": {
-        "run": {
-            "num_envs": 16,
-            "total_timesteps": 200_000,
-            "learning_rate": 3e-4,
-            "anneal_lr": False,
-        },
-        "config": {
-            "num_steps": 256,
-            "minibatch_size": 64,
-            "update_epochs": 4,
-            "gamma": 0.99,
-            "gae_lambda": 0.94,
-            "ent_coef": 0.0,
-            "clip_value": None,
-        },
-    },
-    # rl-zoo3 normalises observations and rewards (`normalize: true`); seed 0
-    # evaluated at -108.1 after 1M steps (rl-zoo3's published agent: -108.2).
-    "MountainCar-v0": {
-        "run": {
-            "num_envs": 16,
-            "total_timesteps": 1_000_000,
-            "learning_rate": 3e-4,
-            "anneal_lr": False,
-        },
-        "config": {
-            "num_steps": 16,
-            "minibatch_size": 64,
-            "update_epochs": 4,
-            "gamma": 0.99,
-            "gae_lambda": 0.98,
-            "ent_coef": 0.0,
-            "clip_value": None,
-            "normalize_observations": True,
-            "normalize_rewards": True,
-        },
-    },
-    # Not rl-zoo3's: its values (1 env, 8 steps, initial log std -3.29)
-    # rely on gSDE exploration, which keras-ppo does not implement; without
-    # it the car learnt to stand still (return -0.07 after 8k steps). These
-    # are CleanRL's `ppo_continuous_action.py` defaults (2048 steps, 32
-    # minibatches, 10 epochs, lr 3e-4 (not annealed here), observation and
-    # reward normalisation) on 8 envs; seed 0 evaluated at 93.9 after 300k
-    # steps (90 by 100k).
-    "MountainCarContinuous-v0": {
-        "run": {
-            "num_envs": 8,
-            "total_timesteps": 300_000,
-            "learning_rate": 3e-4,
-            "anneal_lr": False,
-        },
-        "config": {
-            "num_steps": 1024,
-            "minibatch_size": 256,
-            "update_epochs": 10,
-            "gamma": 0.99,
-            "gae_lambda": 0.95,
-            "ent_coef": 0.0,
-            "clip_value": None,
-            "normalize_observations": True,
-            "normalize_rewards": True,
-        },
-    },
-    # rl-zoo3's LunarLander-v2 settings (returns in benchmarks/README.md).
-    "LunarLander-v3": {
-        "run": {
-            "num_envs": 16,
-            "total_timesteps": 1_000_000,
-            "learning_rate": 3e-4,
-            "anneal_lr": False,
-        },
-        "config": {
-            "num_steps": 1024,
-            "minibatch_size": 64,
-            "update_epochs": 4,
-            "gamma": 0.999,
-            "gae_lambda": 0.98,
-            "ent_coef": 0.01,
-            "clip_value": None,
-        },
-    },
-}
-# rl-zoo3 tunes the continuous lander exactly as the discrete one; seed 0
-# evaluated at 269 after 1M steps.
-PRESETS["LunarLanderContinuous-v3"] = PRESETS["LunarLander-v3"]
-# Checked only to 655k of its 5M steps (seed 0): deterministic return -46,
-# up from -110 after the first iteration.
-# Partially observable envs (`keras_ppo.envs.partial`), with a recurrent
-# policy: `"model"` holds PPOModel arguments. rl-zoo3's published
-# RecurrentPPO agent for CartPoleNoVel-v1 (huggingface.co/sb3/
-# ppo_lstm-CartPoleNoVel-v1, 500 +- 0) was trained with: 8 envs x 32 steps,
-# batch 256, 20 epochs, gamma 0.98, lambda 0.8, lin_0.001, lin_0.2, ent 0,
-# 100k steps, observation (not reward) normalisation, an LSTM of 64 units
-# for the actor and one for the critic, net_arch pi=[64] vf=[64], ReLU and
-# ortho_init=False. keras-ppo keeps its orthogonal initialisation.
-# rl-zoo3's hyperparams/ppo_lstm.yml (commit 038ab16) lists the same
-# PPO values without the normalisation and policy_kwargs.
-CARTPOLE_NOVEL_MODEL = {
-    "recurrent": "lstm",
-    "recurrent_units": 64,
-    "recurrent_critic": True,
-    "hidden_sizes": (64,),
-    "activation": "relu",
-}
-PRESETS["CartPoleNoVel-v1"] = {
-    "run": {**PRESETS["CartPole-v1"]["run"]},
-    "config": {
-        **PRESETS["CartPole-v1"]["config"],
-        "normalize_observations": True,
-    },
-    "model": CARTPOLE_NOVEL_MODEL,
-}
-# rl-zoo3's ppo_lstm.yml PendulumNoVel-v1 (4 envs x 1024 steps, gamma 0.9,
-# lambda 0.95, 10 epochs, lr 1e-3, clip 0.2, ent 0, 100k steps) without
-# its gSDE exploration, which keras-ppo does not implement; minibatches of
-# 4 sequences of 64 steps (rl-zoo3 keeps SB3's batch size, 64 steps) and
-# 150k steps, as the Pendulum-v1 preset.
-PRESETS["PendulumNoVel-v1"] = {
-    "run": {
-        "num_envs": 4,
-        "total_timesteps": 150_000,
-        "learning_rate": 1e-3,
-        "anneal_lr": False,
-    },
-    "config": {
-        "num_steps": 1024,
-        "minibatch_size": 256,
-        "sequence_length": 64,
-        "update_epochs": 10,
-        "gamma": 0.9,
-        "gae_lambda": 0.95,
-        "ent_coef": 0.0,
-        "clip_value": None,
-    },
-    "model": {"recurrent": "lstm", "recurrent_units": 64},
-}
-PRESETS["BipedalWalker-v3"] = {
-    "run": {
-        "num_envs": 32,
-        "total_timesteps": 5_000_000,
-        "learning_rate": 3e-4,
-        "anneal_lr": False,
-    },
-    "config": {
-        "num_steps": 2048,
-        "minibatch_size": 64,
-        "update_epochs": 10,
-        "gamma": 0.999,
-        "gae_lambda": 0.95,
-        "clip_ratio": 0.18,
-        "ent_coef": 0.0,
-        "clip_value": None,
-        "normalize_observations": True,
-        "normalize_rewards": True,
-    },
-}
+__all__ = [
+    "ATARI_PRESET",
+    "DEFAULT_RUN",  # preset_files' schema, named here for make_run's users
+    "PRESETS",
+    "TF_PRESETS",
+    "Run",
+    "Settings",
+    "build_run",
+    "check_settings",
+    "lookup",
+    "make_run",
+    "preset",
+    "resolve",
+]
 
-# MuJoCo v5: CleanRL's continuous defaults and rl-zoo3's tuned values
-# (keras_ppo.cli.suite_presets says which and why).
-PRESETS.update(MUJOCO_PRESETS)
+#: Gymnasium env id -> preset (`source`, `note`, `run`, `config`, `model`).
+PRESETS = {**load_family("gymnasium"), **load_family("mujoco")}
+#: Presets for the TF-native envs (`keras_ppo.envs`, `tf_env=True`).
+TF_PRESETS = load_family("tf_native")
+#: The preset of every Atari id (`keras_ppo.io.atari.is_atari_id`).
+ATARI_PRESET = load_family("atari")["atari"]
 
 
-# TF-native envs (`--tf-env`, `keras_ppo.envs`): rl-zoo3's settings (same
-# source as PRESETS; gymnasium PRESETS can change without changing these)
-# spread over more envs, which cost almost nothing to step in the graph.
-# Validated by `python benchmarks/run.py --only tf_vs_gym` (3 seeds, the same
-# settings on gymnasium envs) and `--only solve`; results in
-# benchmarks/README.md. rl-zoo3's gSDE (Pendulum, MountainCarContinuous) is
-# not in keras-ppo.
-TF_PRESETS = {
-    # rl-zoo3 CartPole-v1 (8 envs x 32 steps, minibatch 256, 20 epochs,
-    # gamma 0.98, lambda 0.8, lin_1e-3, lin_0.2) with 16 envs, minibatch 128
-    # and 10 epochs: the fewest updates that still solve it quickly.
-    "CartPole-v1": {
-        "run": {
-            "num_envs": 16,
-            "total_timesteps": 100_000,
-            "learning_rate": 1e-3,
-            "anneal_lr": True,
-            "anneal_clip_ratio": True,
-        },
-        "config": {
-            "num_steps": 32,
-            "minibatch_size": 128,
-            "update_epochs": 10,
-            "gamma": 0.98,
-            "gae_lambda": 0.8,
-            "ent_coef": 0.0,
-            "clip_value": None,
-        },
-    },
-    # rl-zoo3 Acrobot-v1 (16 envs x 256 steps, minibatch 64, 4 epochs,
-    # gamma 0.99, lambda 0.94): the same 4096 samples per iteration from 64
-    # envs x 64 steps.
-    "Acrobot-v1": {
-        "run": {**PRESETS["Acrobot-v1"]["run"], "num_envs": 64},
-        "config": {**PRESETS["Acrobot-v1"]["config"], "num_steps": 64},
-    },
-    # rl-zoo3 MountainCar-v0 (16 envs x 16 steps, minibatch 64, 4 epochs,
-    # gamma 0.99, lambda 0.98, observation and reward normalisation, 1M
-    # steps) with 64 envs, which solve it in 200k (benchmarks/README.md).
-    "MountainCar-v0": {
-        "run": {
-            "num_envs": 64,
-            "total_timesteps": 200_000,
-            "learning_rate": 3e-4,
-            "anneal_lr": False,
-            "anneal_clip_ratio": False,
-        },
-        "config": PRESETS["MountainCar-v0"]["config"],
-    },
-    # The gymnasium preset (CleanRL's continuous defaults with normalisation;
-    # rl-zoo3's values need gSDE) as 32 envs x 256 steps (results in
-    # benchmarks/README.md).
-    "MountainCarContinuous-v0": {
-        "run": {
-            **PRESETS["MountainCarContinuous-v0"]["run"],
-            "num_envs": 32,
-            "anneal_clip_ratio": False,
-        },
-        "config": {
-            **PRESETS["MountainCarContinuous-v0"]["config"],
-            "num_steps": 256,
-        },
-    },
-    # rl-zoo3 Pendulum-v1 (4 envs x 1024 steps, minibatch 64, 10 epochs,
-    # gamma 0.9, lambda 0.95, lr 1e-3) as 16 envs x 256 steps, so a rollout
-    # still holds whole episodes. 64 envs x 64 steps reached -247 in
-    # training but -777 deterministic (seed 0; 16 x 256: -147, seed 1).
-    "Pendulum-v1": {
-        "run": {
-            **PRESETS["Pendulum-v1"]["run"],
-            "num_envs": 16,
-            "total_timesteps": 200_000,
-        },
-        "config": {**PRESETS["Pendulum-v1"]["config"], "num_steps": 256},
-    },
-}
+def lookup(env_id: str, tf_env: bool = False) -> dict:
+    """The preset entry of `env_id`, `{}` where there is none.
+
+    A TF-native env takes its `TF_PRESETS` entry, else the gymnasium one;
+    an Atari id without an entry of its own takes `ATARI_PRESET`.
+    """
+    entry = (TF_PRESETS if tf_env else {}).get(env_id) or PRESETS.get(env_id)
+    if entry is None and is_atari_id(env_id):
+        entry = ATARI_PRESET
+    return entry or {}
 
 
-# The TF-native CartPoleNoVel-v1 (`keras_ppo.envs`): rl-zoo3's settings as
-# above, trained on whole iterations (tests/test_recurrent_learning.py).
-TF_PRESETS["CartPoleNoVel-v1"] = PRESETS["CartPoleNoVel-v1"]
+class Settings(typing.NamedTuple):
+    """What a run trains with, before any check."""
+
+    run: dict  # DEFAULT_RUN keys, complete
+    config: dict  # PPOConfig fields that differ from its defaults
+    model: dict  # PPOModel arguments (hidden_sizes, a recurrent core, ...)
+
+
+def resolve(env_id: str, tf_env: bool = False, hidden_sizes=None, **given) -> Settings:
+    """The settings of a run on `env_id`: `given` over its preset over the
+    defaults.
+
+    Args:
+        env_id: A gymnasium (or, with `tf_env`, TF-native) env id.
+        tf_env: Take the TF-native env's preset where it has one.
+        hidden_sizes: Hidden layer sizes of the MLPs, or None for the
+            preset's (else 64, 64).
+        **given: Run settings (`DEFAULT_RUN` keys) and `PPOConfig` fields.
+
+    Returns:
+        The `Settings`, unchecked (`check_settings` checks them).
+
+    Raises:
+        TypeError: For a name that is neither a run setting nor a field.
+    """
+    unknown = sorted(set(given) - setting_names())
+    if unknown:
+        raise TypeError(
+            f"Unknown settings {unknown}: neither run settings nor PPOConfig "
+            f"fields. Expected some of {sorted(setting_names())}"
+        )
+    entry = lookup(env_id, tf_env)
+    run = {**DEFAULT_RUN, **entry.get("run", {})}
+    config = dict(entry.get("config", {}))
+    for name, value in given.items():
+        (run if name in DEFAULT_RUN else config)[name] = value
+    model = dict(entry.get("model", {}))
+    # The preset files hold lists; PPOModel's arguments are tuples.
+    model["hidden_sizes"] = tuple(model.get("hidden_sizes", (64, 64)))
+    if hidden_sizes is not None:
+        model["hidden_sizes"] = hidden_sizes
+    return Settings(run, config, model)
 
 
 def preset(env_id: str, tf_env: bool = False) -> tuple[dict, dict]:
-    """`(run_settings, config_overrides)` for `env_id` (with a TF-native env
-    if `tf_env`); defaults where there is no preset."""
-    entry = (TF_PRESETS if tf_env else {}).get(env_id) or PRESETS.get(env_id, {})
-    if not entry and is_atari_id(env_id):
-        entry = ATARI_PRESET
-    return {**DEFAULT_RUN, **entry.get("run", {})}, dict(entry.get("config", {}))
+    """`(run_settings, config_overrides)` of `env_id`'s preset (with a
+    TF-native env if `tf_env`); defaults where there is no preset."""
+    settings = resolve(env_id, tf_env)
+    return settings.run, settings.config
 
 
-def model_settings(env_id: str, tf_env: bool = False) -> dict:
-    """PPOModel arguments of `env_id`'s preset (e.g. a recurrent core)."""
-    entry = (TF_PRESETS if tf_env else {}).get(env_id) or PRESETS.get(env_id, {})
-    return dict(entry.get("model", {}))
+def check_settings(settings: Settings) -> tuple[dict, PPOConfig]:
+    """Checks the run settings and builds the `PPOConfig`.
 
+    Returns:
+        `(run, config)`: the run settings as Python numbers and bools, and
+        the `PPOConfig`, whose minibatch size divides the batch of
+        `run["num_envs"]` envs.
 
-def config_fields():
-    """PPOConfig's fields, for building command-line options."""
+    Raises:
+        ValueError: For a value out of range, including a minibatch size
+            that does not divide the batch.
+        TypeError: For an ill-typed value.
+    """
     from keras_ppo.config import PPOConfig
+    from keras_ppo.core import checks
 
-    return dataclasses.fields(PPOConfig)
+    run = dict(settings.run)
+    for name in ("total_timesteps", "num_envs"):
+        run[name] = checks.check_int(name, run[name], minimum=1, type_error=ValueError)
+    for name in ("learning_rate", "max_grad_norm"):
+        run[name] = checks.check_float(
+            name, run[name], lower=0.0, open_lower=True, type_error=ValueError
+        )
+    for name in ("anneal_lr", "anneal_clip_ratio"):
+        run[name] = checks.check_bool(name, run[name])
+    if run["network"] not in NETWORKS:
+        raise ValueError(
+            f"`network` must be one of {NETWORKS}. Received: {run['network']!r}"
+        )
+    config = PPOConfig(**settings.config)
+    config.num_minibatches(run["num_envs"])
+    return run, config
 
 
 class Run(typing.NamedTuple):
@@ -370,8 +176,9 @@ def make_run(
     """Builds envs, a compiled `PPOModel` and its rollout dataset from the
     env's preset; every argument left `None` takes the preset's value.
 
-    The optimizer is Adam (epsilon 1e-5, global gradient norm 0.5) with the
-    learning rate annealed linearly to 0 over the run when `anneal_lr`.
+    The optimizer is Adam (epsilon 1e-5, global gradient norm
+    `max_grad_norm`) with the learning rate annealed linearly to 0 over the
+    run when `anneal_lr`.
 
     Args:
         env_id: A registered gymnasium id.
@@ -405,17 +212,10 @@ def make_run(
         ValueError: For an unknown env id or invalid settings.
         TypeError: For unknown `PPOConfig` fields or ill-typed values.
     """
-    import keras
-
-    from keras_ppo import distribute
-    from keras_ppo.agent.model import PPOModel
-    from keras_ppo.config import PPOConfig
     from keras_ppo.core import checks
-    from keras_ppo.io.envs_util import make_vector_env
-    from keras_ppo.rollout.dataset import rollout_dataset
 
-    settings, overrides = preset(env_id, tf_env)
-    given = dict(
+    tf_env = checks.check_bool("tf_env", tf_env)
+    given_run = dict(
         total_timesteps=total_timesteps,
         num_envs=num_envs,
         learning_rate=learning_rate,
@@ -425,71 +225,89 @@ def make_run(
         init_log_std=init_log_std,
         network=network,
     )
-    settings.update({key: value for key, value in given.items() if value is not None})
-    for name in ("total_timesteps", "num_envs"):
-        settings[name] = checks.check_int(
-            name, settings[name], minimum=1, type_error=ValueError
-        )
-    for name in ("learning_rate", "max_grad_norm"):
-        settings[name] = checks.check_float(
-            name, settings[name], lower=0.0, open_lower=True, type_error=ValueError
-        )
-    for name in ("anneal_lr", "anneal_clip_ratio"):
-        settings[name] = checks.check_bool(name, settings[name])
-    tf_env = checks.check_bool("tf_env", tf_env)
-    if settings["network"] not in NETWORKS:
-        raise ValueError(
-            f"`network` must be one of {NETWORKS}. Received: {settings['network']!r}"
-        )
-    rate = settings["learning_rate"]
-    fields = {field.name for field in config_fields()}
-    unknown = sorted(set(config_overrides) - fields)
-    if unknown:
-        raise TypeError(
-            f"Unknown PPOConfig fields {unknown}. Expected some of {sorted(fields)}"
-        )
-    config = PPOConfig(**{**overrides, **config_overrides})
-    config.num_minibatches(settings["num_envs"])  # fail before making envs
+    given = {name: value for name, value in given_run.items() if value is not None}
+    settings = resolve(env_id, tf_env, hidden_sizes, **given, **config_overrides)
+    return build_run(env_id, settings, tf_env, vectorization_mode, strategy)
 
-    if tf_env:
-        from keras_ppo import envs as tf_envs
 
-        envs = tf_envs.make(env_id, settings["num_envs"])
-    else:
-        envs = make_vector_env(env_id, settings["num_envs"], vectorization_mode)
-    workers = distribute.num_workers(strategy)
-    batch_size = config.batch_size(envs.num_envs) * workers
-    epochs = math.ceil(settings["total_timesteps"] / batch_size)
-    if settings["anneal_lr"]:
-        rate = keras.optimizers.schedules.PolynomialDecay(
-            rate,
-            decay_steps=epochs * config.updates_per_iteration(envs.num_envs),
-            end_learning_rate=0.0,
-        )
+def build_run(
+    env_id: str,
+    settings: Settings,
+    tf_env: bool = False,
+    vectorization_mode: str = "sync",
+    strategy=None,
+) -> Run:
+    """Checks `settings` and builds their `Run`, as `make_run` does.
+
+    Args:
+        env_id: The env id `settings` were resolved for.
+        settings: From `resolve`.
+        tf_env: Use the TF-native env instead of a gymnasium vector env.
+        vectorization_mode: "sync" or "async" gymnasium vector env.
+        strategy: A `tf.distribute` strategy to build the model under, or
+            None.
+
+    Returns:
+        A `Run`.
+
+    Raises:
+        ValueError: For an unknown env id or invalid settings.
+        TypeError: For ill-typed values.
+    """
+    from keras_ppo import distribute
+    from keras_ppo.rollout.dataset import rollout_dataset
+
+    run, config = check_settings(settings)  # before making envs
+    envs = _make_envs(env_id, run["num_envs"], tf_env, vectorization_mode)
+    batch_size = config.batch_size(envs.num_envs) * distribute.num_workers(strategy)
+    epochs = math.ceil(run["total_timesteps"] / batch_size)
+    updates = epochs * config.updates_per_iteration(envs.num_envs)
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model_kwargs = {"hidden_sizes": (64, 64), **model_settings(env_id, tf_env)}
-        if hidden_sizes is not None:
-            model_kwargs["hidden_sizes"] = hidden_sizes
-        if settings["network"] == "nature_cnn":
-            from keras_ppo.agent.cnn import nature_cnn
-
-            # One trunk for both heads, as CleanRL's ppo_atari.py.
-            model_kwargs["policy_network"] = nature_cnn(seed=config.seed)
-            model_kwargs["shared_trunk"] = True
-        model = PPOModel.from_env(
-            envs,
-            config=config,
-            init_log_std=settings["init_log_std"],
-            **model_kwargs,
-        )
-        model.compile(
-            keras.optimizers.Adam(
-                rate, epsilon=1e-5, global_clipnorm=settings["max_grad_norm"]
-            )
-        )
+        model = _make_model(envs, config, run, settings.model)
+        model.compile(_optimizer(run, updates))
     callbacks = []
-    if settings["anneal_clip_ratio"]:
+    if run["anneal_clip_ratio"]:
         from keras_ppo.callbacks import ClipRatioScheduler, linear_schedule
 
         callbacks.append(ClipRatioScheduler(linear_schedule(config.clip_ratio, epochs)))
     return Run(model, envs, rollout_dataset(model, envs), epochs, callbacks)
+
+
+def _make_envs(env_id, num_envs, tf_env, vectorization_mode):
+    if tf_env:
+        from keras_ppo import envs as tf_envs
+
+        return tf_envs.make(env_id, num_envs)
+    from keras_ppo.io.envs_util import make_vector_env
+
+    return make_vector_env(env_id, num_envs, vectorization_mode)
+
+
+def _make_model(envs, config, run, model_settings):
+    from keras_ppo.agent.model import PPOModel
+
+    kwargs = dict(model_settings)
+    if run["network"] == "nature_cnn":
+        from keras_ppo.agent.cnn import nature_cnn
+
+        # One trunk for both heads, as CleanRL's ppo_atari.py.
+        kwargs["policy_network"] = nature_cnn(seed=config.seed)
+        kwargs["shared_trunk"] = True
+    return PPOModel.from_env(
+        envs, config=config, init_log_std=run["init_log_std"], **kwargs
+    )
+
+
+def _optimizer(run, updates):
+    """Adam (epsilon 1e-5, as CleanRL and SB3), its learning rate annealed
+    linearly to 0 over the run's `updates` when `run["anneal_lr"]`."""
+    import keras
+
+    rate = run["learning_rate"]
+    if run["anneal_lr"]:
+        rate = keras.optimizers.schedules.PolynomialDecay(
+            rate, decay_steps=updates, end_learning_rate=0.0
+        )
+    return keras.optimizers.Adam(
+        rate, epsilon=1e-5, global_clipnorm=run["max_grad_norm"]
+    )

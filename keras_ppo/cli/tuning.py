@@ -21,6 +21,9 @@ import time
 import typing
 
 from keras_ppo.cli import presets, search_spaces
+from keras_ppo.cli.options import check_env_id
+from keras_ppo.cli.preset_files import setting_names
+from keras_ppo.config import PPOConfig
 
 #: Where `keras-ppo tune` keeps its studies unless told otherwise.
 DEFAULT_STORAGE = "sqlite:///runs/tune/studies.db"
@@ -81,12 +84,11 @@ def make_storage(url: str):
 def check_names(names) -> None:
     """Raises a ValueError naming the entries of `names` that are neither run
     settings (`presets.DEFAULT_RUN`) nor `PPOConfig` fields."""
-    known = set(presets.DEFAULT_RUN) | {f.name for f in presets.config_fields()}
-    unknown = sorted(set(names) - known)
+    unknown = sorted(set(names) - setting_names())
     if unknown:
         raise ValueError(
             f"Unknown hyperparameters {unknown} in the search space. Expected "
-            f"some of {sorted(known)}"
+            f"some of {sorted(setting_names())}"
         )
 
 
@@ -108,16 +110,13 @@ def split_values(env_id: str, values: dict, total_timesteps: int) -> TrialSettin
             `PPOConfig` field.
     """
     check_names(values)
-    settings, config = presets.preset(env_id)
-    fields = {field.name: field for field in presets.config_fields()}
-    for name, value in values.items():
-        (settings if name in settings else config)[name] = value
-    settings["total_timesteps"] = total_timesteps
-    num_steps = config.get("num_steps", fields["num_steps"].default)
+    run, config, _ = presets.resolve(env_id, **values)
+    run["total_timesteps"] = total_timesteps
     if "minibatch_size" in config:
-        batch = num_steps * settings["num_envs"]
+        num_steps = config.get("num_steps", PPOConfig.num_steps)
+        batch = num_steps * run["num_envs"]
         config["minibatch_size"] = min(config["minibatch_size"], batch)
-    return TrialSettings(settings, config)
+    return TrialSettings(run, config)
 
 
 def objective(
@@ -225,24 +224,11 @@ def tune(
             was started for another env.
         ImportError: Without Optuna.
     """
-    import gymnasium as gym
-
-    from keras_ppo.io.envs_util import is_registered
-
     optuna = import_optuna()
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"`trials` must be an int >= 1. Received: {trials!r}")
-    if not is_registered(env_id):
-        raise ValueError(
-            f"Unknown environment id {env_id!r}. List the registered ids with "
-            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`"
-        )
-    env = gym.make(env_id)
-    family = search_spaces.family_of(env.action_space)
-    env.close()
-    space = search_spaces.merged_space(family, search_space)
-    budget = total_timesteps or presets.preset(env_id)[0]["total_timesteps"]
-    check_names(space)
+    space = _search_space(env_id, search_space)
+    budget = total_timesteps or presets.resolve(env_id).run["total_timesteps"]
     if isinstance(storage, str):
         storage = make_storage(storage)
     study = optuna.create_study(
@@ -253,14 +239,7 @@ def tune(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=pruner_startup_trials),
         load_if_exists=True,
     )
-    tuned_env = study.user_attrs.get("env_id")
-    if tuned_env is None:
-        study.set_user_attr("env_id", env_id)
-    elif tuned_env != env_id:
-        raise ValueError(
-            f"Study {study.study_name!r} tunes {tuned_env}; pick another study "
-            f"name for {env_id}. Received: env_id={env_id!r}"
-        )
+    _claim_study(study, env_id)
     study.optimize(
         lambda trial: objective(
             trial, env_id, space, budget, eval_every, eval_episodes, seed
@@ -274,6 +253,31 @@ def tune(
         gc_after_trial=True,
     )
     return study
+
+
+def _search_space(env_id, override):
+    """The search space of `env_id`'s family with `override` laid over it."""
+    import gymnasium as gym
+
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    family = search_spaces.family_of(env.action_space)
+    env.close()
+    space = search_spaces.merged_space(family, override)
+    check_names(space)
+    return space
+
+
+def _claim_study(study, env_id):
+    """Marks a new study as `env_id`'s; refuses one that tunes another env."""
+    tuned_env = study.user_attrs.get("env_id")
+    if tuned_env is None:
+        study.set_user_attr("env_id", env_id)
+    elif tuned_env != env_id:
+        raise ValueError(
+            f"Study {study.study_name!r} tunes {tuned_env}; pick another study "
+            f"name for {env_id}. Received: env_id={env_id!r}"
+        )
 
 
 def best_preset(study) -> dict:
