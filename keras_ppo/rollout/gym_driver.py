@@ -77,9 +77,7 @@ class GymDriver(Driver):
         if layout is None:
             layout = structure.ObservationLayout(space, envs.single_action_space)
         self.layout = layout
-        # The base class's shape and dtype are those of flat observations.
-        first = layout.keys[0]
-        super().__init__(envs.num_envs, layout.shape(first), layout.dtype(first))
+        super().__init__(envs.num_envs)
         # Per leaf, in layout order: a flat observation is one leaf.
         self._shapes = [layout.shape(key) for key in layout.keys]
         self._dtypes = [layout.dtype(key) for key in layout.keys]

@@ -41,7 +41,7 @@ class TFDriver(Driver):
     """
 
     def __init__(self, env, seed=None):
-        super().__init__(env.num_envs, env.observation_space.shape, tf.float32)
+        super().__init__(env.num_envs)
         self.env = env
         self.grouped = isinstance(seed, list)
         seeds = [
