@@ -78,9 +78,10 @@ class GymDriver(Driver):
             layout = structure.ObservationLayout(space, envs.single_action_space)
         self.layout = layout
         super().__init__(envs.num_envs)
-        # Per leaf, in layout order: a flat observation is one leaf.
-        self._shapes = [layout.shape(key) for key in layout.keys]
-        self._dtypes = [layout.dtype(key) for key in layout.keys]
+        # Observations travel as their leaves in layout order (a flat
+        # observation is one leaf), in buffers and numpy_function outputs.
+        leaves = [tf.TensorSpec(layout.shape(k), layout.dtype(k)) for k in layout.keys]
+        self._spec = EnvSteps.spec(leaves)
         self.envs = envs
         self.seed = seed
         self.autoreset_mode = AutoresetMode(
@@ -108,7 +109,10 @@ class GymDriver(Driver):
     def start(self, num_steps):
         self._num_steps = int(num_steps)
         *leaves, restarted = tf.numpy_function(
-            self._begin, [num_steps], [*self._dtypes, tf.bool], stateful=True
+            self._begin,
+            [num_steps],
+            [*self._observation_dtypes(), tf.bool],
+            stateful=True,
         )
         # Envs reset after a failed rollout start new episodes.
         for running in (
@@ -130,7 +134,7 @@ class GymDriver(Driver):
         *leaves, starts = tf.numpy_function(
             self._step,
             tf.nest.flatten(env_actions),
-            [*self._dtypes, tf.bool],
+            [*self._observation_dtypes(), tf.bool],
             stateful=True,
         )
         starts = tf.ensure_shape(starts, (self.num_envs,))
@@ -140,27 +144,31 @@ class GymDriver(Driver):
         # The data dependency on the last observations orders this call
         # after every step (numpy_function calls are otherwise unordered).
         with tf.control_dependencies(tf.nest.flatten(observations)):
-            dtypes = self._dtypes * 2 + [tf.float32]
-            dtypes += [tf.bool] * 2 + [tf.float32] + [tf.bool] * 2
+            dtypes = [spec.dtype for spec in tf.nest.flatten(self._spec)]
             fields = tf.numpy_function(self._finish, [], dtypes, stateful=True)
         time_major = (self._num_steps, self.num_envs)
-        count = len(self._dtypes)
-        others = fields[2 * count :]
-        return EnvSteps(
-            self._pack(fields[:count], time_major),
-            self._pack(fields[count : 2 * count], time_major),
-            *(tf.ensure_shape(value, time_major) for value in others),
+        steps = tf.nest.map_structure(
+            lambda value, spec: tf.ensure_shape(value, (*time_major, *spec.shape)),
+            tf.nest.pack_sequence_as(self._spec, fields),
+            self._spec,
+        )
+        return steps._replace(
+            observations=self.layout.pack(steps.observations),
+            final_observations=self.layout.pack(steps.final_observations),
         )
 
     def take_error(self):
         error, self._error = self._error, None
         return error
 
+    def _observation_dtypes(self):
+        return [spec.dtype for spec in self._spec.observations]
+
     def _pack(self, leaves, batch_shape):
         """The observations nest of numpy_function outputs, shapes set."""
         leaves = [
-            tf.ensure_shape(leaf, (*batch_shape, *shape))
-            for leaf, shape in zip(leaves, self._shapes, strict=True)
+            tf.ensure_shape(leaf, (*batch_shape, *spec.shape))
+            for leaf, spec in zip(leaves, self._spec.observations, strict=True)
         ]
         return self.layout.pack(leaves)
 
@@ -173,20 +181,12 @@ class GymDriver(Driver):
         # New arrays for every rollout: TensorFlow may wrap an aligned numpy
         # array that `_finish` returns without copying it, so the previous
         # rollout's tensors can still be reading these.
-        shape = (num_steps, self.num_envs)
-        leaves = list(zip(self._shapes, self._dtypes, strict=True))
-        self._buffers = {
-            "observations": [np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves],
-            "final_observations": [
-                np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves
-            ],
-            "rewards": np.zeros(shape, np.float32),
-            "terminations": np.zeros(shape, bool),
-            "truncations": np.zeros(shape, bool),
-            "mask": np.zeros(shape, np.float32),
-            "episode_ends": np.zeros(shape, bool),
-            "counted_ends": np.zeros(shape, bool),
-        }
+        self._buffers = tf.nest.map_structure(
+            lambda spec: np.zeros(
+                (num_steps, self.num_envs, *spec.shape), spec.dtype.as_numpy_dtype
+            ),
+            self._spec,
+        )
         self._t = 0
         self._rollout += 1
         self._masked_in_rollout = []
@@ -278,7 +278,7 @@ class GymDriver(Driver):
         observations `[N, ...]` (reset observations where episodes ended)."""
         actions = tf.nest.pack_sequence_as(self._action_structure, list(actions))
         t, buffers = self._t, self._buffers
-        for buffer, leaf in zip(buffers["observations"], self._obs, strict=True):
+        for buffer, leaf in zip(buffers.observations, self._obs, strict=True):
             buffer[t] = leaf
         result = self._call(self.envs.step, actions)
         obs, rewards, terminated, truncated, infos = self._checked(
@@ -291,10 +291,10 @@ class GymDriver(Driver):
         # first; in the other modes the one after an episode's end is.
         after_reset = self._resetting.copy()
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
-        final_obs = [buffer[t] for buffer in buffers["final_observations"]]
+        final_obs = [buffer[t] for buffer in buffers.final_observations]
         obs = self._autoreset(obs, done, infos, final_obs)
-        buffers["terminations"][t] = terminated
-        buffers["truncations"][t] = truncated
+        buffers.terminations[t] = terminated
+        buffers.truncations[t] = truncated
         if self.nonfinite == "raise":
             self._check_finite("observation", final_obs)
             self._check_finite("reward", rewards)
@@ -302,11 +302,11 @@ class GymDriver(Driver):
         else:
             valid = self._mask_nonfinite(obs, rewards, final_obs, valid)
         rewards = np.where(valid, rewards, 0.0)
-        buffers["rewards"][t] = rewards
-        buffers["mask"][t] = valid
-        buffers["episode_ends"][t] = done
+        buffers.rewards[t] = rewards
+        buffers.mask[t] = valid
+        buffers.episode_ends[t] = done
         # Episodes with masked steps have no true return: not counted.
-        buffers["counted_ends"][t] = done & ~self._tainted
+        buffers.counted_ends[t] = done & ~self._tainted
         self._tainted &= ~done
         self._check_masks(obs, resetting=self._resetting)
         self._obs = obs
@@ -351,8 +351,8 @@ class GymDriver(Driver):
             # cut there, bootstrapping from the finite observation this step
             # started from (at t = 0 the previous rollout already did).
             if t > 0:
-                buffers["truncations"][t - 1] |= masked
-            for final, buffer in zip(final_obs, buffers["observations"], strict=True):
+                buffers.truncations[t - 1] |= masked
+            for final, buffer in zip(final_obs, buffers.observations, strict=True):
                 final[masked] = buffer[t][masked]
             self._tainted |= masked
             self.masked_steps += int(masked.sum())
@@ -364,7 +364,7 @@ class GymDriver(Driver):
 
     def _finish(self):
         """The rollout's env-side buffers `[T, N, ...]` in `EnvSteps` order."""
-        if self._buffers is None or self._t != len(self._buffers["rewards"]):
+        if self._buffers is None or self._t != len(self._buffers.rewards):
             raise RuntimeError(
                 f"A rollout must be finished after all its steps. Received: "
                 f"finish() after {self._t} steps"
@@ -378,11 +378,7 @@ class GymDriver(Driver):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        fields = []
-        for key in EnvSteps._fields:
-            value = self._buffers[key]
-            fields += value if isinstance(value, list) else [value]
-        return fields
+        return tf.nest.flatten(self._buffers)
 
 
 def check_nonfinite_mode(nonfinite):
