@@ -219,7 +219,7 @@ class GymDriver(Driver):
 
     def _checked(self, check, result):
         try:
-            return check(self.envs, result, None, None)
+            return check(self.envs, result)
         except ValueError as error:
             self._fail(error)
             raise
