@@ -94,6 +94,35 @@ def check_masks(layout, leaves, resetting, where) -> None:
         )
 
 
+def check_finite(layout, what, values, where) -> None:
+    """Raises a `ValueError` naming the env, `where` and the leaf if
+    `values` (an array `[N, ...]`, or observation leaves in `layout.keys`
+    order) hold a NaN or an infinity."""
+    if isinstance(values, list):
+        for key, leaf in zip(layout.keys, values, strict=True):
+            named = f"{what} ({key!r})" if layout.structured else what
+            check_finite(layout, named, leaf, where)
+        return
+    bad = nonfinite_rows([values])
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"Env {index} returned a non-finite {what} at {where}: "
+            f"{values[index]!r}. Training on it would corrupt the weights; no "
+            "update used it. Fix the env or wrap it to clean its outputs."
+        )
+
+
+def nonfinite_rows(arrays) -> np.ndarray:
+    """`[N]` bool: row `i` of some array `[N, ...]` in `arrays` holds a NaN
+    or an infinity (arrays of integers or bools never do)."""
+    bad = np.zeros(len(arrays[0]), bool)
+    for array in arrays:
+        if np.issubdtype(array.dtype, np.floating):
+            bad |= ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    return bad
+
+
 def worker_died(envs, error) -> Exception | None:
     """A clear error for an async vector env whose worker process died, or
     None if no worker is dead (the error is then another one)."""

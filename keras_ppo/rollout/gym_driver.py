@@ -22,51 +22,26 @@ from keras_ppo.rollout.collect import Driver
 
 
 class GymDriver(Driver):
-    """The `Driver` of a gymnasium `VectorEnv`: current observations,
-    autoreset handling and the env-side buffers of the rollout being
-    collected.
-
-    For every step, `final_observations` holds the observation that followed
-    it within its episode (the last observation when the episode ended), for
-    bootstrapping truncated episodes. Autoreset modes:
-
-    * `SAME_STEP`: final observations come from `info["final_obs"]`.
-    * `NEXT_STEP` (gymnasium's default): the step after an episode's end
-      only resets that env (reward 0, action ignored). It gets `mask` 0, so
-      it is left out of the losses and of the episode statistics.
-      (Resetting with `reset_mask` instead is not an option: native vector
-      envs such as gymnasium's CartPoleVectorEnv ignore the mask and reset
-      every env.)
-    * `DISABLED`: ended envs are reset at once with
-      `reset(options={"reset_mask": done})`, which that mode requires.
-
-    Non-finite observations and rewards (NaN, inf) raise a `ValueError`
-    naming the env and the step before any update uses them, unless
-    `nonfinite="mask"`: then a step whose reward or next observation is
-    not finite, and the step acting on the observation that replaced a
-    non-finite one (the env's last finite observation), get `mask` 0 and
-    reward 0; the step before is cut as a truncation, bootstrapping from
-    the last finite observation, so no advantage sees the bad data; and the
-    episode is left out of the episode statistics. `masked_steps` counts
-    them and every rollout with masked steps warns once. The observations
-    of the first reset must be finite in both modes.
-
-    `Dict`/`Tuple` observations travel as the layout's leaves (see
-    `keras_ppo.core.structure`), every leaf buffered and checked like a flat
-    observation. With an action mask, a step whose mask allows no action
-    raises a `ValueError` naming the env and the step (except on a
-    `NEXT_STEP` reset step, whose action the env ignores: it may act on a
-    terminal observation's empty mask).
+    """The `Driver` of a gymnasium `VectorEnv`, stepped in Python through
+    `tf.numpy_function`: the current observations, autoreset handling (all
+    three modes; a `NEXT_STEP` reset step gets `mask` 0) and the buffers of
+    the rollout being collected. `Dict`/`Tuple` observations travel as the
+    layout's leaves. `masked_steps` counts the steps masked for non-finite
+    data.
 
     Args:
         envs: A gymnasium `VectorEnv`.
         seed: Seed of the first `envs.reset`, or None.
-        nonfinite: `"raise"` (default) or `"mask"`.
+        nonfinite: `"raise"` (default) to raise on a non-finite observation
+            or reward, `"mask"` to leave its steps out of training.
         layout: The model's `ObservationLayout`; by default that of the
             envs' observation space without masks.
 
     Raises:
-        ValueError: For another `nonfinite`.
+        ValueError: For another `nonfinite`. While stepping (kept for `fit`
+            to re-raise), naming the env and the step: for results of the
+            wrong shape, non-finite data under `"raise"`, or an action mask
+            that allows no action.
     """
 
     def __init__(self, envs: VectorEnv, seed=None, nonfinite="raise", layout=None):
@@ -217,61 +192,39 @@ class GymDriver(Driver):
             self._fail(error)
             raise
 
-    def _checked(self, check, result):
+    def _checked(self, check, *args):
+        """`check(*args)`; a `ValueError` it raises is kept for `fit`."""
         try:
-            return check(self.envs, result)
+            return check(*args)
         except ValueError as error:
             self._fail(error)
             raise
 
     def _observed(self, method, result):
-        """The observation leaves `[N, ...]` of a checked `reset` or `step`
-        result (the info mask included)."""
-        check = env_checks.reset_result if method == "reset" else None
-        obs, infos = (self._checked(check, result), result[1]) if check else result
-        try:
-            return env_checks.observation_leaves(
-                self.envs, self.layout, method, obs, infos
-            )
-        except ValueError as error:
-            self._fail(error)
-            raise
+        """The observation leaves `[N, ...]` of a `reset` result or of a
+        step's `(obs, infos)` (the info mask included)."""
+        if method == "reset":
+            obs = self._checked(env_checks.reset_result, self.envs, result)
+            result = (obs, result[1])
+        return self._checked(
+            env_checks.observation_leaves, self.envs, self.layout, method, *result
+        )
 
     def _check_masks(self, leaves, resetting=None):
         """Raises (naming the env and step) if a mask allows no action."""
-        try:
-            env_checks.check_masks(
-                self.layout, leaves, resetting, f"step {self._t} of rollout "
-                f"{self._rollout}",
-            )  # fmt: skip
-        except ValueError as error:
-            self._fail(error)
-            raise
+        where = f"step {self._t} of rollout {self._rollout}"
+        self._checked(env_checks.check_masks, self.layout, leaves, resetting, where)
+
+    def _check_finite(self, what, values):
+        """Raises (naming the env and step) if `values` are not finite."""
+        where = f"step {self._t} of rollout {self._rollout}"
+        self._checked(env_checks.check_finite, self.layout, what, values, where)
 
     def _fail(self, error):
         """Keeps `error` for `fit` to re-raise, and resets the envs before
         the next rollout."""
         self._error = error
         self._failed = True
-
-    def _check_finite(self, what, values):
-        if isinstance(values, list):
-            for key, leaf in zip(self.layout.keys, values, strict=True):
-                named = f"{what} ({key!r})" if self.layout.structured else what
-                self._check_finite(named, leaf)
-            return
-        finite = _finite_rows(values)
-        if not finite.all():
-            index = int(np.flatnonzero(~finite)[0])
-            self._fail(
-                ValueError(
-                    f"Env {index} returned a non-finite {what} at step {self._t} "
-                    f"of rollout {self._rollout}: {values[index]!r}. Training on "
-                    "it would corrupt the weights; no update used it. Fix the "
-                    "env or wrap it to clean its outputs."
-                )
-            )
-            raise self._error
 
     def _step(self, *actions):
         """Steps every env once, records the transition and returns the next
@@ -282,7 +235,7 @@ class GymDriver(Driver):
             buffer[t] = leaf
         result = self._call(self.envs.step, actions)
         obs, rewards, terminated, truncated, infos = self._checked(
-            env_checks.step_result, result
+            env_checks.step_result, self.envs, result
         )
         obs = self._observed("step", (obs, infos))
         # A NEXT_STEP reset step is not a transition: its "done" is stale.
@@ -318,9 +271,11 @@ class GymDriver(Driver):
         return (*obs, np.asarray(starts, bool))
 
     def _autoreset(self, obs, done, infos, final_obs):
-        """Fills `final_obs` with the observation each step led to and
-        returns the observations the next step acts on, as the envs'
-        autoreset mode delivers them (see the class docstring)."""
+        """Fills `final_obs` with the observation each step led to (what a
+        truncation bootstraps from) and returns the observations the next
+        step acts on. `SAME_STEP` gives final observations in `infos`;
+        after a `NEXT_STEP` episode end the next step only resets (and gets
+        `mask` 0); `DISABLED` needs the reset here."""
         for final, leaf in zip(final_obs, obs, strict=True):
             final[:] = leaf
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
@@ -339,12 +294,13 @@ class GymDriver(Driver):
         return obs
 
     def _mask_nonfinite(self, obs, rewards, final_obs, valid):
-        """Masks step `t` where its data is not finite (see the class
-        docstring); fixes `obs` and `final_obs` in place; returns the new
-        `valid`."""
+        """Masks step `t` where its reward or observations are not finite,
+        and the step acting on the stand-in (the last finite observation)
+        that replaces a non-finite one; fixes `obs` and `final_obs` in
+        place; returns the new `valid`."""
         t, buffers = self._t, self._buffers
-        bad_obs = _finite_leaves(obs, invert=True)
-        bad = bad_obs | _finite_leaves(final_obs, invert=True) | ~np.isfinite(rewards)
+        bad_obs = env_checks.nonfinite_rows(obs)
+        bad = bad_obs | env_checks.nonfinite_rows([*final_obs, rewards])
         masked = (bad | self._replaced) & valid
         if masked.any():
             # Advantages of the step before must not reach into this one:
@@ -387,16 +343,3 @@ def check_nonfinite_mode(nonfinite):
         raise ValueError(
             f"`nonfinite` must be 'raise' or 'mask'. Received: nonfinite={nonfinite!r}"
         )
-
-
-def _finite_leaves(leaves, invert=False):
-    """`[N]` bool: every leaf's row `i` is finite (`invert`: not finite)."""
-    finite = np.logical_and.reduce([_finite_rows(leaf) for leaf in leaves])
-    return ~finite if invert else finite
-
-
-def _finite_rows(values):
-    """`[N]` bool: every entry of row `i` is finite (non-floats always are)."""
-    if not np.issubdtype(values.dtype, np.floating):
-        return np.ones(len(values), bool)
-    return np.isfinite(values.reshape(len(values), -1)).all(axis=1)
