@@ -85,13 +85,14 @@ def check_masks(layout, leaves, resetting, where) -> None:
     if resetting is not None:
         masks[empty & resetting] = 1
         empty &= ~resetting
-    if empty.any():
-        index = int(np.flatnonzero(empty)[0])
-        raise ValueError(
-            f"Env {index} gave an action mask ({layout.mask_key!r}) that allows "
-            f"no action at {where}: {masks[index]!r}. Every step needs at least "
-            "one allowed action (one per sub-action)."
-        )
+    _raise_at_first(
+        empty,
+        lambda i: (
+            f"Env {i} gave an action mask ({layout.mask_key!r}) that allows "
+            f"no action at {where}: {masks[i]!r}. Every step needs at least one "
+            "allowed action (one per sub-action)."
+        ),
+    )
 
 
 def check_finite(layout, what, values, where) -> None:
@@ -103,14 +104,14 @@ def check_finite(layout, what, values, where) -> None:
             named = f"{what} ({key!r})" if layout.structured else what
             check_finite(layout, named, leaf, where)
         return
-    bad = nonfinite_rows([values])
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"Env {index} returned a non-finite {what} at {where}: "
-            f"{values[index]!r}. Training on it would corrupt the weights; no "
-            "update used it. Fix the env or wrap it to clean its outputs."
-        )
+    _raise_at_first(
+        nonfinite_rows([values]),
+        lambda i: (
+            f"Env {i} returned a non-finite {what} at {where}: "
+            f"{values[i]!r}. Training on it would corrupt the weights; no update "
+            "used it. Fix the env or wrap it to clean its outputs."
+        ),
+    )
 
 
 def nonfinite_rows(arrays) -> np.ndarray:
@@ -146,6 +147,13 @@ def worker_died(envs, error) -> Exception | None:
         "when its env crashes the process (a segfault, os._exit, the OOM "
         "killer); run the env in a SyncVectorEnv to see its own error."
     )
+
+
+def _raise_at_first(flagged, message):
+    """Raises `ValueError(message(i))` for the first env `i` flagged in the
+    `[N]` bool `flagged`, if any."""
+    if flagged.any():
+        raise ValueError(message(int(np.flatnonzero(flagged)[0])))
 
 
 def _field(envs, field, value, shape, dtype, method="step"):
