@@ -182,7 +182,12 @@ def gradient_norm(minibatch):
     model = make_model(make_envs(), None, update_epochs=1)
     config = model.config
     weights = minibatch["mask"]
-    advantages = losses.normalize_advantages(minibatch["advantages"], weights=weights)
+    # Normalised in two passes over the whole minibatch, unlike the update's
+    # one-pass moments summed over replicas.
+    advantages = minibatch["advantages"]
+    mean = losses.weighted_mean(advantages, weights)
+    std = tf.sqrt(losses.weighted_mean(tf.square(advantages - mean), weights))
+    advantages = (advantages - mean) / (std + 1e-8)
     with tf.GradientTape() as tape:
         # No normalisation in this model: call sees the stored observations.
         params, values = model(minibatch["observations"], training=True)

@@ -10,6 +10,8 @@ from test_data import BatchLogs, CountAtEpochEnd
 import keras_ppo
 import keras_ppo.envs as tfenvs
 from keras_ppo.cli.presets import make_run, preset
+from keras_ppo.core.batch import EnvSteps
+from keras_ppo.rollout.collect import collect
 from keras_ppo.rollout.prepare import collect_rollout
 from keras_ppo.rollout.tf_driver import TFDriver
 
@@ -163,3 +165,16 @@ def test_a_failing_graph_rollout_raises_its_own_error_from_fit(whole_iterations)
     with pytest.raises(tf.errors.OpError, match="rollout failed"):
         model.fit(dataset, epochs=1, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def test_tf_driver_records_the_env_steps_schema():
+    env, model = tf_setup(num_envs=3)
+    driver = TFDriver(env, seed=0)
+    steps, _, _ = tf.function(lambda: collect(model, driver, 5))()
+    expected = EnvSteps.spec(tf.TensorSpec((4,), tf.float32))
+    tf.nest.assert_same_structure(steps, expected)
+    for value, spec in zip(
+        tf.nest.flatten(steps), tf.nest.flatten(expected), strict=True
+    ):
+        assert value.dtype == spec.dtype
+        assert value.shape == (5, 3, *spec.shape)

@@ -17,6 +17,25 @@ def _log_ratio(ratios):
     return _f64(np.log(ratios))
 
 
+def _moments(values, weights=None):
+    """`weighted_moments` shifted by the first sample, as the update does."""
+    weights = tf.ones_like(values) if weights is None else weights
+    return losses.weighted_moments(values, weights, values[0])
+
+
+def _normalized(advantages, weights=None):
+    return losses.normalize_advantages(
+        advantages, _moments(advantages, weights), advantages[0]
+    )
+
+
+def _explained_variance(predictions, targets, weights=None):
+    residuals = targets - predictions
+    return losses.explained_variance(
+        _moments(targets, weights), _moments(residuals, weights)
+    )
+
+
 @pytest.mark.parametrize(
     "ratio, advantage, objective",
     [
@@ -125,7 +144,7 @@ def test_value_loss_clipped_never_below_unclipped():
 def test_normalize_advantages_zero_mean_unit_std():
     rng = np.random.default_rng(1)
     raw = rng.normal(loc=3.0, scale=5.0, size=257)
-    normalized = losses.normalize_advantages(_f64(raw)).numpy()
+    normalized = _normalized(_f64(raw)).numpy()
     assert normalized.mean() == pytest.approx(0.0, abs=1e-12)
     assert normalized.std() == pytest.approx(1.0, abs=1e-6)
     # An increasing affine map: order is kept.
@@ -134,13 +153,44 @@ def test_normalize_advantages_zero_mean_unit_std():
 
 def test_normalize_advantages_hand_numbers():
     # [1, 2, 3]: mean 2, population std sqrt(2/3) -> [-1, 0, 1] / sqrt(2/3)
-    normalized = losses.normalize_advantages(tf.constant([1.0, 2.0, 3.0]))
+    normalized = _normalized(tf.constant([1.0, 2.0, 3.0]))
     scale = 1.0 / math.sqrt(2.0 / 3.0)
     np.testing.assert_allclose(normalized.numpy(), [-scale, 0.0, scale], rtol=1e-6)
 
 
+def test_normalize_advantages_of_shards_with_summed_moments_is_global():
+    # Shards [1, 2] and [3] (shifted by 1, the global first sample): moments
+    # (2, 0 + 1, 0 + 1) + (1, 2, 4) = (3, 3, 5): mean 1 + 1 = 2, variance
+    # 5 / 3 - 1 = 2 / 3, so the shards become [-s, 0] and [s].
+    first, second = tf.constant([1.0, 2.0]), tf.constant([3.0])
+    moments = losses.weighted_moments(first, tf.ones(2), 1.0) + losses.weighted_moments(
+        second, tf.ones(1), 1.0
+    )
+    np.testing.assert_allclose(moments.numpy(), [3.0, 3.0, 5.0])
+    scale = 1.0 / math.sqrt(2.0 / 3.0)
+    np.testing.assert_allclose(
+        losses.normalize_advantages(first, moments, 1.0).numpy(),
+        [-scale, 0.0],
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        losses.normalize_advantages(second, moments, 1.0).numpy(), [scale], rtol=1e-6
+    )
+
+
+def test_weighted_moments_and_mean_and_variance_hand_numbers():
+    # x = [1, 2, 4] - 1 = [0, 1, 3], weights [1, 1, 0]: (2, 1, 1); mean
+    # 1 / 2 + 1 = 1.5, variance 1 / 2 - (1 / 2)^2 = 0.25.
+    moments = losses.weighted_moments(_f64([1.0, 2.0, 4.0]), _f64([1.0, 1.0, 0.0]), 1.0)
+    np.testing.assert_array_equal(moments.numpy(), [2.0, 1.0, 1.0])
+    mean, variance = losses.mean_and_variance(moments, 1.0)
+    assert float(mean) == 1.5
+    assert float(variance) == 0.25
+
+
 def test_normalize_constant_advantages_is_finite_zero():
-    normalized = losses.normalize_advantages(tf.fill([8], 4.0))
+    normalized = _normalized(tf.fill([8], 4.0))
     np.testing.assert_array_equal(normalized.numpy(), np.zeros(8, np.float32))
 
 
@@ -195,13 +245,13 @@ def test_clip_fraction():
 
 def test_explained_variance_perfect_prediction_is_one():
     targets = tf.constant([1.0, -2.0, 3.5, 0.25])
-    assert float(losses.explained_variance(targets, targets)) == pytest.approx(1.0)
+    assert float(_explained_variance(targets, targets)) == pytest.approx(1.0)
 
 
 def test_explained_variance_mean_prediction_is_zero():
     targets = tf.constant([1.0, 2.0, 3.0, 6.0])
     predictions = tf.fill([4], 3.0)  # the mean of the targets
-    assert float(losses.explained_variance(predictions, targets)) == pytest.approx(
+    assert float(_explained_variance(predictions, targets)) == pytest.approx(
         0.0, abs=1e-6
     )
 
@@ -212,12 +262,22 @@ def test_explained_variance_hand_numbers():
     # 1 - 0.1875 / 1.25 = 1 - 0.15 = 0.85
     targets = _f64([1.0, 2.0, 3.0, 4.0])
     predictions = _f64([1.0, 2.0, 3.0, 3.0])
-    assert float(losses.explained_variance(predictions, targets)) == pytest.approx(
+    assert float(_explained_variance(predictions, targets)) == pytest.approx(
         0.85, abs=1e-12
     )
     # predictions = -targets: residual 2 * targets, Var 4 * 1.25 -> 1 - 4 = -3
-    assert float(losses.explained_variance(-targets, targets)) == pytest.approx(
+    assert float(_explained_variance(-targets, targets)) == pytest.approx(
         -3.0, abs=1e-12
+    )
+
+
+def test_explained_variance_leaves_out_samples_of_weight_zero():
+    # The hand-numbers case plus a sample of weight 0 that would spoil it.
+    targets = _f64([1.0, 2.0, 3.0, 4.0, 100.0])
+    predictions = _f64([1.0, 2.0, 3.0, 3.0, -100.0])
+    weights = _f64([1.0, 1.0, 1.0, 1.0, 0.0])
+    assert float(_explained_variance(predictions, targets, weights)) == pytest.approx(
+        0.85, abs=1e-12
     )
 
 
@@ -229,4 +289,4 @@ def test_explained_variance_constant_targets_is_zero(constant):
     # instead of exactly 0.
     targets = tf.fill([7], constant)
     predictions = tf.range(7, dtype=tf.float32)
-    assert float(losses.explained_variance(predictions, targets)) == 0.0
+    assert float(_explained_variance(predictions, targets)) == 0.0

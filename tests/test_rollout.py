@@ -5,11 +5,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
-from envs import CounterEnv, CountingVectorEnv, rollout_arrays, vector
+from envs import CounterEnv, CountingVectorEnv, RandomEnv, rollout_arrays, vector
 from gymnasium.vector import AutoresetMode
 
 import keras_ppo
 from keras_ppo.core.advantages import compute_gae
+from keras_ppo.core.batch import EnvSteps
+from keras_ppo.rollout.collect import collect as collect_steps
 from keras_ppo.rollout.gym_driver import GymDriver
 from keras_ppo.rollout.prepare import collect_rollout
 
@@ -181,3 +183,32 @@ def test_discrete_actions_reach_the_env_with_their_start_offset():
     actions = run()["actions"]
     assert set(seen) == {-1, 0, 1}
     np.testing.assert_array_equal(np.sort(seen), np.sort(actions.reshape(-1) - 1))
+
+
+def test_gym_driver_records_the_env_steps_schema_leaf_by_leaf():
+    space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 255, (3, 2), np.uint8),
+            "room": gym.spaces.Discrete(4),
+            "position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        }
+    )
+    envs = vector(
+        lambda: RandomEnv(space, gym.spaces.Discrete(2)), 3, AutoresetMode.SAME_STEP
+    )
+    model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(seed=0))
+    driver = GymDriver(envs, seed=0, layout=model.layout)
+    steps, _, _ = tf.function(lambda: collect_steps(model, driver, 5))()
+    expected = EnvSteps.spec(
+        {
+            "image": tf.TensorSpec((3, 2), tf.uint8),
+            "room": tf.TensorSpec((), tf.int32),
+            "position": tf.TensorSpec((2,), tf.float32),
+        }
+    )
+    tf.nest.assert_same_structure(steps, expected)
+    for value, spec in zip(
+        tf.nest.flatten(steps), tf.nest.flatten(expected), strict=True
+    ):
+        assert value.dtype == spec.dtype
+        assert value.shape == (5, 3, *spec.shape)

@@ -9,7 +9,6 @@ import pytest
 
 import keras_ppo
 from keras_ppo.cli import main
-from keras_ppo.io.saving import save_atomically
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +68,12 @@ def test_other_keras_models_are_named(tmp_path):
         keras_ppo.load_agent(plain)
 
 
-def test_save_atomically_rejects_unknown_suffixes_before_writing(tmp_path):
+def test_save_rejects_unknown_suffixes_before_writing(tmp_path):
     model = keras_ppo.PPOModel.from_spaces(
         gym.spaces.Box(-1.0, 1.0, (4,)), gym.spaces.Discrete(2)
     )
     with pytest.raises(ValueError, match=r"\.keras.*Received: .*agent\.pkl"):
-        save_atomically(model, tmp_path / "agent.pkl")
+        model.save(tmp_path / "agent.pkl")
     assert os.listdir(tmp_path) == []
 
 

@@ -26,8 +26,8 @@ class EpisodeMean(keras.metrics.Metric):
 
     def result(self):
         nan = tf.constant(float("nan"), self.dtype)
-        # Counts may be fractions: under tf.distribute each replica holds a
-        # share of them (keras_ppo.agent.iterations.record_update).
+        # Counts may be fractions: under tf.distribute each replica reports
+        # a 1 / replicas share of them (keras_ppo.agent.update.update).
         mean = tf.math.divide_no_nan(self.total, self.count)
         return tf.where(self.count > 0, mean, nan)
 

@@ -121,8 +121,9 @@ def minibatch_gradients(model, minibatch: Minibatch, weights=None, state=()):
     )
     share = tf.math.divide_no_nan(tf.reduce_sum(mask), advantage_moments[0])
     if config.normalize_advantages:
-        mean, variance = losses.mean_and_variance(advantage_moments, advantage_shift)
-        advantages = (advantages - mean) / (tf.sqrt(variance) + 1e-8)
+        advantages = losses.normalize_advantages(
+            advantages, advantage_moments, advantage_shift
+        )
 
     with tf.GradientTape() as tape:
         if weights is None:
@@ -149,7 +150,7 @@ def minibatch_gradients(model, minibatch: Minibatch, weights=None, state=()):
     }
     gradients, statistics = _all_sum_and_clip(model.optimizer, gradients, statistics)
     results = statistics["means"]
-    results["explained_variance"] = losses.explained_variance_from_moments(
+    results["explained_variance"] = losses.explained_variance(
         statistics["targets"], statistics["residuals"]
     )
     return gradients, results, statistics["episodes"]

@@ -1,4 +1,4 @@
-"""`ModelCheckpoint` that never leaves a truncated file behind."""
+"""`ModelCheckpoint` for a `PPOModel`, its path checked when it is made."""
 
 from __future__ import annotations
 
@@ -9,21 +9,19 @@ from keras_ppo.core import checks
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """`keras.callbacks.ModelCheckpoint` for a `PPOModel`, whose saves are
-    atomic.
+    """`keras.callbacks.ModelCheckpoint` for a `PPOModel`, whose path is
+    checked when the callback is made rather than at the first save.
 
     Takes the same arguments and saves at the same times as
-    `ModelCheckpoint`. `PPOModel.save` and `save_weights` write to a hidden
-    temporary file in the same directory, flushed to disk and then
-    `os.replace`d onto the checkpoint path (`keras_ppo.files`). A run killed
-    (or a save failing) midway therefore leaves the previous checkpoint
-    intact instead of a truncated file that `keras.saving.load_model`
-    cannot read. (So plain `ModelCheckpoint` is atomic for a `PPOModel`
-    too; this class checks that the model is one.) A process killed during
-    a save can leave a `.NAME.<random>.tmp.keras` file next to the
-    checkpoint.
+    `ModelCheckpoint`. The saves are atomic because `PPOModel.save` and
+    `save_weights` are (`keras_ppo.files.save_atomically`), so plain
+    `ModelCheckpoint` never leaves a truncated agent either; this class
+    adds the early check of the path and refuses another kind of model,
+    whose saves are not atomic.
 
     Raises:
+        ValueError: When made, for a path naming a directory or under a
+            file, or with the wrong suffix.
         TypeError: When `fit` starts, if the model is not a `PPOModel`.
 
     Example:
@@ -36,7 +34,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         super().__init__(filepath, *args, **kwargs)
         if "://" not in str(self.filepath):
             # Keras checks the suffix; a directory or a file in the way
-            # would otherwise fail only at the first save, after training.
+            # would otherwise fail only at the first save, iterations in.
             checks.check_save_path(self.filepath, weights_only=self.save_weights_only)
 
     def set_model(self, model):

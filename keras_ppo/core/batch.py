@@ -80,6 +80,29 @@ class EnvSteps(NamedTuple):
     episode_ends: tf.Tensor
     counted_ends: tf.Tensor
 
+    @classmethod
+    def spec(cls, observation) -> EnvSteps:
+        """The dtype and shape of one env's step in every field, the
+        leading `[T, N]` left out: what drivers make their buffers from.
+
+        Args:
+            observation: One env's observation, a nest of `tf.TensorSpec`.
+
+        Returns:
+            An `EnvSteps` of `tf.TensorSpec` (observation fields: `observation`).
+        """
+        flag, number = tf.TensorSpec((), tf.bool), tf.TensorSpec((), tf.float32)
+        return cls(
+            observations=observation,
+            final_observations=observation,
+            rewards=number,
+            terminations=flag,
+            truncations=flag,
+            mask=number,
+            episode_ends=flag,
+            counted_ends=flag,
+        )
+
 
 class PolicySteps(NamedTuple):
     """What the policy did over one rollout, time-major `[T, N, ...]`:

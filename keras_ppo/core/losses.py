@@ -1,8 +1,11 @@
 """PPO losses and diagnostics as pure functions of `[batch]` tensors.
 
-Every function takes optional `weights` `[batch]` (1 for samples to train
-on, 0 for samples to ignore, such as the reset steps of vector envs in
-`NEXT_STEP` autoreset mode); means are then weighted means.
+Losses take optional `weights` `[batch]` (1 for samples to train on, 0 for
+samples to ignore, such as the reset steps of vector envs in `NEXT_STEP`
+autoreset mode); means are then weighted means. Statistics of a whole
+minibatch split across replicas (advantage normalisation, explained
+variance) are computed from `weighted_moments`, sums that add up across
+shards.
 """
 
 from __future__ import annotations
@@ -65,14 +68,6 @@ def value_loss(values, old_values, returns, clip_value=None, weights=None):
     return weighted_mean(tf.maximum(unclipped, clipped), weights)
 
 
-def normalize_advantages(advantages, epsilon=1e-8, weights=None):
-    """Standardises `[batch]` advantages to zero mean and unit std (over the
-    weighted samples)."""
-    mean = weighted_mean(advantages, weights)
-    variance = weighted_mean(tf.square(advantages - mean), weights)
-    return (advantages - mean) / (tf.sqrt(variance) + epsilon)
-
-
 def approx_kl(log_ratio, weights=None):
     """Estimator k3 of KL(pi_old || pi_new): `mean((r - 1) - log r)`
     (Schulman, "Approximating KL Divergence", 2020; used by CleanRL and SB3).
@@ -84,24 +79,6 @@ def clip_fraction(log_ratio, clip_ratio, weights=None):
     """Fraction of samples whose ratio lies outside `1 +- clip_ratio`."""
     outside = tf.abs(tf.exp(log_ratio) - 1.0) > clip_ratio
     return weighted_mean(tf.cast(outside, log_ratio.dtype), weights)
-
-
-def explained_variance(predictions, targets, weights=None):
-    """`1 - Var[targets - predictions] / Var[targets]`; 1 is a perfect fit,
-    0 no better than a constant. Returns 0 when the targets are constant."""
-
-    def variance(x):
-        # Centre on one element first: a constant float32 batch then has a
-        # variance of exactly 0, not a rounding residue that would explode
-        # the ratio.
-        x = x - x[0]
-        return weighted_mean(tf.square(x - weighted_mean(x, weights)), weights)
-
-    target_var = variance(targets)
-    residual_var = variance(targets - predictions)
-    return tf.where(
-        target_var > 0, 1.0 - residual_var / tf.maximum(target_var, 1e-12), 0.0
-    )
 
 
 def weighted_moments(values, weights, shift):
@@ -129,9 +106,34 @@ def mean_and_variance(moments, shift):
     return mean + shift, tf.maximum(moments[2] / total - tf.square(mean), 0.0)
 
 
-def explained_variance_from_moments(target_moments, residual_moments):
-    """`explained_variance` from the `weighted_moments` of the targets and
-    of the residuals `targets - predictions`."""
+def normalize_advantages(advantages, moments, shift, epsilon=1e-8):
+    """Standardises advantages to zero mean and unit std.
+
+    Args:
+        advantages: `[batch]` advantages (a shard of those `moments` sum).
+        moments: `weighted_moments(all advantages, weights, shift)`, summed
+            over the shards.
+        shift: The shift of `moments`.
+        epsilon: Added to the std, so constant advantages become 0.
+
+    Returns:
+        `(advantages - mean) / (std + epsilon)`, `[batch]`.
+    """
+    mean, variance = mean_and_variance(moments, shift)
+    return (advantages - mean) / (tf.sqrt(variance) + epsilon)
+
+
+def explained_variance(target_moments, residual_moments):
+    """`1 - Var[targets - predictions] / Var[targets]`: 1 is a perfect fit,
+    0 no better than a constant; 0 when the targets are constant.
+
+    Args:
+        target_moments: `weighted_moments` of the targets.
+        residual_moments: `weighted_moments` of `targets - predictions`.
+
+    Returns:
+        The scalar explained variance.
+    """
     _, target_var = mean_and_variance(target_moments, 0.0)
     _, residual_var = mean_and_variance(residual_moments, 0.0)
     return tf.where(

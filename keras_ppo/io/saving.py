@@ -1,5 +1,5 @@
-"""Saving agents without ever leaving a truncated file, and loading them
-with errors that say what is wrong with the file."""
+"""Loading agents with errors that say what is wrong with the file.
+(Saving is `PPOModel.save`, atomic through `keras_ppo.files`.)"""
 
 from __future__ import annotations
 
@@ -8,28 +8,7 @@ import zipfile
 
 import keras
 
-from keras_ppo import files
 from keras_ppo.agent.model import PPOModel
-from keras_ppo.core import checks
-
-
-def save_atomically(model, filepath, weights_only=False) -> None:
-    """Saves `model` (or only its weights) so that `filepath` always holds
-    either the previous file or the complete new one
-    (`keras_ppo.files.save_atomically`).
-
-    Args:
-        model: A Keras model.
-        filepath: A local path ending in `.keras`, `.h5` or `.weights.h5`.
-        weights_only: Save with `save_weights` instead of `save`.
-
-    Raises:
-        ValueError: For another suffix, or a path naming a directory or
-            under a file; checked before anything is written.
-    """
-    filepath = checks.check_save_path(filepath, weights_only=weights_only)
-    save = model.save_weights if weights_only else model.save
-    files.save_atomically(lambda path: save(path, overwrite=True), filepath)
 
 
 def load_agent(filepath):

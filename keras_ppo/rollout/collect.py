@@ -41,14 +41,10 @@ class Driver:
 
     Args:
         num_envs: Number of envs stepped together (N).
-        observation_shape: Shape of one env's observation.
-        observation_dtype: The `tf.DType` observations are stored in.
     """
 
-    def __init__(self, num_envs, observation_shape, observation_dtype):
+    def __init__(self, num_envs):
         self.num_envs = int(num_envs)
-        self.observation_shape = tuple(observation_shape)
-        self.observation_dtype = tf.as_dtype(observation_dtype)
         self.episode_returns = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
         self.episode_lengths = tf.Variable(tf.zeros([self.num_envs]), trainable=False)
         self.reward_returns = tf.Variable(tf.zeros([self.num_envs]), trainable=False)

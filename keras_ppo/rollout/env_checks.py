@@ -10,12 +10,11 @@ import numpy as np
 from keras_ppo.core import masking
 
 
-def step_result(envs, result, observation_shape, observation_dtype):
-    """`(obs, rewards, terminated, truncated, infos)` of `envs.step`, as
-    arrays of the shapes and dtypes the rollout stores.
-
-    With `observation_shape` None the observations are returned as they
-    came (the driver converts them leaf by leaf).
+def step_result(envs, result):
+    """`(obs, rewards, terminated, truncated, infos)` of `envs.step`, the
+    rewards and flags as `[num_envs]` arrays of the dtypes the rollout
+    stores; the observations as they came (`observation_leaves` converts
+    them).
 
     Raises:
         ValueError: If `result` is not a 5-tuple or a field has the wrong
@@ -30,42 +29,25 @@ def step_result(envs, result, observation_shape, observation_dtype):
         )
     obs, rewards, terminated, truncated, infos = result
     num_envs = envs.num_envs
-    if observation_shape is not None:
-        obs = observations(envs, "step", obs, observation_shape, observation_dtype)
     rewards = _field(envs, "rewards", rewards, (num_envs,), np.float32)
     terminated = _field(envs, "terminations", terminated, (num_envs,), bool)
     truncated = _field(envs, "truncations", truncated, (num_envs,), bool)
     return obs, rewards, terminated, truncated, infos
 
 
-def observations(
-    envs, method, obs, observation_shape, observation_dtype, field="observations"
-):
-    """The observations of `envs.<method>` as `[num_envs, *shape]` array
-    (`field` names them in errors, e.g. a `Dict` observation's key).
+def reset_result(envs, result):
+    """The observations of `envs.reset`, as they came (`observation_leaves`
+    converts them).
 
     Raises:
-        ValueError: If they have another shape or cannot be converted.
-    """
-    shape = (envs.num_envs, *observation_shape)
-    return _field(envs, field, obs, shape, observation_dtype, method)
-
-
-def reset_result(envs, result, observation_shape, observation_dtype):
-    """The observations of `envs.reset`.
-
-    Raises:
-        ValueError: If `result` is not `(observations, infos)` or the
-            observations have the wrong shape.
+        ValueError: If `result` is not `(observations, infos)`.
     """
     if not isinstance(result, tuple) or len(result) != 2:
         raise ValueError(
             f"{_name(envs)}.reset returned {_short(result)}; expected "
             "(observations, infos)."
         )
-    if observation_shape is None:
-        return result[0]
-    return observations(envs, "reset", result[0], observation_shape, observation_dtype)
+    return result[0]
 
 
 def observation_leaves(envs, layout, method, obs, infos) -> list:
@@ -79,13 +61,16 @@ def observation_leaves(envs, layout, method, obs, infos) -> list:
     """
     raw = layout.leaves_of(obs, infos, what=f"{method} observation")
     return [
-        observations(
-            envs, method, raw[key], layout.shape(key),
+        _field(
+            envs,
+            repr(key) if layout.structured else "observations",
+            raw[key],
+            (envs.num_envs, *layout.shape(key)),
             layout.dtype(key).as_numpy_dtype,
-            field="observations" if not layout.structured else repr(key),
+            method,
         )
         for key in layout.keys
-    ]  # fmt: skip
+    ]
 
 
 def check_masks(layout, leaves, resetting, where) -> None:
@@ -100,13 +85,43 @@ def check_masks(layout, leaves, resetting, where) -> None:
     if resetting is not None:
         masks[empty & resetting] = 1
         empty &= ~resetting
-    if empty.any():
-        index = int(np.flatnonzero(empty)[0])
-        raise ValueError(
-            f"Env {index} gave an action mask ({layout.mask_key!r}) that allows "
-            f"no action at {where}: {masks[index]!r}. Every step needs at least "
-            "one allowed action (one per sub-action)."
-        )
+    _raise_at_first(
+        empty,
+        lambda i: (
+            f"Env {i} gave an action mask ({layout.mask_key!r}) that allows "
+            f"no action at {where}: {masks[i]!r}. Every step needs at least one "
+            "allowed action (one per sub-action)."
+        ),
+    )
+
+
+def check_finite(layout, what, values, where) -> None:
+    """Raises a `ValueError` naming the env, `where` and the leaf if
+    `values` (an array `[N, ...]`, or observation leaves in `layout.keys`
+    order) hold a NaN or an infinity."""
+    if isinstance(values, list):
+        for key, leaf in zip(layout.keys, values, strict=True):
+            named = f"{what} ({key!r})" if layout.structured else what
+            check_finite(layout, named, leaf, where)
+        return
+    _raise_at_first(
+        nonfinite_rows([values]),
+        lambda i: (
+            f"Env {i} returned a non-finite {what} at {where}: "
+            f"{values[i]!r}. Training on it would corrupt the weights; no update "
+            "used it. Fix the env or wrap it to clean its outputs."
+        ),
+    )
+
+
+def nonfinite_rows(arrays) -> np.ndarray:
+    """`[N]` bool: row `i` of some array `[N, ...]` in `arrays` holds a NaN
+    or an infinity (arrays of integers or bools never do)."""
+    bad = np.zeros(len(arrays[0]), bool)
+    for array in arrays:
+        if np.issubdtype(array.dtype, np.floating):
+            bad |= ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    return bad
 
 
 def worker_died(envs, error) -> Exception | None:
@@ -132,6 +147,13 @@ def worker_died(envs, error) -> Exception | None:
         "when its env crashes the process (a segfault, os._exit, the OOM "
         "killer); run the env in a SyncVectorEnv to see its own error."
     )
+
+
+def _raise_at_first(flagged, message):
+    """Raises `ValueError(message(i))` for the first env `i` flagged in the
+    `[N]` bool `flagged`, if any."""
+    if flagged.any():
+        raise ValueError(message(int(np.flatnonzero(flagged)[0])))
 
 
 def _field(envs, field, value, shape, dtype, method="step"):

@@ -22,51 +22,26 @@ from keras_ppo.rollout.collect import Driver
 
 
 class GymDriver(Driver):
-    """The `Driver` of a gymnasium `VectorEnv`: current observations,
-    autoreset handling and the env-side buffers of the rollout being
-    collected.
-
-    For every step, `final_observations` holds the observation that followed
-    it within its episode (the last observation when the episode ended), for
-    bootstrapping truncated episodes. Autoreset modes:
-
-    * `SAME_STEP`: final observations come from `info["final_obs"]`.
-    * `NEXT_STEP` (gymnasium's default): the step after an episode's end
-      only resets that env (reward 0, action ignored). It gets `mask` 0, so
-      it is left out of the losses and of the episode statistics.
-      (Resetting with `reset_mask` instead is not an option: native vector
-      envs such as gymnasium's CartPoleVectorEnv ignore the mask and reset
-      every env.)
-    * `DISABLED`: ended envs are reset at once with
-      `reset(options={"reset_mask": done})`, which that mode requires.
-
-    Non-finite observations and rewards (NaN, inf) raise a `ValueError`
-    naming the env and the step before any update uses them, unless
-    `nonfinite="mask"`: then a step whose reward or next observation is
-    not finite, and the step acting on the observation that replaced a
-    non-finite one (the env's last finite observation), get `mask` 0 and
-    reward 0; the step before is cut as a truncation, bootstrapping from
-    the last finite observation, so no advantage sees the bad data; and the
-    episode is left out of the episode statistics. `masked_steps` counts
-    them and every rollout with masked steps warns once. The observations
-    of the first reset must be finite in both modes.
-
-    `Dict`/`Tuple` observations travel as the layout's leaves (see
-    `keras_ppo.core.structure`), every leaf buffered and checked like a flat
-    observation. With an action mask, a step whose mask allows no action
-    raises a `ValueError` naming the env and the step (except on a
-    `NEXT_STEP` reset step, whose action the env ignores: it may act on a
-    terminal observation's empty mask).
+    """The `Driver` of a gymnasium `VectorEnv`, stepped in Python through
+    `tf.numpy_function`: the current observations, autoreset handling (all
+    three modes; a `NEXT_STEP` reset step gets `mask` 0) and the buffers of
+    the rollout being collected. `Dict`/`Tuple` observations travel as the
+    layout's leaves. `masked_steps` counts the steps masked for non-finite
+    data.
 
     Args:
         envs: A gymnasium `VectorEnv`.
         seed: Seed of the first `envs.reset`, or None.
-        nonfinite: `"raise"` (default) or `"mask"`.
+        nonfinite: `"raise"` (default) to raise on a non-finite observation
+            or reward, `"mask"` to leave its steps out of training.
         layout: The model's `ObservationLayout`; by default that of the
             envs' observation space without masks.
 
     Raises:
-        ValueError: For another `nonfinite`.
+        ValueError: For another `nonfinite`. While stepping (kept for `fit`
+            to re-raise), naming the env and the step: for results of the
+            wrong shape, non-finite data under `"raise"`, or an action mask
+            that allows no action.
     """
 
     def __init__(self, envs: VectorEnv, seed=None, nonfinite="raise", layout=None):
@@ -77,12 +52,11 @@ class GymDriver(Driver):
         if layout is None:
             layout = structure.ObservationLayout(space, envs.single_action_space)
         self.layout = layout
-        # The base class's shape and dtype are those of flat observations.
-        first = layout.keys[0]
-        super().__init__(envs.num_envs, layout.shape(first), layout.dtype(first))
-        # Per leaf, in layout order: a flat observation is one leaf.
-        self._shapes = [layout.shape(key) for key in layout.keys]
-        self._dtypes = [layout.dtype(key) for key in layout.keys]
+        super().__init__(envs.num_envs)
+        # Observations travel as their leaves in layout order (a flat
+        # observation is one leaf), in buffers and numpy_function outputs.
+        leaves = [tf.TensorSpec(layout.shape(k), layout.dtype(k)) for k in layout.keys]
+        self._spec = EnvSteps.spec(leaves)
         self.envs = envs
         self.seed = seed
         self.autoreset_mode = AutoresetMode(
@@ -110,7 +84,10 @@ class GymDriver(Driver):
     def start(self, num_steps):
         self._num_steps = int(num_steps)
         *leaves, restarted = tf.numpy_function(
-            self._begin, [num_steps], [*self._dtypes, tf.bool], stateful=True
+            self._begin,
+            [num_steps],
+            [*self._observation_dtypes(), tf.bool],
+            stateful=True,
         )
         # Envs reset after a failed rollout start new episodes.
         for running in (
@@ -132,7 +109,7 @@ class GymDriver(Driver):
         *leaves, starts = tf.numpy_function(
             self._step,
             tf.nest.flatten(env_actions),
-            [*self._dtypes, tf.bool],
+            [*self._observation_dtypes(), tf.bool],
             stateful=True,
         )
         starts = tf.ensure_shape(starts, (self.num_envs,))
@@ -142,27 +119,31 @@ class GymDriver(Driver):
         # The data dependency on the last observations orders this call
         # after every step (numpy_function calls are otherwise unordered).
         with tf.control_dependencies(tf.nest.flatten(observations)):
-            dtypes = self._dtypes * 2 + [tf.float32]
-            dtypes += [tf.bool] * 2 + [tf.float32] + [tf.bool] * 2
+            dtypes = [spec.dtype for spec in tf.nest.flatten(self._spec)]
             fields = tf.numpy_function(self._finish, [], dtypes, stateful=True)
         time_major = (self._num_steps, self.num_envs)
-        count = len(self._dtypes)
-        others = fields[2 * count :]
-        return EnvSteps(
-            self._pack(fields[:count], time_major),
-            self._pack(fields[count : 2 * count], time_major),
-            *(tf.ensure_shape(value, time_major) for value in others),
+        steps = tf.nest.map_structure(
+            lambda value, spec: tf.ensure_shape(value, (*time_major, *spec.shape)),
+            tf.nest.pack_sequence_as(self._spec, fields),
+            self._spec,
+        )
+        return steps._replace(
+            observations=self.layout.pack(steps.observations),
+            final_observations=self.layout.pack(steps.final_observations),
         )
 
     def take_error(self):
         error, self._error = self._error, None
         return error
 
+    def _observation_dtypes(self):
+        return [spec.dtype for spec in self._spec.observations]
+
     def _pack(self, leaves, batch_shape):
         """The observations nest of numpy_function outputs, shapes set."""
         leaves = [
-            tf.ensure_shape(leaf, (*batch_shape, *shape))
-            for leaf, shape in zip(leaves, self._shapes, strict=True)
+            tf.ensure_shape(leaf, (*batch_shape, *spec.shape))
+            for leaf, spec in zip(leaves, self._spec.observations, strict=True)
         ]
         return self.layout.pack(leaves)
 
@@ -175,20 +156,12 @@ class GymDriver(Driver):
         # New arrays for every rollout: TensorFlow may wrap an aligned numpy
         # array that `_finish` returns without copying it, so the previous
         # rollout's tensors can still be reading these.
-        shape = (num_steps, self.num_envs)
-        leaves = list(zip(self._shapes, self._dtypes, strict=True))
-        self._buffers = {
-            "observations": [np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves],
-            "final_observations": [
-                np.zeros(shape + s, d.as_numpy_dtype) for s, d in leaves
-            ],
-            "rewards": np.zeros(shape, np.float32),
-            "terminations": np.zeros(shape, bool),
-            "truncations": np.zeros(shape, bool),
-            "mask": np.zeros(shape, np.float32),
-            "episode_ends": np.zeros(shape, bool),
-            "counted_ends": np.zeros(shape, bool),
-        }
+        self._buffers = tf.nest.map_structure(
+            lambda spec: np.zeros(
+                (num_steps, self.num_envs, *spec.shape), spec.dtype.as_numpy_dtype
+            ),
+            self._spec,
+        )
         self._t = 0
         self._rollout += 1
         self._masked_in_rollout = []
@@ -219,36 +192,33 @@ class GymDriver(Driver):
             self._fail(error)
             raise
 
-    def _checked(self, check, result):
+    def _checked(self, check, *args):
+        """`check(*args)`; a `ValueError` it raises is kept for `fit`."""
         try:
-            return check(self.envs, result, None, None)
+            return check(*args)
         except ValueError as error:
             self._fail(error)
             raise
 
     def _observed(self, method, result):
-        """The observation leaves `[N, ...]` of a checked `reset` or `step`
-        result (the info mask included)."""
-        check = env_checks.reset_result if method == "reset" else None
-        obs, infos = (self._checked(check, result), result[1]) if check else result
-        try:
-            return env_checks.observation_leaves(
-                self.envs, self.layout, method, obs, infos
-            )
-        except ValueError as error:
-            self._fail(error)
-            raise
+        """The observation leaves `[N, ...]` of a `reset` result or of a
+        step's `(obs, infos)` (the info mask included)."""
+        if method == "reset":
+            obs = self._checked(env_checks.reset_result, self.envs, result)
+            result = (obs, result[1])
+        return self._checked(
+            env_checks.observation_leaves, self.envs, self.layout, method, *result
+        )
 
     def _check_masks(self, leaves, resetting=None):
         """Raises (naming the env and step) if a mask allows no action."""
-        try:
-            env_checks.check_masks(
-                self.layout, leaves, resetting, f"step {self._t} of rollout "
-                f"{self._rollout}",
-            )  # fmt: skip
-        except ValueError as error:
-            self._fail(error)
-            raise
+        where = f"step {self._t} of rollout {self._rollout}"
+        self._checked(env_checks.check_masks, self.layout, leaves, resetting, where)
+
+    def _check_finite(self, what, values):
+        """Raises (naming the env and step) if `values` are not finite."""
+        where = f"step {self._t} of rollout {self._rollout}"
+        self._checked(env_checks.check_finite, self.layout, what, values, where)
 
     def _fail(self, error):
         """Keeps `error` for `fit` to re-raise, and resets the envs before
@@ -256,35 +226,16 @@ class GymDriver(Driver):
         self._error = error
         self._failed = True
 
-    def _check_finite(self, what, values):
-        if isinstance(values, list):
-            for key, leaf in zip(self.layout.keys, values, strict=True):
-                named = f"{what} ({key!r})" if self.layout.structured else what
-                self._check_finite(named, leaf)
-            return
-        finite = _finite_rows(values)
-        if not finite.all():
-            index = int(np.flatnonzero(~finite)[0])
-            self._fail(
-                ValueError(
-                    f"Env {index} returned a non-finite {what} at step {self._t} "
-                    f"of rollout {self._rollout}: {values[index]!r}. Training on "
-                    "it would corrupt the weights; no update used it. Fix the "
-                    "env or wrap it to clean its outputs."
-                )
-            )
-            raise self._error
-
     def _step(self, *actions):
         """Steps every env once, records the transition and returns the next
         observations `[N, ...]` (reset observations where episodes ended)."""
         actions = tf.nest.pack_sequence_as(self._action_structure, list(actions))
         t, buffers = self._t, self._buffers
-        for buffer, leaf in zip(buffers["observations"], self._obs, strict=True):
+        for buffer, leaf in zip(buffers.observations, self._obs, strict=True):
             buffer[t] = leaf
         result = self._call(self.envs.step, actions)
         obs, rewards, terminated, truncated, infos = self._checked(
-            env_checks.step_result, result
+            env_checks.step_result, self.envs, result
         )
         obs = self._observed("step", (obs, infos))
         # A NEXT_STEP reset step is not a transition: its "done" is stale.
@@ -293,10 +244,10 @@ class GymDriver(Driver):
         # first; in the other modes the one after an episode's end is.
         after_reset = self._resetting.copy()
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
-        final_obs = [buffer[t] for buffer in buffers["final_observations"]]
+        final_obs = [buffer[t] for buffer in buffers.final_observations]
         obs = self._autoreset(obs, done, infos, final_obs)
-        buffers["terminations"][t] = terminated
-        buffers["truncations"][t] = truncated
+        buffers.terminations[t] = terminated
+        buffers.truncations[t] = truncated
         if self.nonfinite == "raise":
             self._check_finite("observation", final_obs)
             self._check_finite("reward", rewards)
@@ -304,11 +255,11 @@ class GymDriver(Driver):
         else:
             valid = self._mask_nonfinite(obs, rewards, final_obs, valid)
         rewards = np.where(valid, rewards, 0.0)
-        buffers["rewards"][t] = rewards
-        buffers["mask"][t] = valid
-        buffers["episode_ends"][t] = done
+        buffers.rewards[t] = rewards
+        buffers.mask[t] = valid
+        buffers.episode_ends[t] = done
         # Episodes with masked steps have no true return: not counted.
-        buffers["counted_ends"][t] = done & ~self._tainted
+        buffers.counted_ends[t] = done & ~self._tainted
         self._tainted &= ~done
         self._check_masks(obs, resetting=self._resetting)
         self._obs = obs
@@ -320,9 +271,11 @@ class GymDriver(Driver):
         return (*obs, np.asarray(starts, bool))
 
     def _autoreset(self, obs, done, infos, final_obs):
-        """Fills `final_obs` with the observation each step led to and
-        returns the observations the next step acts on, as the envs'
-        autoreset mode delivers them (see the class docstring)."""
+        """Fills `final_obs` with the observation each step led to (what a
+        truncation bootstraps from) and returns the observations the next
+        step acts on. `SAME_STEP` gives final observations in `infos`;
+        after a `NEXT_STEP` episode end the next step only resets (and gets
+        `mask` 0); `DISABLED` needs the reset here."""
         for final, leaf in zip(final_obs, obs, strict=True):
             final[:] = leaf
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
@@ -341,20 +294,21 @@ class GymDriver(Driver):
         return obs
 
     def _mask_nonfinite(self, obs, rewards, final_obs, valid):
-        """Masks step `t` where its data is not finite (see the class
-        docstring); fixes `obs` and `final_obs` in place; returns the new
-        `valid`."""
+        """Masks step `t` where its reward or observations are not finite,
+        and the step acting on the stand-in (the last finite observation)
+        that replaces a non-finite one; fixes `obs` and `final_obs` in
+        place; returns the new `valid`."""
         t, buffers = self._t, self._buffers
-        bad_obs = _finite_leaves(obs, invert=True)
-        bad = bad_obs | _finite_leaves(final_obs, invert=True) | ~np.isfinite(rewards)
+        bad_obs = env_checks.nonfinite_rows(obs)
+        bad = bad_obs | env_checks.nonfinite_rows([*final_obs, rewards])
         masked = (bad | self._replaced) & valid
         if masked.any():
             # Advantages of the step before must not reach into this one:
             # cut there, bootstrapping from the finite observation this step
             # started from (at t = 0 the previous rollout already did).
             if t > 0:
-                buffers["truncations"][t - 1] |= masked
-            for final, buffer in zip(final_obs, buffers["observations"], strict=True):
+                buffers.truncations[t - 1] |= masked
+            for final, buffer in zip(final_obs, buffers.observations, strict=True):
                 final[masked] = buffer[t][masked]
             self._tainted |= masked
             self.masked_steps += int(masked.sum())
@@ -366,7 +320,7 @@ class GymDriver(Driver):
 
     def _finish(self):
         """The rollout's env-side buffers `[T, N, ...]` in `EnvSteps` order."""
-        if self._buffers is None or self._t != len(self._buffers["rewards"]):
+        if self._buffers is None or self._t != len(self._buffers.rewards):
             raise RuntimeError(
                 f"A rollout must be finished after all its steps. Received: "
                 f"finish() after {self._t} steps"
@@ -380,11 +334,7 @@ class GymDriver(Driver):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        fields = []
-        for key in EnvSteps._fields:
-            value = self._buffers[key]
-            fields += value if isinstance(value, list) else [value]
-        return fields
+        return tf.nest.flatten(self._buffers)
 
 
 def check_nonfinite_mode(nonfinite):
@@ -393,16 +343,3 @@ def check_nonfinite_mode(nonfinite):
         raise ValueError(
             f"`nonfinite` must be 'raise' or 'mask'. Received: nonfinite={nonfinite!r}"
         )
-
-
-def _finite_leaves(leaves, invert=False):
-    """`[N]` bool: every leaf's row `i` is finite (`invert`: not finite)."""
-    finite = np.logical_and.reduce([_finite_rows(leaf) for leaf in leaves])
-    return ~finite if invert else finite
-
-
-def _finite_rows(values):
-    """`[N]` bool: every entry of row `i` is finite (non-floats always are)."""
-    if not np.issubdtype(values.dtype, np.floating):
-        return np.ones(len(values), bool)
-    return np.isfinite(values.reshape(len(values), -1)).all(axis=1)

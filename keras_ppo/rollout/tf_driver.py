@@ -14,7 +14,8 @@ import tensorflow as tf
 from keras_ppo.core.batch import EnvSteps
 from keras_ppo.rollout.collect import Driver
 
-# The per-step fields a TF-native env returns, in `EnvSteps` order.
+# The `EnvSteps` fields a TF-native env returns at every step; `finish`
+# derives the others.
 _RECORDED = (
     "observations",
     "final_observations",
@@ -41,7 +42,7 @@ class TFDriver(Driver):
     """
 
     def __init__(self, env, seed=None):
-        super().__init__(env.num_envs, env.observation_space.shape, tf.float32)
+        super().__init__(env.num_envs)
         self.env = env
         self.grouped = isinstance(seed, list)
         seeds = [
@@ -56,6 +57,7 @@ class TFDriver(Driver):
             name: tf.Variable(value, trainable=False) for name, value in state.items()
         }
         self.observations = tf.Variable(obs, trainable=False)
+        self._spec = EnvSteps.spec(tf.TensorSpec(obs.shape[1:], obs.dtype))
 
     def start(self, num_steps):
         split = tf.random.experimental.stateless_split
@@ -69,10 +71,10 @@ class TFDriver(Driver):
             keys = split(self.key.value(), num_steps + 1)
         self.key.assign(keys[0])
         state = {name: variable.value() for name, variable in self.state.items()}
-        dtypes = (tf.float32, tf.float32, tf.float32, tf.bool, tf.bool)
+        specs = self._spec._asdict()
         arrays = {
-            name: tf.TensorArray(dtype, size=num_steps)
-            for name, dtype in zip(_RECORDED, dtypes, strict=True)
+            name: tf.TensorArray(specs[name].dtype, size=num_steps)
+            for name in _RECORDED
         }
         return self.observations.value(), (state, keys, arrays)
 
