@@ -133,7 +133,7 @@ def test_rollout_dataset_rejects_other_env_types():
 
 def test_mismatched_tf_env_spaces_are_rejected():
     _, model = tf_setup()
-    with pytest.raises(ValueError, match="observation space differs"):
+    with pytest.raises(ValueError, match="observation and action spaces differ"):
         keras_ppo.rollout_dataset(model, tfenvs.make("Pendulum-v1", num_envs=4))
 
 

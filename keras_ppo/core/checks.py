@@ -238,7 +238,8 @@ def check_env_spaces(model, env, owner="model") -> None:
     ]
     if differ:
         raise ValueError(
-            f"The env's {' and '.join(differ)} space differs from the "
+            f"The env's {' and '.join(differ)} "
+            f"{'spaces differ' if len(differ) > 1 else 'space differs'} from the "
             f"{owner}'s. Expected: observation space {model.observation_space}, "
             f"action space {model.action_space}. Received: observation space "
             f"{observation_space}, action space {action_space}"
