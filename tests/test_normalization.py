@@ -83,7 +83,7 @@ def rollouts_seen(envs, num_steps):
     observations each step acted on, rewards, terminations, truncations and
     `mask`, each `[num_steps, num_envs, ...]`.
 
-    The mask repeats the rule for NEXT_STEP mode (README, "Guarantees"):
+    The mask repeats the rule for NEXT_STEP mode (docs/guides/guarantees.md):
     the step after an episode's end only resets that env, so it is masked
     out (reward 0) and counts in no statistics.
     """
