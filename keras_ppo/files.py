@@ -11,7 +11,10 @@ SUFFIXES = (".weights.h5", ".keras", ".h5")
 
 
 def save_atomically(
-    write: Callable[[str], None], filepath, overwrite: bool = True
+    write: Callable[[str], None],
+    filepath,
+    overwrite: bool = True,
+    suffixes: tuple[str, ...] = SUFFIXES,
 ) -> None:
     """Calls `write(temp_path)` and moves the result onto `filepath`, so that
     `filepath` always holds either the previous file or the complete new one.
@@ -30,6 +33,8 @@ def save_atomically(
             keeps it).
         overwrite: Replace an existing file; if False, an existing
             `filepath` is an error.
+        suffixes: The endings `filepath` may have; the temporary file
+            keeps its ending (Keras' by default).
 
     Raises:
         ValueError: If the suffix is not one Keras saves to.
@@ -37,16 +42,16 @@ def save_atomically(
     """
     filepath = os.fspath(filepath)
     dirname, basename = os.path.split(filepath)
-    suffix = next((s for s in SUFFIXES if basename.endswith(s)), None)
+    suffix = next((s for s in suffixes if basename.endswith(s)), None)
     if suffix is None:
         raise ValueError(
-            f"Expected a path ending in one of {list(SUFFIXES)}. Received: {filepath!r}"
+            f"Expected a path ending in one of {list(suffixes)}. Received: {filepath!r}"
         )
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(
             f"{filepath!r} exists and `overwrite=False`. Received: {filepath!r}"
         )
-    stem = basename[: -len(suffix)]
+    stem = basename[: len(basename) - len(suffix)]
     temp_path = os.path.join(dirname, f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
     try:
         write(temp_path)

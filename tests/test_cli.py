@@ -254,3 +254,22 @@ def test_train_with_tf_env_uses_the_compiled_rollout(tmp_path, capsys):
     assert "2 iterations x 256 env steps (4 envs x 64 steps)" in out
     assert "Evaluation over 1 episodes" in out
     assert (tmp_path / "run" / "agent.keras").exists()
+
+
+def test_a_preset_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import json
+
+    from keras_ppo.cli.preset_files import write_preset_file
+
+    path = tmp_path / "best.json"
+    write_preset_file(path, "CartPole-v1", {}, {"gamma": 0.9})
+    before = path.read_text()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_preset_file(path, "CartPole-v1", {}, {"gamma": 0.5})
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json"]

@@ -25,6 +25,8 @@ import importlib.resources
 import json
 import os
 
+from keras_ppo import files
+
 #: Run settings outside PPOConfig, used for any env without a preset.
 DEFAULT_RUN = {
     "num_envs": 8,
@@ -182,12 +184,17 @@ def write_preset_file(
     config: dict,
     comment: str | None = None,
 ) -> None:
-    """Writes a preset file `load_preset_file` reads back (JSON)."""
+    """Writes a preset file `load_preset_file` reads back (JSON), atomically:
+    a crash leaves the previous file or the whole new one."""
     data = {"env_id": env_id, "run": run, "config": config}
     if comment:
         data = {"comment": comment, **data}
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(data, file, indent=2)
-        file.write("\n")
+
+    def write(temp_path):
+        with open(temp_path, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2)
+            file.write("\n")
+
+    files.save_atomically(write, path, suffixes=(os.path.splitext(path)[1],))
