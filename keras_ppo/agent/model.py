@@ -26,74 +26,48 @@ from keras_ppo.files import save_atomically
 class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
     """An actor-critic trained by PPO through `model.fit`.
 
-    The policy and value functions are MLPs on the encoded observation
-    (separate trunks by default, as in CleanRL and Stable-Baselines3; one
-    shared trunk with `shared_trunk=True`). `train_step` performs ONE
-    minibatch update; `keras_ppo.rollout_dataset` turns env rollouts into the
-    minibatches, so one `fit` epoch is one PPO iteration.
+    MLP policy and value trunks (separate by default, as in CleanRL and
+    Stable-Baselines3) on the encoded observation; `train_step` is one
+    minibatch update, so one `fit` epoch on a `keras_ppo.rollout_dataset`
+    is one PPO iteration. `model(observations)` gives the action
+    distribution's parameters `[batch, param_size]` and the values `[batch]`.
 
     Args:
-        observation_space: A gymnasium `Box` (any shape, flattened) or
-            `Discrete` (one-hot) space of a single env, or a (nested) `Dict`
-            or `Tuple` of `Box`, `Discrete`, `MultiDiscrete` and
-            `MultiBinary` leaves, each encoded by
-            `keras_ppo.agent.encoders` and concatenated.
-        action_space: A gymnasium `Discrete`, `Box`, `MultiDiscrete` or
-            `MultiBinary` space of a single env, or a `Dict`/`Tuple` of such
-            leaves (`keras_ppo.core.composite`).
+        observation_space: A single env's `Box`, `Discrete`, or a (nested)
+            `Dict`/`Tuple` of `Box`, `Discrete`, `MultiDiscrete` and
+            `MultiBinary` leaves.
+        action_space: A single env's `Discrete`, `Box`, `MultiDiscrete`,
+            `MultiBinary`, or a `Dict`/`Tuple` of such leaves.
         config: A `PPOConfig`; defaults to `PPOConfig()`.
         hidden_sizes: Units of each hidden layer of the trunks.
         activation: Activation of the hidden layers.
         shared_trunk: Share one trunk between the policy and value heads.
         init_log_std: Initial log standard deviation of Gaussian policies.
-        num_envs: Number of envs the model will be trained on, if known;
-            lets `compile` pick `steps_per_execution` before any dataset
-            exists.
-        env_id: The gymnasium id of the env it is trained on, if known
-            (`from_env` fills it); saved with the agent so that tools such
-            as `keras-ppo evaluate` can find the env again.
-        policy_network: A Keras layer or model to use as the policy trunk
-            instead of the MLP, e.g. a CNN for image observations. It gets
-            the observations in their own shape, cast to float32 (Discrete
-            ones one-hot); its output is flattened into the policy head.
-            Must be serialisable (Keras layers, `keras.Sequential`,
-            functional models or registered custom layers) for save/load.
-        value_network: The value trunk for a custom `policy_network`. By
-            default a fresh copy of `policy_network` (`keras.models.
-            clone_model`), or the same one with `shared_trunk=True`.
+        num_envs: Envs it will train on, if known (lets `compile` pick
+            `steps_per_execution` before any dataset exists).
+        env_id: The gymnasium id of its env, if known; saved with the agent.
+        policy_network: A serialisable Keras layer or model used as the
+            policy trunk instead of the MLP (e.g. a CNN); it gets the
+            observations in their own shape, as float32.
+        value_network: The value trunk for a custom `policy_network`; by
+            default a copy of it (the same one with `shared_trunk=True`).
         encoders: `{key: Keras layer}` replacing the default encoder of
             those keys of a `Dict`/`Tuple` observation (nested keys joined
             by dots, `Tuple` positions as `"0"`, `"1"`, ...).
-        mask_key: The `Dict` observation key, or with `info_mask` the
-            `info` entry, holding action masks (`keras_ppo.core.masking`
-            gives their layout). By default `"action_mask"`, and a `Dict`
-            observation without that key has no masks; a key given
-            explicitly must be in the observation (or the info).
-        info_mask: Take masks from `info[mask_key]` of the vector env (as
-            gymnasium's Taxi gives them).
+        mask_key: The `Dict` observation key (or with `info_mask` the `info`
+            entry) holding action masks; by default `"action_mask"` if the
+            observation has it.
+        info_mask: Take masks from `info[mask_key]` of the vector env.
         mask_as_feature: Feed the mask to the networks as a feature too.
-        action_distribution: For `Box` actions (not the leaves of
-            `Dict`/`Tuple` actions, which are Gaussian): `"gaussian"` (default; a
-            diagonal Gaussian whose samples are clipped to the bounds),
-            `"tanh_gaussian"` (squashed into the bounds) or `"beta"` (Chou
-            et al., 2017); see `keras_ppo.core.continuous`.
-        state_dependent_std: For the Gaussian distributions: the policy
-            head outputs the log-stds (plus `init_log_std`) instead of one
-            learnt log-std per action dimension shared by all states.
-        recurrent: None (feed-forward), `"lstm"`, `"gru"` or a Keras RNN
-            cell instance: a recurrent core between the (normalised,
-            encoded) observations and the trunks (`keras_ppo.agent.memory`).
-            The model then acts with a state (`initial_state`,
-            `policy_step`, `predict_action(..., state=...)`) and trains on
-            sequences (`PPOConfig.sequence_length`).
+        action_distribution: For `Box` actions: `"gaussian"` (samples
+            clipped to the bounds), `"tanh_gaussian"` or `"beta"`.
+        state_dependent_std: Gaussian log-stds output by the policy head
+            (plus `init_log_std`) instead of one learnt log-std per action.
+        recurrent: None, `"lstm"`, `"gru"` or a Keras RNN cell: a recurrent
+            core before the trunks; the model then acts from a state and
+            trains on sequences (`PPOConfig.sequence_length`).
         recurrent_units: Units of an `"lstm"` or `"gru"` core.
-        recurrent_critic: Give the value its own recurrent core (else it
-            reads the policy's).
-
-    Call:
-        `params, value = model(observations)`: the action distribution's
-        parameters `[batch, param_size]` (logits; or means then log-stds for
-        `Box` actions) and the state value `[batch]`.
+        recurrent_critic: Give the value its own recurrent core.
 
     Example:
         >>> envs = gym.make_vec("CartPole-v1", num_envs=8)
