@@ -119,10 +119,9 @@ class KerasTraining:
         if replicas.packs_logs(self) and self.train_function is None:
             # Multi-worker train steps return their logs packed into one
             # tensor (`replicas.packs_logs`); fit uses this function as is.
-            names = list(self.metrics[0].trackers)
-            self.train_function = replicas.unpack_logs(
-                names, super().make_train_function()
-            )
+            super().make_train_function()
+            names = list(self.training_logs.trackers)
+            self.train_function = replicas.unpack_logs(names, self.train_function)
         try:
             return super().fit(
                 x, *args, shuffle=shuffle, steps_per_epoch=steps_per_epoch, **kwargs
