@@ -60,9 +60,10 @@ def export_command(args, parser) -> int:
         parser: The subcommand's parser, which reports usage errors (exit 2).
 
     Returns:
-        The exit code: 0. Missing extras exit 2 too.
+        The exit code: 0. A policy the format cannot serve, an output it may
+        not replace and missing extras exit 2 (usage errors).
     """
-    from keras_ppo.agent.export import check_output, export_policy
+    from keras_ppo.agent.export import check_format, check_output, export_policy
 
     output = args.output or os.path.splitext(args.path)[0] + FORMATS[args.format]
     # Checked before the agent loads: nothing is written when it is refused.
@@ -73,6 +74,10 @@ def export_command(args, parser) -> int:
     except ValueError as error:
         parser.error(f"cannot write {output}: {error}")
     model = _load_agent(args.path, parser)
+    try:
+        check_format(model, args.format)
+    except (TypeError, ValueError) as error:
+        parser.error(f"cannot export {args.path} as {args.format}: {error}")
     print(f"Exporting {args.path} as {args.format}...", flush=True)
     try:
         export_policy(model, output, format=args.format, overwrite=args.overwrite)
@@ -80,5 +85,7 @@ def export_command(args, parser) -> int:
         _missing_dependency(parser, error)
     except OSError as error:  # e.g. a read-only or missing parent directory
         parser.error(f"cannot write {output}: {error}")
+    except (TypeError, ValueError) as error:
+        parser.error(f"cannot export {args.path} as {args.format}: {error}")
     print(f"Wrote {output}; serve it with {RUNTIMES[args.format]}")
     return 0

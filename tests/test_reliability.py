@@ -1,0 +1,226 @@
+"""The public edges refuse wrong inputs early and clearly, and a fault
+leaves the model and the files as they were, for every feature: plain,
+Dict observations, masks, recurrent, composite and continuous actions,
+agent stacks and whole iterations."""
+
+import json
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from envs import MaskedEnv, RandomEnv, vector
+from gymnasium import spaces
+
+import keras_ppo
+import keras_ppo.envs
+from keras_ppo.agent.export import export_policy
+from keras_ppo.cli import main
+
+# One update per iteration: 2 envs x 8 steps = one minibatch of 16.
+SINGLE_UPDATE = dict(num_steps=8, minibatch_size=16, update_epochs=1, seed=0)
+DICT_SPACE = spaces.Dict(
+    {
+        "position": spaces.Box(-1.0, 1.0, (3,), np.float32),
+        "image": spaces.Box(0, 255, (4, 4, 1), np.uint8),
+    }
+)
+
+
+class FailAt(gym.Wrapper):
+    """Raises `error` from `step` once the shared `count` reaches `at`."""
+
+    def __init__(self, env, count, at, error):
+        super().__init__(env)
+        self.count, self.at, self.error = count, at, error
+
+    def step(self, action):
+        self.count[0] += 1
+        if self.count[0] == self.at:
+            raise self.error
+        return self.env.step(action)
+
+
+def failing_envs(make_env, at, error):
+    count = [0]
+    return vector(lambda: FailAt(make_env(), count, at, error), 2)
+
+
+FEATURE_ENVS = {
+    "plain": lambda: gym.make("CartPole-v1"),
+    "dict": lambda: RandomEnv(DICT_SPACE, spaces.Discrete(2)),
+    "masked": lambda: MaskedEnv(
+        spaces.Dict({"x": spaces.Box(-1.0, 1.0, (2,), np.float32)}),
+        spaces.Discrete(3),
+    ),
+    "recurrent": lambda: gym.make("CartPole-v1"),
+}
+
+
+def feature_model(feature, envs, **config):
+    extra = (
+        {"recurrent": "lstm", "recurrent_units": 8} if feature == "recurrent" else {}
+    )
+    return keras_ppo.PPOModel.from_env(
+        envs, config=keras_ppo.PPOConfig(**{**SINGLE_UPDATE, **config}), **extra
+    )
+
+
+def state_of(model):
+    """Every weight and optimizer variable (its step count included)."""
+    return [v.numpy().copy() for v in model.weights + model.optimizer.variables]
+
+
+def assert_same_state(before, after):
+    assert len(before) == len(after)
+    for old, new in zip(before, after, strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def files_under(path):
+    return {
+        os.path.join(root, name): open(os.path.join(root, name), "rb").read()
+        for root, _, names in os.walk(path)
+        for name in names
+    }
+
+
+# ------------------------------------- cause 1: a failed iteration's optimizer
+
+
+# --------------------------------------------- cause 2: values cast unseen
+
+
+def uint8_model(observation_space):
+    envs = vector(lambda: RandomEnv(observation_space, spaces.Discrete(2)), 2)
+    return keras_ppo.PPOModel.from_env(
+        envs, config=keras_ppo.PPOConfig(**SINGLE_UPDATE)
+    )
+
+
+class ScaledFrames(gym.vector.VectorObservationWrapper):
+    """A vector env giving the uint8 image leaf scaled to [0, 1], as floats
+    (gymnasium's own vector envs refuse to store them)."""
+
+    def observations(self, observations):
+        return {**observations, "image": observations["image"] / 255.0}
+
+
+class NaNInfoMask(gym.Wrapper):
+    """Gives the info action mask as floats, with NaN in its first entry."""
+
+    def _masked(self, info):
+        mask = np.asarray(info["action_mask"], np.float32)
+        mask[0] = np.nan
+        return {**info, "action_mask": mask}
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return obs, self._masked(info)
+
+    def step(self, action):
+        *rest, info = self.env.step(action)
+        return (*rest, self._masked(info))
+
+
+# ------------------------------------- cause 3: no raw TensorFlow errors
+
+
+def beta_model(env, **config):
+    return keras_ppo.PPOModel.from_env(
+        env,
+        config=keras_ppo.PPOConfig(num_steps=8, minibatch_size=16, seed=0, **config),
+        action_distribution="beta",
+    )
+
+
+# ------------------------------------ cause 4: the command line exits 2
+
+
+def saved_agent(tmp_path, **kwargs):
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=keras_ppo.PPOConfig(**SINGLE_UPDATE), **kwargs
+    )
+    path = str(tmp_path / "agent.keras")
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("format", ["onnx", "litert"])
+def test_cli_export_of_a_recurrent_agent_to_one_file_exits_2(tmp_path, capsys, format):
+    path = saved_agent(tmp_path, recurrent="gru", recurrent_units=8)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        main(["export", path, "--format", format])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Recurrent policies" in err and f"format={format!r}" in err
+    assert "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize(
+    "entry, shown",
+    [
+        ({"float": [0, 0.1], "log": True}, "starts at 0"),
+        ({"float": [-1.0, 0.1], "log": True}, "starts at -1.0"),
+        ({"int": [1.5, 4]}, "integers"),
+        ({"float": [0.0, float("nan")]}, "finite"),
+        ({"float": [1e-4, 0.1], "log": "yes"}, "log='yes'"),
+    ],
+)
+def test_cli_tune_refuses_a_search_space_file_naming_the_parameter(
+    tmp_path, capsys, entry, shown
+):
+    pytest.importorskip("optuna")
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"ent_coef": entry}))
+    storage = tmp_path / "studies.db"
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "tune", "CartPole-v1", "--trials", "1", "--search-space",
+                str(space), "--storage", f"sqlite:///{storage}",
+            ]
+        )  # fmt: skip
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--search-space" in err and "'ent_coef'" in err and shown in err
+    assert not storage.exists()  # refused before any trial
+
+
+# ------------------------------ cause 5: arguments that should be refused
+
+
+@pytest.mark.parametrize("overwrite", ["no", "False", 0, None])
+def test_export_refuses_a_non_bool_overwrite_and_keeps_the_export(tmp_path, overwrite):
+    model = feature_model("plain", gym.make_vec("CartPole-v1", num_envs=2))
+    path = tmp_path / "policy"
+    model.export_policy(path)
+    before = files_under(tmp_path)
+    with pytest.raises(TypeError, match=f"overwrite={overwrite!r}"):
+        model.export_policy(path, overwrite=overwrite)
+    with pytest.raises(TypeError, match=f"overwrite={overwrite!r}"):
+        export_policy(model, path, overwrite=overwrite)
+    assert files_under(tmp_path) == before
+
+
+# ------------------------------------------ cause 6: messages that mislead
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_export_into_a_directory_of_other_files_never_suggests_overwrite(
+    tmp_path, overwrite
+):
+    model = feature_model("plain", gym.make_vec("CartPole-v1", num_envs=2))
+    path = tmp_path / "policy"
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="never files it did not write") as info:
+        model.export_policy(path, overwrite=overwrite)
+    assert "overwrite=True" not in str(info.value)
+    assert files_under(tmp_path) == {str(path / "notes.txt"): b"mine"}
+
+
+# --------------------------------------------- cause 7: mixed precision
