@@ -126,6 +126,22 @@ class NaNInfoMask(gym.Wrapper):
 # ------------------------------------- cause 3: no raw TensorFlow errors
 
 
+@pytest.mark.parametrize(
+    "episode_start, error, shown",
+    [
+        (np.array(["yes", "no"]), TypeError, "episode_start"),
+        ([0.5, 1.0], TypeError, "float"),
+        ([2, 0], ValueError, "0 or 1"),
+    ],
+)
+def test_predict_action_names_a_bad_episode_start(episode_start, error, shown):
+    model = feature_model("recurrent", gym.make_vec("CartPole-v1", num_envs=2))
+    with pytest.raises(error, match=shown):
+        model.predict_action(np.zeros((2, 4), np.float32), episode_start=episode_start)
+    # 0/1 integers are bools.
+    model.predict_action(np.zeros((2, 4), np.float32), episode_start=[1, 0])
+
+
 def beta_model(env, **config):
     return keras_ppo.PPOModel.from_env(
         env,
