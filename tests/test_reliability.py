@@ -88,6 +88,50 @@ def files_under(path):
 # ------------------------------------- cause 1: a failed iteration's optimizer
 
 
+@pytest.mark.parametrize("feature", sorted(FEATURE_ENVS))
+@pytest.mark.parametrize(
+    "error", [RuntimeError("env failed"), KeyboardInterrupt()], ids=["raise", "ctrl-c"]
+)
+def test_a_failed_single_update_iteration_leaves_the_optimizer_untouched(
+    feature, error
+):
+    # The second iteration's 5th step fails (2 envs x 8 steps per iteration).
+    envs = failing_envs(FEATURE_ENVS[feature], at=16 + 5, error=error)
+    model = feature_model(feature, envs)
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    model.fit(dataset, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 1
+    before = state_of(model)
+    with pytest.raises(type(error)):
+        model.fit(dataset, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 1
+    assert_same_state(before, state_of(model))
+
+
+def test_a_non_finite_observation_in_a_single_update_iteration_moves_nothing():
+    class NaNAt(gym.Wrapper):
+        count = [0]
+
+        def step(self, action):
+            obs, *rest = self.env.step(action)
+            NaNAt.count[0] += 1
+            if NaNAt.count[0] == 20:
+                obs = np.full_like(obs, np.nan)
+            return (obs, *rest)
+
+    envs = vector(lambda: NaNAt(gym.make("CartPole-v1")), 2)
+    model = feature_model("plain", envs)
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    model.fit(dataset, epochs=1, verbose=0)
+    before = state_of(model)
+    with pytest.raises(ValueError, match="non-finite"):
+        model.fit(dataset, epochs=1, verbose=0)
+    assert_same_state(before, state_of(model))
+    assert int(model.optimizer.iterations.numpy()) == 1
+
+
 # --------------------------------------------- cause 2: values cast unseen
 
 
