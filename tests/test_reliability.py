@@ -142,12 +142,48 @@ def uint8_model(observation_space):
     )
 
 
+def test_float_frames_for_a_uint8_image_are_refused_naming_the_value():
+    # The Atari preset's frame stack: [84, 84, 4] uint8.
+    model = uint8_model(spaces.Box(0, 255, (84, 84, 4), np.uint8))
+    frames = np.full((2, 84, 84, 4), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"uint8.*0\.5"):
+        model.predict_action(frames)
+    # Whole-number floats are the same pixels: accepted.
+    model.predict_action(np.full((2, 84, 84, 4), 7.0, np.float32))
+
+
+def test_float_frames_for_a_uint8_dict_leaf_are_refused_naming_the_key():
+    model = uint8_model(DICT_SPACE)
+    observations = {
+        "position": np.zeros((2, 3), np.float32),
+        "image": np.full((2, 4, 4, 1), 0.25, np.float32),
+    }
+    with pytest.raises(ValueError, match=r"'image'.*uint8.*0\.25"):
+        model.predict_action(observations)
+
+
 class ScaledFrames(gym.vector.VectorObservationWrapper):
     """A vector env giving the uint8 image leaf scaled to [0, 1], as floats
     (gymnasium's own vector envs refuse to store them)."""
 
     def observations(self, observations):
         return {**observations, "image": observations["image"] / 255.0}
+
+
+def test_a_rollout_of_float_frames_for_a_uint8_leaf_fails_before_any_update():
+    envs = ScaledFrames(
+        vector(
+            lambda: RandomEnv(DICT_SPACE, spaces.Discrete(2)),
+            2,
+            mode=gym.vector.AutoresetMode.NEXT_STEP,
+        )
+    )
+    model = uint8_model(DICT_SPACE)
+    model.compile()
+    before = state_of(model)
+    with pytest.raises(ValueError, match=r"'image'.*uint8"):
+        model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
+    assert_same_state(before, state_of(model))
 
 
 class NaNInfoMask(gym.Wrapper):
@@ -165,6 +201,23 @@ class NaNInfoMask(gym.Wrapper):
     def step(self, action):
         *rest, info = self.env.step(action)
         return (*rest, self._masked(info))
+
+
+def test_a_rollout_mask_with_nan_is_refused_not_read_as_forbidden():
+    def make_env():
+        return MaskedEnv(
+            spaces.Box(-1.0, 1.0, (2,), np.float32), spaces.Discrete(3), info_mask=True
+        )
+
+    envs = vector(lambda: NaNInfoMask(make_env()), 2)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=keras_ppo.PPOConfig(**SINGLE_UPDATE), info_mask=True
+    )
+    model.compile()
+    before = state_of(model)
+    with pytest.raises(ValueError, match=r"action mask 'action_mask'.*nan"):
+        model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
+    assert_same_state(before, state_of(model))
 
 
 # ------------------------------------- cause 3: no raw TensorFlow errors
