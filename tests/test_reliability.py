@@ -7,9 +7,10 @@ import json
 import os
 
 import gymnasium as gym
+import keras
 import numpy as np
 import pytest
-from envs import MaskedEnv, RandomEnv, vector
+from envs import CompositeActionEnv, MaskedEnv, RandomEnv, vector
 from gymnasium import spaces
 
 import keras_ppo
@@ -220,6 +221,28 @@ def test_a_rollout_mask_with_nan_is_refused_not_read_as_forbidden():
     assert_same_state(before, state_of(model))
 
 
+@pytest.mark.parametrize(
+    "optimizer, shown",
+    [
+        (lambda: keras.optimizers.Adam(float("nan")), "learning_rate=nan"),
+        (lambda: keras.optimizers.SGD(float("inf")), "learning_rate=inf"),
+        (lambda: keras.optimizers.Adam(-1e-3), "learning_rate=-0.001"),
+        (
+            lambda: keras.optimizers.Adam(
+                keras.optimizers.schedules.ExponentialDecay(float("nan"), 10, 0.5)
+            ),
+            "learning_rate=nan",
+        ),
+        (lambda: keras.optimizers.Adam(1e-3, clipnorm=float("nan")), "clipnorm=nan"),
+    ],
+)
+def test_compile_refuses_an_optimizer_that_would_train_to_nan(optimizer, shown):
+    model = feature_model("plain", gym.make_vec("CartPole-v1", num_envs=2))
+    with pytest.raises(ValueError, match=shown):
+        model.compile(optimizer=optimizer())
+    assert not model.compiled
+
+
 # ------------------------------------- cause 3: no raw TensorFlow errors
 
 
@@ -245,6 +268,37 @@ def beta_model(env, **config):
         config=keras_ppo.PPOConfig(num_steps=8, minibatch_size=16, seed=0, **config),
         action_distribution="beta",
     )
+
+
+def test_a_beta_policy_is_refused_under_xla_before_anything_runs():
+    env = keras_ppo.envs.make("Pendulum-v1", num_envs=2)
+    model = beta_model(env)
+    with pytest.raises(ValueError, match="jit_compile=False"):
+        keras_ppo.rollout_dataset(model, env, whole_iterations=True)
+    with pytest.raises(ValueError, match="Beta"):
+        keras_ppo.rollout_dataset(model, env, jit_compile=True)
+    # Without XLA it runs.
+    keras_ppo.rollout_dataset(model, env, whole_iterations=True, jit_compile=False)
+
+
+def test_a_stack_of_beta_policies_is_refused_under_xla():
+    env = keras_ppo.envs.make("Pendulum-v1", num_envs=2)
+    stack = keras_ppo.AgentStack([beta_model(env), beta_model(env)])
+    with pytest.raises(ValueError, match="Beta"):
+        keras_ppo.rollout_dataset(stack, env)
+
+
+def test_only_beta_policies_are_refused_under_xla():
+    from keras_ppo.agent import guards
+
+    for make_env, kwargs in [
+        (CompositeActionEnv, {}),
+        (lambda: gym.make("Pendulum-v1"), {"action_distribution": "tanh_gaussian"}),
+    ]:
+        model = keras_ppo.PPOModel.from_env(
+            vector(make_env, 2), config=keras_ppo.PPOConfig(**SINGLE_UPDATE), **kwargs
+        )
+        guards.check_xla(model, True, "rollout_dataset")  # no error
 
 
 # ------------------------------------ cause 4: the command line exits 2
@@ -319,6 +373,14 @@ def test_export_refuses_a_non_bool_overwrite_and_keeps_the_export(tmp_path, over
     assert files_under(tmp_path) == before
 
 
+def test_a_stack_refuses_the_same_agent_twice():
+    env = keras_ppo.envs.make("CartPole-v1", num_envs=2)
+    agent = keras_ppo.PPOModel.from_env(env, config=keras_ppo.PPOConfig(seed=0))
+    other = keras_ppo.PPOModel.from_env(env, config=keras_ppo.PPOConfig(seed=1))
+    with pytest.raises(ValueError, match="agents 0 and 2 are the same"):
+        keras_ppo.AgentStack([agent, other, agent])
+
+
 # ------------------------------------------ cause 6: messages that mislead
 
 
@@ -337,3 +399,17 @@ def test_export_into_a_directory_of_other_files_never_suggests_overwrite(
 
 
 # --------------------------------------------- cause 7: mixed precision
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_building_a_model_under_mixed_precision_is_refused_naming_the_policy(
+    policy,
+):
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with pytest.raises(ValueError, match=policy):
+            keras_ppo.PPOModel.from_env(envs)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    keras_ppo.PPOModel.from_env(envs)  # float32 builds

@@ -8,7 +8,7 @@ from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
 from keras_ppo.agent import encoders as encoders_module
-from keras_ppo.agent import export, memory, networks
+from keras_ppo.agent import export, guards, memory, networks
 from keras_ppo.agent.acting import Acting
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
@@ -126,6 +126,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         recurrent_critic=True,
         **kwargs,
     ):
+        guards.check_dtype_policy()
         hidden_sizes = checks.check_model_arguments(
             observation_space, action_space, hidden_sizes, activation,
             shared_trunk, init_log_std, num_envs, env_id,

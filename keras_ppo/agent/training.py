@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ppo.agent import replicas, streams
+from keras_ppo.agent import guards, replicas, streams
 from keras_ppo.agent.iterations import record_update
 from keras_ppo.agent.update import update
 from keras_ppo.core import checks
@@ -81,6 +81,7 @@ class KerasTraining(CompiledMetrics):
             optimizer = keras.optimizers.Adam(
                 learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
             )
+        guards.check_optimizer(optimizer)
         if steps_per_execution is not None:
             steps_per_execution = checks.check_int(
                 "steps_per_execution", steps_per_execution, minimum=1
