@@ -8,7 +8,7 @@ from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
 from keras_ppo.agent import encoders as encoders_module
-from keras_ppo.agent import export, guards, memory, networks
+from keras_ppo.agent import env_state, export, guards, memory, networks
 from keras_ppo.agent.acting import Acting
 from keras_ppo.agent.metrics import EpisodeMean
 from keras_ppo.agent.normalization import RunningNormalization
@@ -356,6 +356,15 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             filepath,
             overwrite=overwrite,
         )
+
+    def save_own_variables(self, store):
+        # Keras' hook: a TF-native env's state joins the weights file, so
+        # BackupAndRestore resumes its episodes (agent/env_state.py).
+        super().save_own_variables(store)
+        env_state.save(self, store)
+
+    def load_own_variables(self, store):
+        super().load_own_variables(env_state.load(self, store))
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
         """`keras.Model.save_weights` to a `.weights.h5` file, atomic and

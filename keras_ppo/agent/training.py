@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ppo.agent import guards, replicas, streams
+from keras_ppo.agent import env_state, guards, replicas, streams
 from keras_ppo.agent.iterations import record_update
 from keras_ppo.agent.update import update
 from keras_ppo.core import checks
@@ -153,6 +153,7 @@ class KerasTraining(CompiledMetrics):
                     f"{stream.model.name!r} for {self.name!r}"
                 )
             endless, steps_per_epoch = self._read_stream(stream, steps_per_epoch)
+            env_state.hold(self, stream)
             x = x if endless is None else endless
         if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):
             x = replicas.ReplicatedInput(x, self.distribute_strategy)
