@@ -413,3 +413,17 @@ def test_building_a_model_under_mixed_precision_is_refused_naming_the_policy(
     finally:
         keras.mixed_precision.set_global_policy("float32")
     keras_ppo.PPOModel.from_env(envs)  # float32 builds
+
+
+def test_cli_export_prints_a_serving_line_that_runs_as_printed(tmp_path, capsys):
+    import tensorflow as tf
+
+    path = saved_agent(tmp_path)
+    output = str(tmp_path / "policy")
+    assert main(["export", path, "--output", output]) == 0
+    line = capsys.readouterr().out.split("serve it with ")[-1].strip()
+    namespace = {"tf": tf, "observations": np.zeros((3, 4), np.float32)}
+    # What a user pastes: PATH is the written directory.
+    exec(line.replace("PATH", repr(output)), namespace)  # noqa: S102
+    outputs = namespace["policy"].serve(namespace["observations"])
+    assert outputs["action"].shape == (3,) and outputs["value"].shape == (3,)

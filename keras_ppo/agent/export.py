@@ -39,8 +39,11 @@ def export_policy(
     `model.predict_action(observations, deterministic=True)` does, and the
     state value, as `model.value(observations)` does:
 
-    * `"tf_saved_model"`: a directory; `tf.saved_model.load(filepath).serve`
-      (also the `serving_default` signature, for TF-Serving). The revived
+    * `"tf_saved_model"`: a directory; `policy = tf.saved_model.load(filepath)`
+      then `policy.serve(observations)`, with `policy` kept in a variable
+      (TensorFlow frees the variables with the loaded object, so
+      `tf.saved_model.load(filepath).serve(...)` in one expression fails);
+      also the `serving_default` signature, for TF-Serving. The revived
       object's `variables` are the model's weights (e.g. `env_steps`); the
       optimizer is not exported.
     * `"onnx"`: one file for onnxruntime, input `observations`, outputs

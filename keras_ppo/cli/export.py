@@ -11,7 +11,9 @@ from keras_ppo.cli.options import _missing_dependency
 # with the suffix each gets after the agent's name by default.
 FORMATS = {"tf_saved_model": "_saved_model", "onnx": ".onnx", "litert": ".tflite"}
 RUNTIMES = {
-    "tf_saved_model": "tf.saved_model.load(PATH).serve(observations)",
+    # The loaded object is kept: TensorFlow frees its variables with it, and
+    # `tf.saved_model.load(PATH).serve(...)` in one expression fails.
+    "tf_saved_model": "policy = tf.saved_model.load(PATH); policy.serve(observations)",
     "onnx": 'onnxruntime.InferenceSession(PATH).run(None, {"observations": ...})',
     "litert": "ai_edge_litert.interpreter.Interpreter(PATH)"
     '.get_signature_runner("serve")(observations=...)',
