@@ -39,8 +39,11 @@ def export_policy(
     `model.predict_action(observations, deterministic=True)` does, and the
     state value, as `model.value(observations)` does:
 
-    * `"tf_saved_model"`: a directory; `tf.saved_model.load(filepath).serve`
-      (also the `serving_default` signature, for TF-Serving). The revived
+    * `"tf_saved_model"`: a directory; `policy = tf.saved_model.load(filepath)`
+      then `policy.serve(observations)`, with `policy` kept in a variable
+      (TensorFlow frees the variables with the loaded object, so
+      `tf.saved_model.load(filepath).serve(...)` in one expression fails);
+      also the `serving_default` signature, for TF-Serving. The revived
       object's `variables` are the model's weights (e.g. `env_steps`); the
       optimizer is not exported.
     * `"onnx"`: one file for onnxruntime, input `observations`, outputs
@@ -85,23 +88,12 @@ def export_policy(
         >>> session = onnxruntime.InferenceSession("cartpole.onnx")
         >>> actions = session.run(["action"], {"observations": observations})[0]
     """
-    if not hasattr(model, "distribution") or not hasattr(model, "observation_space"):
-        raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
     path = check_output(filepath, format, overwrite)
+    check_format(model, format)
+    verbose = checks.check_bool("verbose", verbose)
     # Fail on a missing converter before touching the disk.
     converter = _tf2onnx() if format == "onnx" else None
-    if model.layout.structured and format != "tf_saved_model":
-        raise ValueError(
-            "Policies with Dict/Tuple observations or info masks export to "
-            'format="tf_saved_model" only (one input per key). Received: '
-            f"format={format!r}"
-        )
     if model.policy_core is not None:
-        if format != "tf_saved_model":
-            raise ValueError(
-                "Recurrent policies export to format='tf_saved_model' only (the "
-                f"state travels in and out). Received: format={format!r}"
-            )
         serve, signature = _recurrent_serving_function(model)
     else:
         serve, signature = _serving_function(model)
@@ -114,24 +106,61 @@ def export_policy(
         if format == "tf_saved_model":
             _archive(model, serve, signature).write_out(staged, verbose=verbose)
         elif format == "onnx":
-            converter.convert.from_function(
-                tf.function(serve, input_signature=[signature]),
-                input_signature=[signature],
-                opset=ONNX_OPSET,
-                output_path=staged,
-            )
+            _write_onnx(converter, serve, signature, staged)
         else:
-            saved_model = os.path.join(scratch, "saved_model")
-            _archive(model, serve, signature).write_out(saved_model, verbose=False)
-            lite = tf.lite.TFLiteConverter.from_saved_model(
-                saved_model, signature_keys=["serve"]
-            )
-            flatbuffer = lite.convert()
-            with open(staged, "wb") as file:
-                file.write(flatbuffer)
+            _write_litert(model, serve, signature, staged, scratch)
             if verbose:
-                print(f"Saved LiteRT artifact at {path!r} ({len(flatbuffer)} bytes).")
+                size = os.path.getsize(staged)
+                print(f"Saved LiteRT artifact at {path!r} ({size} bytes).")
         _swap_in(staged, path, os.path.join(scratch, "earlier"))
+
+
+def check_format(model, format) -> None:
+    """Checks that `model` exports to `format`, before anything is written.
+
+    Raises:
+        TypeError: If `model` is not a `keras_ppo.PPOModel`.
+        ValueError: For an unknown `format`, or a policy that only the
+            SavedModel can serve (Dict/Tuple observations, info masks,
+            recurrent state).
+    """
+    if not hasattr(model, "distribution") or not hasattr(model, "observation_space"):
+        raise TypeError(f"Expected a keras_ppo.PPOModel. Received: {model!r}")
+    if format not in FORMATS:
+        raise ValueError(f"Expected a format in {FORMATS}. Received: format={format!r}")
+    if format == "tf_saved_model":
+        return
+    if model.layout.structured:
+        raise ValueError(
+            "Policies with Dict/Tuple observations or info masks export to "
+            'format="tf_saved_model" only (one input per key). Received: '
+            f"format={format!r}"
+        )
+    if model.policy_core is not None:
+        raise ValueError(
+            "Recurrent policies export to format='tf_saved_model' only (the "
+            f"state travels in and out). Received: format={format!r}"
+        )
+
+
+def _write_onnx(converter, serve, signature, staged):
+    converter.convert.from_function(
+        tf.function(serve, input_signature=[signature]),
+        input_signature=[signature],
+        opset=ONNX_OPSET,
+        output_path=staged,
+    )
+
+
+def _write_litert(model, serve, signature, staged, scratch):
+    """Converts a SavedModel written to `scratch` into a `.tflite` file."""
+    saved_model = os.path.join(scratch, "saved_model")
+    _archive(model, serve, signature).write_out(saved_model, verbose=False)
+    lite = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model, signature_keys=["serve"]
+    )
+    with open(staged, "wb") as file:
+        file.write(lite.convert())
 
 
 def check_output(filepath, format, overwrite) -> str:
@@ -169,20 +198,22 @@ def check_output(filepath, format, overwrite) -> str:
         what = "an earlier SavedModel export"
     else:
         what = "a directory that holds other files"
-    if not overwrite:
-        raise FileExistsError(
-            f"{path!r} is {what}; pass overwrite=True to replace it. "
-            f"Received: overwrite=False"
-        )
+    # What no `overwrite` may replace is refused first, so the message
+    # never suggests an `overwrite=True` that would be refused too.
     if is_directory and what != "an earlier SavedModel export":
         raise ValueError(
             f"{path!r} is {what}; an export replaces only an earlier SavedModel "
-            "export, never files it did not write."
+            "export, never files it did not write. Export to a new path."
         )
     if is_directory and format != "tf_saved_model":
         raise ValueError(
             f"{path!r} is {what}; format={format!r} writes one file. Export it "
             "to another path."
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"{path!r} is {what}; pass overwrite=True to replace it. "
+            f"Received: overwrite=False"
         )
     return path
 

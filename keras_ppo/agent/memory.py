@@ -15,6 +15,7 @@ list into one tensor.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_ppo.agent import networks
@@ -166,10 +167,36 @@ def check_state(model, state, episode_start, batch_size):
             ) from error
     if episode_start is None:
         return state, tf.zeros([batch_size], tf.bool)
-    starts = tf.reshape(tf.convert_to_tensor(episode_start), [-1])
+    return state, check_episode_start(episode_start, batch_size)
+
+
+def check_episode_start(episode_start, batch_size):
+    """`episode_start` as a `[batch_size]` bool tensor.
+
+    Raises:
+        TypeError: Unless it holds bools (or the integers 0 and 1).
+        ValueError: For another number of values, or integers other than
+            0 and 1.
+    """
+    try:
+        starts = np.asarray(episode_start)
+    except (TypeError, ValueError):
+        starts = np.asarray(episode_start, dtype=object)
+    if starts.dtype != bool and not np.issubdtype(starts.dtype, np.integer):
+        raise TypeError(
+            "`episode_start` must hold bools, True where the observation is "
+            f"an episode's first. Received: episode_start={episode_start!r} "
+            f"(dtype {starts.dtype})"
+        )
+    if starts.dtype != bool and not np.isin(starts, (0, 1)).all():
+        raise ValueError(
+            "`episode_start` integers must be 0 or 1. Received: "
+            f"episode_start={episode_start!r}"
+        )
+    starts = starts.reshape(-1)
     if starts.shape[0] != batch_size:
         raise ValueError(
             f"`episode_start` must have one bool per observation ({batch_size}). "
             f"Received: episode_start={episode_start!r}"
         )
-    return state, tf.cast(starts, tf.bool)
+    return tf.constant(starts.astype(bool))

@@ -7,7 +7,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
-from keras_ppo.agent import arguments, export, memory, networks
+from keras_ppo.agent import arguments, env_state, export, guards, memory, networks
 from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent.acting import Acting
 from keras_ppo.agent.metrics import EpisodeMean, TrainingLogs
@@ -100,6 +100,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         recurrent_critic=True,
         **kwargs,
     ):
+        guards.check_dtype_policy()
         options = arguments.check(locals())
         self.layout = structure.ObservationLayout(
             observation_space,
@@ -198,6 +199,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         self.env_steps = self._state_weight("env_steps", (), 0, "int64")
         # Whether target_kl has stopped the current iteration's updates.
         self.kl_stopped = self._state_weight("kl_stopped", (), False, "bool")
+        # A TF-native env's state, saved with the weights while fitting.
+        self.env_state = env_state.EnvState(name="env_state")
         self.training_logs = TrainingLogs(
             {name: keras.metrics.Mean(name=name) for name in LOSS_METRICS}
             | {name: EpisodeMean(name) for name in EPISODE_METRICS}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_ppo.agent import misuse, replicas, sources
+from keras_ppo.agent import guards, misuse, replicas, sources
 from keras_ppo.agent.iterations import record_update
 from keras_ppo.agent.update import update
 from keras_ppo.core import checks
@@ -58,6 +58,7 @@ class KerasTraining:
             optimizer = keras.optimizers.Adam(
                 learning_rate=3e-4, epsilon=1e-5, global_clipnorm=0.5
             )
+        guards.check_optimizer(optimizer)
         if steps_per_execution is not None:
             steps_per_execution = checks.check_int(
                 "steps_per_execution", steps_per_execution, minimum=1
@@ -114,6 +115,8 @@ class KerasTraining:
         # whole to every replica, and re-raise an env's own error.
         misuse.check_fit_arguments(x, args, kwargs)
         source, x, steps_per_epoch = sources.fit_input(self, x, steps_per_epoch)
+        if source is not None:
+            self.env_state.hold(source.driver)
         if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):
             x = replicas.ReplicatedInput(x, self.distribute_strategy)
         if replicas.packs_logs(self) and self.train_function is None:

@@ -82,7 +82,11 @@ def update(model, minibatch: Minibatch):
         `EpisodeStats`.
     """
     gradients, results, episodes = minibatch_gradients(model, minibatch)
-    applied = _apply(model, gradients, results["approx_kl"], minibatch.update_index)
+    # The optimizer's step count reads nothing of the minibatch: ordered after
+    # the loss, it is not counted when the minibatch never comes (a failed
+    # rollout inside the same compiled call).
+    with tf.control_dependencies([results["loss"]]):
+        applied = _apply(model, gradients, results["approx_kl"], minibatch.update_index)
     num_replicas = tf.distribute.get_replica_context().num_replicas_in_sync
     return results, applied, episodes.scaled(1.0 / num_replicas)
 

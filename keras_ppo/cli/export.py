@@ -11,7 +11,9 @@ from keras_ppo.cli.options import _missing_dependency
 # with the suffix each gets after the agent's name by default.
 FORMATS = {"tf_saved_model": "_saved_model", "onnx": ".onnx", "litert": ".tflite"}
 RUNTIMES = {
-    "tf_saved_model": "tf.saved_model.load(PATH).serve(observations)",
+    # The loaded object is kept: TensorFlow frees its variables with it, and
+    # `tf.saved_model.load(PATH).serve(...)` in one expression fails.
+    "tf_saved_model": "policy = tf.saved_model.load(PATH); policy.serve(observations)",
     "onnx": 'onnxruntime.InferenceSession(PATH).run(None, {"observations": ...})',
     "litert": "ai_edge_litert.interpreter.Interpreter(PATH)"
     '.get_signature_runner("serve")(observations=...)',
@@ -60,9 +62,10 @@ def export_command(args, parser) -> int:
         parser: The subcommand's parser, which reports usage errors (exit 2).
 
     Returns:
-        The exit code: 0. Missing extras exit 2 too.
+        The exit code: 0. A policy the format cannot serve, an output it may
+        not replace and missing extras exit 2 (usage errors).
     """
-    from keras_ppo.agent.export import check_output, export_policy
+    from keras_ppo.agent.export import check_format, check_output, export_policy
 
     output = args.output or os.path.splitext(args.path)[0] + FORMATS[args.format]
     # Checked before the agent loads: nothing is written when it is refused.
@@ -73,6 +76,10 @@ def export_command(args, parser) -> int:
     except ValueError as error:
         parser.error(f"cannot write {output}: {error}")
     model = _load_agent(args.path, parser)
+    try:
+        check_format(model, args.format)
+    except (TypeError, ValueError) as error:
+        parser.error(f"cannot export {args.path} as {args.format}: {error}")
     print(f"Exporting {args.path} as {args.format}...", flush=True)
     try:
         export_policy(model, output, format=args.format, overwrite=args.overwrite)
@@ -80,5 +87,7 @@ def export_command(args, parser) -> int:
         _missing_dependency(parser, error)
     except OSError as error:  # e.g. a read-only or missing parent directory
         parser.error(f"cannot write {output}: {error}")
+    except (TypeError, ValueError) as error:
+        parser.error(f"cannot export {args.path} as {args.format}: {error}")
     print(f"Wrote {output}; serve it with {RUNTIMES[args.format]}")
     return 0

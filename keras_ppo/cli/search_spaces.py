@@ -19,6 +19,7 @@ its entries replace or add to the family's.
 from __future__ import annotations
 
 import copy
+import math
 
 #: The shared space: rl-zoo3's PPO ranges.
 _COMMON = {
@@ -70,9 +71,23 @@ def merged_space(family: str, override: dict | None = None) -> dict:
             f"Expected a family in {sorted(SEARCH_SPACES)}. Received: {family!r}"
         )
     space = {**copy.deepcopy(SEARCH_SPACES[family]), **(override or {})}
+    check_entries(space)
+    return space
+
+
+def check_entries(space) -> None:
+    """Checks a search space's entries (e.g. a `--search-space` file's).
+
+    Raises:
+        ValueError: For a space that is not a mapping or an entry Optuna
+            could not sample, naming the hyperparameter.
+    """
+    if not isinstance(space, dict):
+        raise ValueError(
+            f"Expected a mapping of hyperparameter names. Received: {space!r}"
+        )
     for name, spec in space.items():
         _check(name, spec)
-    return space
 
 
 def _check(name, spec):
@@ -93,9 +108,35 @@ def _check(name, spec):
                 f"Expected a non-empty list of choices for {name!r}. "
                 f"Received: {bounds!r}"
             )
-    elif not (isinstance(bounds, list) and len(bounds) == 2 and bounds[0] <= bounds[1]):
+        return
+    _check_range(name, kind, bounds, spec.get("log", False))
+
+
+def _check_range(name, kind, bounds, log):
+    """Refuses what Optuna would only refuse trial by trial: bounds that are
+    not two finite numbers (integers for `int`), low > high, or a log
+    scale reaching 0 or below."""
+    number = int if kind == "int" else (int, float)
+    if not (
+        isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(isinstance(b, number) and not isinstance(b, bool) for b in bounds)
+        and all(math.isfinite(b) for b in bounds)
+        and bounds[0] <= bounds[1]
+    ):
+        what = "integers" if kind == "int" else "finite numbers"
         raise ValueError(
-            f"Expected [low, high] with low <= high for {name!r}. Received: {bounds!r}"
+            f"Expected [low, high] {what} with low <= high for {name!r}. "
+            f"Received: {bounds!r}"
+        )
+    if not isinstance(log, bool):
+        raise ValueError(
+            f"Expected `log` true or false for {name!r}. Received: log={log!r}"
+        )
+    if log and bounds[0] <= 0:
+        raise ValueError(
+            f"A log-scaled range needs low > 0; {name!r} starts at {bounds[0]!r}. "
+            f"Received: {bounds!r}"
         )
 
 

@@ -99,7 +99,7 @@ def tune_command(args, parser) -> int:
     Returns:
         The exit code: 0, or 1 when no trial of the study has completed.
     """
-    from keras_ppo.cli import preset_files, tuning
+    from keras_ppo.cli import preset_files, search_spaces, tuning
 
     if args.pruner_startup_trials < 0:
         parser.error(
@@ -111,6 +111,8 @@ def tune_command(args, parser) -> int:
         space = None
         if args.search_space:
             space = preset_files.read_structured(args.search_space)
+            # Refused before the first trial: Optuna refuses it in each one.
+            search_spaces.check_entries(space)
     except ImportError as error:
         _missing_dependency(parser, error)
     except ValueError as error:

@@ -8,7 +8,7 @@ from gymnasium import spaces
 
 from keras_ppo.core import masking
 from keras_ppo.core.checks import check_observations
-from keras_ppo.core.spaces import observation_dtype
+from keras_ppo.core.spaces import check_exact_cast, observation_dtype
 from keras_ppo.core.structure import ObservationLayout, describe
 
 
@@ -42,8 +42,9 @@ def check_inputs(layout: ObservationLayout, observations, mask=None):
     if not layout.structured:
         array, single = check_observations(layout.observation_space, observations)
         dtype = observation_dtype(layout.observation_space).as_numpy_dtype
+        check_exact_cast(array, dtype, "The observations")
         return array.astype(dtype), single
-    leaves = layout.leaves_of(observations, infos=None)
+    leaves = layout.leaves_of(observations, infos=None, what="Observation")
     if mask is not None:
         leaves[layout.mask_key] = mask
     if layout.mask_key is not None and layout.mask_key not in leaves:

@@ -81,6 +81,49 @@ def observation_dtype(space) -> tf.DType:
     return tf.as_dtype(space.dtype)
 
 
+def check_exact_cast(value, dtype, name: str):
+    """Refuses floating values that an integer `dtype` would change.
+
+    Floats go into integer storage (uint8 frames, Discrete ids, action
+    masks) only when they are whole numbers in the dtype's range: frames
+    scaled to [0, 1] would become pixels of 0, and a NaN in a mask would
+    become "forbidden", both silently.
+
+    Args:
+        value: The raw leaf (any array-like).
+        dtype: The numpy dtype it is stored in.
+        name: What it is, for the message (e.g. "Observation key 'image'").
+
+    Raises:
+        ValueError: For NaN/inf, fractional or out-of-range floats going
+            into an integer or bool `dtype`, naming the first such value.
+    """
+    dtype = np.dtype(dtype)
+    if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        return
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        return  # ragged: the shape check names it
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    if dtype == np.bool_:
+        low, high = 0, 1
+    else:
+        low, high = np.iinfo(dtype).min, np.iinfo(dtype).max
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        bad |= (array < low) | (array > high)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} is stored as {dtype.name}, whole numbers in [{low}, "
+            f"{high}]; casting float {array[index]!r} (at index {index}) would "
+            f"change it silently (e.g. frames scaled to [0, 1], or NaN). "
+            f"Received: {array.dtype} values"
+        )
+
+
 def space_to_config(space) -> dict:
     """A JSON-serialisable description of a supported space (`Dict` and
     `Tuple` ones recursively, `Dict` keys in their order)."""

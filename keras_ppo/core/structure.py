@@ -22,7 +22,11 @@ import tensorflow as tf
 from gymnasium import spaces
 
 from keras_ppo.core import masking
-from keras_ppo.core.spaces import check_observation_space, observation_dtype
+from keras_ppo.core.spaces import (
+    check_exact_cast,
+    check_observation_space,
+    observation_dtype,
+)
 
 #: The observation key (or info entry) of action masks unless told otherwise.
 DEFAULT_MASK_KEY = "action_mask"
@@ -164,16 +168,24 @@ class ObservationLayout:
         mask taken from `infos` (None leaves it out).
 
         Raises:
-            ValueError: If a key is missing or the structure differs,
-                naming the key.
+            ValueError: If a key is missing or the structure differs, or a
+                leaf's floats would change in its integer storage
+                (`check_exact_cast`), naming the key.
         """
         if not self.structured:
-            return {OBSERVATIONS_KEY: observations}
-        leaves = {}
-        for key, path in self._paths.items():
-            leaves[key] = _get(observations, path, key, what)
-        if self.info_mask and infos is not None:
-            leaves[self.mask_key] = info_masks(self.mask_key, infos)
+            leaves = {OBSERVATIONS_KEY: observations}
+        else:
+            leaves = {
+                key: _get(observations, path, key, what)
+                for key, path in self._paths.items()
+            }
+            if self.info_mask and infos is not None:
+                leaves[self.mask_key] = info_masks(self.mask_key, infos)
+        for key, leaf in leaves.items():
+            named = f"The {what}" if not self.structured else f"{what} key {key!r}"
+            if key == self.mask_key:
+                named = f"The action mask {key!r}"
+            check_exact_cast(leaf, self.dtype(key).as_numpy_dtype, named)
         return leaves
 
 

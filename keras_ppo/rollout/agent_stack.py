@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_ppo.agent import memory, sources
+from keras_ppo.agent import guards, memory, sources
 from keras_ppo.agent.metrics import TrainingLogs
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.agent.stacked import stack_difference
@@ -83,6 +83,7 @@ class AgentStack(keras.Model):
             raise TypeError(
                 f"Expected a non-empty list of keras_ppo.PPOModel. Received: {agents!r}"
             )
+        guards.check_distinct_agents(agents)
         first = agents[0]
         for agent in agents[1:]:
             spaces = (agent.observation_space, agent.action_space)

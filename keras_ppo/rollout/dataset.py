@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
-from keras_ppo.agent import memory, replicas
+from keras_ppo.agent import guards, memory, replicas
 from keras_ppo.agent.model import PPOModel
 from keras_ppo.agent.sources import RolloutDataset
 from keras_ppo.core import checks
@@ -82,10 +82,12 @@ def rollout_dataset(
     driver.hold_policy_state(model)
     if whole_iterations:
         jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
+        guards.check_xla(model, jit_compile, "rollout_dataset")
         source = WholeIterationSource(
             model, driver, jit_compile, iterations_per_step=iterations_per_step
         )
     else:
+        guards.check_xla(model, bool(jit_compile), "rollout_dataset")
         source = IterationSource(model, driver, jit_compile=bool(jit_compile))
     return RolloutDataset(source)
 
@@ -178,6 +180,7 @@ def _stack_dataset(stack, env, jit_compile) -> RolloutDataset:
     if jit_compile is None:
         jit_compile = WHOLE_ITERATION_XLA
     jit_compile = checks.check_bool("jit_compile", jit_compile)
+    guards.check_xla(stack.agents[0], jit_compile, "rollout_dataset")
     if stack.vectorized:
         source = VectorizedStackSource(stack, env, jit_compile)
     else:
