@@ -498,6 +498,6 @@ def test_eval_callback_validates_its_arguments_and_the_env():
     with pytest.raises(TypeError, match="Received: env_or_id=42"):
         EvalCallback(42)
     model, dataset, envs = make_setup()
-    with pytest.raises(ValueError, match="space differs from the model"):
+    with pytest.raises(ValueError, match="spaces differ from the model"):
         model.fit(dataset, epochs=1, verbose=0, callbacks=[EvalCallback("Pendulum-v1")])
     assert envs.env_steps == 0

@@ -9,8 +9,9 @@ import keras
 from gymnasium.vector import VectorEnv
 
 from keras_ppo.core import checks
+from keras_ppo.core.checks import check_env_spaces
 from keras_ppo.io.envs_util import is_registered, make_vector_env
-from keras_ppo.io.evaluation import check_env_spaces, evaluate
+from keras_ppo.io.evaluation import evaluate
 
 
 class EvalCallback(keras.callbacks.Callback):

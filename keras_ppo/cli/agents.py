@@ -112,7 +112,7 @@ def _resolve_env_id(args, parser, model) -> str:
 
 
 def _check_spaces(model, env, env_id, parser):
-    from keras_ppo.io.evaluation import check_env_spaces
+    from keras_ppo.core.checks import check_env_spaces
 
     try:
         check_env_spaces(model, env)

@@ -52,15 +52,15 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
             )
         envs = make_vector_env(env_or_id, min(episodes, 16), training=False)
         try:
-            check_env_spaces(model, envs)
+            checks.check_env_spaces(model, envs)
             return _evaluate_vector(model, envs, episodes, deterministic, seed)
         finally:
             envs.close()
     if isinstance(env_or_id, VectorEnv):
-        check_env_spaces(model, env_or_id)
+        checks.check_env_spaces(model, env_or_id)
         return _evaluate_vector(model, env_or_id, episodes, deterministic, seed)
     if isinstance(env_or_id, gym.Env):
-        check_env_spaces(model, env_or_id)
+        checks.check_env_spaces(model, env_or_id)
         vector = gym.vector.SyncVectorEnv(
             [lambda: env_or_id], autoreset_mode=AutoresetMode.SAME_STEP
         )
@@ -68,31 +68,6 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
     raise TypeError(
         f"Expected an env id, a gymnasium Env or a VectorEnv. Received: {env_or_id!r}"
     )
-
-
-def check_env_spaces(model, env) -> None:
-    """Raises ValueError unless a gymnasium `Env` or `VectorEnv` has the
-    model's single-env observation and action spaces; the message names both
-    pairs. Shared by `evaluate`, `EvalCallback` and the command line."""
-    vector = isinstance(env, VectorEnv)
-    prefix = "single_" if vector else ""
-    observation_space = getattr(env, f"{prefix}observation_space")
-    action_space = getattr(env, f"{prefix}action_space")
-    differ = [
-        kind
-        for kind, space, expected in (
-            ("observation", observation_space, model.observation_space),
-            ("action", action_space, model.action_space),
-        )
-        if space != expected
-    ]
-    if differ:
-        raise ValueError(
-            f"The env's {' and '.join(differ)} space differs from the model's. "
-            f"Expected: observation space {model.observation_space}, action "
-            f"space {model.action_space}. Received: observation space "
-            f"{observation_space}, action space {action_space}"
-        )
 
 
 def _act(model, obs, infos, resetting, deterministic, memory=None):
