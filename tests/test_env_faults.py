@@ -257,3 +257,25 @@ def test_huge_finite_observations_and_rewards_keep_normalisation_finite():
     assert np.isfinite(history.history["loss"]).all()
     # The statistics see the scale: observations' variance ~1e38 or more.
     assert model.observation_normalizer.var.numpy().max() > 1e30
+
+
+class NaNAtTruncation(gym.Wrapper):
+    """The last observation of every (time-limited) episode is NaN: with
+    SAME_STEP autoreset it reaches the driver only in `info["final_obs"]`."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if truncated:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+def test_a_nan_final_observation_is_named_as_the_one_in_info():
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: NaNAtTruncation(gym.wrappers.TimeLimit(CounterEnv(), 3))] * 2,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+    model = model_for(envs, num_steps=4, minibatch_size=8)
+    with pytest.raises(ValueError, match=r"final observation \(info\['final_obs'\]\)"):
+        model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
+    assert int(model.env_steps.numpy()) == 0

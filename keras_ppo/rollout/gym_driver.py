@@ -249,9 +249,11 @@ class GymDriver(Driver):
         buffers.terminations[t] = terminated
         buffers.truncations[t] = truncated
         if self.nonfinite == "raise":
-            self._check_finite("observation", final_obs)
-            self._check_finite("reward", rewards)
             self._check_finite("observation", obs)
+            self._check_finite("reward", rewards)
+            # Where no episode ended the final observation is `obs`, checked
+            # above: what fails here is an ended episode's from `info`.
+            self._check_finite("final observation (info['final_obs'])", final_obs)
         else:
             valid = self._mask_nonfinite(obs, rewards, final_obs, valid)
         rewards = np.where(valid, rewards, 0.0)
