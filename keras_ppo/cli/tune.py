@@ -25,6 +25,13 @@ def _add_tune_command(commands):
         ),
     )
     tune.add_argument("env_id", metavar="ENV_ID", help="gymnasium env id")
+    _add_study_arguments(tune)
+    _add_trial_arguments(tune)
+    tune.set_defaults(subparser=tune, run=tune_command)
+
+
+def _add_study_arguments(tune):
+    """Where the study lives and what it searches."""
     tune.add_argument(
         "--trials",
         type=_positive_int,
@@ -47,6 +54,24 @@ def _add_tune_command(commands):
         help="JSON/YAML entries laid over the family's search space, e.g. "
         '{"learning_rate": {"float": [1e-4, 1e-2], "log": true}, "gamma": 0.99}',
     )
+    tune.add_argument(
+        "--seed",
+        type=_optional(int),
+        default=None,
+        metavar="S|none",
+        help="seed of the sampler and (plus the trial number) of each trial "
+        "(default: none)",
+    )
+    tune.add_argument(
+        "--preset-output",
+        metavar="FILE",
+        default=None,
+        help="where to write the best trial (default: runs/tune/STUDY.json)",
+    )
+
+
+def _add_trial_arguments(tune):
+    """How long each trial runs and how it is judged."""
     tune.add_argument(
         "--trial-timesteps",
         type=_positive_int,
@@ -72,21 +97,6 @@ def _add_tune_command(commands):
         default=5,
         help="completed trials before pruning starts (default: 5)",
     )
-    tune.add_argument(
-        "--seed",
-        type=_optional(int),
-        default=None,
-        metavar="S|none",
-        help="seed of the sampler and (plus the trial number) of each trial "
-        "(default: none)",
-    )
-    tune.add_argument(
-        "--preset-output",
-        metavar="FILE",
-        default=None,
-        help="where to write the best trial (default: runs/tune/STUDY.json)",
-    )
-    tune.set_defaults(subparser=tune, run=tune_command)
 
 
 def tune_command(args, parser) -> int:
@@ -99,24 +109,9 @@ def tune_command(args, parser) -> int:
     Returns:
         The exit code: 0, or 1 when no trial of the study has completed.
     """
-    from keras_ppo.cli import preset_files, search_spaces, tuning
+    from keras_ppo.cli import preset_files, tuning
 
-    if args.pruner_startup_trials < 0:
-        parser.error(
-            "argument --pruner-startup-trials must be >= 0. Received: "
-            f"{args.pruner_startup_trials}"
-        )
-    try:
-        optuna = tuning.import_optuna()
-        space = None
-        if args.search_space:
-            space = preset_files.read_structured(args.search_space)
-            # Refused before the first trial: Optuna refuses it in each one.
-            search_spaces.check_entries(space)
-    except ImportError as error:
-        _missing_dependency(parser, error)
-    except ValueError as error:
-        parser.error(f"argument --search-space: {error}")
+    optuna, space = _check_arguments(args, parser)
     # Optuna's per-trial log lines repeat what report() prints.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_name = args.study or args.env_id
@@ -125,23 +120,6 @@ def tune_command(args, parser) -> int:
         f"in {args.storage}",
         flush=True,
     )
-
-    def report(study, trial):
-        state = trial.state.name.lower()
-        params = ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in trial.params.items()
-        )
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            outcome = f"eval_return {trial.value:.1f}"
-        elif trial.state == optuna.trial.TrialState.PRUNED:
-            steps = trial.intermediate_values
-            last = max(steps) if steps else 0
-            outcome = f"pruned at iteration {last}"
-        else:
-            outcome = state
-        print(f"Trial {trial.number}: {outcome} ({params})", flush=True)
-
     try:
         study = tuning.tune(
             args.env_id,
@@ -154,7 +132,7 @@ def tune_command(args, parser) -> int:
             eval_episodes=args.eval_episodes,
             seed=args.seed,
             pruner_startup_trials=args.pruner_startup_trials,
-            callbacks=[report],
+            callbacks=[_reporter(optuna)],
         )
     except ValueError as error:
         parser.error(str(error))
@@ -173,3 +151,46 @@ def tune_command(args, parser) -> int:
     print(f"Best: {preset['comment']}")
     print(f"Wrote {output}; train with: keras-ppo train --preset {output}")
     return 0
+
+
+def _check_arguments(args, parser):
+    """`(optuna, search space or None)`; usage errors exit 2 before any
+    trial (Optuna would refuse a bad search space in each one)."""
+    from keras_ppo.cli import preset_files, search_spaces, tuning
+
+    if args.pruner_startup_trials < 0:
+        parser.error(
+            "argument --pruner-startup-trials must be >= 0. Received: "
+            f"{args.pruner_startup_trials}"
+        )
+    try:
+        optuna = tuning.import_optuna()
+        space = None
+        if args.search_space:
+            space = preset_files.read_structured(args.search_space)
+            search_spaces.check_entries(space)
+    except ImportError as error:
+        _missing_dependency(parser, error)
+    except ValueError as error:
+        parser.error(f"argument --search-space: {error}")
+    return optuna, space
+
+
+def _reporter(optuna):
+    """The study callback printing one line per finished trial."""
+
+    def report(study, trial):
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in trial.params.items()
+        )
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            outcome = f"eval_return {trial.value:.1f}"
+        elif trial.state == optuna.trial.TrialState.PRUNED:
+            steps = trial.intermediate_values
+            outcome = f"pruned at iteration {max(steps) if steps else 0}"
+        else:
+            outcome = trial.state.name.lower()
+        print(f"Trial {trial.number}: {outcome} ({params})", flush=True)
+
+    return report
