@@ -141,9 +141,15 @@ def test_env_state_of_other_envs_is_refused_naming_it(tmp_path):
     other_env = keras_ppo.envs.make("CartPole-v1", num_envs=8)
     other = keras_ppo.PPOModel.from_env(other_env, config=keras_ppo.PPOConfig(**CONFIG))
     other.compile()
-    other.fit(keras_ppo.rollout_dataset(other, other_env), epochs=1, verbose=0)
+    dataset = keras_ppo.rollout_dataset(other, other_env)
+    other.fit(dataset, epochs=1, verbose=0)
+    driver = dataset.source.driver
+    key, returns = driver.key.numpy(), driver.episode_returns.numpy()
     with pytest.raises(ValueError, match="num_envs"):
         other.load_weights(tmp_path / "agent.weights.h5")
+    # The env key has the same shape in both files: the refusal assigned none.
+    np.testing.assert_array_equal(driver.key.numpy(), key)
+    np.testing.assert_array_equal(driver.episode_returns.numpy(), returns)
 
 
 def test_a_gymnasium_env_adds_nothing_to_the_weights_file(tmp_path):

@@ -42,6 +42,10 @@ class EnvState(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._held = HeldEnvState({})
+        # Keras loads a layer once per path that reaches it (the attribute,
+        # the model's layer list) and forgets a failure when a later path
+        # succeeds; the others find no entries, so they repeat this error.
+        self._load_error = None
         self.built = True
 
     def hold(self, driver) -> None:
@@ -65,23 +69,39 @@ class EnvState(keras.layers.Layer):
         """
         saved = sorted(store.keys())
         held = self._held.variables
-        if not saved or not held:
+        if not saved:
+            if self._load_error is not None:
+                raise self._load_error
             return
+        self._load_error = None
+        if not held:
+            return
+        try:
+            self._assign(saved, store)
+        except ValueError as error:
+            self._load_error = error
+            raise
+
+    def _assign(self, saved, store):
+        held = self._held.variables
         if saved != sorted(held):
             raise ValueError(
                 "The weights file holds the state of other TF-native envs than "
                 f"the ones this model fits. Expected: {sorted(held)}. "
                 f"Received: {saved}"
             )
+        # Every shape checked before any is assigned: a refused file leaves
+        # the envs as they were.
         for name, variable in held.items():
-            value = store[name]
-            if tuple(value.shape) != tuple(variable.shape):
+            shape = tuple(store[name].shape)
+            if shape != tuple(variable.shape):
                 raise ValueError(
-                    f"The saved env state {name!r} has shape {value.shape}; the "
+                    f"The saved env state {name!r} has shape {shape}; the "
                     f"envs this model fits need {tuple(variable.shape)} (another "
                     "num_envs?). Received: a weights file of other envs"
                 )
-            variable.assign(value)
+        for name, variable in held.items():
+            variable.assign(store[name])
 
 
 def driver_variables(driver) -> dict:

@@ -50,8 +50,6 @@ class TrainingLogs(keras.metrics.Metric):
     def __init__(self, trackers: dict, name="training_logs"):
         super().__init__(name=name)
         self.trackers = dict(trackers)
-        self._compiled_results = tf.function(self.results, autograph=False)
-        self._compiled_reset = tf.function(self._reset_variables, autograph=False)
 
     def update_state(self, *args, **kwargs):
         raise NotImplementedError(
@@ -62,13 +60,12 @@ class TrainingLogs(keras.metrics.Metric):
         """The logs `{name: scalar tensor}` (graph-callable)."""
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
+    @tf.function(autograph=False)
     def result(self) -> dict:
-        return self._compiled_results()
+        return self.results()
 
+    @tf.function(autograph=False)
     def reset_state(self):
-        self._compiled_reset()
-
-    def _reset_variables(self):
         for tracker in self.trackers.values():
             for variable in tracker.variables:
                 variable.assign(tf.zeros_like(variable))
