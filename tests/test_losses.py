@@ -17,22 +17,22 @@ def _log_ratio(ratios):
     return _f64(np.log(ratios))
 
 
-def _moments(values, weights=None):
+def moments(values, weights=None):
     """`weighted_moments` shifted by the first sample, as the update does."""
     weights = tf.ones_like(values) if weights is None else weights
     return losses.weighted_moments(values, weights, values[0])
 
 
-def _normalized(advantages, weights=None):
+def normalize_by_moments(advantages, weights=None):
     return losses.normalize_advantages(
-        advantages, _moments(advantages, weights), advantages[0]
+        advantages, moments(advantages, weights), advantages[0]
     )
 
 
-def _explained_variance(predictions, targets, weights=None):
+def explained_variance(predictions, targets, weights=None):
     residuals = targets - predictions
     return losses.explained_variance(
-        _moments(targets, weights), _moments(residuals, weights)
+        moments(targets, weights), moments(residuals, weights)
     )
 
 
@@ -144,7 +144,7 @@ def test_value_loss_clipped_never_below_unclipped():
 def test_normalize_advantages_zero_mean_unit_std():
     rng = np.random.default_rng(1)
     raw = rng.normal(loc=3.0, scale=5.0, size=257)
-    normalized = _normalized(_f64(raw)).numpy()
+    normalized = normalize_by_moments(_f64(raw)).numpy()
     assert normalized.mean() == pytest.approx(0.0, abs=1e-12)
     assert normalized.std() == pytest.approx(1.0, abs=1e-6)
     # An increasing affine map: order is kept.
@@ -153,7 +153,7 @@ def test_normalize_advantages_zero_mean_unit_std():
 
 def test_normalize_advantages_hand_numbers():
     # [1, 2, 3]: mean 2, population std sqrt(2/3) -> [-1, 0, 1] / sqrt(2/3)
-    normalized = _normalized(tf.constant([1.0, 2.0, 3.0]))
+    normalized = normalize_by_moments(tf.constant([1.0, 2.0, 3.0]))
     scale = 1.0 / math.sqrt(2.0 / 3.0)
     np.testing.assert_allclose(normalized.numpy(), [-scale, 0.0, scale], rtol=1e-6)
 
@@ -190,7 +190,7 @@ def test_weighted_moments_and_mean_and_variance_hand_numbers():
 
 
 def test_normalize_constant_advantages_is_finite_zero():
-    normalized = _normalized(tf.fill([8], 4.0))
+    normalized = normalize_by_moments(tf.fill([8], 4.0))
     np.testing.assert_array_equal(normalized.numpy(), np.zeros(8, np.float32))
 
 
@@ -245,13 +245,13 @@ def test_clip_fraction():
 
 def test_explained_variance_perfect_prediction_is_one():
     targets = tf.constant([1.0, -2.0, 3.5, 0.25])
-    assert float(_explained_variance(targets, targets)) == pytest.approx(1.0)
+    assert float(explained_variance(targets, targets)) == pytest.approx(1.0)
 
 
 def test_explained_variance_mean_prediction_is_zero():
     targets = tf.constant([1.0, 2.0, 3.0, 6.0])
     predictions = tf.fill([4], 3.0)  # the mean of the targets
-    assert float(_explained_variance(predictions, targets)) == pytest.approx(
+    assert float(explained_variance(predictions, targets)) == pytest.approx(
         0.0, abs=1e-6
     )
 
@@ -262,11 +262,11 @@ def test_explained_variance_hand_numbers():
     # 1 - 0.1875 / 1.25 = 1 - 0.15 = 0.85
     targets = _f64([1.0, 2.0, 3.0, 4.0])
     predictions = _f64([1.0, 2.0, 3.0, 3.0])
-    assert float(_explained_variance(predictions, targets)) == pytest.approx(
+    assert float(explained_variance(predictions, targets)) == pytest.approx(
         0.85, abs=1e-12
     )
     # predictions = -targets: residual 2 * targets, Var 4 * 1.25 -> 1 - 4 = -3
-    assert float(_explained_variance(-targets, targets)) == pytest.approx(
+    assert float(explained_variance(-targets, targets)) == pytest.approx(
         -3.0, abs=1e-12
     )
 
@@ -276,7 +276,7 @@ def test_explained_variance_leaves_out_samples_of_weight_zero():
     targets = _f64([1.0, 2.0, 3.0, 4.0, 100.0])
     predictions = _f64([1.0, 2.0, 3.0, 3.0, -100.0])
     weights = _f64([1.0, 1.0, 1.0, 1.0, 0.0])
-    assert float(_explained_variance(predictions, targets, weights)) == pytest.approx(
+    assert float(explained_variance(predictions, targets, weights)) == pytest.approx(
         0.85, abs=1e-12
     )
 
@@ -289,4 +289,4 @@ def test_explained_variance_constant_targets_is_zero(constant):
     # instead of exactly 0.
     targets = tf.fill([7], constant)
     predictions = tf.range(7, dtype=tf.float32)
-    assert float(_explained_variance(predictions, targets)) == 0.0
+    assert float(explained_variance(predictions, targets)) == 0.0

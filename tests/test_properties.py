@@ -6,6 +6,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_losses import explained_variance, normalize_by_moments
 
 from keras_ppo.core import losses
 from keras_ppo.core.advantages import compute_gae
@@ -212,25 +213,6 @@ def test_approx_kl_is_non_negative_and_clip_fraction_a_fraction(
     assert low - 1e-6 <= fraction <= high + 1e-6
 
 
-def moments(values, weights=None):
-    """`weighted_moments` shifted by the first sample, as the update does."""
-    weights = tf.ones_like(values) if weights is None else weights
-    return losses.weighted_moments(values, weights, values[0])
-
-
-def normalized(advantages, weights=None):
-    return losses.normalize_advantages(
-        advantages, moments(advantages, weights), advantages[0]
-    )
-
-
-def explained_variance(predictions, targets, weights=None):
-    residuals = targets - predictions
-    return losses.explained_variance(
-        moments(targets, weights), moments(residuals, weights)
-    )
-
-
 def subset_equals_weighted(fn, batch, keys, **kwargs):
     """`fn(..., weights=w)` equals `fn` on the samples of weight 1."""
     keep = batch["weights"] == 1.0
@@ -273,8 +255,10 @@ def test_zero_one_weights_equal_the_mean_over_the_weighted_subset(
     # Normalised advantages: the weight-1 samples get zero mean, unit std,
     # as if normalised alone.
     keep = batch["weights"] == 1.0
-    weighted = normalized(tf64(batch["advantages"]), weights=tf64(batch["weights"]))
-    subset = normalized(tf64(batch["advantages"][keep]))
+    weighted = normalize_by_moments(
+        tf64(batch["advantages"]), weights=tf64(batch["weights"])
+    )
+    subset = normalize_by_moments(tf64(batch["advantages"][keep]))
     # (Nearly constant advantages divide rounding residues by std + 1e-8.)
     np.testing.assert_allclose(
         weighted.numpy()[keep], subset.numpy(), rtol=1e-9, atol=1e-6
