@@ -98,14 +98,15 @@ def check_exact_cast(value, dtype, name: str):
         ValueError: For NaN/inf, fractional or out-of-range floats going
             into an integer or bool `dtype`, naming the first such value.
     """
+    # dtype kinds (not np.issubdtype): this runs on every leaf of every step.
     dtype = np.dtype(dtype)
-    if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+    if dtype.kind not in "iub":
         return
     try:
         array = np.asarray(value)
     except (TypeError, ValueError):
         return  # ragged: the shape check names it
-    if not np.issubdtype(array.dtype, np.floating):
+    if array.dtype.kind != "f":
         return
     if dtype == np.bool_:
         low, high = 0, 1

@@ -112,6 +112,11 @@ class ObservationLayout:
         self.feature_keys = [
             key for key in self.spaces if key != self.mask_key or bool(mask_as_feature)
         ]
+        # Read for every leaf of every env step: derived once.
+        self._dtypes = {key: observation_dtype(s) for key, s in self.spaces.items()}
+        self._shapes = {
+            key: tuple(int(size) for size in s.shape) for key, s in self.spaces.items()
+        }
 
     @property
     def keys(self) -> list:
@@ -120,10 +125,10 @@ class ObservationLayout:
     # ----------------------------------------------------------- tensors
 
     def dtype(self, key) -> tf.DType:
-        return observation_dtype(self.spaces[key])
+        return self._dtypes[key]
 
     def shape(self, key) -> tuple:
-        return tuple(int(size) for size in self.spaces[key].shape)
+        return self._shapes[key]
 
     def specs(self, batch_shape=(None,)):
         """The `tf.TensorSpec` nest of a batch (named after the keys)."""

@@ -104,6 +104,8 @@ def check_finite(layout, what, values, where) -> None:
             named = f"{what} ({key!r})" if layout.structured else what
             check_finite(layout, named, leaf, where)
         return
+    if values.dtype.kind != "f" or np.isfinite(values).all():
+        return  # the common case, in one pass
     _raise_at_first(
         nonfinite_rows([values]),
         lambda i: (
@@ -119,7 +121,7 @@ def nonfinite_rows(arrays) -> np.ndarray:
     or an infinity (arrays of integers or bools never do)."""
     bad = np.zeros(len(arrays[0]), bool)
     for array in arrays:
-        if np.issubdtype(array.dtype, np.floating):
+        if array.dtype.kind == "f":
             bad |= ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
     return bad
 
