@@ -48,7 +48,8 @@ def profile(num_envs, jit_compile, repeats):
         )
         / 64
     )
-    direct_ms = per_iteration_ms(source.train_iteration, repeats)
+    placeholder = next(iter(source.dataset()))
+    direct_ms = per_iteration_ms(lambda: source.train_iteration(placeholder), repeats)
     rollout = tf.function(
         lambda: iteration_minibatches(model, source.driver, source.num_minibatches),
         autograph=False,

@@ -79,11 +79,12 @@ def keras_ppo_trace(logdir, iterations):
         model, env, jit_compile=True, whole_iterations=True
     )
     source = dataset.source
+    placeholder = next(iter(source.dataset()))
     for _ in range(iterations):  # compilation and warm-up
-        source.train_iteration()
+        source.train_iteration(placeholder)
     tf.profiler.experimental.start(logdir)
     for _ in range(iterations):
-        source.train_iteration()
+        source.train_iteration(placeholder)
     tf.profiler.experimental.stop()
 
 

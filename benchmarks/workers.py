@@ -149,7 +149,7 @@ def kppo_agent(cfg, seed, schedules=False, log=None):
     return _kppo_setup(cfg, seed, schedules, envs)
 
 
-def kppo_tf_agent(cfg, seed, schedules=False, jit_compile=False):
+def kppo_tf_agent(cfg, seed, schedules=False, jit_compile=None):
     """keras-ppo on the TF-native env (`keras_ppo.envs`)."""
     import keras_ppo.envs as tf_envs
 
@@ -157,7 +157,7 @@ def kppo_tf_agent(cfg, seed, schedules=False, jit_compile=False):
     return _kppo_setup(cfg, seed, schedules, env, jit_compile)
 
 
-def _kppo_setup(cfg, seed, schedules, envs, jit_compile=False, whole=False):
+def _kppo_setup(cfg, seed, schedules, envs, jit_compile=None, whole=False):
     """`(model, envs, dataset, callbacks)` with `cfg`'s hyperparameters and,
     with `schedules`, rl-zoo3's linear learning-rate and clip schedules."""
     import keras

@@ -70,8 +70,6 @@ def test_fit_steps_envs_exactly_epochs_times_envs_times_steps(steps_per_executio
 def test_default_steps_per_execution_runs_one_iteration_per_call():
     envs, model = make_setup()
     model.compile()
-    keras_ppo.rollout_dataset(model, envs)
-    assert model.steps_per_execution == 2 * 4
     callback = BatchLogs()
     model.fit(
         keras_ppo.rollout_dataset(model, envs),
@@ -80,6 +78,8 @@ def test_default_steps_per_execution_runs_one_iteration_per_call():
         callbacks=[callback],
     )
     assert [len(calls) for calls in callback.epoch_logs] == [1, 1]
+    # Each call made all 2 x 4 updates of its iteration.
+    assert int(model.optimizer.iterations) == 2 * 2 * 4
 
 
 def test_every_rollout_uses_the_newest_weights():

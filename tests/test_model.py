@@ -304,23 +304,36 @@ def test_learning_rate_schedule_is_followed_per_update():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0)
 
 
-def test_steps_per_execution_defaults_to_updates_per_iteration():
+def test_by_default_one_keras_step_makes_every_update_of_an_iteration():
     config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=4, update_epochs=3, seed=0)
     envs = vector(lambda: gym.make("CartPole-v1"), 2)
-    from_env = PPOModel.from_env(envs, config=config)
-    from_env.compile()
-    assert from_env.steps_per_execution == config.updates_per_iteration(2) == 12
-    # Without num_envs fit takes it from the rollout dataset.
-    from_spaces = PPOModel.from_spaces(
+    model = PPOModel.from_spaces(
         envs.single_observation_space, envs.single_action_space, config=config
     )
-    from_spaces.compile()
-    from_spaces.fit(keras_ppo.rollout_dataset(from_spaces, envs), epochs=1, verbose=0)
-    assert from_spaces.steps_per_execution == 12
+    model.compile()
+    counter = BatchCounter()
+    model.fit(
+        keras_ppo.rollout_dataset(model, envs), epochs=2, verbose=0, callbacks=[counter]
+    )
+    assert model.steps_per_execution == 1
+    assert counter.batches == [1, 1]
+    assert int(model.optimizer.iterations) == 2 * config.updates_per_iteration(2) == 24
+    # Chosen steps per call: a Keras step per minibatch update.
     explicit = PPOModel.from_env(envs, config=config)
     explicit.compile(steps_per_execution=5)
     explicit.fit(keras_ppo.rollout_dataset(explicit, envs), epochs=1, verbose=0)
     assert explicit.steps_per_execution == 5
+    assert int(explicit.optimizer.iterations) == 12
+
+
+class BatchCounter(keras.callbacks.Callback):
+    """Keras steps per epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches = [*getattr(self, "batches", []), 0]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches[-1] += 1
 
 
 # ----------------------------------------------------------------- metrics

@@ -23,9 +23,12 @@ class IterationSource(Protocol):
     """What produces PPO iterations for `fit`.
 
     A source whose elements are minibatches (`whole_iterations` False) is
-    read by `train_step` one update per element. One whose elements are
-    placeholders for whole iterations runs them in `train_iteration()`
-    (graph-callable: rollout, GAE and every update; returns the logs).
+    read by `train_step` one update per element, or, if it is `stacked`,
+    one iteration's minibatches per element, whose updates
+    `train_iteration(element)` makes. One whose elements are placeholders
+    for whole iterations runs them in `train_iteration(element)` (rollout,
+    GAE and every update). `train_iteration` is graph-callable and returns
+    the logs.
     """
 
     #: The `PPOModel` (or `AgentStack`) whose weights act.
@@ -34,9 +37,15 @@ class IterationSource(Protocol):
     updates_per_iteration: int
     #: Whether each element stands for whole iterations.
     whole_iterations: bool
+    #: Of a minibatch source: whether `dataset(stacked=True)` and
+    #: `train_iteration` may serve `fit`.
+    stacked: bool
 
     def dataset(self, repeat: bool = False) -> tf.data.Dataset:
         """One iteration's elements, or endless ones with `repeat=True`."""
+
+    def train_iteration(self, element) -> dict:
+        """Trains on one element as described above; returns the logs."""
 
     def env_error(self) -> BaseException | None:
         """The exception an env raised in the last rollout, if any (taken:
@@ -57,7 +66,8 @@ def fit_input(model, x, steps_per_epoch):
     """What `fit` of `model` (a `PPOModel` or `AgentStack`) reads for `x`.
 
     For a `RolloutDataset` of `model`: sets `model.iteration_source` to its
-    source when its elements are whole iterations (else None), resetting
+    source when its elements are whole or stacked iterations (else None),
+    resetting
     the train function when that changes, and returns the source's endless
     dataset when every compiled call ends on an iteration boundary. Other
     inputs are returned unchanged.
@@ -79,6 +89,15 @@ def fit_input(model, x, steps_per_epoch):
             f"Received: a dataset of {source.model.name!r} for {model.name!r}"
         )
     whole = source.whole_iterations
+    # An iteration's minibatches as one element, all its updates one call,
+    # unless the caller chose steps per epoch or per call (a Keras step per
+    # minibatch, each with its own batch logs).
+    stacked = (
+        not whole
+        and source.stacked
+        and steps_per_epoch is None
+        and model.auto_steps_per_execution
+    )
     if whole:
         # Elements are iterations: `steps_per_epoch` of them (default 1).
         steps_per_epoch = checks.check_int(
@@ -88,8 +107,8 @@ def fit_input(model, x, steps_per_epoch):
         )
         per_epoch = steps_per_epoch
     else:
-        per_epoch = source.updates_per_iteration
-    iteration_source = source if whole else None
+        per_epoch = 1 if stacked else source.updates_per_iteration
+    iteration_source = source if whole or stacked else None
     if model.iteration_source is not iteration_source:
         model.iteration_source = iteration_source
         model.train_function = None
@@ -99,6 +118,8 @@ def fit_input(model, x, steps_per_epoch):
     if whole:
         check_iterations_per_call(per_epoch, model.steps_per_execution)
         return source, source.dataset(repeat=True), per_epoch
+    if stacked:
+        return source, source.dataset(repeat=True, stacked=True), per_epoch
     if steps_per_epoch is None and per_epoch % model.steps_per_execution == 0:
         return source, source.dataset(repeat=True), per_epoch
     return source, x, steps_per_epoch

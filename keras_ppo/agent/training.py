@@ -36,9 +36,10 @@ class KerasTraining:
             optimizer: Any Keras optimizer (or name). Defaults to
                 `Adam(3e-4, epsilon=1e-5, global_clipnorm=0.5)`, the
                 CleanRL / Stable-Baselines3 PPO optimizer.
-            steps_per_execution: Minibatch updates per compiled call. `None`
-                (default) runs a whole PPO iteration's updates in one call
-                (one update under a `tf.distribute` strategy).
+            steps_per_execution: Minibatch updates per compiled call, each
+                a Keras step with its own batch logs. `None` (default): a
+                whole PPO iteration's updates in one call and one step (one
+                update under a `tf.distribute` strategy).
             **kwargs: Passed to `keras.Model.compile` (e.g. `jit_compile`,
                 `run_eagerly`). `loss` and `metrics` are not accepted.
 
@@ -79,11 +80,6 @@ class KerasTraining:
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
-        if self.auto_steps_per_execution:
-            # A whole iteration per call, when the envs are already known.
-            self.steps_per_execution = (
-                self.config.updates_per_iteration(self.num_envs) if self.num_envs else 1
-            )
         # Create the optimizer's variables now (the model is already built);
         # created inside the first train step, they would make tf.function
         # trace it twice.
@@ -163,10 +159,10 @@ class KerasTraining:
 
     def train_step(self, data):
         # The Keras guide's hook: one PPO minibatch update, logs by name; or,
-        # fitting whole iterations, the source's compiled call, which returns
-        # the logs too.
+        # fitting whole or stacked iterations, the source's compiled call,
+        # which returns the logs too.
         if self.iteration_source is not None:
-            return self.iteration_source.train_iteration()
+            return self.iteration_source.train_iteration(data)
         record_update(self, *update(self, Minibatch.from_dict(data)))
         logs = self.metric_results()
         if replicas.packs_logs(self):

@@ -203,7 +203,7 @@ class AgentStack(keras.Model):
 
     def train_step(self, data):
         # The compiled call of every agent's iteration returns the logs too.
-        return self.iteration_source.train_iteration()
+        return self.iteration_source.train_iteration(data)
 
     def metric_results(self) -> dict:
         """The logs: every agent's results, as `agent_K/<metric>`."""

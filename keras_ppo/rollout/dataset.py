@@ -7,8 +7,10 @@ from gymnasium.vector import VectorEnv
 
 from keras_ppo.agent import guards, memory, replicas
 from keras_ppo.agent.model import PPOModel
+from keras_ppo.agent.iterations import train_on_minibatches
 from keras_ppo.agent.sources import RolloutDataset
 from keras_ppo.core import checks
+from keras_ppo.core.batch import Minibatch
 from keras_ppo.envs import BatchedEnv
 from keras_ppo.rollout.agent_stack import AgentStack, StackSource
 from keras_ppo.rollout.gym_driver import GymDriver, check_nonfinite_mode
@@ -44,8 +46,9 @@ def rollout_dataset(
         envs: A gymnasium `VectorEnv` with the model's single spaces (reset
             with `model.config.seed` on the first read), or a TF-native
             `keras_ppo.envs` env.
-        jit_compile: Compile a TF-native env's iteration with XLA. None:
-            on for whole iterations, off for minibatches.
+        jit_compile: Compile with XLA. None (default): an iteration's
+            updates, and a TF-native env's whole iterations; True: a
+            TF-native env's rollout too; False: nothing.
         nonfinite: A NaN or inf observation or reward of a gymnasium env:
             `"raise"` a `ValueError` naming the env and step (default), or
             `"mask"` the affected steps out of training with a warning.
@@ -63,8 +66,8 @@ def rollout_dataset(
         TypeError: If `model` is not a PPOModel or AgentStack, or `envs`
             neither a VectorEnv nor a `keras_ppo.envs` env.
         ValueError: If the spaces differ, `minibatch_size` does not divide
-            `num_steps * num_envs`, `nonfinite` is unknown, `jit_compile`
-            or `whole_iterations` is set for gymnasium envs, or
+            `num_steps * num_envs`, `nonfinite` is unknown,
+            `whole_iterations` is set for gymnasium envs, or
             `whole_iterations` or a recurrent model is given under a
             `tf.distribute` strategy.
     """
@@ -78,7 +81,7 @@ def rollout_dataset(
         nonfinite, jit_compile, whole_iterations, iterations_per_step
     )
     driver = _driver(model, envs, nonfinite)
-    _check_placement(model, driver, envs, jit_compile, whole_iterations)
+    _check_placement(model, driver, envs, whole_iterations)
     driver.hold_policy_state(model)
     if whole_iterations:
         jit_compile = WHOLE_ITERATION_XLA if jit_compile is None else jit_compile
@@ -87,8 +90,16 @@ def rollout_dataset(
             model, driver, jit_compile, iterations_per_step=iterations_per_step
         )
     else:
-        guards.check_xla(model, bool(jit_compile), "rollout_dataset")
-        source = IterationSource(model, driver, jit_compile=bool(jit_compile))
+        # A TF-native env's rollout compiles with XLA only when asked; the
+        # updates unless told not to (benchmarks/README.md measures both).
+        compile_rollout = bool(jit_compile) and isinstance(driver, TFDriver)
+        guards.check_xla(model, compile_rollout, "rollout_dataset")
+        source = IterationSource(
+            model,
+            driver,
+            jit_compile=compile_rollout,
+            jit_compile_updates=jit_compile is not False,
+        )
     return RolloutDataset(source)
 
 
@@ -139,19 +150,14 @@ def _driver(model, envs, nonfinite):
     return driver
 
 
-def _check_placement(model, driver, envs, jit_compile, whole_iterations):
-    """Refuses compiling gymnasium envs, whole iterations under a
+def _check_placement(model, driver, envs, whole_iterations):
+    """Refuses whole iterations of gymnasium envs or under a
     `tf.distribute` strategy and recurrent models that cannot train."""
-    tf_env = isinstance(driver, TFDriver)
-    for name, value in (
-        ("jit_compile", jit_compile),
-        ("whole_iterations", whole_iterations),
-    ):
-        if value and not tf_env:
-            raise ValueError(
-                f"`{name}=True` needs a TF-native env (keras_ppo.envs.make); "
-                f"gymnasium envs step in Python. Received: {envs!r}"
-            )
+    if whole_iterations and not isinstance(driver, TFDriver):
+        raise ValueError(
+            "`whole_iterations=True` needs a TF-native env (keras_ppo.envs.make); "
+            f"gymnasium envs step in Python. Received: {envs!r}"
+        )
     strategy = type(model.distribute_strategy).__name__
     if whole_iterations and replicas.is_distributed(model):
         raise ValueError(
@@ -206,7 +212,7 @@ class IterationSource:
     #: Elements are minibatches, one update each.
     whole_iterations = False
 
-    def __init__(self, model, driver, jit_compile=False):
+    def __init__(self, model, driver, jit_compile=False, jit_compile_updates=True):
         config = model.config
         self.model = model
         self.driver = driver
@@ -214,11 +220,22 @@ class IterationSource:
         self.updates_per_iteration = config.updates_per_iteration(driver.num_envs)
         # XLA cannot compile updates of a tf.distribute model's weight copies
         # on other devices (rng_key, env_steps).
-        jit_compile = jit_compile and not replicas.is_distributed(model)
+        distributed = replicas.is_distributed(model)
+        jit_compile = jit_compile and not distributed
         # One whole iteration (rollout, GAE, shuffling) as a graph call,
         # returning its minibatches stacked `[updates, minibatch_size, ...]`.
         self.run_iteration = tf.function(
             self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
+        )
+        #: Whether `fit` may read an iteration as one element, its minibatches
+        #: stacked, and make all its updates in one `train_iteration` call;
+        #: not under a strategy, which would split the minibatches between
+        #: replicas.
+        self.stacked = not distributed
+        #: Every update of one stacked element, in order, then the logs: one
+        #: compiled call instead of a Keras step per minibatch.
+        self.train_iteration = tf.function(
+            self._train_updates, autograph=False, jit_compile=jit_compile_updates
         )
         outputs = self.run_iteration.get_concrete_function().structured_outputs
         # One element: one minibatch, without the leading update axis.
@@ -226,9 +243,10 @@ class IterationSource:
             lambda value: tf.TensorSpec(value.shape[1:], value.dtype), outputs
         )
 
-    def dataset(self, repeat=False):
+    def dataset(self, repeat=False, stacked=False):
         """The minibatches of one iteration as a dataset, or of endless
-        iterations with `repeat=True`."""
+        iterations with `repeat=True`; with `stacked`, one element per
+        iteration holding its minibatches `[updates, minibatch_size, ...]`."""
         spec = self.element_spec
         flat_spec = tf.nest.flatten(spec)
         updates = self.updates_per_iteration
@@ -250,8 +268,10 @@ class IterationSource:
         iterations = tf.data.Dataset.range(1)
         if repeat:
             iterations = iterations.repeat()
-        minibatches = iterations.map(iteration).unbatch()
-        if not repeat:
+        minibatches = iterations.map(iteration)
+        if not stacked:
+            minibatches = minibatches.unbatch()
+        if not (repeat or stacked):
             minibatches = minibatches.apply(
                 tf.data.experimental.assert_cardinality(updates)
             )
@@ -259,6 +279,10 @@ class IterationSource:
 
     def env_error(self):
         return self.driver.take_error()
+
+    def _train_updates(self, minibatches):
+        train_on_minibatches(self.model, Minibatch.from_dict(minibatches))
+        return self.model.metric_results()
 
     def _collect_and_shuffle(self):
         return iteration_minibatches(

@@ -43,7 +43,7 @@ class PlaceholderIterations:
         logs (`metric_results`), in one `tf.function`, so that the logs are
         computed inside the compiled call rather than op by op after it."""
 
-        def step():
+        def step(_placeholder):
             run()
             return self.model.metric_results()
 
