@@ -6,8 +6,8 @@ import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
 from keras_ppo.agent import guards, memory, replicas
-from keras_ppo.agent.model import PPOModel
 from keras_ppo.agent.iterations import train_on_minibatches
+from keras_ppo.agent.model import PPOModel
 from keras_ppo.agent.sources import RolloutDataset
 from keras_ppo.core import checks
 from keras_ppo.core.batch import Minibatch
