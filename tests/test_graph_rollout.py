@@ -118,11 +118,29 @@ def test_xla_compiled_iterations_train_like_graph_ones():
         assert calls[-1]["approx_kl"] > 1e-6
 
 
-def test_jit_compile_needs_a_tf_env():
+def test_whole_iterations_need_a_tf_env():
     envs = gym.make_vec("CartPole-v1", num_envs=2)
     model = keras_ppo.PPOModel.from_env(envs, config=keras_ppo.PPOConfig(seed=0))
     with pytest.raises(ValueError, match="needs a TF-native env"):
-        keras_ppo.rollout_dataset(model, envs, jit_compile=True)
+        keras_ppo.rollout_dataset(model, envs, whole_iterations=True)
+
+
+def test_updates_compiled_with_xla_make_the_same_updates_as_the_graph():
+    config = keras_ppo.PPOConfig(
+        num_steps=16, minibatch_size=16, update_epochs=2, seed=3
+    )
+    weights = {}
+    for jit_compile in (None, False):
+        envs = gym.make_vec("CartPole-v1", num_envs=2)
+        model = keras_ppo.PPOModel.from_env(envs, config=config)
+        model.compile()
+        dataset = keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile)
+        model.fit(dataset, epochs=2, verbose=0)
+        assert int(model.optimizer.iterations) == 2 * 2 * 2
+        weights[jit_compile] = model.get_weights()
+    # The same rollouts and updates; only float rounding may differ.
+    for compiled, graph in zip(weights[None], weights[False], strict=True):
+        np.testing.assert_allclose(compiled, graph, rtol=1e-4, atol=1e-5)
 
 
 def test_rollout_dataset_rejects_other_env_types():
