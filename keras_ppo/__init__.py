@@ -19,6 +19,7 @@ except importlib.metadata.PackageNotFoundError:
 # Public name -> the module defining it.
 _EXPORTS = {
     "AgentStack": "keras_ppo.rollout.agent_stack",
+    "MultiAgentVectorEnv": "keras_ppo.rollout.multi_agent",
     "PPOConfig": "keras_ppo.config",
     "PPOModel": "keras_ppo.agent.model",
     "compute_gae": "keras_ppo.core.advantages",
