@@ -107,6 +107,7 @@ def test_import_keras_ppo_is_lazy_but_complete():
         sorted(
             [
                 "AgentStack",
+                "MultiAgentVectorEnv",
                 "PPOConfig",
                 "PPOModel",
                 "compute_gae",

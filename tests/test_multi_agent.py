@@ -240,3 +240,12 @@ def test_a_shared_policy_learns_simple_spread():
     # agent's return is about -28 there and about -22 after 25 iterations
     # (the iteration means vary by about 1.5).
     assert np.mean(returns[-5:]) > np.mean(returns[:2]) + 3.0, returns
+
+
+def test_evaluate_counts_each_agents_episodes_over_its_acting_steps():
+    envs = keras_ppo.MultiAgentVectorEnv(ThreeAgentEnv)
+    model = keras_ppo.PPOModel.from_env(envs)
+    result = keras_ppo.evaluate(model, envs, episodes=3, seed=0)
+    # One episode per agent, in slot order: "a", "b", "c".
+    assert result["returns"] == [4.0, 4.0, 9.0]
+    assert result["lengths"] == [4, 2, 3]

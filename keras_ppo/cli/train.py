@@ -22,7 +22,9 @@ def _add_train_command(commands):
         description=(
             "Train a PPO agent. Envs with a tuned preset ("
             + ", ".join(presets.PRESETS)
-            + ") use rl-zoo3's hyperparameters; any option overrides them. "
+            + ") use tuned hyperparameters (rl-zoo3's for most); any option "
+            "overrides them. A PettingZoo env name (simple_spread_v3) trains "
+            "one policy shared by its agents, --num-envs copies of the env. "
             "Writes TensorBoard logs to --logdir and the agent to --save, "
             "then prints the deterministic evaluation return."
         ),

@@ -34,7 +34,8 @@ def _add_env_options(train):
         "env_id",
         nargs="?",
         default=None,
-        help="gymnasium env id (default: the --preset file's, else CartPole-v1)",
+        help="gymnasium env id or PettingZoo env name (default: the --preset "
+        "file's, else CartPole-v1)",
     )
     train.add_argument(
         "--preset",
@@ -249,8 +250,11 @@ def check_before_training(args, parser, settings, logdir, save_path) -> None:
             check_env_id(args.env_id)
         except ValueError as error:
             parser.error(f"argument env_id: {error}")
+    from keras_ppo.io.multi_agent_envs import agents_per_env
+
     try:
-        presets.check_settings(settings)
+        agents = 1 if args.tf_env else agents_per_env(args.env_id)
+        presets.check_settings(settings, agents)
     except (TypeError, ValueError) as error:
         field = str(error).split("`")[1] if str(error).count("`") >= 2 else None
         flag = f"argument --{field.replace('_', '-')}: " if field else ""
