@@ -22,6 +22,7 @@ _EXPORTS = {
     "MultiAgentVectorEnv": "keras_ppo.rollout.multi_agent",
     "PPOConfig": "keras_ppo.config",
     "PPOModel": "keras_ppo.agent.model",
+    "TurnBasedVectorEnv": "keras_ppo.rollout.turn_based",
     "compute_gae": "keras_ppo.core.advantages",
     "evaluate": "keras_ppo.io.evaluation",
     "load_agent": "keras_ppo.io.saving",

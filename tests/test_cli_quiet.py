@@ -110,6 +110,7 @@ def test_import_keras_ppo_is_lazy_but_complete():
                 "MultiAgentVectorEnv",
                 "PPOConfig",
                 "PPOModel",
+                "TurnBasedVectorEnv",
                 "compute_gae",
                 "evaluate",
                 "load_agent",
