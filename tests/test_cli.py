@@ -303,3 +303,32 @@ def test_unknown_pettingzoo_env_exits_2_naming_where_it_looked(capsys, tmp_path)
     )
     assert "Unknown PettingZoo env 'no_such_game_v1'" in err
     assert "mpe2" in err and "keras-ppo[multiagent]" in err
+
+
+def test_train_connect_four_in_self_play_saves_the_pool_with_the_agent(
+    capsys, tmp_path
+):
+    save = tmp_path / "four.keras"
+    code = main(
+        ["train", "connect_four_v3", "--self-play", "--total-timesteps", "128",
+         "--num-envs", "2", "--num-steps", "32", "--minibatch-size", "32",
+         "--update-epochs", "1", "--eval-episodes", "2", "--seed", "0",
+         "--save", str(save), "--logdir", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == 0
+    assert "2 iterations x 64 env steps (2 envs x 32 steps)" in capsys.readouterr().out
+    agent = keras_ppo.load_agent(save)
+    # The snapshot taken when training began (then one every 10 iterations).
+    assert len(agent.snapshots.snapshots) == 1
+    # It plays one seat on that player's own observation and its mask.
+    board = {"observation": np.zeros((6, 7, 2), np.int8),
+             "action_mask": np.eye(7, dtype=np.int8)[4]}  # fmt: skip
+    assert int(agent.predict_action(board)) == 4
+
+
+def test_self_play_on_a_game_that_is_not_turn_based_exits_2(capsys, tmp_path):
+    err = run_failing(
+        ["train", "simple_spread_v3", "--self-play", "--logdir",
+         str(tmp_path / "run")], capsys
+    )  # fmt: skip
+    assert "--self-play: needs a two-player turn-based" in err

@@ -148,3 +148,37 @@ def test_the_learner_beats_a_random_player_more_often():
     wins = history.history["win_rate"]
     # About 0.5 with the untrained policy, above 0.8 after 20 iterations.
     assert np.mean(wins[-3:]) > np.mean(wins[:2]) + 0.2, wins
+
+
+def test_the_snapshot_pool_is_saved_and_loaded_with_the_model(tmp_path):
+    envs = keras_ppo.TurnBasedVectorEnv(connect_four_v3.env, RandomPlayer(0), 2)
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=16, seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    model.compile()
+    self_play = SelfPlay(envs, snapshot_every=1, pool_size=3, seed=0)
+    model.fit(keras_ppo.rollout_dataset(model, envs), epochs=2, verbose=0,
+              callbacks=[self_play])  # fmt: skip
+    # The first snapshot before training, then one per epoch.
+    assert len(model.snapshots.snapshots) == 3
+    model.save(tmp_path / "four.keras")
+    model.save_weights(tmp_path / "four.weights.h5")
+    for loaded in (
+        keras_ppo.load_agent(tmp_path / "four.keras"),
+        keras_ppo.PPOModel.from_config(model.get_config()),
+    ):
+        if not loaded.snapshots.snapshots:
+            loaded.load_weights(tmp_path / "four.weights.h5")
+        assert len(loaded.snapshots.snapshots) == 3
+        for saved, kept in zip(model.snapshots.snapshots, loaded.snapshots.snapshots,
+                               strict=True):  # fmt: skip
+            for a, b in zip(saved, kept, strict=True):
+                np.testing.assert_array_equal(a, b)
+    # Resuming: a new SelfPlay plays against the loaded pool and adds to it.
+    resumed = keras_ppo.load_agent(tmp_path / "four.keras")
+    again = SelfPlay(envs, snapshot_every=1, pool_size=3, seed=0)
+    resumed.fit(keras_ppo.rollout_dataset(resumed, envs), epochs=1, verbose=0,
+                callbacks=[again])  # fmt: skip
+    assert len(resumed.snapshots.snapshots) == 3
+    for a, b in zip(resumed.snapshots.snapshots[-1], resumed.get_weights(),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)

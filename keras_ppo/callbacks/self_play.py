@@ -49,7 +49,10 @@ class SelfPlay(GameOutcomes):
     epochs (and at the start), the oldest leaving when it holds
     `pool_size`. Logs the outcomes as `GameOutcomes` does.
 
-    The pool is held by the callback, not saved with the model.
+    The pool is the model's `snapshots` (`keras_ppo.agent.snapshots`),
+    saved with its weights: `save`/`load_agent` and
+    `keras.callbacks.BackupAndRestore` keep it, and a resumed run plays
+    against the snapshots it had.
 
     Args:
         envs: The `TurnBasedVectorEnv` the model trains on; its opponent is
@@ -67,7 +70,6 @@ class SelfPlay(GameOutcomes):
         )
         self.pool_size = checks.check_int("pool_size", pool_size, minimum=1)
         self.rng = np.random.default_rng(seed)
-        self.pool = []
         self.opponent = None
 
     def on_train_begin(self, logs=None):
@@ -76,8 +78,14 @@ class SelfPlay(GameOutcomes):
             # A second model of the same configuration acts for the
             # snapshots, sampling from its policy.
             self.opponent = type(self.model).from_config(self.model.get_config())
+        if not self.pool:
             self.snapshot()
         self.envs.opponent = self._act
+
+    @property
+    def pool(self) -> list:
+        """The snapshots (weight lists), oldest first: the model's."""
+        return self.model.snapshots.snapshots
 
     def on_epoch_begin(self, epoch, logs=None):
         weights = self.pool[self.rng.integers(len(self.pool))]
@@ -90,8 +98,7 @@ class SelfPlay(GameOutcomes):
 
     def snapshot(self):
         """Adds the learner's current weights to the pool."""
-        self.pool.append(self.model.get_weights())
-        del self.pool[: -self.pool_size]
+        self.model.snapshots.add(self.model.get_weights(), self.pool_size)
 
     def _act(self, observations):
         return self.opponent.predict_action(observations, deterministic=False)

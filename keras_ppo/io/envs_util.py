@@ -23,9 +23,10 @@ def make_vector_env(
     Atari ids get the standard preprocessing (`keras_ppo.io.atari`), with
     lives as episodes and clipped rewards only when `training`; ale-py's
     vector env steps them in threads whatever `vectorization_mode` says.
-    A PettingZoo name (`simple_spread_v3`) gives `num_envs` copies of its
-    Parallel env as a `keras_ppo.MultiAgentVectorEnv`, stepped in this
-    process, every agent a slot of the batch.
+    A PettingZoo name gives `num_envs` copies of it, stepped in this
+    process (`multi_agent_envs.make_pettingzoo_vector_env`): every agent of
+    a Parallel env (`simple_spread_v3`) a slot of the batch, or the learner
+    against a random player in a turn-based game (`connect_four_v3`).
 
     Raises:
         ValueError: If `env_id` is not registered (the message says how to
@@ -37,7 +38,7 @@ def make_vector_env(
             f"Received: {vectorization_mode!r}"
         )
     if multi_agent_envs.is_pettingzoo_name(env_id):
-        return multi_agent_envs.make_parallel_vector_env(env_id, num_envs)
+        return multi_agent_envs.make_pettingzoo_vector_env(env_id, num_envs)
     # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
     partial.register_gymnasium_ids()
     if not is_registered(env_id):

@@ -49,42 +49,45 @@ def env_module(env_id: str):
     )
 
 
-def agents_per_env(env_id: str) -> int:
-    """How many agents (batch slots) one env of `env_id` has: 1 for a
-    gymnasium id, the number of `possible_agents` of a PettingZoo env."""
+def is_turn_based(env_id: str) -> bool:
+    """Whether PettingZoo env `env_id` is a turn-based game (AEC API only,
+    no `parallel_env`); False for any other id."""
     if not is_pettingzoo_name(env_id):
+        return False
+    return not hasattr(env_module(env_id), "parallel_env")
+
+
+def agents_per_env(env_id: str) -> int:
+    """How many batch slots one env of `env_id` has: the number of
+    `possible_agents` of a PettingZoo Parallel env, else 1 (a gymnasium
+    env, or a turn-based game, where the learner is one player)."""
+    if not is_pettingzoo_name(env_id) or is_turn_based(env_id):
         return 1
-    module = env_module(env_id)
-    make = getattr(module, "parallel_env", module.env)
-    env = make()
+    env = env_module(env_id).parallel_env()
     try:
         return len(env.possible_agents)
     finally:
         env.close()
 
 
-def make_parallel_vector_env(env_id: str, num_copies: int, **kwargs):
-    """`num_copies` copies of PettingZoo env `env_id` (Parallel API) as a
-    `keras_ppo.MultiAgentVectorEnv`.
-
-    Args:
-        env_id: A PettingZoo env name, e.g. `"simple_spread_v3"`.
-        num_copies: How many copies step together.
-        **kwargs: Passed to `MultiAgentVectorEnv` (e.g. `agent_id`).
+def make_pettingzoo_vector_env(env_id: str, num_copies: int):
+    """`num_copies` copies of PettingZoo env `env_id`: a Parallel env as a
+    `keras_ppo.MultiAgentVectorEnv` (every agent a slot), a turn-based game
+    as a `keras_ppo.TurnBasedVectorEnv` against a random player (which
+    `keras_ppo.callbacks.SelfPlay` replaces by snapshots of the learner).
 
     Raises:
-        ValueError: If the env is unknown or has no Parallel API (turn-based
-            games).
+        ValueError: If the env is unknown, or a turn-based game does not
+            have two players.
     """
+    from keras_ppo.io.games import RandomPlayer
     from keras_ppo.rollout.multi_agent import MultiAgentVectorEnv
+    from keras_ppo.rollout.turn_based import TurnBasedVectorEnv
 
     module = env_module(env_id)
-    if not hasattr(module, "parallel_env"):
-        raise ValueError(
-            f"PettingZoo env {env_id!r} is turn-based (AEC API only); "
-            "MultiAgentVectorEnv needs a Parallel env, whose agents act together."
-        )
-    return MultiAgentVectorEnv(module.parallel_env, num_copies=num_copies, **kwargs)
+    if hasattr(module, "parallel_env"):
+        return MultiAgentVectorEnv(module.parallel_env, num_copies=num_copies)
+    return TurnBasedVectorEnv(module.env, RandomPlayer(), num_copies=num_copies)
 
 
 def _prefixes(dotted):
