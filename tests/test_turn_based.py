@@ -182,3 +182,19 @@ def test_the_snapshot_pool_is_saved_and_loaded_with_the_model(tmp_path):
     for a, b in zip(resumed.snapshots.snapshots[-1], resumed.get_weights(),
                     strict=True):  # fmt: skip
         np.testing.assert_array_equal(a, b)
+
+
+def test_self_play_refuses_a_single_inter_op_thread_instead_of_hanging(monkeypatch):
+    import tensorflow as tf
+
+    envs = keras_ppo.TurnBasedVectorEnv(connect_four_v3.env, RandomPlayer(0), 2)
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=16, seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    model.compile()
+    monkeypatch.setattr(
+        tf.config.threading, "get_inter_op_parallelism_threads", lambda: 1
+    )
+    with pytest.raises(RuntimeError, match="two TensorFlow inter-op threads"):
+        model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0,
+                  callbacks=[SelfPlay(envs)])  # fmt: skip
+    assert int(model.env_steps.numpy()) == 0

@@ -3,8 +3,11 @@ metrics, and self-play against frozen snapshots of the learner."""
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_ppo.core import checks
 from keras_ppo.rollout.turn_based import OUTCOMES
@@ -54,6 +57,10 @@ class SelfPlay(GameOutcomes):
     `keras.callbacks.BackupAndRestore` keep it, and a resumed run plays
     against the snapshots it had.
 
+    The snapshot acts in TensorFlow from inside the rollout's env step, so
+    TensorFlow needs two inter-op threads (its default on two cores or
+    more).
+
     Args:
         envs: The `TurnBasedVectorEnv` the model trains on; its opponent is
             replaced.
@@ -61,6 +68,11 @@ class SelfPlay(GameOutcomes):
         pool_size: Snapshots kept, an int >= 1.
         seed: Seed of the draws from the pool and of the snapshots'
             sampling, or None.
+
+    Raises:
+        RuntimeError: At the start of `fit`, if TensorFlow has one inter-op
+            thread: the snapshot's forward pass would wait for the thread
+            that waits for the env step.
     """
 
     def __init__(self, envs, snapshot_every=10, pool_size=8, seed=None):
@@ -73,6 +85,7 @@ class SelfPlay(GameOutcomes):
         self.opponent = None
 
     def on_train_begin(self, logs=None):
+        check_inter_op_threads()
         super().on_train_begin(logs)
         if self.opponent is None:
             # A second model of the same configuration acts for the
@@ -102,3 +115,18 @@ class SelfPlay(GameOutcomes):
 
     def _act(self, observations):
         return self.opponent.predict_action(observations, deterministic=False)
+
+
+def check_inter_op_threads() -> None:
+    """Raises `RuntimeError` if TensorFlow runs one inter-op thread (set, or
+    its default on one core): an opponent acting in TensorFlow inside the
+    env step that a graph op runs would wait for that thread forever."""
+    threads = tf.config.threading.get_inter_op_parallelism_threads()
+    if threads == 1 or (threads == 0 and os.cpu_count() == 1):
+        raise RuntimeError(
+            "Self-play needs two TensorFlow inter-op threads: the opponent's "
+            "forward pass runs inside the rollout's env step, which holds the "
+            "only one. Call tf.config.threading.set_inter_op_parallelism_threads"
+            f"(2) before TensorFlow starts. Received: {threads} "
+            f"(0 = one per core; {os.cpu_count()} cores)"
+        )

@@ -40,7 +40,9 @@ class TurnBasedVectorEnv(VectorEnv):
             entries stacked per key) and returning their actions, e.g. a
             `PPOModel`'s `predict_action`, `keras_ppo.io.games.RandomPlayer`
             or a frozen snapshot of the learner. Replaceable between steps
-            (`envs.opponent = ...`).
+            (`envs.opponent = ...`). An opponent running TensorFlow is
+            called from inside the rollout's graph: TensorFlow then needs
+            two inter-op threads (see `keras_ppo.callbacks.SelfPlay`).
         num_copies: How many games are played together.
 
     Raises:
