@@ -249,3 +249,26 @@ def test_evaluate_counts_each_agents_episodes_over_its_acting_steps():
     # One episode per agent, in slot order: "a", "b", "c".
     assert result["returns"] == [4.0, 4.0, 9.0]
     assert result["lengths"] == [4, 2, 3]
+
+
+def test_a_recurrent_policy_trains_on_agents_with_dict_observations():
+    # Every agent sees a Dict observation; agent_id adds its one-hot entry.
+    box = spaces.Box(0.0, 1e3, (1,), np.float32)
+
+    class DictAgents(ThreeAgentEnv):
+        def observation_space(self, agent):
+            return spaces.Dict({"x": box})
+
+        def _obs(self, agent):
+            return {"x": super()._obs(agent)}
+
+    envs = keras_ppo.MultiAgentVectorEnv(DictAgents, num_copies=2, agent_id=True)
+    assert set(envs.single_observation_space.spaces) == {"x", "agent_id"}
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=24, seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config, recurrent="gru")
+    model.compile()
+    history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=2, verbose=0)
+    assert history.history["episode_length"][-1] == pytest.approx(3.0)
+    obs = envs.observation("c", {"x": np.array([201.0], np.float32)})
+    action, _ = model.predict_action(obs)
+    assert 0 <= int(action) < 3
