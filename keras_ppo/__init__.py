@@ -19,8 +19,10 @@ except importlib.metadata.PackageNotFoundError:
 # Public name -> the module defining it.
 _EXPORTS = {
     "AgentStack": "keras_ppo.rollout.agent_stack",
+    "MultiAgentVectorEnv": "keras_ppo.rollout.multi_agent",
     "PPOConfig": "keras_ppo.config",
     "PPOModel": "keras_ppo.agent.model",
+    "TurnBasedVectorEnv": "keras_ppo.rollout.turn_based",
     "compute_gae": "keras_ppo.core.advantages",
     "evaluate": "keras_ppo.io.evaluation",
     "load_agent": "keras_ppo.io.saving",

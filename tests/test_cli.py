@@ -1,6 +1,7 @@
 """Tests for the `keras-ppo` command line (`keras_ppo.cli`)."""
 
 import keras
+import numpy as np
 import pytest
 
 import keras_ppo
@@ -273,3 +274,61 @@ def test_a_preset_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         write_preset_file(path, "CartPole-v1", {}, {"gamma": 0.5})
     assert path.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json"]
+
+
+def test_train_a_pettingzoo_env_by_name_with_its_preset(capsys, tmp_path):
+    save = tmp_path / "agent.keras"
+    code = main(
+        ["train", "simple_spread_v3", "--total-timesteps", "300", "--num-envs",
+         "2", "--num-steps", "25", "--minibatch-size", "150", "--update-epochs",
+         "1", "--eval-episodes", "3", "--seed", "0", "--save", str(save),
+         "--logdir", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    # 2 copies x 3 agents: a minibatch of 150 divides the 150 agent steps of
+    # an iteration, not the 50 env steps.
+    assert "2 iterations x 150 env steps (6 envs x 25 steps)" in out
+    assert "normalize_observations=True" in out and "ent_coef=0.01" in out
+    assert "Evaluation over 3 episodes" in out
+    agent = keras_ppo.load_agent(save)
+    # One agent's own observation of simple_spread_v3 (18 numbers).
+    action = agent.predict_action(np.zeros(18, np.float32))
+    assert action.shape == () and 0 <= int(action) < 5
+
+
+def test_unknown_pettingzoo_env_exits_2_naming_where_it_looked(capsys, tmp_path):
+    err = run_failing(
+        ["train", "no_such_game_v1", "--logdir", str(tmp_path / "run")], capsys
+    )
+    assert "Unknown PettingZoo env 'no_such_game_v1'" in err
+    assert "mpe2" in err and "keras-ppo[multiagent]" in err
+
+
+def test_train_connect_four_in_self_play_saves_the_pool_with_the_agent(
+    capsys, tmp_path
+):
+    save = tmp_path / "four.keras"
+    code = main(
+        ["train", "connect_four_v3", "--self-play", "--total-timesteps", "128",
+         "--num-envs", "2", "--num-steps", "32", "--minibatch-size", "32",
+         "--update-epochs", "1", "--eval-episodes", "2", "--seed", "0",
+         "--save", str(save), "--logdir", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == 0
+    assert "2 iterations x 64 env steps (2 envs x 32 steps)" in capsys.readouterr().out
+    agent = keras_ppo.load_agent(save)
+    # The snapshot taken when training began (then one every 10 iterations).
+    assert len(agent.snapshots.snapshots) == 1
+    # It plays one seat on that player's own observation and its mask.
+    board = {"observation": np.zeros((6, 7, 2), np.int8),
+             "action_mask": np.eye(7, dtype=np.int8)[4]}  # fmt: skip
+    assert int(agent.predict_action(board)) == 4
+
+
+def test_self_play_on_a_game_that_is_not_turn_based_exits_2(capsys, tmp_path):
+    err = run_failing(
+        ["train", "simple_spread_v3", "--self-play", "--logdir",
+         str(tmp_path / "run")], capsys
+    )  # fmt: skip
+    assert "--self-play: needs a two-player turn-based" in err

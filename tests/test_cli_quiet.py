@@ -107,8 +107,10 @@ def test_import_keras_ppo_is_lazy_but_complete():
         sorted(
             [
                 "AgentStack",
+                "MultiAgentVectorEnv",
                 "PPOConfig",
                 "PPOModel",
+                "TurnBasedVectorEnv",
                 "compute_gae",
                 "evaluate",
                 "load_agent",

@@ -1,12 +1,13 @@
 """Presets: every entry is a valid run on a registered env, and the run
 settings reach the model and optimizer."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
 from keras_ppo.cli import preset_files, presets
 from keras_ppo.config import PPOConfig
+from keras_ppo.io.envs_util import is_registered
+from keras_ppo.io.multi_agent_envs import agents_per_env
 
 
 @pytest.mark.parametrize("family", preset_files.FAMILIES)
@@ -20,10 +21,11 @@ def test_every_shipped_preset_file_loads_and_every_entry_validates(family):
             {**preset_files.DEFAULT_RUN, **entry["run"]}, entry["config"], {}
         )
         # Checks the run values and builds the PPOConfig, whose minibatch
-        # size divides the preset's batch.
-        run, config = presets.check_settings(settings)
+        # size divides the preset's batch (of agent steps, for PettingZoo).
+        agents = agents_per_env(env_id)
+        run, config = presets.check_settings(settings, agents)
         assert isinstance(config, PPOConfig), env_id
-        assert config.num_minibatches(run["num_envs"]) >= 1, env_id
+        assert config.num_minibatches(run["num_envs"] * agents) >= 1, env_id
 
 
 def test_the_loader_reads_every_shipped_file():
@@ -64,11 +66,13 @@ def test_settings_given_over_the_preset_over_the_defaults():
 
 @pytest.mark.parametrize("env_id", sorted(presets.PRESETS))
 def test_every_preset_is_a_valid_config_for_a_registered_env(env_id):
-    assert env_id in gym.registry, env_id
+    assert is_registered(env_id), env_id
     settings, overrides = presets.preset(env_id)
     config = PPOConfig(**overrides)
-    # minibatch_size divides the batch of the preset's envs.
-    assert config.num_minibatches(settings["num_envs"]) >= 1
+    # minibatch_size divides the batch of the preset's envs (their agents'
+    # steps, for a PettingZoo env: 3 per step of simple_spread_v3).
+    agents = agents_per_env(env_id)
+    assert config.num_minibatches(settings["num_envs"] * agents) >= 1
     assert settings.keys() == presets.DEFAULT_RUN.keys()
 
 

@@ -7,7 +7,15 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from keras_ppo import compat
-from keras_ppo.agent import arguments, env_state, export, guards, memory, networks
+from keras_ppo.agent import (
+    arguments,
+    env_state,
+    export,
+    guards,
+    memory,
+    networks,
+    snapshots,
+)
 from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent.acting import Acting
 from keras_ppo.agent.metrics import EpisodeMean, TrainingLogs
@@ -201,6 +209,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         self.kl_stopped = self._state_weight("kl_stopped", (), False, "bool")
         # A TF-native env's state, saved with the weights while fitting.
         self.env_state = env_state.EnvState(name="env_state")
+        # Frozen snapshots of the weights (self-play's opponents), saved
+        # with them.
+        self.snapshots = snapshots.SnapshotPool(name="snapshots")
         self.training_logs = TrainingLogs(
             {name: keras.metrics.Mean(name=name) for name in LOSS_METRICS}
             | {name: EpisodeMean(name) for name in EPISODE_METRICS}

@@ -8,6 +8,7 @@ from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.pruning import TrialPruning
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
+from keras_ppo.callbacks.self_play import GameOutcomes, SelfPlay
 from keras_ppo.callbacks.timesteps import TimestepLimit
 from keras_ppo.callbacks.video import VideoRecorder
 
@@ -16,8 +17,10 @@ __all__ = [
     "ChiefBackupAndRestore",
     "ClipRatioScheduler",
     "EvalCallback",
+    "GameOutcomes",
     "HParamsLogger",
     "ProgressBar",
+    "SelfPlay",
     "StopOnInterrupt",
     "TimestepLimit",
     "TrialPruning",

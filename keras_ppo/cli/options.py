@@ -175,12 +175,19 @@ def _config_class():
 
 
 def check_env_id(env_id: str) -> None:
-    """Checks that gymnasium knows `env_id` (ale-py's games included).
+    """Checks that gymnasium knows `env_id` (ale-py's games included), or
+    that it is an installed PettingZoo env.
 
     Raises:
-        ValueError: If it does not; the message says how to list the ids.
+        ValueError: If it does not; the message says how to list the ids
+            (or, for a PettingZoo name, where it was looked for).
     """
+    from keras_ppo.io import multi_agent_envs
     from keras_ppo.io.envs_util import is_registered
+
+    if multi_agent_envs.is_pettingzoo_name(env_id):
+        multi_agent_envs.env_module(env_id)
+        return
 
     if not is_registered(env_id):
         raise ValueError(

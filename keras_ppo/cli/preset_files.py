@@ -42,7 +42,7 @@ DEFAULT_RUN = {
 }
 NETWORKS = ("mlp", "nature_cnn")
 #: The package's preset files, `keras_ppo/presets/<family>.json`.
-FAMILIES = ("gymnasium", "tf_native", "mujoco", "atari")
+FAMILIES = ("gymnasium", "tf_native", "mujoco", "atari", "multi_agent")
 
 _FILE_SECTIONS = {"env_id", "run", "config", "comment"}
 _ENTRY_SECTIONS = {"source", "note", "run", "config", "model"}

@@ -41,8 +41,13 @@ __all__ = [
     "resolve",
 ]
 
-#: Gymnasium env id -> preset (`source`, `note`, `run`, `config`, `model`).
-PRESETS = {**load_family("gymnasium"), **load_family("mujoco")}
+#: Gymnasium env id (or PettingZoo env name) -> preset (`source`, `note`,
+#: `run`, `config`, `model`).
+PRESETS = {
+    **load_family("gymnasium"),
+    **load_family("mujoco"),
+    **load_family("multi_agent"),
+}
 #: Presets for the TF-native envs (`keras_ppo.envs`, `tf_env=True`).
 TF_PRESETS = load_family("tf_native")
 #: The preset of every Atari id (`keras_ppo.io.atari.is_atari_id`).
@@ -112,13 +117,16 @@ def preset(env_id: str, tf_env: bool = False) -> tuple[dict, dict]:
     return settings.run, settings.config
 
 
-def check_settings(settings: Settings) -> tuple[dict, PPOConfig]:
-    """Checks the run settings and builds the `PPOConfig`.
+def check_settings(
+    settings: Settings, agents_per_env: int = 1
+) -> tuple[dict, PPOConfig]:
+    """Checks the run settings and builds the `PPOConfig`; a PettingZoo
+    env's `agents_per_env` agents are each a slot of the batch.
 
     Returns:
         `(run, config)`: the run settings as Python numbers and bools, and
         the `PPOConfig`, whose minibatch size divides the batch of
-        `run["num_envs"]` envs.
+        `run["num_envs"] * agents_per_env` slots.
 
     Raises:
         ValueError: For a value out of range, including a minibatch size
@@ -142,7 +150,7 @@ def check_settings(settings: Settings) -> tuple[dict, PPOConfig]:
             f"`network` must be one of {NETWORKS}. Received: {run['network']!r}"
         )
     config = PPOConfig(**settings.config)
-    config.num_minibatches(run["num_envs"])
+    config.num_minibatches(run["num_envs"] * agents_per_env)
     return run, config
 
 
@@ -255,9 +263,11 @@ def build_run(
         TypeError: For ill-typed values.
     """
     from keras_ppo import distribute
+    from keras_ppo.io.multi_agent_envs import agents_per_env
     from keras_ppo.rollout.dataset import rollout_dataset
 
-    run, config = check_settings(settings)  # before making envs
+    # Before making envs.
+    run, config = check_settings(settings, 1 if tf_env else agents_per_env(env_id))
     envs = _make_envs(env_id, run["num_envs"], tf_env, vectorization_mode)
     batch_size = config.batch_size(envs.num_envs) * distribute.num_workers(strategy)
     epochs = math.ceil(run["total_timesteps"] / batch_size)

@@ -22,7 +22,9 @@ def _add_train_command(commands):
         description=(
             "Train a PPO agent. Envs with a tuned preset ("
             + ", ".join(presets.PRESETS)
-            + ") use rl-zoo3's hyperparameters; any option overrides them. "
+            + ") use tuned hyperparameters (rl-zoo3's for most); any option "
+            "overrides them. A PettingZoo env name (simple_spread_v3) trains "
+            "one policy shared by its agents, --num-envs copies of the env. "
             "Writes TensorBoard logs to --logdir and the agent to --save, "
             "then prints the deterministic evaluation return."
         ),
@@ -146,7 +148,12 @@ def _fit(args, run, settings, logdir, chief):
     )
 
     stop = StopOnInterrupt()
-    callbacks = [*run.callbacks, _env_steps_logger(args.workers), stop]
+    callbacks = [
+        *run.callbacks,
+        *_game_callbacks(run.envs, args.self_play, settings.config.get("seed")),
+        _env_steps_logger(args.workers),
+        stop,
+    ]
     if args.backup_dir:
         callbacks.insert(0, ChiefBackupAndRestore(args.backup_dir))
     if chief:
@@ -174,6 +181,18 @@ def _fit(args, run, settings, logdir, chief):
     if interrupted:
         print("\nInterrupted: saving the agent as trained so far.")
     return interrupted, time.perf_counter() - start
+
+
+def _game_callbacks(envs, self_play, seed):
+    """`SelfPlay` (with `--self-play`) or `GameOutcomes` for a turn-based
+    game, which log its win, draw and loss rates; none for other envs."""
+    from keras_ppo.callbacks import GameOutcomes, SelfPlay
+
+    if not callable(getattr(envs, "take_outcomes", None)):
+        return []
+    if self_play:
+        return [SelfPlay(envs, seed=seed)]
+    return [GameOutcomes(envs)]
 
 
 def _save(model, save_path, chief):

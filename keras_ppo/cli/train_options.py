@@ -34,7 +34,8 @@ def _add_env_options(train):
         "env_id",
         nargs="?",
         default=None,
-        help="gymnasium env id (default: the --preset file's, else CartPole-v1)",
+        help="gymnasium env id or PettingZoo env name (default: the --preset "
+        "file's, else CartPole-v1)",
     )
     train.add_argument(
         "--preset",
@@ -67,6 +68,13 @@ def _add_env_options(train):
         help="use the TF-native env (CartPole-v1, Acrobot-v1, MountainCar-v0, "
         "MountainCarContinuous-v0, Pendulum-v1): the whole rollout runs as "
         "one compiled graph call",
+    )
+    train.add_argument(
+        "--self-play",
+        action="store_true",
+        help="two-player turn-based PettingZoo games (connect_four_v3): play "
+        "against a pool of frozen snapshots of the agent instead of a random "
+        "player; win, draw and loss rates are logged either way",
     )
 
 
@@ -249,8 +257,16 @@ def check_before_training(args, parser, settings, logdir, save_path) -> None:
             check_env_id(args.env_id)
         except ValueError as error:
             parser.error(f"argument env_id: {error}")
+    from keras_ppo.io.multi_agent_envs import agents_per_env, is_turn_based
+
+    if args.self_play and (args.tf_env or not is_turn_based(args.env_id)):
+        parser.error(
+            "argument --self-play: needs a two-player turn-based PettingZoo "
+            f"game, e.g. connect_four_v3. Received: {args.env_id}"
+        )
     try:
-        presets.check_settings(settings)
+        agents = 1 if args.tf_env else agents_per_env(args.env_id)
+        presets.check_settings(settings, agents)
     except (TypeError, ValueError) as error:
         field = str(error).split("`")[1] if str(error).count("`") >= 2 else None
         flag = f"argument --{field.replace('_', '-')}: " if field else ""

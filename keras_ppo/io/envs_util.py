@@ -9,7 +9,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from keras_ppo.envs import partial
-from keras_ppo.io import atari
+from keras_ppo.io import atari, multi_agent_envs
 
 VECTORIZATION_MODES = ("sync", "async")
 
@@ -23,6 +23,10 @@ def make_vector_env(
     Atari ids get the standard preprocessing (`keras_ppo.io.atari`), with
     lives as episodes and clipped rewards only when `training`; ale-py's
     vector env steps them in threads whatever `vectorization_mode` says.
+    A PettingZoo name gives `num_envs` copies of it, stepped in this
+    process (`multi_agent_envs.make_pettingzoo_vector_env`): every agent of
+    a Parallel env (`simple_spread_v3`) a slot of the batch, or the learner
+    against a random player in a turn-based game (`connect_four_v3`).
 
     Raises:
         ValueError: If `env_id` is not registered (the message says how to
@@ -33,6 +37,8 @@ def make_vector_env(
             f"`vectorization_mode` must be one of {VECTORIZATION_MODES}. "
             f"Received: {vectorization_mode!r}"
         )
+    if multi_agent_envs.is_pettingzoo_name(env_id):
+        return multi_agent_envs.make_pettingzoo_vector_env(env_id, num_envs)
     # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
     partial.register_gymnasium_ids()
     if not is_registered(env_id):
@@ -61,7 +67,14 @@ def make_vector_env(
 
 def is_registered(env_id) -> bool:
     """Whether gymnasium knows `env_id`, registering ale-py's games first
-    when it names one (ale-py registers them only when imported)."""
+    when it names one (ale-py registers them only when imported), or it is
+    an installed PettingZoo env."""
+    if multi_agent_envs.is_pettingzoo_name(env_id):
+        try:
+            multi_agent_envs.env_module(env_id)
+        except ValueError:
+            return False
+        return True
     if atari.is_atari_id(env_id):
         atari.register_atari_envs()
     return env_id in gym.registry

@@ -10,6 +10,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from keras_ppo.core import checks, structure
 from keras_ppo.io.envs_util import is_registered, make_vector_env
+from keras_ppo.rollout.gym_driver import AGENT_ACTIVE
 
 
 def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> dict:
@@ -104,6 +105,14 @@ def _masks(model, obs, infos, resetting):
     return mask
 
 
+def _acting(infos, num_envs):
+    """`[N]` bool: the envs whose agents act on the current observations
+    (`AGENT_ACTIVE` of a `MultiAgentVectorEnv`; all of other envs)."""
+    if isinstance(infos, dict) and AGENT_ACTIVE in infos:
+        return np.asarray(infos[AGENT_ACTIVE], bool)
+    return np.ones(num_envs, bool)
+
+
 def _evaluate_vector(model, envs, episodes, deterministic, seed):
     num_envs = envs.num_envs
     quota = math.ceil(episodes / num_envs)
@@ -120,11 +129,14 @@ def _evaluate_vector(model, envs, episodes, deterministic, seed):
     memory = None
     if getattr(model, "policy_core", None) is not None:
         memory = {"state": None, "episode_start": np.ones(num_envs, bool)}
+    acting = _acting(infos, num_envs)
     while any(len(r) < quota for r in returns):
-        actions = _act(model, obs, infos, resetting, deterministic, memory)
+        ignored = resetting | ~acting
+        actions = _act(model, obs, infos, ignored, deterministic, memory)
         obs, rewards, terminated, truncated, infos = envs.step(actions)
-        # In NEXT_STEP mode the step after an episode's end only resets.
-        live = ~resetting
+        # In NEXT_STEP mode the step after an episode's end only resets; an
+        # agent that is not acting (MultiAgentVectorEnv) does not step.
+        live = ~ignored
         running_return[live] += rewards[live]
         running_length[live] += 1
         done = np.logical_and(np.logical_or(terminated, truncated), live)
@@ -138,7 +150,10 @@ def _evaluate_vector(model, envs, episodes, deterministic, seed):
         if memory is not None:
             # A NEXT_STEP reset step's next observation starts an episode;
             # in the other modes the observation after an end does.
-            memory["episode_start"] = resetting if next_step_mode else ended
+            starts = resetting if next_step_mode else ended
+            joined = _acting(infos, num_envs) & ~acting
+            memory["episode_start"] = starts | joined
+        acting = _acting(infos, num_envs)
         resetting = done if next_step_mode else np.zeros(num_envs, bool)
         if mode == AutoresetMode.DISABLED and ended.any():
             # Nothing resets by itself in this mode: reset the envs that

@@ -44,7 +44,8 @@ def rollout_dataset(
         model: A `keras_ppo.PPOModel`, or a `keras_ppo.AgentStack` (TF-native
             env only) whose agents each get their own copies of the env.
         envs: A gymnasium `VectorEnv` with the model's single spaces (reset
-            with `model.config.seed` on the first read), or a TF-native
+            with `model.config.seed` on the first read; PettingZoo envs
+            through `keras_ppo.MultiAgentVectorEnv`), or a TF-native
             `keras_ppo.envs` env.
         jit_compile: Compile with XLA. None (default): an iteration's
             updates, and a TF-native env's whole iterations; True: a
@@ -139,6 +140,13 @@ def _driver(model, envs, nonfinite):
             seed=replicas.env_seed(model, envs.num_envs),
             nonfinite=nonfinite,
             layout=model.layout,
+        )
+    elif hasattr(envs, "possible_agents"):
+        raise TypeError(
+            "A PettingZoo env trains through keras_ppo.MultiAgentVectorEnv, "
+            "which steps copies of it with every agent on the batch axis, e.g. "
+            "MultiAgentVectorEnv(lambda: simple_spread_v3.parallel_env(), "
+            f"num_copies=8). Received: {envs!r}"
         )
     else:
         raise TypeError(

@@ -35,6 +35,15 @@ def step_result(envs, result):
     return obs, rewards, terminated, truncated, infos
 
 
+def info_flags(envs, key, value):
+    """`infos[key]` as a `[num_envs]` bool array.
+
+    Raises:
+        ValueError: If it has another shape or cannot be converted.
+    """
+    return _field(envs, f"infos[{key!r}]", value, (envs.num_envs,), bool)
+
+
 def reset_result(envs, result):
     """The observations of `envs.reset`, as they came (`observation_leaves`
     converts them).

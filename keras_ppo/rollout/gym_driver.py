@@ -20,12 +20,19 @@ from keras_ppo.core.batch import EnvSteps
 from keras_ppo.rollout import env_checks
 from keras_ppo.rollout.collect import Driver
 
+#: The info key of a vector env whose slots are agents that can be inactive
+#: (`MultiAgentVectorEnv`): `[num_envs]` bool, True where the slot's agent
+#: acts on the observation returned with it. The steps of inactive slots get
+#: `mask` 0; a slot becoming active starts an episode.
+AGENT_ACTIVE = "agent_active"
+
 
 class GymDriver(Driver):
     """The `Driver` of a gymnasium `VectorEnv`, stepped in Python through
     `tf.numpy_function`: the current observations, autoreset handling (all
-    three modes; a `NEXT_STEP` reset step gets `mask` 0) and the buffers of
-    the rollout being collected. `Dict`/`Tuple` observations travel as the
+    three modes; a `NEXT_STEP` reset step gets `mask` 0, and so does a step
+    of an agent the envs report inactive under `AGENT_ACTIVE`) and the
+    buffers of the rollout being collected. `Dict`/`Tuple` observations travel as the
     layout's leaves. `masked_steps` counts the steps masked for non-finite
     data.
 
@@ -65,6 +72,7 @@ class GymDriver(Driver):
         self._obs = None
         self._action_structure = None
         self._resetting = np.zeros(self.num_envs, bool)
+        self._active = np.ones(self.num_envs, bool)
         # Non-finite masking: the current observation is a stand-in, and the
         # current episode had masked steps.
         self._replaced = np.zeros(self.num_envs, bool)
@@ -173,12 +181,13 @@ class GymDriver(Driver):
             seed = self.seed if self._obs is None else None
             result = self._call(self.envs.reset, seed=seed)
             self._obs = self._observed("reset", result)
+            self._active = self._active_in(result[1])
             self._failed = False
             self._resetting[:] = False
             self._replaced[:] = False
             self._tainted[:] = False
             self._check_finite("observation", self._obs)
-            self._check_masks(self._obs)
+            self._check_masks(self._obs, resetting=~self._active)
         return (*self._obs, np.bool_(restarted))
 
     def _call(self, function, *args, **kwargs):
@@ -238,14 +247,16 @@ class GymDriver(Driver):
             env_checks.step_result, self.envs, result
         )
         obs = self._observed("step", (obs, infos))
-        # A NEXT_STEP reset step is not a transition: its "done" is stale.
-        valid = ~self._resetting
+        # A NEXT_STEP reset step is not a transition: its "done" is stale;
+        # nor is the step of an inactive agent.
+        valid = ~self._resetting & self._active
         # The observation after a NEXT_STEP reset step is a new episode's
         # first; in the other modes the one after an episode's end is.
         after_reset = self._resetting.copy()
         done = np.logical_and(np.logical_or(terminated, truncated), valid)
         final_obs = [buffer[t] for buffer in buffers.final_observations]
-        obs = self._autoreset(obs, done, infos, final_obs)
+        obs, infos = self._autoreset(obs, done, infos, final_obs)
+        active = self._active_in(infos)
         buffers.terminations[t] = terminated
         buffers.truncations[t] = truncated
         if self.nonfinite == "raise":
@@ -263,21 +274,35 @@ class GymDriver(Driver):
         # Episodes with masked steps have no true return: not counted.
         buffers.counted_ends[t] = done & ~self._tainted
         self._tainted &= ~done
-        self._check_masks(obs, resetting=self._resetting)
+        self._check_masks(obs, resetting=self._resetting | ~active)
         self._obs = obs
         self._t = t + 1
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             starts = after_reset
         else:
             starts = done
+        # An agent that starts acting (joins, or its env reset after it had
+        # finished) starts an episode.
+        starts = starts | (active & ~self._active)
+        self._active = active
         return (*obs, np.asarray(starts, bool))
+
+    def _active_in(self, infos):
+        """`[N]` bool: which envs' agents act next (all without
+        `AGENT_ACTIVE` in `infos`)."""
+        if not isinstance(infos, dict) or AGENT_ACTIVE not in infos:
+            return np.ones(self.num_envs, bool)
+        return self._checked(
+            env_checks.info_flags, self.envs, AGENT_ACTIVE, infos[AGENT_ACTIVE]
+        )
 
     def _autoreset(self, obs, done, infos, final_obs):
         """Fills `final_obs` with the observation each step led to (what a
         truncation bootstraps from) and returns the observations the next
         step acts on. `SAME_STEP` gives final observations in `infos`;
         after a `NEXT_STEP` episode end the next step only resets (and gets
-        `mask` 0); `DISABLED` needs the reset here."""
+        `mask` 0); `DISABLED` needs the reset here, whose infos are
+        returned with the observations."""
         for final, leaf in zip(final_obs, obs, strict=True):
             final[:] = leaf
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
@@ -293,7 +318,8 @@ class GymDriver(Driver):
         elif done.any():
             result = self._call(self.envs.reset, options={"reset_mask": done})
             obs = self._observed("reset", result)
-        return obs
+            infos = result[1]
+        return obs, infos
 
     def _mask_nonfinite(self, obs, rewards, final_obs, valid):
         """Masks step `t` where its reward or observations are not finite,

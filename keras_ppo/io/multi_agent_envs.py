@@ -1,0 +1,95 @@
+"""PettingZoo envs by name, e.g. `simple_spread_v3` or `connect_four_v3`.
+
+PettingZoo names its envs `<name>_v<version>`, each a module of one of its
+families (or of `mpe2`, which holds the particle envs since PettingZoo
+1.25); a name is found by importing it from those packages in turn.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+#: Packages whose modules are PettingZoo envs, searched in this order.
+PACKAGES = (
+    "mpe2",
+    "pettingzoo.classic",
+    "pettingzoo.butterfly",
+    "pettingzoo.sisl",
+    "pettingzoo.atari",
+)
+_NAME = re.compile(r"^[a-z][a-z0-9_]*_v\d+$")
+INSTALL_HINT = 'pip install "keras-ppo[multiagent]"'
+
+
+def is_pettingzoo_name(env_id) -> bool:
+    """Whether `env_id` is spelled like a PettingZoo env (`name_v3`), which
+    no gymnasium id is (those are `Name-v3`)."""
+    return isinstance(env_id, str) and bool(_NAME.match(env_id))
+
+
+def env_module(env_id: str):
+    """The module of PettingZoo env `env_id` (with `env()` and, for envs
+    whose agents act together, `parallel_env()`).
+
+    Raises:
+        ValueError: If no package holds it, naming the packages searched
+            and how to install them.
+    """
+    for package in PACKAGES:
+        try:
+            return importlib.import_module(f"{package}.{env_id}")
+        except ImportError as error:
+            # A missing optional dependency of the env itself is its error.
+            if error.name not in _prefixes(f"{package}.{env_id}"):
+                raise
+    raise ValueError(
+        f"Unknown PettingZoo env {env_id!r}: not a module of {', '.join(PACKAGES)}. "
+        f"The particle and classic envs install with {INSTALL_HINT}."
+    )
+
+
+def is_turn_based(env_id: str) -> bool:
+    """Whether PettingZoo env `env_id` is a turn-based game (AEC API only,
+    no `parallel_env`); False for any other id."""
+    if not is_pettingzoo_name(env_id):
+        return False
+    return not hasattr(env_module(env_id), "parallel_env")
+
+
+def agents_per_env(env_id: str) -> int:
+    """How many batch slots one env of `env_id` has: the number of
+    `possible_agents` of a PettingZoo Parallel env, else 1 (a gymnasium
+    env, or a turn-based game, where the learner is one player)."""
+    if not is_pettingzoo_name(env_id) or is_turn_based(env_id):
+        return 1
+    env = env_module(env_id).parallel_env()
+    try:
+        return len(env.possible_agents)
+    finally:
+        env.close()
+
+
+def make_pettingzoo_vector_env(env_id: str, num_copies: int):
+    """`num_copies` copies of PettingZoo env `env_id`: a Parallel env as a
+    `keras_ppo.MultiAgentVectorEnv` (every agent a slot), a turn-based game
+    as a `keras_ppo.TurnBasedVectorEnv` against a random player (which
+    `keras_ppo.callbacks.SelfPlay` replaces by snapshots of the learner).
+
+    Raises:
+        ValueError: If the env is unknown, or a turn-based game does not
+            have two players.
+    """
+    from keras_ppo.io.games import RandomPlayer
+    from keras_ppo.rollout.multi_agent import MultiAgentVectorEnv
+    from keras_ppo.rollout.turn_based import TurnBasedVectorEnv
+
+    module = env_module(env_id)
+    if hasattr(module, "parallel_env"):
+        return MultiAgentVectorEnv(module.parallel_env, num_copies=num_copies)
+    return TurnBasedVectorEnv(module.env, RandomPlayer(), num_copies=num_copies)
+
+
+def _prefixes(dotted):
+    parts = dotted.split(".")
+    return {".".join(parts[: i + 1]) for i in range(len(parts))}

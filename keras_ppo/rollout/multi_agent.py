@@ -1,0 +1,275 @@
+"""PettingZoo Parallel envs as one gymnasium `VectorEnv`: the agents of
+several copies of an env on the batch axis.
+
+Slot `copy * num_agents + i` is agent `possible_agents[i]` of copy `copy`,
+so one shared policy (parameter sharing) acts for every agent through the
+one collect path (`GymDriver`), as it acts for the envs of a vector env.
+Agents that are not acting (finished before the others, or not joined yet)
+are reported in `infos[AGENT_ACTIVE]`; the driver masks their steps out of
+training. A copy resets once all its agents are done, in the same step
+(`SAME_STEP` autoreset: each ended agent's final observation is in
+`infos["final_obs"]`, so a truncated agent bootstraps from its own).
+
+Nothing here imports PettingZoo: any object with the Parallel API
+(`possible_agents`, `agents`, `observation_space(agent)`,
+`action_space(agent)`, `reset`, `step` with dicts keyed by agent) works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+from gymnasium.vector.utils import iterate as iterate_space
+
+from keras_ppo.rollout.gym_driver import AGENT_ACTIVE
+
+#: The key of the one-hot agent id added to `Dict` observations.
+AGENT_ID_KEY = "agent_id"
+
+
+class MultiAgentVectorEnv(VectorEnv):
+    """`num_copies` copies of a PettingZoo Parallel env stepped together,
+    their agents on the batch axis: `num_envs = num_copies * num_agents`.
+
+    All agents share one observation space and one action space (one
+    policy for all). With `agent_id=True` each observation carries a
+    one-hot id of its agent, appended to a 1-D `Box` observation or added
+    to a `Dict` one under `"agent_id"`, so the shared policy can act
+    differently per agent.
+
+    Args:
+        env_fn: A callable returning a new PettingZoo `ParallelEnv`, e.g.
+            `lambda: simple_spread_v3.parallel_env()`; called `num_copies`
+            times.
+        num_copies: How many copies of the env step together.
+        agent_id: Add a one-hot agent id to the observations.
+
+    Raises:
+        TypeError: If `env_fn` is not callable, makes an AEC (turn-based)
+            env or something without the Parallel API, or `agent_id` is
+            set for an observation space it cannot extend.
+        ValueError: If `num_copies < 1`, the copies have different agents,
+            or the agents' spaces differ (the message names the agents).
+    """
+
+    def __init__(self, env_fn: Callable, num_copies: int = 1, agent_id: bool = False):
+        if not callable(env_fn):
+            raise TypeError(
+                "`env_fn` must be a callable returning a PettingZoo ParallelEnv, "
+                f"e.g. lambda: simple_spread_v3.parallel_env(). Received: {env_fn!r}"
+            )
+        if isinstance(num_copies, bool) or not isinstance(num_copies, int):
+            raise TypeError(f"`num_copies` must be an int. Received: {num_copies!r}")
+        if num_copies < 1:
+            raise ValueError(f"`num_copies` must be >= 1. Received: {num_copies}")
+        self.envs = [check_parallel_env(env_fn()) for _ in range(num_copies)]
+        self.agents = list(self.envs[0].possible_agents)
+        for env in self.envs[1:]:
+            if list(env.possible_agents) != self.agents:
+                raise ValueError(
+                    "Every copy made by `env_fn` must have the same agents. "
+                    f"Expected: {self.agents}. Received: {list(env.possible_agents)}"
+                )
+        observation_space, action_space = shared_spaces(self.envs[0])
+        self.agent_id = bool(agent_id)
+        self.env_observation_space = observation_space
+        if self.agent_id:
+            observation_space = _with_agent_id(observation_space, len(self.agents))
+        self.num_copies = num_copies
+        self.num_envs = num_copies * len(self.agents)
+        self.single_observation_space = observation_space
+        self.single_action_space = action_space
+        self.observation_space = batch_space(observation_space, self.num_envs)
+        self.action_space = batch_space(action_space, self.num_envs)
+        self.metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+        self.spec = None
+        # Each slot's latest observation: an agent that is not acting keeps
+        # its last one (zeros before it first acts) as a stand-in.
+        self._obs = [
+            [_zeros(observation_space) for _ in self.agents] for _ in self.envs
+        ]
+
+    # ------------------------------------------------------------- gymnasium
+
+    def reset(self, *, seed=None, options=None):
+        """Resets every copy (copy `i` with `seed + i`); returns the
+        observations `[num_envs, ...]` and `{AGENT_ACTIVE: [num_envs]}`."""
+        active = []
+        for index, env in enumerate(self.envs):
+            copy_seed = None if seed is None else seed + index
+            obs, _ = env.reset(seed=copy_seed, options=options)
+            active.extend(self._observe(index, obs))
+        return self._batch(), {AGENT_ACTIVE: np.array(active, bool)}
+
+    def step(self, actions):
+        """Steps every copy with the actions of its acting agents.
+
+        Returns:
+            `(observations, rewards, terminations, truncations, infos)`
+            `[num_envs, ...]`. Agents that did not act get reward 0 and no
+            termination or truncation; `infos` holds `AGENT_ACTIVE` and,
+            for agents whose copy reset, `final_obs`/`_final_obs`.
+        """
+        num = self.num_envs
+        rewards = np.zeros(num, np.float32)
+        terminated = np.zeros(num, bool)
+        truncated = np.zeros(num, bool)
+        active = np.zeros(num, bool)
+        final_obs = np.full(num, None, object)
+        has_final = np.zeros(num, bool)
+        per_slot = list(iterate_space(self.action_space, actions))
+        for index, env in enumerate(self.envs):
+            base = index * len(self.agents)
+            acting = list(env.agents)
+            step = env.step({a: per_slot[base + self._slot(a)] for a in acting})
+            obs, reward, term, trunc, _ = step
+            for agent in acting:
+                slot = base + self._slot(agent)
+                rewards[slot] = reward.get(agent, 0.0)
+                terminated[slot] = bool(term.get(agent, False))
+                truncated[slot] = bool(trunc.get(agent, False))
+            now = self._observe(index, obs)
+            if not env.agents:
+                # Every agent is done: the copy resets in this step, and the
+                # agents that ended here keep their last observations in
+                # `final_obs` for bootstrapping.
+                for agent in acting:
+                    slot = base + self._slot(agent)
+                    final_obs[slot] = self._obs[index][self._slot(agent)]
+                    has_final[slot] = True
+                obs, _ = env.reset()
+                now = self._observe(index, obs)
+            active[base : base + len(self.agents)] = now
+        infos = {AGENT_ACTIVE: active, "final_obs": final_obs, "_final_obs": has_final}
+        return self._batch(), rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs):
+        for env in self.envs:
+            env.close()
+
+    # --------------------------------------------------------------- helpers
+
+    def observation(self, agent: str, obs):
+        """The observation the policy reads for `agent`'s own PettingZoo
+        observation `obs` (with its one-hot id when `agent_id` is set):
+        what `model.predict_action` takes for that agent."""
+        if not self.agent_id:
+            return obs
+        one_hot = np.zeros(len(self.agents), np.float32)
+        one_hot[self._slot(agent)] = 1.0
+        if isinstance(self.env_observation_space, spaces.Dict):
+            return {**obs, AGENT_ID_KEY: one_hot}
+        space = self.single_observation_space
+        return np.concatenate(
+            [np.asarray(obs, space.dtype), one_hot.astype(space.dtype)]
+        )
+
+    def _slot(self, agent):
+        return self.agents.index(agent)
+
+    def _observe(self, index, obs) -> list:
+        """Stores copy `index`'s observations; returns which agents act
+        next (those in its `agents`: a PettingZoo step also observes the
+        agents it just ended)."""
+        for agent, value in obs.items():
+            self._obs[index][self._slot(agent)] = self.observation(agent, value)
+        agents = set(self.envs[index].agents)
+        return [agent in agents for agent in self.agents]
+
+    def _batch(self):
+        slots = [obs for copy in self._obs for obs in copy]
+        out = create_empty_array(self.single_observation_space, self.num_envs)
+        return concatenate(self.single_observation_space, slots, out)
+
+
+def check_parallel_env(env):
+    """Returns `env` if it has PettingZoo's Parallel API.
+
+    Raises:
+        TypeError: For an AEC (turn-based) env, naming the conversion, or
+            anything else without the Parallel API.
+    """
+    if hasattr(env, "agent_iter") and hasattr(env, "last"):
+        raise TypeError(
+            "This is a PettingZoo AEC (turn-based) env; MultiAgentVectorEnv needs "
+            "the Parallel API, where every agent acts in each step. Make the "
+            "env with its `parallel_env()` function, or convert an AEC env "
+            "whose agents act in cycles with "
+            f"pettingzoo.utils.conversions.aec_to_parallel(env). Received: {env!r}"
+        )
+    missing = [
+        name
+        for name in ("possible_agents", "observation_space", "reset", "step")
+        if not hasattr(env, name)
+    ]
+    if missing:
+        raise TypeError(
+            "`env_fn` must return a PettingZoo ParallelEnv; the object it "
+            f"returned has no {', '.join(missing)}. Received: {env!r}"
+        )
+    return env
+
+
+def shared_spaces(env):
+    """`(observation_space, action_space)` shared by all of `env`'s
+    `possible_agents`.
+
+    Raises:
+        ValueError: If the agents' spaces differ, naming the agents of
+            each distinct space.
+    """
+    agents = list(env.possible_agents)
+    if not agents:
+        raise ValueError(f"The env has no agents. Received: {env!r}")
+    for kind in ("observation", "action"):
+        groups = []  # (space, agents with it), in the agents' order
+        for agent in agents:
+            space = getattr(env, f"{kind}_space")(agent)
+            for known, members in groups:
+                if known == space:
+                    members.append(agent)
+                    break
+            else:
+                groups.append((space, [agent]))
+        if len(groups) > 1:
+            described = "; ".join(f"{members}: {space}" for space, members in groups)
+            raise ValueError(
+                f"The agents' {kind} spaces differ, so one shared policy cannot "
+                f"act for all of them. Agents by {kind} space: {described}"
+            )
+    first = agents[0]
+    return env.observation_space(first), env.action_space(first)
+
+
+def _with_agent_id(space, num_agents):
+    """`space` extended with a one-hot agent id of `num_agents` entries."""
+    one_hot = spaces.Box(0.0, 1.0, (num_agents,), np.float32)
+    if isinstance(space, spaces.Dict):
+        if AGENT_ID_KEY in space.spaces:
+            raise TypeError(
+                f"The observations already have a {AGENT_ID_KEY!r} entry; "
+                f"`agent_id=True` cannot add one. Received: {space}"
+            )
+        return spaces.Dict({**space.spaces, AGENT_ID_KEY: one_hot})
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        dtype = np.result_type(space.dtype, np.float32)
+        return spaces.Box(
+            np.concatenate([space.low, one_hot.low]).astype(dtype),
+            np.concatenate([space.high, one_hot.high]).astype(dtype),
+            dtype=dtype,
+        )
+    raise TypeError(
+        "`agent_id=True` appends to 1-D Box observations or adds an entry to "
+        f"Dict ones. Received: {space}"
+    )
+
+
+def _zeros(space):
+    """One observation of `space` filled with zeros."""
+    return next(
+        iterate_space(batch_space(space, 1), create_empty_array(space, 1, np.zeros))
+    )
