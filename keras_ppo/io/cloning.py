@@ -84,8 +84,8 @@ def behaviour_cloning(
         "value": [S, 1] discounted returns}`.
 
     Raises:
-        ValueError: For a recurrent model or demonstrations that do not fit the model (see
-            `keras_ppo.io.demonstrations.checked`).
+        ValueError: For a recurrent model or demonstrations that do not
+            fit the model (see `keras_ppo.io.demonstrations.checked`).
     """
     if model.policy_core is not None:
         raise ValueError(
