@@ -7,6 +7,7 @@ from keras_ppo.callbacks.hparams import HParamsLogger
 from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.pruning import TrialPruning
+from keras_ppo.callbacks.reference import ReferenceKL
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 from keras_ppo.callbacks.timesteps import TimestepLimit
 from keras_ppo.callbacks.video import VideoRecorder
@@ -18,6 +19,7 @@ __all__ = [
     "EvalCallback",
     "HParamsLogger",
     "ProgressBar",
+    "ReferenceKL",
     "StopOnInterrupt",
     "TimestepLimit",
     "TrialPruning",
