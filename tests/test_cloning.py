@@ -133,10 +133,51 @@ def test_behaviour_cloning_refuses_what_it_cannot_clone():
     with pytest.raises(ValueError, match="value_weight"):
         behaviour_cloning(model, data, value_weight=-1.0)
     recurrent = keras_ppo.PPOModel(
-        spaces.Box(-1.0, 1.0, (4,)), spaces.Discrete(2), recurrent="gru"
+        spaces.Box(-1.0, 1.0, (4,)),
+        spaces.Discrete(2),
+        config=keras_ppo.PPOConfig(num_steps=600),
+        recurrent="gru",
     )
-    with pytest.raises(ValueError, match="recurrent='gru'"):
+    with pytest.raises(ValueError, match="chunks of 600 steps"):
         behaviour_cloning(recurrent, data)
+
+
+def test_recurrent_cloner_replays_each_chunk_step_by_step():
+    config = keras_ppo.PPOConfig(num_steps=8, sequence_length=4, seed=0)
+    model = keras_ppo.PPOModel(
+        spaces.Box(-5.0, 5.0, (4,)), spaces.Discrete(2), config=config,
+        recurrent="gru", recurrent_units=8,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    terminations = np.zeros(10, bool)
+    terminations[5] = True  # the second episode starts inside chunk 1
+    data = from_arrays(
+        rng.normal(size=(10, 4)).astype(np.float32),
+        rng.integers(0, 2, 10),
+        rewards=np.ones(10),
+        terminations=terminations,
+    )
+    cloner, x, y = behaviour_cloning(model, data)
+    # 10 steps: two chunks of 4, the last 2 steps left out.
+    assert x["observations"].shape == (2, 4, 4) and y["actions"].shape == (2, 4)
+    assert x["episode_starts"].tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
+    outputs = cloner(x)
+    for chunk in range(2):
+        # The loop oracle: `forward` one step at a time from a fresh state.
+        state = model.initial_state(1)
+        for step in range(4):
+            start = x["episode_starts"][chunk, step] or step == 0
+            params, value, state = model.forward(
+                x["observations"][chunk, step][None], state, np.array([start])
+            )
+            np.testing.assert_allclose(
+                outputs["actions"][chunk, step], params[0], atol=1e-5
+            )
+            np.testing.assert_allclose(
+                outputs["value"][chunk, step], value[0], atol=1e-5
+            )
+    history = cloner.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    assert history.history["actions_loss"][1] < history.history["actions_loss"][0]
 
 
 def test_dict_observations_with_masks_clone_through_the_masked_policy():

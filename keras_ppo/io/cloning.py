@@ -35,7 +35,13 @@ class ActionNLL(keras.losses.Loss):
         self.distribution = distribution
 
     def call(self, y_true, y_pred):
-        return -self.distribution.log_prob(y_pred, y_true)
+        # Leading axes flattened: `[batch]` samples, or `[chunks, length]`
+        # steps of a recurrent model's chunks.
+        leading = tf.shape(y_pred)[:-1]
+        params = tf.reshape(y_pred, [-1, y_pred.shape[-1]])
+        action_shape = tuple(self.distribution.action_shape)
+        actions = tf.reshape(y_true, [-1, *action_shape])
+        return tf.reshape(-self.distribution.log_prob(params, actions), leading)
 
 
 class Cloner(keras.Model):
@@ -44,18 +50,49 @@ class Cloner(keras.Model):
     `call(observations)` returns `{"actions": params [B, P], "value": [B, 1]}`
     from raw observations, through the model's normalisation and forward
     pass; the weights are the `PPOModel`'s own, so training this trains it.
-    Only `call` is defined: `fit`, `compile` and the losses are Keras'.
+    A recurrent model's inputs are chunks of consecutive steps,
+    `{"observations": [C, L, ...], "episode_starts": [C, L]}`, replayed from
+    a fresh state as PPO replays its sequences (`forward_sequences`), and
+    its outputs `[C, L, P]` and `[C, L]`. Only `call` is defined: `fit`,
+    `compile` and the losses are Keras'.
     """
 
     def __init__(self, agent, **kwargs):
         super().__init__(**kwargs)
         self.agent = agent
 
-    def call(self, observations, training=False):
-        params, values, _ = self.agent.forward(
-            self.agent.normalize(observations), training=training
+    def call(self, inputs, training=False):
+        agent = self.agent
+        if agent.policy_core is None:
+            params, values, _ = agent.forward(
+                agent.normalize(inputs), training=training
+            )
+            return {ACTIONS: params, VALUE: values[:, None]}
+        chunks = tf.shape(inputs["episode_starts"])[0]
+        observations = tf.nest.map_structure(_time_major, inputs["observations"])
+        params, values = agent.forward_sequences(
+            agent.normalize(observations),
+            agent.initial_state(chunks),
+            _time_major(inputs["episode_starts"]),
+            training=training,
         )
-        return {ACTIONS: params, VALUE: values[:, None]}
+        length = agent.config.chunk_length()
+        return {
+            ACTIONS: _chunk_major(params, length),
+            VALUE: _chunk_major(values, length),
+        }
+
+
+def _time_major(chunks):
+    """`[C, L, ...]` -> `[L * C, ...]`, step `l` of chunk `c` at `l * C + c`."""
+    steps = tf.experimental.numpy.swapaxes(chunks, 0, 1)
+    return tf.reshape(steps, tf.concat([[-1], tf.shape(chunks)[2:]], 0))
+
+
+def _chunk_major(steps, length):
+    """`_time_major`'s inverse: `[L * C, ...]` -> `[C, L, ...]`."""
+    shape = tf.concat([[length, -1], tf.shape(steps)[1:]], 0)
+    return tf.experimental.numpy.swapaxes(tf.reshape(steps, shape), 0, 1)
 
 
 def behaviour_cloning(
@@ -69,7 +106,7 @@ def behaviour_cloning(
     (Keras shuffles the steps every epoch).
 
     Args:
-        model: A feed-forward `PPOModel`.
+        model: A `PPOModel`.
         demonstrations: `keras_ppo.io.demonstrations.Demonstrations`.
         optimizer: A Keras optimizer; by default Adam with learning rate
             1e-3 (the `imitation` library's BC default).
@@ -81,17 +118,17 @@ def behaviour_cloning(
         `(cloner, x, y)`: a compiled `Cloner` (losses `actions_loss` and
         `value_loss` in its logs), the observations `[S, ...]` (the model's
         inputs nest) and the targets `{"actions": [S, ...] stored actions,
-        "value": [S, 1] discounted returns}`.
+        "value": [S, 1] discounted returns}`. For a recurrent model, chunks
+        of `config.chunk_length()` steps: `x` is `{"observations": [C, L,
+        ...], "episode_starts": [C, L]}`, `y` holds `[C, L, ...]` actions
+        and `[C, L]` returns (steps after the last whole chunk are left
+        out), and `batch_size` counts chunks.
 
     Raises:
-        ValueError: For a recurrent model or demonstrations that do not
-            fit the model (see `keras_ppo.io.demonstrations.checked`).
+        ValueError: For demonstrations that do not fit the model (see
+            `keras_ppo.io.demonstrations.checked`), or fewer steps than a
+            recurrent model's chunk.
     """
-    if model.policy_core is not None:
-        raise ValueError(
-            "behaviour_cloning supports feed-forward models. Received: "
-            f"recurrent={model.recurrent!r}"
-        )
     data = demos_module.checked(model, demonstrations)
     take_statistics(model, data)
     returns = critic_targets(model, data)
@@ -106,8 +143,36 @@ def behaviour_cloning(
         loss={ACTIONS: ActionNLL(model.distribution), VALUE: "mse"},
         loss_weights={ACTIONS: 1.0, VALUE: value_weight},
     )
+    if model.policy_core is not None:
+        return (cloner, *_chunks(model, data, returns))
     targets = {ACTIONS: data.actions, VALUE: returns[:, None]}
     return cloner, data.observations, targets
+
+
+def _chunks(model, data, returns):
+    """A recurrent model's `(x, y)`: the steps cut into chunks of the
+    model's `chunk_length` consecutive steps (the steps after the last
+    whole chunk are left out), episode starts marked where an episode
+    ended at the step before."""
+    length = model.config.chunk_length()
+    steps = len(data.episode_ends)
+    count = steps // length
+    if count == 0:
+        raise ValueError(
+            f"A recurrent model clones chunks of {length} steps "
+            f"(config.chunk_length()). Received: {steps} steps of demonstrations"
+        )
+    starts = np.concatenate([[True], data.episode_ends[:-1]])
+
+    def chunked(array):
+        array = np.asarray(array)[: count * length]
+        return array.reshape(count, length, *array.shape[1:])
+
+    x = {
+        "observations": tf.nest.map_structure(chunked, data.observations),
+        "episode_starts": chunked(starts),
+    }
+    return x, {ACTIONS: chunked(data.actions), VALUE: chunked(returns)}
 
 
 def take_statistics(model, data) -> None:
