@@ -20,8 +20,11 @@ Usage:
     python benchmarks/demonstrations.py --episodes 10 --seeds 0 1 2 \
         --budget 1000000 --out benchmarks/results/demonstrations.json
 
-Each condition stops at the target or after `--budget` env steps; a
-condition that did not reach it reports `null` steps.
+Each condition stops at the target or after `--budget` env steps (with
+`--full`, after the budget only); a condition that did not reach it reports
+`null` steps. `lowest_early_return` is the lowest evaluation among the
+cloned policy's and PPO's first three iterations: where the cloned return
+drops when PPO starts.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class EvaluateUntil(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         score = evaluation(self.model)
         self.curve.append((int(self.model.env_steps.numpy()), score))
-        if score >= self.target:
+        if self.target is not None and score >= self.target:
             self.model.stop_training = True
 
 
@@ -97,9 +100,9 @@ def run_condition(condition, seed, demos, args) -> dict:
     callbacks = list(run.callbacks)
     if condition == "bc+ppo+kl":
         callbacks.append(ReferenceKL(linear_schedule(args.kl, args.kl_iterations)))
-    reached = bool(curve) and curve[0][1] >= args.target
+    reached = bool(curve) and curve[0][1] >= args.target and not args.full
     if condition != "bc" and not reached:
-        callbacks.append(EvaluateUntil(args.target, curve))
+        callbacks.append(EvaluateUntil(None if args.full else args.target, curve))
         run.model.fit(run.dataset, epochs=run.epochs, verbose=0, callbacks=callbacks)
     run.envs.close()
     hits = [steps for steps, score in curve if score >= args.target]
@@ -107,6 +110,8 @@ def run_condition(condition, seed, demos, args) -> dict:
         "condition": condition,
         "seed": seed,
         "steps_to_target": hits[0] if hits else None,
+        # How far the cloned policy's return fell in PPO's first iterations.
+        "lowest_early_return": min(score for _, score in curve[:4]) if curve else None,
         "curve": curve,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -122,6 +127,12 @@ def main(argv=None) -> None:
     parser.add_argument("--bc-epochs", type=int, default=30)
     parser.add_argument("--kl", type=float, default=1.0)
     parser.add_argument("--kl-iterations", type=int, default=10)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="train the whole budget, evaluating every iteration (to see "
+        "whether the cloned return drops), instead of stopping at the target",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     results = []
