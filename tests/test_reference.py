@@ -55,6 +55,8 @@ def test_reference_kl_callback_logs_coefficient_and_kl_and_detaches():
     model = keras_ppo.PPOModel.from_env(envs, config=config)
     model.compile(keras.optimizers.Adam(1e-2))
     dataset = keras_ppo.rollout_dataset(model, envs)
+    # A train function traced without the penalty is traced again with it.
+    assert model.fit(dataset, epochs=1, verbose=0).history["reference_kl"] == [0.0]
     penalty = ReferenceKL(linear_schedule(2.0, epochs=2))
     history = model.fit(dataset, epochs=3, verbose=0, callbacks=[penalty])
     np.testing.assert_allclose(history.history["reference_kl_coef"], [1.0, 0.0, 0.0])
