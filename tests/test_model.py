@@ -35,6 +35,7 @@ METRIC_NAMES = [
     "policy_loss",
     "value_loss",
     "entropy",
+    "reference_kl",
     "approx_kl",
     "clip_fraction",
     "explained_variance",

@@ -26,6 +26,9 @@ class KerasTraining:
 
     #: The source of whole iterations being fit (`fit` sets it), or None.
     iteration_source = None
+    #: The frozen policy of a KL penalty while one is set (the
+    #: `keras_ppo.callbacks.ReferenceKL` callback sets it), or None.
+    reference_policy = None
     #: Whether `compile` left `steps_per_execution` for `fit` to choose.
     auto_steps_per_execution = False
 

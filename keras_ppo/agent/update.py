@@ -35,8 +35,9 @@ def loss_terms(model, minibatch: Minibatch, advantages) -> dict:
         advantages: `[mb]` advantages, normalised or not.
 
     Returns:
-        A dict of `loss`, `policy_loss`, `value_loss`, `entropy` (scalars,
-        means weighted by `minibatch.mask`) and `log_ratio` `[mb]`.
+        A dict of `loss`, `policy_loss`, `value_loss`, `entropy`,
+        `reference_kl` (scalars, means weighted by `minibatch.mask`) and
+        `log_ratio` `[mb]`.
     """
     config = model.config
     weights = minibatch.mask
@@ -56,11 +57,19 @@ def loss_terms(model, minibatch: Minibatch, advantages) -> dict:
     )
     entropy = losses.weighted_mean(model.distribution.entropy(params), weights)
     loss = policy_loss - config.ent_coef * entropy + config.vf_coef * value_loss
+    # The KL penalty to a frozen reference policy, while one is set
+    # (`keras_ppo.callbacks.ReferenceKL`); 0 and not computed otherwise.
+    reference = model.reference_policy
+    reference_kl = tf.zeros([])
+    if reference is not None:
+        reference_kl = reference.kl(model, minibatch, params)
+        loss += reference.coefficient * reference_kl
     return {
         "loss": loss,
         "policy_loss": policy_loss,
         "value_loss": value_loss,
         "entropy": entropy,
+        "reference_kl": reference_kl,
         "log_ratio": log_ratio,
     }
 

@@ -7,6 +7,7 @@ from keras_ppo.callbacks.hparams import HParamsLogger
 from keras_ppo.callbacks.interrupt import StopOnInterrupt
 from keras_ppo.callbacks.progress import ProgressBar
 from keras_ppo.callbacks.pruning import TrialPruning
+from keras_ppo.callbacks.reference import ReferenceKL
 from keras_ppo.callbacks.schedules import ClipRatioScheduler, linear_schedule
 from keras_ppo.callbacks.self_play import GameOutcomes, SelfPlay
 from keras_ppo.callbacks.timesteps import TimestepLimit
@@ -20,6 +21,7 @@ __all__ = [
     "GameOutcomes",
     "HParamsLogger",
     "ProgressBar",
+    "ReferenceKL",
     "SelfPlay",
     "StopOnInterrupt",
     "TimestepLimit",

@@ -6,6 +6,9 @@
 * `keras-ppo plot RUN_DIR... --output curves.png`: learning curves.
 * `keras-ppo export PATH --format onnx`: the policy for serving.
 * `keras-ppo tune ENV_ID --trials N`: Optuna hyperparameter search.
+* `keras-ppo record AGENT --episodes N --out PATH`: a Minari dataset of its
+  episodes; `keras-ppo pretrain ENV_ID --demos PATH --save AGENT`: behaviour
+  cloning, continued by `keras-ppo train ENV_ID --init AGENT`.
 
 TensorFlow's own log lines are hidden (`keras_ppo.cli.quiet`); `keras-ppo
 --verbose COMMAND` or a `TF_CPP_MIN_LOG_LEVEL` set in the environment shows
@@ -28,6 +31,7 @@ from keras_ppo.cli.agents import (
     enjoy_command,
     evaluate_command,
 )
+from keras_ppo.cli.demos import _add_demo_commands, pretrain_command, record_command
 from keras_ppo.cli.export import _add_export_command, export_command
 from keras_ppo.cli.options import CONFIG_HELP
 from keras_ppo.cli.plot import _add_plot_command, plot_command
@@ -44,6 +48,8 @@ __all__ = [
     "export_command",
     "main",
     "plot_command",
+    "pretrain_command",
+    "record_command",
     "train_command",
     "tune_command",
 ]
@@ -59,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `keras-ppo` parser with its `train`, `evaluate`, `enjoy`, `plot`,
-    `export` and `tune` subcommands.
+    `export`, `tune`, `record` and `pretrain` subcommands.
 
     Returns:
         An `argparse.ArgumentParser` whose parsed namespace carries `run`, the
@@ -85,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot_command(commands)
     _add_export_command(commands)
     _add_tune_command(commands)
+    _add_demo_commands(commands)
     return parser
 
 

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import time
 
-from keras_ppo.cli import presets
+from keras_ppo.cli import demos, presets
 from keras_ppo.cli.train_options import (
     add_train_options,
     check_before_training,
@@ -99,6 +99,7 @@ def train_command(args, parser) -> int:
         )
     except (TypeError, ValueError) as error:
         parser.error(str(error))
+    demos.initialise(run, args, parser)
     # Only the chief (worker 0) writes logs and keeps the agent.
     chief = distribute.worker_index(run.model) == 0
     _announce(args.env_id, run, args.workers)

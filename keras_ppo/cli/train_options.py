@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from keras_ppo.cli import presets
+from keras_ppo.cli.demos import add_init_options
 from keras_ppo.cli.options import (
     _add_config_options,
     _finite_float,
@@ -26,6 +27,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     _add_optimizer_options(train)
     _add_network_options(train)
     _add_output_options(train)
+    add_init_options(train)
     _add_config_options(train)
 
 

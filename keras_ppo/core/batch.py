@@ -22,6 +22,7 @@ LOSS_METRICS = (
     "policy_loss",
     "value_loss",
     "entropy",
+    "reference_kl",
     "approx_kl",
     "clip_fraction",
     "explained_variance",

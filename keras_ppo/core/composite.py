@@ -210,6 +210,17 @@ class CompositeDistribution:
         """The nest `env.step` takes: a dict (tuple) of env-ready leaves."""
         return _nest(self.space, self.to_env_leaves(actions), ())
 
+    def from_env(self, actions):
+        """`to_env`'s inverse: stored actions `[batch, width]` (NumPy) of a
+        batch of env actions, a dict (tuple) nest of `[batch, ...]` leaves."""
+        leaves = []
+        for _, path, distribution in self.leaves:
+            leaf = actions
+            for key in path:
+                leaf = leaf[key]
+            leaves.append(distribution.from_env(leaf))
+        return self._stored(leaves).numpy()
+
 
 def _nest(space, leaves, prefix):
     if isinstance(space, spaces.Dict):

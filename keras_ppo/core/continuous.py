@@ -32,6 +32,8 @@ _HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite.hermgauss(24)
 # Beta samples are kept this far inside (0, 1): a float32 sample can round
 # to exactly 0 or 1, where the log-density is infinite.
 _BETA_EPS = 1e-6
+#: How far inside the bounds `TanhGaussian.from_env` stores actions on them.
+_TANH_EPS = 1e-6
 
 
 def gaussian_sample(mean, log_std, seed):
@@ -77,6 +79,13 @@ class _BoundedBox:
         scaled = tf.clip_by_value(scaled, self._low, self._high)
         shape = tf.concat([tf.shape(unit)[:-1], self.space.shape], axis=0)
         return tf.reshape(tf.cast(scaled, self.space.dtype), shape)
+
+    def _from_bounds(self, actions, epsilon):
+        """`_to_bounds`' inverse on NumPy env actions: `[batch, size]` in
+        `[epsilon, 1 - epsilon]` (float64)."""
+        flat = np.asarray(actions, np.float64).reshape(-1, self.size)
+        unit = (flat - self._low) / (self._high - self._low)
+        return np.clip(unit, epsilon, 1.0 - epsilon)
 
 
 class TanhGaussian(_BoundedBox):
@@ -129,6 +138,12 @@ class TanhGaussian(_BoundedBox):
 
     def to_env(self, actions):
         return self._to_bounds((tf.tanh(actions) + 1.0) / 2.0)
+
+    def from_env(self, actions):
+        # Actions on a bound have an infinite `u`; they are stored a hair
+        # inside it (|u| <= 7.6 in float32).
+        unit = self._from_bounds(actions, _TANH_EPS)
+        return np.arctanh(2.0 * unit - 1.0).astype(np.float32)
 
 
 class Beta(_BoundedBox):
@@ -187,6 +202,9 @@ class Beta(_BoundedBox):
 
     def to_env(self, actions):
         return self._to_bounds(actions)
+
+    def from_env(self, actions):
+        return self._from_bounds(actions, _BETA_EPS).astype(np.float32)
 
 
 def tanh_log_det(u):

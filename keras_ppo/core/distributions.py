@@ -4,7 +4,8 @@ Each distribution reads a flat parameter tensor `params` of shape
 `[batch, param_size]` produced by the policy head, and works on actions in a
 flat storage layout: `[batch]` for `Discrete`, `[batch, d]` for the others.
 `to_env` turns stored actions into what `env.step` expects (bounds, dtype,
-shape, `start` offsets).
+shape, `start` offsets); `from_env` is its inverse on NumPy arrays, for
+actions recorded from an env (demonstrations).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class Categorical:
     def to_env(self, actions):
         return tf.cast(actions, tf.int64) + int(self.space.start)
 
+    def from_env(self, actions):
+        return (np.asarray(actions) - int(self.space.start)).astype(np.int32)
+
 
 class DiagGaussian:
     """Diagonal Gaussian; `params` are `[batch, 2 * d]`: means, then log-stds.
@@ -92,6 +96,9 @@ class DiagGaussian:
         clipped = tf.clip_by_value(actions, self._low, self._high)
         shape = tf.concat([tf.shape(actions)[:-1], self.space.shape], axis=0)
         return tf.reshape(clipped, shape)
+
+    def from_env(self, actions):
+        return _flat(actions, self.size).astype(np.float32)
 
 
 class MultiCategorical:
@@ -143,6 +150,10 @@ class MultiCategorical:
         shape = tf.concat([tf.shape(actions)[:-1], self.space.shape], axis=0)
         return tf.cast(tf.reshape(shifted, shape), self.space.dtype)
 
+    def from_env(self, actions):
+        flat = _flat(actions, len(self.nvec)).astype(np.int64)
+        return (flat - self._start).astype(np.int32)
+
 
 class Bernoulli:
     """Independent Bernoullis for `MultiBinary`; `params` are `[batch, n]`
@@ -178,6 +189,9 @@ class Bernoulli:
     def to_env(self, actions):
         shape = tf.concat([tf.shape(actions)[:-1], self.space.shape], axis=0)
         return tf.cast(tf.reshape(actions, shape), self.space.dtype)
+
+    def from_env(self, actions):
+        return _flat(actions, self.size).astype(np.int32)
 
 
 def make_distribution(action_space, action_distribution="gaussian"):
@@ -231,6 +245,13 @@ def make_distribution(action_space, action_distribution="gaussian"):
         "Expected a Discrete, Box, MultiDiscrete or MultiBinary action space. "
         f"Received: {action_space!r}"
     )
+
+
+def _flat(actions, size):
+    """`[batch, size]`: a batch of env actions with their space's shape
+    flattened."""
+    actions = np.asarray(actions)
+    return actions.reshape(-1, size) if actions.size else actions.reshape(0, size)
 
 
 def _gumbel_argmax(logits, seed):

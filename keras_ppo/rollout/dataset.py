@@ -240,11 +240,8 @@ class IterationSource:
         #: not under a strategy, which would split the minibatches between
         #: replicas.
         self.stacked = not distributed
-        #: Every update of one stacked element, in order, then the logs: one
-        #: compiled call instead of a Keras step per minibatch.
-        self.train_iteration = tf.function(
-            self._train_updates, autograph=False, jit_compile=jit_compile_updates
-        )
+        self.jit_compile_updates = jit_compile_updates
+        self.compile_updates()
         outputs = self.run_iteration.get_concrete_function().structured_outputs
         # One element: one minibatch, without the leading update axis.
         self.element_spec = tf.nest.map_structure(
@@ -287,6 +284,15 @@ class IterationSource:
 
     def env_error(self):
         return self.driver.take_error()
+
+    def compile_updates(self):
+        """(Re)makes `train_iteration`, so that its next trace sees the model
+        as it is then (e.g. with a penalty term attached)."""
+        #: Every update of one stacked element, in order, then the logs: one
+        #: compiled call instead of a Keras step per minibatch.
+        self.train_iteration = tf.function(
+            self._train_updates, autograph=False, jit_compile=self.jit_compile_updates
+        )
 
     def _train_updates(self, minibatches):
         train_on_minibatches(self.model, Minibatch.from_dict(minibatches))
