@@ -81,6 +81,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             (or 0) for only at its start. Stable-Baselines3's name.
         full_std: With `use_sde`, one log-std per (latent feature, action)
             entry of the matrices, else one per latent feature.
+        ortho_init: Initialise the MLPs and heads orthogonally (gains
+            sqrt(2), 0.01 and 1); else as PyTorch's `nn.Linear` kernels
+            (Stable-Baselines3's `ortho_init=False`).
 
     Example:
         >>> envs = gym.make_vec("CartPole-v1", num_envs=8)
@@ -114,6 +117,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         use_sde=False,
         sde_sample_freq=-1,
         full_std=True,
+        ortho_init=True,
         **kwargs,
     ):
         guards.check_dtype_policy()
@@ -191,13 +195,22 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             self.hidden_sizes,
             self.activation,
             seeds,
+            self.ortho_init,
         )
         head_size = self.distribution.param_size - self._log_std_size
         self.policy_head = networks.orthogonal_dense(
-            head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
+            head_size,
+            networks.POLICY_GAIN,
+            next(seeds),
+            name="policy_head",
+            ortho_init=self.ortho_init,
         )
         self.value_head = networks.orthogonal_dense(
-            1, networks.VALUE_GAIN, next(seeds), name="value_head"
+            1,
+            networks.VALUE_GAIN,
+            next(seeds),
+            name="value_head",
+            ortho_init=self.ortho_init,
         )
 
     def _build_state(self):
