@@ -195,6 +195,12 @@ def test_deterministic_actions_and_the_export_are_the_mean(tmp_path):
     exported = tf.saved_model.load(str(tmp_path / "policy"))
     served = exported.serve(observations)
     np.testing.assert_allclose(served["action"], expected, atol=1e-5)
+    # The second endpoint acts with the caller's exploration matrices.
+    matrices = np.random.default_rng(3).normal(0, 1, (3, 5, 2)).astype(np.float32)
+    latent, _, _ = numpy_policy(model, observations)
+    explored = np.clip(mean + np.einsum("bk,bkd->bd", latent, matrices), -1, 1)
+    acted = exported.explore(observations, matrices)["action"]
+    np.testing.assert_allclose(acted, explored, atol=1e-5)
 
 
 def test_saved_gsde_model_loads_with_its_noise_scale(tmp_path):

@@ -173,3 +173,20 @@ def test_cli_names_a_missing_built_in_preset(capsys, tmp_path):
     assert "--preset: CartPole-v1 has no preset named 'rl-zoo3'" in (
         capsys.readouterr().err
     )
+
+
+def test_pendulum_novel_has_rl_zoo3s_gsde_preset():
+    import keras_ppo.envs  # noqa: F401  (registers PendulumNoVel-v1)
+
+    assert presets.preset_names("PendulumNoVel-v1") == ["keras-ppo", "rl-zoo3"]
+    run = presets.make_run("PendulumNoVel-v1", preset="rl-zoo3", seed=0)
+    model = run.model
+    assert model.recurrent == "lstm" and model.recurrent_critic
+    assert model.use_sde and model.sde_sample_freq == 4
+    assert (model.hidden_sizes, model.activation, model.ortho_init) == (
+        (64,),
+        "relu",
+        False,
+    )
+    assert model.config.normalize_observations and model.config.normalize_rewards
+    run.envs.close()
