@@ -120,10 +120,19 @@ def test_what_cannot_be_honoured_is_refused_by_name(tmp_path, changes, named):
         load_preset_file(path, "Pendulum-v1")
 
 
-@pytest.mark.parametrize("env_id", ["HalfCheetah", "Hopper", "Walker2d", "Ant"])
-def test_shipped_rl_zoo3_presets_are_rl_zoo3s_entries(env_id):
-    shipped = presets.lookup(f"{env_id}-v5", name="rl-zoo3")
-    translated = zoo_presets.translate(zoo_entries()[f"{env_id}-v4"], env_id)
+@pytest.mark.parametrize(
+    "env_id, entry",
+    [
+        ("HalfCheetah-v5", "HalfCheetah-v4"),
+        ("Hopper-v5", "Hopper-v4"),
+        ("Walker2d-v5", "Walker2d-v4"),
+        ("Ant-v5", "Ant-v4"),
+        ("Pendulum-v1", "Pendulum-v1"),
+    ],
+)
+def test_shipped_rl_zoo3_presets_are_rl_zoo3s_entries(env_id, entry):
+    shipped = presets.lookup(env_id, name="rl-zoo3")
+    translated = zoo_presets.translate(zoo_entries()[entry], entry)
     translated["model"]["hidden_sizes"] = list(translated["model"]["hidden_sizes"])
     assert json.loads(json.dumps(translated)) == {
         section: shipped[section] for section in ("run", "config", "model")
