@@ -398,7 +398,9 @@ def report():
     for path in sorted(glob.glob(os.path.join(OUT, "learn-*.json"))):
         with open(path) as file:
             data = json.load(file)
-        runs.setdefault(data["env_id"], {}).setdefault(data["lib"], []).append(data)
+        # Runs of a named preset stay apart from the default preset's rows.
+        key = data["env_id"] + (f"@{data['preset']}" if data.get("preset") else "")
+        runs.setdefault(key, {}).setdefault(data["lib"], []).append(data)
     mujoco = {env: libs for env, libs in sorted(runs.items()) if env in ANCHORS}
     lines = [
         "| env (v5) | library, seeds | deterministic evaluation at the end "
