@@ -3,6 +3,7 @@
     pip install ".[bench,mujoco,atari]"
     python benchmarks/suites.py learn kppo Hopper-v5 --steps 300000 --seed 0
     python benchmarks/suites.py learn sb3 Hopper-v5 --steps 300000 --seed 0
+    python benchmarks/suites.py learn kppo HalfCheetah-v5 --preset rl-zoo3
     python benchmarks/suites.py atari_throughput kppo ALE/Breakout-v5
     python benchmarks/suites.py atari_envs ale_vector ALE/Breakout-v5
     python benchmarks/suites.py report   # tables and curves from results/
@@ -17,9 +18,11 @@ keras-ppo runs its preset (`keras_ppo.cli.presets`); SB3 gets the same
 values: the MuJoCo preset is CleanRL's `ppo_continuous_action.py` defaults
 (SB3: `VecNormalize(clip_obs=10, clip_reward=10)`, `clip_range_vf=0.2`,
 `vf_coef=0.25` because SB3's value loss is the plain squared error, as
-keras-ppo's), the Atari preset CleanRL's `ppo_atari.py` (SB3: `AtariWrapper`
-+ `VecFrameStack(4)`, `CnnPolicy`, which shares its CNN between policy and
-value as keras-ppo's preset does).
+keras-ppo's), a named preset (`--preset rl-zoo3`) its network, activation,
+initialisation, log-std, gSDE and normalisation flags too, the Atari preset
+CleanRL's `ppo_atari.py` (SB3: `AtariWrapper` + `VecFrameStack(4)`,
+`CnnPolicy`, which shares its CNN between policy and value as keras-ppo's
+preset does).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class Record:
 # ------------------------------------------------------------ MuJoCo learning
 
 
-def learn_kppo(env_id, steps, seed, deadline, record, eval_every=0):
+def learn_kppo(env_id, steps, seed, deadline, record, eval_every=0, preset=None):
     """Trains the preset; with `eval_every`, also evaluates every that many
     env steps (`record.data["evals"]`: steps, mean, std, seconds)."""
     import keras
@@ -74,7 +77,7 @@ def learn_kppo(env_id, steps, seed, deadline, record, eval_every=0):
     from keras_ppo.io.atari import is_atari_id
 
     keras.utils.set_random_seed(seed)
-    run = presets.make_run(env_id, total_timesteps=steps, seed=seed)
+    run = presets.make_run(env_id, total_timesteps=steps, seed=seed, preset=preset)
     returns = []
     # Atari: the real game score of the sampling policy, as CleanRL's
     # curves report it (a deterministic Breakout policy can stall).
@@ -128,12 +131,13 @@ def learn_kppo(env_id, steps, seed, deadline, record, eval_every=0):
     return trained, elapsed, result["mean_return"], result["std_return"]
 
 
-def sb3_ppo(policy, envs, settings, config, seed):
-    """SB3's PPO with a preset's run settings and `PPOConfig` values
-    (`keras_ppo.cli.presets.preset`), on the CPU."""
+def sb3_ppo(policy, envs, settings, config, seed, model=None):
+    """SB3's PPO with a preset's run settings, `PPOConfig` values and
+    `PPOModel` arguments (`keras_ppo.cli.presets.resolve`), on the CPU."""
     from stable_baselines3 import PPO
 
     rate = settings["learning_rate"]
+    clip = config["clip_ratio"]
     return PPO(
         policy,
         envs,
@@ -144,18 +148,39 @@ def sb3_ppo(policy, envs, settings, config, seed):
         gae_lambda=config["gae_lambda"],
         # SB3 passes the remaining fraction of training, 1 -> 0.
         learning_rate=(lambda p: rate * p) if settings["anneal_lr"] else rate,
-        clip_range=config["clip_ratio"],
+        clip_range=(lambda p: clip * p) if settings["anneal_clip_ratio"] else clip,
         clip_range_vf=config["clip_value"],
         ent_coef=config["ent_coef"],
         vf_coef=config["vf_coef"],
         max_grad_norm=settings["max_grad_norm"],
+        **sb3_policy(settings, model or {}),
         seed=seed,
         device="cpu",
         verbose=0,
     )
 
 
-def learn_sb3(env_id, steps, seed, deadline, record):
+def sb3_policy(settings, model):
+    """SB3's `use_sde`, `sde_sample_freq` and `policy_kwargs` of a preset's
+    model arguments (MLPs: the preset's hidden sizes for both trunks)."""
+    from torch import nn
+
+    activations = {"tanh": nn.Tanh, "relu": nn.ReLU}
+    sizes = list(model.get("hidden_sizes", (64, 64)))
+    return dict(
+        use_sde=model.get("use_sde", False),
+        sde_sample_freq=model.get("sde_sample_freq", -1),
+        policy_kwargs=dict(
+            net_arch=dict(pi=sizes, vf=sizes),
+            activation_fn=activations[model.get("activation", "tanh")],
+            log_std_init=settings["init_log_std"],
+            ortho_init=model.get("ortho_init", True),
+            **({"full_std": model["full_std"]} if model.get("use_sde") else {}),
+        ),
+    )
+
+
+def learn_sb3(env_id, steps, seed, deadline, record, preset=None):
     import gymnasium as gym
     import numpy as np
     from stable_baselines3.common.callbacks import BaseCallback
@@ -164,14 +189,17 @@ def learn_sb3(env_id, steps, seed, deadline, record):
 
     from keras_ppo.cli import presets
 
-    settings, config = presets.preset(env_id)
+    resolved = presets.resolve(env_id, preset_name=preset)
+    settings, config = resolved.run, resolved.config
     envs = VecNormalize(
         DummyVecEnv([lambda: Monitor(gym.make(env_id))] * settings["num_envs"]),
+        norm_obs=config.get("normalize_observations", False),
+        norm_reward=config.get("normalize_rewards", False),
         gamma=config["gamma"],
         clip_obs=10.0,
         clip_reward=10.0,
     )
-    agent = sb3_ppo("MlpPolicy", envs, settings, config, seed)
+    agent = sb3_ppo("MlpPolicy", envs, settings, config, seed, resolved.model)
 
     class Log(BaseCallback):
         def _on_step(self):
@@ -203,18 +231,24 @@ def learn_sb3(env_id, steps, seed, deadline, record):
     return trained, elapsed, float(np.mean(returns)), float(np.std(returns))
 
 
-def learn(lib, env_id, steps, seed, minutes, eval_every=0):
+def learn(lib, env_id, steps, seed, minutes, eval_every=0, preset=None):
     from workers import pin_threads
 
     pin_threads(lib)
+    name = env_id if preset is None else f"{env_id}@{preset}"
     record = Record(
-        f"learn-{lib}-{env_id}-{seed}", lib=lib, env_id=env_id, seed=seed, budget=steps
+        f"learn-{lib}-{name}-{seed}",
+        lib=lib,
+        env_id=env_id,
+        preset=preset,
+        seed=seed,
+        budget=steps,
     )
     deadline = time.time() + 60 * minutes
     if lib == "kppo":
-        outcome = learn_kppo(env_id, steps, seed, deadline, record, eval_every)
+        outcome = learn_kppo(env_id, steps, seed, deadline, record, eval_every, preset)
     else:
-        outcome = learn_sb3(env_id, steps, seed, deadline, record)
+        outcome = learn_sb3(env_id, steps, seed, deadline, record, preset)
     trained, elapsed, mean, std = outcome
     record.save(
         trained_steps=trained,
@@ -364,7 +398,9 @@ def report():
     for path in sorted(glob.glob(os.path.join(OUT, "learn-*.json"))):
         with open(path) as file:
             data = json.load(file)
-        runs.setdefault(data["env_id"], {}).setdefault(data["lib"], []).append(data)
+        # Runs of a named preset stay apart from the default preset's rows.
+        key = data["env_id"] + (f"@{data['preset']}" if data.get("preset") else "")
+        runs.setdefault(key, {}).setdefault(data["lib"], []).append(data)
     mujoco = {env: libs for env, libs in sorted(runs.items()) if env in ANCHORS}
     lines = [
         "| env (v5) | library, seeds | deterministic evaluation at the end "
@@ -533,6 +569,9 @@ def main(argv=None):
     command.add_argument(
         "--eval-every", type=int, default=0, help="keras-ppo: evaluate every N steps"
     )
+    command.add_argument(
+        "--preset", default=None, help="a built-in preset's name, e.g. rl-zoo3"
+    )
     command = commands.add_parser("atari_envs")
     command.add_argument("backend", choices=("ale_vector", "gymnasium", "sb3"))
     command.add_argument("env_id")
@@ -547,7 +586,13 @@ def main(argv=None):
         report()
     elif args.task == "learn":
         learn(
-            args.lib, args.env_id, args.steps, args.seed, args.minutes, args.eval_every
+            args.lib,
+            args.env_id,
+            args.steps,
+            args.seed,
+            args.minutes,
+            args.eval_every,
+            args.preset,
         )
     elif args.task == "atari_envs":
         result = atari_envs(args.backend, args.env_id, args.steps)

@@ -509,3 +509,19 @@ def test_the_constructor_and_get_config_follow_the_one_argument_list():
     assert list(config) == ["name", *(a.name for a in arguments.ARGUMENTS)]
     twin = PPOModel.from_config(config)
     assert twin.get_config() == {**config, "name": twin.name}
+
+
+def test_ortho_init_false_initialises_kernels_as_pytorch_linear():
+    space = gym.spaces.Box(-1.0, 1.0, (40,), np.float32)
+    action = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    torch_like = PPOModel(space, action, hidden_sizes=(300,), ortho_init=False)
+    kernel = torch_like.policy_trunk.layers[0].kernel.numpy()  # fan_in 40
+    assert np.abs(kernel).max() <= 1 / np.sqrt(40)
+    # U(-a, a) has std a / sqrt(3).
+    np.testing.assert_allclose(kernel.std(), 1 / np.sqrt(3 * 40), rtol=0.05)
+    head = torch_like.policy_head.kernel.numpy()  # fan_in 300, not gain 0.01
+    assert 0.5 / np.sqrt(300) < np.abs(head).max() <= 1 / np.sqrt(300)
+    orthogonal = PPOModel(space, action, hidden_sizes=(300,))
+    kernel = orthogonal.policy_trunk.layers[0].kernel.numpy()
+    # Orthogonal rows (40 <= 300) scaled by the gain sqrt(2).
+    np.testing.assert_allclose(kernel @ kernel.T, 2.0 * np.eye(40), atol=1e-4)

@@ -87,6 +87,10 @@ class Acting:
         """`(params, values)` from the trunks' input features."""
         hidden = networks.flatten(self.policy_trunk(policy_features, training=training))
         params = self.policy_head(hidden)
+        if self.exploration_noise is not None:
+            # gSDE's params carry the latent its noise is made of
+            # (`StateDependentGaussian`).
+            params = tf.concat([params, self.exploration_noise(hidden), hidden], -1)
         if self.state_dependent_std:
             mean, log_std = self.distribution.split(params)
             params = tf.concat([mean, log_std + self.init_log_std], axis=-1)
@@ -130,7 +134,19 @@ class Acting:
         `[batch_size, size]` zeros (`{}` for a feed-forward model)."""
         return memory.initial_state(self, batch_size)
 
-    def policy_step(self, observations, state, episode_starts, deterministic=False):
+    def exploration_matrices(self, batch_size):
+        """Fresh gSDE exploration matrices `[batch_size, k, d]` (advances
+        `rng_key`); see `keras_ppo.core.sde`."""
+        return self.exploration_noise.sample(batch_size, self.next_seed())
+
+    def policy_step(
+        self,
+        observations,
+        state,
+        episode_starts,
+        deterministic=False,
+        exploration=None,
+    ):
         """Acts on raw observations `[B, ...]` from `state` (graph-compatible),
         starting afresh where `episode_starts` `[B]` (bool).
 
@@ -140,6 +156,9 @@ class Acting:
             episode_starts: `[B]` bool.
             deterministic: Take the distribution's mode instead of a sample
                 (which draws no seed).
+            exploration: A gSDE model's exploration matrices `[B, k, d]`
+                (`exploration_matrices`), held across steps; None samples
+                as a fresh matrix would.
 
         Returns:
             `(actions, log_probs, values, next_state)`: actions in storage
@@ -152,6 +171,8 @@ class Acting:
         )
         if deterministic:
             actions = self.distribution.mode(params)
+        elif exploration is not None:
+            actions = self.distribution.explore(params, exploration)
         else:
             actions = self.distribution.sample(params, self.next_seed())
         log_probs = self.distribution.log_prob(params, actions)

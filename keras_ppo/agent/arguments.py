@@ -150,6 +150,10 @@ ARGUMENTS = (
     ),
     Argument("recurrent_units", 64),
     Argument("recurrent_critic", True),
+    Argument("use_sde", False, checks.check_bool),
+    Argument("sde_sample_freq", -1, lambda n, v: checks.check_int(n, v, minimum=-1)),
+    Argument("full_std", True, checks.check_bool),
+    Argument("ortho_init", True, checks.check_bool),
 )
 
 #: Arguments the model does not keep as given: its layers are built from

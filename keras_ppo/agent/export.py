@@ -45,7 +45,9 @@ def export_policy(
       `tf.saved_model.load(filepath).serve(...)` in one expression fails);
       also the `serving_default` signature, for TF-Serving. The revived
       object's `variables` are the model's weights (e.g. `env_steps`); the
-      optimizer is not exported.
+      optimizer is not exported. A feed-forward gSDE model
+      (`use_sde=True`) also has `policy.explore(observations, exploration)`,
+      which acts with the caller's exploration matrices `[batch, k, d]`.
     * `"onnx"`: one file for onnxruntime, input `observations`, outputs
       `action` and `value` (opset `ONNX_OPSET`). Needs tf2onnx.
     * `"litert"`: one `.tflite` file for the LiteRT interpreter
@@ -292,9 +294,30 @@ def _archive(model, serve, signature):
     archive = keras.export.ExportArchive()
     archive.track(model)
     if model.policy_core is None:
+        if model.use_sde:
+            archive.add_endpoint(name="explore", **_exploring_function(model))
         signature = [signature]
     archive.add_endpoint(name="serve", fn=serve, input_signature=signature)
     return archive
+
+
+def _exploring_function(model):
+    """A feed-forward gSDE policy's second SavedModel endpoint,
+    `explore(observations, exploration [batch, k, d]) -> {"action"}`: the
+    env-ready action `mean + latent @ exploration` with the caller's
+    exploration matrices (`keras_ppo.core.sde`), clipped to the bounds."""
+    distribution = model.distribution
+    latent_size = model.exploration_noise.log_std.shape[0]
+    matrices = tf.TensorSpec(
+        [None, latent_size, distribution.size], tf.float32, name="exploration"
+    )
+
+    def explore(observations, exploration):
+        params, _ = model(observations)
+        actions = distribution.explore(params, exploration)
+        return {"action": distribution.to_env(actions)}
+
+    return {"fn": explore, "input_signature": [model.layout.specs(), matrices]}
 
 
 def _tf2onnx():

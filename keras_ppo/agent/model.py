@@ -18,6 +18,7 @@ from keras_ppo.agent import (
 )
 from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent.acting import Acting
+from keras_ppo.agent.exploration import StateDependentNoise
 from keras_ppo.agent.metrics import EpisodeMean, TrainingLogs
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
@@ -27,6 +28,7 @@ from keras_ppo.core.batch import EPISODE_METRICS, LOSS_METRICS
 from keras_ppo.core.composite import make_policy_distribution
 from keras_ppo.core.continuous import TanhGaussian
 from keras_ppo.core.distributions import DiagGaussian
+from keras_ppo.core.sde import StateDependentGaussian
 from keras_ppo.files import save_atomically
 
 
@@ -38,7 +40,9 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
     Stable-Baselines3) on the encoded observation; `train_step` is one
     minibatch update, so one `fit` epoch on a `keras_ppo.rollout_dataset`
     is one PPO iteration. `model(observations)` gives the action
-    distribution's parameters `[batch, param_size]` and the values `[batch]`.
+    distribution's parameters `[batch, param_size]` (with `use_sde`, the
+    latent features after them: `keras_ppo.core.sde`) and the values
+    `[batch]`.
 
     Args:
         observation_space: A single env's `Box`, `Discrete`, or a (nested)
@@ -76,6 +80,18 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             trains on sequences (`PPOConfig.sequence_length`).
         recurrent_units: Units of an `"lstm"` or `"gru"` core.
         recurrent_critic: Give the value its own recurrent core.
+        use_sde: Explore with generalised state-dependent noise (gSDE;
+            `keras_ppo.core.sde`) instead of independent noise per step:
+            Gaussian `Box` actions only, `init_log_std` the initial log-std
+            of the exploration matrices' entries. Stable-Baselines3's name.
+        sde_sample_freq: With `use_sde`, draw new exploration matrices
+            every this many steps of a rollout, besides at its start; -1
+            (or 0) for only at its start. Stable-Baselines3's name.
+        full_std: With `use_sde`, one log-std per (latent feature, action)
+            entry of the matrices, else one per latent feature.
+        ortho_init: Initialise the MLPs and heads orthogonally (gains
+            sqrt(2), 0.01 and 1); else as PyTorch's `nn.Linear` kernels
+            (Stable-Baselines3's `ortho_init=False`).
 
     Example:
         >>> envs = gym.make_vec("CartPole-v1", num_envs=8)
@@ -106,6 +122,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         recurrent=None,
         recurrent_units=64,
         recurrent_critic=True,
+        use_sde=False,
+        sde_sample_freq=-1,
+        full_std=True,
+        ortho_init=True,
         **kwargs,
     ):
         guards.check_dtype_policy()
@@ -132,6 +152,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         self.distribution = make_policy_distribution(
             self.action_space, self.action_distribution
         )
+        if self.use_sde:
+            self.distribution = _sde_distribution(self)
         gaussian = isinstance(self.distribution, DiagGaussian | TanhGaussian)
         if self.state_dependent_std and not gaussian:
             raise ValueError(
@@ -181,19 +203,36 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             self.hidden_sizes,
             self.activation,
             seeds,
+            self.ortho_init,
         )
         head_size = self.distribution.param_size - self._log_std_size
         self.policy_head = networks.orthogonal_dense(
-            head_size, networks.POLICY_GAIN, next(seeds), name="policy_head"
+            head_size,
+            networks.POLICY_GAIN,
+            next(seeds),
+            name="policy_head",
+            ortho_init=self.ortho_init,
         )
         self.value_head = networks.orthogonal_dense(
-            1, networks.VALUE_GAIN, next(seeds), name="value_head"
+            1,
+            networks.VALUE_GAIN,
+            next(seeds),
+            name="value_head",
+            ortho_init=self.ortho_init,
         )
 
     def _build_state(self):
         config = self.config
         self.log_std = None
-        if self._log_std_size:
+        self.exploration_noise = None
+        if self.use_sde:
+            self.exploration_noise = StateDependentNoise(
+                self.distribution.size,
+                self.full_std,
+                self.init_log_std,
+                name="exploration_noise",
+            )
+        elif self._log_std_size:
             self.log_std = self._state_weight(
                 "log_std", (self._log_std_size,), self.init_log_std, trainable=True
             )
@@ -320,3 +359,21 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         export.export_policy(
             self, filepath, verbose=verbose, format=format, overwrite=overwrite
         )
+
+
+def _sde_distribution(model) -> StateDependentGaussian:
+    """The gSDE distribution of `model`'s Box actions.
+
+    Raises:
+        ValueError: Unless the actions are a `Box` with the `"gaussian"`
+            distribution and the log-stds are not the head's outputs.
+    """
+    if type(model.distribution) is not DiagGaussian or model.state_dependent_std:
+        raise ValueError(
+            "`use_sde` explores around a Gaussian policy's mean on Box actions "
+            "(action_distribution='gaussian', state_dependent_std=False). "
+            f"Received: use_sde=True with action_space={model.action_space}, "
+            f"action_distribution={model.action_distribution!r}, "
+            f"state_dependent_std={model.state_dependent_std}"
+        )
+    return StateDependentGaussian(model.action_space)

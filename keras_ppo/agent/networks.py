@@ -59,7 +59,13 @@ def encoder_for(space, flatten=True) -> ObservationEncoder:
 
 
 def build_trunks(
-    policy_network, value_network, shared_trunk, hidden_sizes, activation, seeds
+    policy_network,
+    value_network,
+    shared_trunk,
+    hidden_sizes,
+    activation,
+    seeds,
+    ortho_init=True,
 ):
     """`(policy_trunk, value_trunk)` of a `PPOModel`: the user's networks, or
     MLPs; one trunk for both with `shared_trunk`; by default a clone of a
@@ -81,10 +87,10 @@ def build_trunks(
             "`value_network` needs a `policy_network` too. Received: "
             f"policy_network=None, value_network={value_network!r}"
         )
-    policy = mlp(hidden_sizes, activation, seeds, "policy")
+    policy = mlp(hidden_sizes, activation, seeds, "policy", ortho_init)
     if shared_trunk:
         return policy, policy
-    return policy, mlp(hidden_sizes, activation, seeds, "value")
+    return policy, mlp(hidden_sizes, activation, seeds, "value", ortho_init)
 
 
 def trunk(network, argument):
@@ -118,20 +124,33 @@ def flatten(features):
     return tf.reshape(features, [-1, size])
 
 
-def orthogonal_dense(units, gain, seed, activation=None, name=None):
+def orthogonal_dense(units, gain, seed, activation=None, name=None, ortho_init=True):
+    """A Dense layer, orthogonally initialised with `gain` (zero biases), or
+    with `ortho_init=False` as PyTorch's `nn.Linear` initialises its
+    kernel, `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` (what Stable-Baselines3's
+    `ortho_init=False` leaves); the biases still start at zero."""
+    if ortho_init:
+        kernel = keras.initializers.Orthogonal(gain=gain, seed=seed)
+    else:
+        # limit sqrt(3 * scale / fan_in) = 1 / sqrt(fan_in)
+        kernel = keras.initializers.VarianceScaling(
+            1.0 / 3.0, "fan_in", "uniform", seed=seed
+        )
     return keras.layers.Dense(
         units,
         activation=activation,
-        kernel_initializer=keras.initializers.Orthogonal(gain=gain, seed=seed),
+        kernel_initializer=kernel,
         bias_initializer="zeros",
         name=name,
     )
 
 
-def mlp(hidden_sizes, activation, seeds, name) -> keras.Sequential:
-    """An MLP trunk: one orthogonally initialised Dense layer per size."""
+def mlp(hidden_sizes, activation, seeds, name, ortho_init=True) -> keras.Sequential:
+    """An MLP trunk: one Dense layer per size (`orthogonal_dense`)."""
     layers = [
-        orthogonal_dense(size, HIDDEN_GAIN, next(seeds), activation, f"{name}_{i}")
+        orthogonal_dense(
+            size, HIDDEN_GAIN, next(seeds), activation, f"{name}_{i}", ortho_init
+        )
         for i, size in enumerate(hidden_sizes)
     ]
     return keras.Sequential(layers, name=name)

@@ -44,7 +44,8 @@ _UNSUPPORTED = ("use_ema", "gradient_accumulation_steps", "loss_scale_factor")
 def stack_difference(agents) -> str | None:
     """Why `agents` cannot train stacked, or None if they can.
 
-    They can when they are feed-forward MLP agents on flat observations,
+    They can when they are feed-forward MLP agents on flat observations
+    without gSDE,
     built alike (everything of `get_config` but the name and the seed), on
     one device, without `target_kl` or running normalisation (whose
     per-agent skipping and statistics are not batched), and compiled with
@@ -57,6 +58,8 @@ def stack_difference(agents) -> str | None:
         reason = None
         if agent.policy_core is not None:
             reason = "is recurrent"
+        elif agent.use_sde:
+            reason = "explores with gSDE (use_sde=True)"
         elif agent.layout.structured:
             reason = "has Dict/Tuple observations or action masks"
         elif agent.custom_trunks or agent.custom_encoders:

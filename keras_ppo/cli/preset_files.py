@@ -12,10 +12,12 @@ one env and `keras-ppo train --preset FILE` reads it (`load_preset_file`):
 }
 ```
 
-`run` takes the keys of `DEFAULT_RUN`, `config` the fields of `PPOConfig`;
-every key is optional. An entry of a package file has the same `run` and
-`config`, a `source` (where the values come from), an optional `note` and
-an optional `model` (`PPOModel` arguments, e.g. a recurrent core).
+`run` takes the keys of `DEFAULT_RUN`, `config` the fields of `PPOConfig`,
+`model` `PPOModel` arguments (network sizes, activation, `ortho_init`,
+`use_sde`, ...); every key is optional. `--preset` also reads rl-zoo3's
+hyperparameter files (`keras_ppo.cli.zoo_presets`). An entry of a package
+file has the same `run`, `config` and `model`, a `source` (where the values
+come from) and an optional `note`.
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ NETWORKS = ("mlp", "nature_cnn")
 #: The package's preset files, `keras_ppo/presets/<family>.json`.
 FAMILIES = ("gymnasium", "tf_native", "mujoco", "atari", "multi_agent")
 
-_FILE_SECTIONS = {"env_id", "run", "config", "comment"}
-_ENTRY_SECTIONS = {"source", "note", "run", "config", "model"}
+_FILE_SECTIONS = {"env_id", "run", "config", "model", "comment"}
+_ENTRY_SECTIONS = {"source", "note", "run", "config", "model", "name"}
+#: An entry of a package file may hold other presets of its env, by name
+#: (e.g. rl-zoo3's tuned values beside CleanRL's), picked with
+#: `keras-ppo train ENV --preset NAME`.
+_ALTERNATIVES = "alternatives"
 
 
 def config_fields() -> tuple:
@@ -150,30 +156,47 @@ def load_family(family: str) -> dict[str, dict]:
         )
     entries = data["presets"]
     for env_id, entry in entries.items():
-        check_entry(entry, f"{env_id!r} of {name}")
-        if not isinstance(entry.get("source"), str):
-            raise ValueError(f"Preset {env_id!r} of {name} names no source")
+        where = f"{env_id!r} of {name}"
+        check_entry(entry, where, _ENTRY_SECTIONS | {_ALTERNATIVES})
+        others = entry.get(_ALTERNATIVES, {})
+        for key, other in others.items():
+            check_entry(other, f"{key!r} of {where}")
+        for label, preset in [(where, entry), *others.items()]:
+            if not isinstance(preset.get("source"), str):
+                raise ValueError(f"Preset {label!r} of {where} names no source")
     return entries
 
 
-def load_preset_file(path: str | os.PathLike) -> dict:
-    """Reads and checks a preset file.
+def load_preset_file(path: str | os.PathLike, env_id: str | None = None) -> dict:
+    """Reads and checks a preset file: keras-ppo's, or rl-zoo3's
+    hyperparameter file (`keras_ppo.cli.zoo_presets`), whose entry for
+    `env_id` (or its v4/v3 name) it translates.
 
     Returns:
-        `{"env_id": str | None, "run": dict, "config": dict}`.
+        `{"env_id": str | None, "run": dict, "config": dict, "model": dict}`.
 
     Raises:
-        ValueError: If the file cannot be read or holds unknown keys.
+        ValueError: If the file cannot be read, holds unknown keys, or (an
+            rl-zoo3 file) has no entry for `env_id` or one keras-ppo cannot
+            honour.
     """
+    from keras_ppo.cli import zoo_presets
+
     data = read_structured(path)
-    check_entry(data, f"file {os.fspath(path)!r}", _FILE_SECTIONS)
-    env_id = data.get("env_id")
-    if env_id is not None and not isinstance(env_id, str):
-        raise ValueError(f"Expected a string env_id. Received: {env_id!r}")
+    where = f"file {os.fspath(path)!r}"
+    if zoo_presets.is_zoo_file(data):
+        name, entry = zoo_presets.zoo_entry(data, env_id, where)
+        sections = zoo_presets.translate(entry, f"entry {name!r} of {where}")
+        return {"env_id": env_id or name, **sections}
+    check_entry(data, where, _FILE_SECTIONS)
+    file_env_id = data.get("env_id")
+    if file_env_id is not None and not isinstance(file_env_id, str):
+        raise ValueError(f"Expected a string env_id. Received: {file_env_id!r}")
     return {
-        "env_id": env_id,
+        "env_id": file_env_id,
         "run": dict(data.get("run") or {}),
         "config": dict(data.get("config") or {}),
+        "model": dict(data.get("model") or {}),
     }
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "lookup",
     "make_run",
     "preset",
+    "preset_names",
     "resolve",
 ]
 
@@ -54,16 +55,36 @@ TF_PRESETS = load_family("tf_native")
 ATARI_PRESET = load_family("atari")["atari"]
 
 
-def lookup(env_id: str, tf_env: bool = False) -> dict:
+def lookup(env_id: str, tf_env: bool = False, name: str | None = None) -> dict:
     """The preset entry of `env_id`, `{}` where there is none.
 
     A TF-native env takes its `TF_PRESETS` entry, else the gymnasium one;
-    an Atari id without an entry of its own takes `ATARI_PRESET`.
+    an Atari id without an entry of its own takes `ATARI_PRESET`. With a
+    `name`, the env's preset of that name (`preset_names`).
+
+    Raises:
+        ValueError: For a `name` the env has no preset of.
     """
     entry = (TF_PRESETS if tf_env else {}).get(env_id) or PRESETS.get(env_id)
     if entry is None and is_atari_id(env_id):
         entry = ATARI_PRESET
-    return entry or {}
+    entry = entry or {}
+    if name is None or entry.get("name") == name:
+        return entry
+    other = entry.get("alternatives", {}).get(name)
+    if other is None:
+        raise ValueError(
+            f"{env_id} has no preset named {name!r}. Its presets: "
+            f"{', '.join(preset_names(env_id, tf_env)) or 'none'}"
+        )
+    return other
+
+
+def preset_names(env_id: str, tf_env: bool = False) -> list[str]:
+    """The names of `env_id`'s built-in presets, its default first."""
+    entry = lookup(env_id, tf_env)
+    default = [entry["name"]] if "name" in entry else []
+    return default + sorted(entry.get("alternatives", {}))
 
 
 class Settings(typing.NamedTuple):
@@ -74,7 +95,14 @@ class Settings(typing.NamedTuple):
     model: dict  # PPOModel arguments (hidden_sizes, a recurrent core, ...)
 
 
-def resolve(env_id: str, tf_env: bool = False, hidden_sizes=None, **given) -> Settings:
+def resolve(
+    env_id: str,
+    tf_env: bool = False,
+    hidden_sizes=None,
+    model=None,
+    preset_name: str | None = None,
+    **given,
+) -> Settings:
     """The settings of a run on `env_id`: `given` over its preset over the
     defaults.
 
@@ -83,6 +111,10 @@ def resolve(env_id: str, tf_env: bool = False, hidden_sizes=None, **given) -> Se
         tf_env: Take the TF-native env's preset where it has one.
         hidden_sizes: Hidden layer sizes of the MLPs, or None for the
             preset's (else 64, 64).
+        model: `PPOModel` arguments over the preset's `model` (e.g. a
+            preset file's), or None.
+        preset_name: Start from the env's built-in preset of this name
+            (`preset_names`) instead of its default one.
         **given: Run settings (`DEFAULT_RUN` keys) and `PPOConfig` fields.
 
     Returns:
@@ -90,6 +122,7 @@ def resolve(env_id: str, tf_env: bool = False, hidden_sizes=None, **given) -> Se
 
     Raises:
         TypeError: For a name that is neither a run setting nor a field.
+        ValueError: For a `preset_name` the env has no preset of.
     """
     unknown = sorted(set(given) - setting_names())
     if unknown:
@@ -97,12 +130,12 @@ def resolve(env_id: str, tf_env: bool = False, hidden_sizes=None, **given) -> Se
             f"Unknown settings {unknown}: neither run settings nor PPOConfig "
             f"fields. Expected some of {sorted(setting_names())}"
         )
-    entry = lookup(env_id, tf_env)
+    entry = lookup(env_id, tf_env, preset_name)
     run = {**DEFAULT_RUN, **entry.get("run", {})}
     config = dict(entry.get("config", {}))
     for name, value in given.items():
         (run if name in DEFAULT_RUN else config)[name] = value
-    model = dict(entry.get("model", {}))
+    model = {**entry.get("model", {}), **(model or {})}
     # The preset files hold lists; PPOModel's arguments are tuples.
     model["hidden_sizes"] = tuple(model.get("hidden_sizes", (64, 64)))
     if hidden_sizes is not None:
@@ -179,6 +212,7 @@ def make_run(
     vectorization_mode: str = "sync",
     tf_env: bool = False,
     strategy=None,
+    preset: str | None = None,
     **config_overrides,
 ) -> Run:
     """Builds envs, a compiled `PPOModel` and its rollout dataset from the
@@ -210,6 +244,8 @@ def make_run(
             under, or None. With a multi-worker strategy every worker runs
             its own `num_envs` envs and `total_timesteps` counts the steps
             of all workers.
+        preset: The name of one of the env's built-in presets
+            (`preset_names`, e.g. `"rl-zoo3"`); None for its default.
         **config_overrides: `PPOConfig` fields.
 
     Returns:
@@ -234,7 +270,9 @@ def make_run(
         network=network,
     )
     given = {name: value for name, value in given_run.items() if value is not None}
-    settings = resolve(env_id, tf_env, hidden_sizes, **given, **config_overrides)
+    settings = resolve(
+        env_id, tf_env, hidden_sizes, None, preset, **given, **config_overrides
+    )
     return build_run(env_id, settings, tf_env, vectorization_mode, strategy)
 
 

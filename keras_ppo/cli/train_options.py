@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from keras_ppo.cli import presets
 from keras_ppo.cli.demos import add_init_options
@@ -41,10 +42,12 @@ def _add_env_options(train):
     )
     train.add_argument(
         "--preset",
-        metavar="FILE",
+        metavar="FILE|NAME",
         default=None,
-        help="JSON/YAML preset file, e.g. written by keras-ppo tune; explicit "
-        "options override it, it overrides the env's built-in preset",
+        help="JSON/YAML preset file (written by keras-ppo tune, or rl-zoo3's "
+        "hyperparams/ppo.yml, whose entry for the env it reads), or the name "
+        "of one of the env's built-in presets (e.g. rl-zoo3); explicit "
+        "options override it, a file overrides the env's built-in preset",
     )
     train.add_argument(
         "--total-timesteps",
@@ -171,19 +174,20 @@ def _add_output_options(train):
     )
 
 
-def _read_preset_file(args, parser) -> dict:
-    """The settings of the `--preset` file, `{}` without one.
+def _read_preset_file(args, parser) -> tuple[dict, dict]:
+    """The settings and the model arguments of the `--preset` file, `{}`
+    and `{}` without one.
 
     As for `presets.make_run`, a run setting of None means the preset's
     value, and a `PPOConfig` field of None means None. Sets `args.env_id`
     when the command line gives none: the file's `env_id`, else CartPole-v1.
     Exits 2 naming `--preset` for a bad file.
     """
-    if args.preset is None:
+    if args.preset is None or is_preset_name(args.preset):
         args.env_id = args.env_id or DEFAULT_ENV_ID
-        return {}
+        return {}, {}
     try:
-        preset = load_preset_file(args.preset)
+        preset = load_preset_file(args.preset, args.env_id)
     except ValueError as error:
         parser.error(f"argument --preset: {error}")
     if args.env_id is None:
@@ -192,7 +196,7 @@ def _read_preset_file(args, parser) -> dict:
         print(f"Note: {args.preset} was tuned on {preset['env_id']}, not {args.env_id}")
     print(f"Preset {args.preset} (explicit options override it)")
     run = {name: value for name, value in preset["run"].items() if value is not None}
-    return {**run, **preset["config"]}
+    return {**run, **preset["config"]}, preset["model"]
 
 
 def train_settings(args, parser) -> presets.Settings:
@@ -210,19 +214,33 @@ def train_settings(args, parser) -> presets.Settings:
     Returns:
         The `presets.Settings`.
     """
-    from_file = _read_preset_file(args, parser)
+    from_file, model = _read_preset_file(args, parser)
     given = {
         name: getattr(args, name)
         for name in DEFAULT_RUN
         if getattr(args, name) is not None
     }
     given.update(config_overrides(args))
-    return presets.resolve(
-        args.env_id,
-        args.tf_env,
-        hidden_sizes=args.hidden_sizes,
-        **{**from_file, **given},
-    )
+    name = args.preset if is_preset_name(args.preset) else None
+    try:
+        return presets.resolve(
+            args.env_id,
+            args.tf_env,
+            hidden_sizes=args.hidden_sizes,
+            model=model,
+            preset_name=name,
+            **{**from_file, **given},
+        )
+    except ValueError as error:
+        parser.error(f"argument --preset: {error}")
+
+
+def is_preset_name(preset: str | None) -> bool:
+    """Whether `--preset` names a built-in preset rather than a file: no
+    file of that name exists and it has no directory or file extension."""
+    if preset is None or os.path.exists(preset):
+        return False
+    return os.sep not in preset and not os.path.splitext(preset)[1]
 
 
 def check_before_training(args, parser, settings, logdir, save_path) -> None:

@@ -115,9 +115,12 @@ def collect(model, driver: Driver, num_steps: int, groups: int = 1):
         next_states=tf.nest.map_structure(lambda _: arrays(tf.float32), state),
     )
 
-    def body(t, observations, starts, state, carry, policy):
+    exploration = _exploration(model, driver.num_envs, 0, None)
+
+    def body(t, observations, starts, state, carry, policy, exploration):
+        exploration = _exploration(model, driver.num_envs, t, exploration)
         actions, log_probs, values, next_state = model.policy_step(
-            observations, state, starts
+            observations, state, starts, **exploration
         )
         step = PolicySteps(actions, log_probs, values, state, starts, next_state)
         policy = tf.nest.map_structure(
@@ -125,12 +128,12 @@ def collect(model, driver: Driver, num_steps: int, groups: int = 1):
         )
         env_actions = distribution.to_env(actions)
         observations, starts, carry = driver.step(t, observations, env_actions, carry)
-        return t + 1, observations, starts, next_state, carry, policy
+        return t + 1, observations, starts, next_state, carry, policy, exploration
 
-    _, observations, starts, state, carry, policy = tf.while_loop(
+    _, observations, starts, state, carry, policy, _ = tf.while_loop(
         lambda t, *_: t < num_steps,
         body,
-        (tf.constant(0), observations, starts, state, carry, policy),
+        (tf.constant(0), observations, starts, state, carry, policy, exploration),
         maximum_iterations=num_steps,
     )
     env_steps = driver.finish(carry, observations)
@@ -145,6 +148,26 @@ def collect(model, driver: Driver, num_steps: int, groups: int = 1):
             lambda variable, value: variable.assign(value), driver.policy_state, state
         )
     return env_steps, policy, episodes
+
+
+def _exploration(model, num_envs, t, held):
+    """The keyword arguments that give `policy_step` a gSDE model's
+    exploration matrices at step `t`: `held` (the previous step's), or
+    fresh ones at the rollout's start (`held` None) and every
+    `sde_sample_freq` steps (Raffin et al., 2021, Sec. 3; as
+    Stable-Baselines3, the count restarts with each rollout, so no matrix
+    outlives its rollout and the driver holds none). `{}` without gSDE."""
+    if not getattr(model, "use_sde", False):
+        return {}
+    if held is None:
+        return {"exploration": model.exploration_matrices(num_envs)}
+    held = held["exploration"]
+    frequency = model.sde_sample_freq
+    if frequency <= 0:
+        return {"exploration": held}
+    due = tf.logical_and(t > 0, t % frequency == 0)
+    matrices = tf.cond(due, lambda: model.exploration_matrices(num_envs), lambda: held)
+    return {"exploration": matrices}
 
 
 def _held_state(model, driver):

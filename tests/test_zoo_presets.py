@@ -1,0 +1,201 @@
+"""rl-zoo3's hyperparameter files as presets (`keras_ppo.cli.zoo_presets`),
+read from the small copy of rl-zoo3's entries in tests/data, and the
+built-in presets picked by name."""
+
+import json
+import pathlib
+
+import keras
+import pytest
+import yaml
+
+import keras_ppo
+from keras_ppo.cli import main, presets, zoo_presets
+from keras_ppo.cli.preset_files import load_preset_file
+
+ZOO_FILE = pathlib.Path(__file__).parent / "data" / "rl_zoo3_ppo.yml"
+
+
+def zoo_entries():
+    return yaml.safe_load(ZOO_FILE.read_text())
+
+
+def test_a_gsde_entry_translates_with_sb3_defaults_for_what_it_leaves_out():
+    preset = load_preset_file(ZOO_FILE, "Pendulum-v1")
+    assert preset["env_id"] == "Pendulum-v1"
+    assert preset["run"] == {
+        "num_envs": 4,
+        "total_timesteps": 100_000,
+        "learning_rate": 1e-3,
+        "anneal_lr": False,
+        "anneal_clip_ratio": False,
+        "max_grad_norm": 0.5,  # SB3's default
+        "init_log_std": 0.0,
+        "network": "mlp",
+    }
+    assert preset["config"] == {
+        "num_steps": 1024,
+        "minibatch_size": 64,  # SB3's default batch_size
+        "update_epochs": 10,
+        "gamma": 0.9,
+        "gae_lambda": 0.95,
+        "clip_ratio": 0.2,
+        "clip_value": None,
+        "ent_coef": 0.0,
+        "vf_coef": 0.5,
+        "normalize_advantages": True,
+        "normalize_observations": False,
+        "normalize_rewards": False,
+        "target_kl": None,
+    }
+    assert preset["model"] == {
+        "use_sde": True,
+        "sde_sample_freq": 4,
+        "hidden_sizes": (64, 64),
+        "activation": "tanh",
+        "ortho_init": True,
+        "full_std": True,
+    }
+
+
+def test_lin_schedules_anneal_the_learning_rate_and_the_clip_range():
+    preset = load_preset_file(ZOO_FILE, "CartPole-v1")
+    assert preset["run"]["learning_rate"] == 0.001 and preset["run"]["anneal_lr"]
+    assert preset["config"]["clip_ratio"] == 0.2
+    assert preset["run"]["anneal_clip_ratio"]
+    assert preset["config"]["minibatch_size"] == 256
+
+
+def test_policy_kwargs_are_read_and_a_batch_larger_than_the_rollout_is_capped():
+    preset = load_preset_file(ZOO_FILE, "MountainCarContinuous-v0")
+    # batch_size 256 over 1 env x 8 steps: SB3 takes the whole rollout.
+    assert preset["config"]["minibatch_size"] == 8
+    assert preset["run"]["init_log_std"] == -3.29
+    assert preset["run"]["max_grad_norm"] == 5
+    assert preset["model"]["ortho_init"] is False
+    assert preset["model"]["use_sde"] is True
+    assert preset["model"]["sde_sample_freq"] == -1
+    assert preset["config"]["normalize_observations"]
+    assert preset["config"]["normalize_rewards"]
+
+
+def test_a_v5_id_reads_the_entry_of_its_v4_name_and_yaml_merge_keys():
+    cheetah = load_preset_file(ZOO_FILE, "HalfCheetah-v5")
+    assert cheetah["env_id"] == "HalfCheetah-v5"
+    assert cheetah["model"]["hidden_sizes"] == (256, 256)
+    assert cheetah["model"]["activation"] == "relu"
+    assert cheetah["run"]["init_log_std"] == -2.0
+    # Swimmer-v4 extends the `mujoco-defaults` anchor (normalize: true).
+    swimmer = load_preset_file(ZOO_FILE, "Swimmer-v5")
+    assert swimmer["config"]["normalize_observations"]
+    assert swimmer["config"]["gamma"] == 0.9999
+    assert swimmer["config"]["num_steps"] == 1024
+
+
+def test_an_env_without_an_entry_is_named_with_the_entries_there_are():
+    with pytest.raises(ValueError, match="no rl-zoo3 entry for Acrobot-v1.*Ant-v4"):
+        load_preset_file(ZOO_FILE, "Acrobot-v1")
+
+
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        ({"env_wrapper": "sb3.AtariWrapper"}, "env_wrapper"),
+        ({"policy": "CnnPolicy"}, "CnnPolicy"),
+        ({"learning_rate": "exp_0.1"}, "learning_rate"),
+        ({"normalize": "{'norm_obs': True, 'clip_obs': 5.0}"}, "normalize"),
+        ({"policy_kwargs": "dict(net_arch=dict(pi=[64], vf=[32]))"}, "net_arch"),
+        ({"policy_kwargs": "dict(activation_fn=nn.LeakyReLU)"}, "LeakyReLU"),
+        ({"policy_kwargs": "dict(squash_output=True)"}, "squash_output"),
+        ({"policy_kwargs": "dict(optimizer_kwargs=dict())"}, "optimizer_kwargs"),
+        # Parsed, never evaluated.
+        ({"policy_kwargs": "dict(net_arch=__import__('os').getcwd())"}, "__import__"),
+    ],
+)
+def test_what_cannot_be_honoured_is_refused_by_name(tmp_path, changes, named):
+    entry = {**zoo_entries()["Pendulum-v1"], **changes}
+    path = tmp_path / "ppo.yml"
+    path.write_text(yaml.safe_dump({"Pendulum-v1": entry}))
+    with pytest.raises(ValueError, match=named.replace("(", r"\(")):
+        load_preset_file(path, "Pendulum-v1")
+
+
+@pytest.mark.parametrize(
+    "env_id, entry",
+    [
+        ("HalfCheetah-v5", "HalfCheetah-v4"),
+        ("Hopper-v5", "Hopper-v4"),
+        ("Walker2d-v5", "Walker2d-v4"),
+        ("Ant-v5", "Ant-v4"),
+        ("Pendulum-v1", "Pendulum-v1"),
+    ],
+)
+def test_shipped_rl_zoo3_presets_are_rl_zoo3s_entries(env_id, entry):
+    shipped = presets.lookup(env_id, name="rl-zoo3")
+    translated = zoo_presets.translate(zoo_entries()[entry], entry)
+    translated["model"]["hidden_sizes"] = list(translated["model"]["hidden_sizes"])
+    assert json.loads(json.dumps(translated)) == {
+        section: shipped[section] for section in ("run", "config", "model")
+    }
+
+
+def test_built_in_presets_are_picked_by_name():
+    assert presets.preset_names("HalfCheetah-v5") == ["cleanrl", "rl-zoo3"]
+    cleanrl = presets.resolve("HalfCheetah-v5", preset_name="cleanrl")
+    assert cleanrl == presets.resolve("HalfCheetah-v5")
+    zoo = presets.resolve("HalfCheetah-v5", preset_name="rl-zoo3")
+    assert zoo.config["num_steps"] == 512 and zoo.config["update_epochs"] == 20
+    assert zoo.model["hidden_sizes"] == (256, 256)
+    with pytest.raises(ValueError, match="no preset named 'sb3'.*cleanrl, rl-zoo3"):
+        presets.resolve("HalfCheetah-v5", preset_name="sb3")
+
+
+def test_make_run_builds_the_named_presets_network():
+    run = presets.make_run("HalfCheetah-v5", preset="rl-zoo3", seed=0)
+    model = run.model
+    assert (model.hidden_sizes, model.activation, model.ortho_init) == (
+        (256, 256),
+        "relu",
+        False,
+    )
+    assert float(model.log_std.numpy()[0]) == -2.0
+    assert model.optimizer.get_config()["learning_rate"] == pytest.approx(2.0633e-5)
+    run.envs.close()
+
+
+def test_cli_trains_from_an_rl_zoo3_file(capsys, tmp_path):
+    argv = ["train", "Pendulum-v1", "--preset", str(ZOO_FILE)]
+    argv += ["--total-timesteps", "64", "--num-envs", "2", "--num-steps", "32"]
+    argv += ["--minibatch-size", "32", "--update-epochs", "1"]
+    argv += ["--eval-episodes", "1", "--logdir", str(tmp_path), "--verbose", "0"]
+    assert main(argv) == 0
+    assert "gamma=0.9," in capsys.readouterr().out
+    loaded = keras.saving.load_model(tmp_path / "agent.keras")
+    assert loaded.use_sde and loaded.sde_sample_freq == 4
+    assert isinstance(loaded, keras_ppo.PPOModel)
+
+
+def test_cli_names_a_missing_built_in_preset(capsys, tmp_path):
+    argv = ["train", "CartPole-v1", "--preset", "rl-zoo3", "--logdir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "--preset: CartPole-v1 has no preset named 'rl-zoo3'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_pendulum_novel_has_rl_zoo3s_gsde_preset():
+    import keras_ppo.envs  # noqa: F401  (registers PendulumNoVel-v1)
+
+    assert presets.preset_names("PendulumNoVel-v1") == ["keras-ppo", "rl-zoo3"]
+    run = presets.make_run("PendulumNoVel-v1", preset="rl-zoo3", seed=0)
+    model = run.model
+    assert model.recurrent == "lstm" and model.recurrent_critic
+    assert model.use_sde and model.sde_sample_freq == 4
+    assert (model.hidden_sizes, model.activation, model.ortho_init) == (
+        (64,),
+        "relu",
+        False,
+    )
+    assert model.config.normalize_observations and model.config.normalize_rewards
+    run.envs.close()
