@@ -284,7 +284,7 @@ def tf_env_scenario(strategy):
 
 def steps_per_execution_scenario(strategy):
     """The error for several steps per call, and a one-device agent (saved
-    with 8 steps per call) loaded and trained under the strategy."""
+    with its default steps per call) loaded and trained under the strategy."""
     import tempfile
 
     envs = make_envs()

@@ -289,3 +289,26 @@ def test_resident_memory_is_stable_over_200_iterations():
     growth = rss_mib() - before
     assert envs.env_steps == 220 * 2 * 16
     assert growth < 25, f"RSS grew by {growth:.1f} MiB over 200 iterations"
+
+
+@pytest.mark.parametrize("tf_env", [False, True])
+def test_compiling_again_trains_the_same_dataset_with_the_new_optimizer(tf_env):
+    if tf_env:
+        envs = keras_ppo.envs.make("CartPole-v1", num_envs=4)
+        config = keras_ppo.PPOConfig(
+            num_steps=16, minibatch_size=16, update_epochs=2, seed=0
+        )
+        model = keras_ppo.PPOModel.from_env(envs, config=config)
+    else:
+        envs, model = make_setup()
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, envs, whole_iterations=tf_env)
+    model.fit(dataset, epochs=1, verbose=0)
+    frozen = keras.optimizers.SGD(learning_rate=0.0)
+    model.compile(frozen)
+    before = [w.numpy() for w in model.trainable_weights]
+    model.fit(dataset, epochs=1, verbose=0)
+    # The new optimizer made the iteration's 2 x 4 updates, of size 0.
+    assert int(frozen.iterations) == 2 * 4
+    for old, new in zip(before, model.trainable_weights, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())

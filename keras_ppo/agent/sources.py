@@ -47,6 +47,9 @@ class IterationSource(Protocol):
     def train_iteration(self, element) -> dict:
         """Trains on one element as described above; returns the logs."""
 
+    def trace_again(self) -> None:
+        """Makes `train_iteration` anew, traced at its next call."""
+
     def env_error(self) -> BaseException | None:
         """The exception an env raised in the last rollout, if any (taken:
         a second call returns None)."""
@@ -112,6 +115,10 @@ def fit_input(model, x, steps_per_epoch):
     if model.iteration_source is not iteration_source:
         model.iteration_source = iteration_source
         model.train_function = None
+    if iteration_source is not None and model.train_function is None:
+        # Keras traces a new train function (after `compile`, say, with a new
+        # optimizer); the source's compiled call is traced again with it.
+        iteration_source.trace_again()
     if model.auto_steps_per_execution and model.steps_per_execution != per_epoch:
         model.steps_per_execution = per_epoch
         model.train_function = None

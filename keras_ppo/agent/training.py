@@ -83,6 +83,10 @@ class KerasTraining:
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution, **kwargs
         )
+        if self.auto_steps_per_execution:
+            # Keras' own default until `fit` chooses for its dataset
+            # (`keras_ppo.agent.sources.fit_input`).
+            self.steps_per_execution = 1
         # Create the optimizer's variables now (the model is already built);
         # created inside the first train step, they would make tf.function
         # trace it twice.

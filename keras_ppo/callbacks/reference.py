@@ -105,7 +105,7 @@ def _trace_again(model):
     it (or with it) are traced again, the source's compiled updates too."""
     source = model.iteration_source
     if source is not None:
-        source.compile_updates()
+        source.trace_again()
     if model.train_function is not None:
         # Inside fit (on_train_begin), Keras calls the one it made already.
         model.make_train_function(force=True)

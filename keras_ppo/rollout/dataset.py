@@ -241,7 +241,7 @@ class IterationSource:
         #: replicas.
         self.stacked = not distributed
         self.jit_compile_updates = jit_compile_updates
-        self.compile_updates()
+        self.trace_again()
         outputs = self.run_iteration.get_concrete_function().structured_outputs
         # One element: one minibatch, without the leading update axis.
         self.element_spec = tf.nest.map_structure(
@@ -285,9 +285,9 @@ class IterationSource:
     def env_error(self):
         return self.driver.take_error()
 
-    def compile_updates(self):
-        """(Re)makes `train_iteration`, so that its next trace sees the model
-        as it is then (e.g. with a penalty term attached)."""
+    def trace_again(self):
+        """Makes `train_iteration` anew, so that its next call traces it with
+        the model as it is then (a new optimizer, a penalty term)."""
         #: Every update of one stacked element, in order, then the logs: one
         #: compiled call instead of a Keras step per minibatch.
         self.train_iteration = tf.function(

@@ -47,7 +47,13 @@ class PlaceholderIterations:
             run()
             return self.model.metric_results()
 
+        self._compiled_from = (run, jit_compile)
         return tf.function(step, autograph=False, jit_compile=jit_compile)
+
+    def trace_again(self):
+        """Makes `train_iteration` anew, so that its next call traces it with
+        the model as it is then (a new optimizer after `compile`)."""
+        self.train_iteration = self.compiled_step(*self._compiled_from)
 
     def env_error(self):
         # TF-native envs fail inside the graph, with TensorFlow's own error.
