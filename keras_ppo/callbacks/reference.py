@@ -95,8 +95,7 @@ def _check_xla(model):
         guards.check_xla(
             model,
             source.jit_compile_updates,
-            "rollout_dataset (ReferenceKL samples the reference policy in the "
-            "updates)",
+            "rollout_dataset (ReferenceKL samples the reference policy in the updates)",
         )
 
 
