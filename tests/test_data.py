@@ -1,6 +1,8 @@
 """The fit contract: one epoch = one iteration, exact env-step accounting,
 no policy lag, target-KL skips, epoch logs are averages."""
 
+import os
+
 import gymnasium as gym
 import keras
 import numpy as np
@@ -312,3 +314,22 @@ def test_compiling_again_trains_the_same_dataset_with_the_new_optimizer(tf_env):
     assert int(frozen.iterations) == 2 * 4
     for old, new in zip(before, model.trainable_weights, strict=True):
         np.testing.assert_array_equal(old, new.numpy())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux only")
+def test_fitting_many_models_in_one_process_keeps_memory_maps_bounded():
+    # TensorFlow keeps every XLA executable for the life of the process
+    # (hundreds of memory maps each on CPU): by default fit compiles none, so
+    # a long-lived process (a tuning study, a notebook) never runs out of
+    # the kernel's 65,530 maps.
+    def maps():
+        with open("/proc/self/maps") as file:
+            return sum(1 for _ in file)
+
+    counts = []
+    for _ in range(4):
+        envs, model = make_setup(num_envs=2)
+        model.compile()
+        model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0)
+        counts.append(maps())
+    assert counts[-1] - counts[1] < 3 * 50

@@ -47,9 +47,10 @@ def rollout_dataset(
             with `model.config.seed` on the first read; PettingZoo envs
             through `keras_ppo.MultiAgentVectorEnv`), or a TF-native
             `keras_ppo.envs` env.
-        jit_compile: Compile with XLA. None (default): an iteration's
-            updates, and a TF-native env's whole iterations; True: a
-            TF-native env's rollout too; False: nothing.
+        jit_compile: Compile with XLA. None (default): a TF-native env's
+            whole iterations only; True: also an iteration's updates on the
+            minibatch stream (faster for long runs, about 2 s to compile)
+            and a TF-native env's rollout; False: nothing.
         nonfinite: A NaN or inf observation or reward of a gymnasium env:
             `"raise"` a `ValueError` naming the env and step (default), or
             `"mask"` the affected steps out of training with a warning.
@@ -91,15 +92,16 @@ def rollout_dataset(
             model, driver, jit_compile, iterations_per_step=iterations_per_step
         )
     else:
-        # A TF-native env's rollout compiles with XLA only when asked; the
-        # updates unless told not to (benchmarks/README.md measures both).
+        # XLA only when asked: TensorFlow keeps every XLA executable for the
+        # life of the process (about 275 memory maps each on CPU), so a
+        # process fitting a few hundred models would run out of them.
         compile_rollout = bool(jit_compile) and isinstance(driver, TFDriver)
         guards.check_xla(model, compile_rollout, "rollout_dataset")
         source = IterationSource(
             model,
             driver,
             jit_compile=compile_rollout,
-            jit_compile_updates=jit_compile is not False,
+            jit_compile_updates=bool(jit_compile),
         )
     return RolloutDataset(source)
 
@@ -220,7 +222,7 @@ class IterationSource:
     #: Elements are minibatches, one update each.
     whole_iterations = False
 
-    def __init__(self, model, driver, jit_compile=False, jit_compile_updates=True):
+    def __init__(self, model, driver, jit_compile=False, jit_compile_updates=False):
         config = model.config
         self.model = model
         self.driver = driver
