@@ -128,7 +128,9 @@ def spread_keras(seed, env_steps):
     iterations = -(-env_steps // 800)
     start = time.perf_counter()
     history = model.fit(
-        keras_ppo.rollout_dataset(model, envs), epochs=iterations, verbose=0
+        keras_ppo.rollout_dataset(model, envs, jit_compile=True),
+        epochs=iterations,
+        verbose=0,
     )
     seconds = time.perf_counter() - start
     returns = history.history["episode_return"]
