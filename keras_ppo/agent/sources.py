@@ -70,8 +70,8 @@ def fit_input(model, x, steps_per_epoch):
 
     For a `RolloutDataset` of `model`: sets `model.iteration_source` to its
     source when its elements are whole or stacked iterations (else None),
-    resetting
-    the train function when that changes, and returns the source's endless
+    resetting the train function when that changes (and tracing the
+    source's compiled call again with a new one), and returns the source's endless
     dataset when every compiled call ends on an iteration boundary. Other
     inputs are returned unchanged.
 
@@ -115,13 +115,13 @@ def fit_input(model, x, steps_per_epoch):
     if model.iteration_source is not iteration_source:
         model.iteration_source = iteration_source
         model.train_function = None
+    if model.auto_steps_per_execution and model.steps_per_execution != per_epoch:
+        model.steps_per_execution = per_epoch
+        model.train_function = None
     if iteration_source is not None and model.train_function is None:
         # Keras traces a new train function (after `compile`, say, with a new
         # optimizer); the source's compiled call is traced again with it.
         iteration_source.trace_again()
-    if model.auto_steps_per_execution and model.steps_per_execution != per_epoch:
-        model.steps_per_execution = per_epoch
-        model.train_function = None
     if whole:
         check_iterations_per_call(per_epoch, model.steps_per_execution)
         return source, source.dataset(repeat=True), per_epoch
