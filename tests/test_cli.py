@@ -326,6 +326,24 @@ def test_train_connect_four_in_self_play_saves_the_pool_with_the_agent(
     assert int(agent.predict_action(board)) == 4
 
 
+def test_train_self_play_takes_the_pool_size_and_snapshot_schedule(capsys, tmp_path):
+    save = tmp_path / "four.keras"
+    code = main(
+        ["train", "connect_four_v3", "--self-play", "--snapshot-every", "1",
+         "--pool-size", "2", "--total-timesteps", "96", "--num-envs", "2",
+         "--num-steps", "16", "--minibatch-size", "32", "--update-epochs", "1",
+         "--eval-episodes", "1", "--seed", "0", "--verbose", "0",
+         "--save", str(save), "--logdir", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert code == 0
+    assert "3 iterations x 32 env steps" in capsys.readouterr().out
+    # Snapshots at the start and after each of the 3 iterations: 4 taken (1
+    # with the default schedule), the 2 newest kept.
+    pool = keras_ppo.load_agent(save).snapshots.snapshots
+    assert len(pool) == 2
+    assert not all(np.array_equal(a, b) for a, b in zip(*pool, strict=True))
+
+
 def test_self_play_on_a_game_that_is_not_turn_based_exits_2(capsys, tmp_path):
     err = run_failing(
         ["train", "simple_spread_v3", "--self-play", "--logdir",

@@ -212,3 +212,60 @@ def test_enjoy_refuses_an_output_naming_a_directory(agent_path, capsys, tmp_path
     err = capsys.readouterr().err
     assert "--output" in err and str(output) in err
     assert os.listdir(output) == []
+
+
+# ------------------------------------------------------------- self-play
+
+
+@pytest.mark.parametrize(
+    "options, shown",
+    [
+        (["--pool-size", "0"], ["--pool-size", "'0'"]),
+        (["--pool-size", "-2"], ["--pool-size", "'-2'"]),
+        (["--snapshot-every", "0"], ["--snapshot-every", "'0'"]),
+        (["--snapshot-every", "1.5"], ["--snapshot-every", "'1.5'"]),
+    ],
+)
+def test_self_play_pool_flags_reject_bad_values(options, shown, capsys, tmp_path):
+    logdir = tmp_path / "run"
+    argv = ["connect_four_v3", "--self-play", *TINY, "--logdir", str(logdir)]
+    _, err = train_fails([*argv, *options], capsys)
+    assert "an int >= 1" in err
+    for text in shown:
+        assert text in err
+    assert not logdir.exists()
+
+
+@pytest.mark.parametrize("env_id", ["connect_four_v3", "CartPole-v1"])
+@pytest.mark.parametrize("flag", ["--pool-size", "--snapshot-every"])
+def test_self_play_pool_flags_need_self_play(env_id, flag, capsys, tmp_path):
+    logdir = tmp_path / "run"
+    _, err = train_fails([env_id, *TINY, flag, "3", "--logdir", str(logdir)], capsys)
+    assert f"argument {flag}:" in err and "add --self-play" in err
+    assert f"{flag} 3 without --self-play" in err
+    assert not logdir.exists()
+
+
+def test_self_play_pool_flags_on_a_game_that_is_not_turn_based(capsys, tmp_path):
+    argv = ["simple_spread_v3", "--self-play", "--pool-size", "3", *TINY]
+    _, err = train_fails([*argv, "--logdir", str(tmp_path / "run")], capsys)
+    assert "--self-play: needs a two-player turn-based" in err
+    assert "simple_spread_v3" in err
+
+
+def test_train_help_gives_self_plays_own_pool_defaults(capsys):
+    import inspect
+
+    from keras_ppo.callbacks import SelfPlay
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    defaults = inspect.signature(SelfPlay).parameters
+    for flag, name in (
+        ("--snapshot-every", "snapshot_every"),
+        ("--pool-size", "pool_size"),
+    ):
+        # The flag's help ends at the next flag; its default is SelfPlay's.
+        entry = help_text.split(f"{flag} N with --self-play:")[1].split(" --")[0]
+        assert f"(default: {defaults[name].default})" in entry, entry

@@ -11,6 +11,7 @@ from keras_ppo.cli import demos, presets
 from keras_ppo.cli.train_options import (
     add_train_options,
     check_before_training,
+    self_play_options,
     train_settings,
 )
 
@@ -151,7 +152,7 @@ def _fit(args, run, settings, logdir, chief):
     stop = StopOnInterrupt()
     callbacks = [
         *run.callbacks,
-        *_game_callbacks(run.envs, args.self_play, settings.config.get("seed")),
+        *_game_callbacks(run.envs, args, settings.config.get("seed")),
         _env_steps_logger(args.workers),
         stop,
     ]
@@ -184,15 +185,16 @@ def _fit(args, run, settings, logdir, chief):
     return interrupted, time.perf_counter() - start
 
 
-def _game_callbacks(envs, self_play, seed):
-    """`SelfPlay` (with `--self-play`) or `GameOutcomes` for a turn-based
-    game, which log its win, draw and loss rates; none for other envs."""
+def _game_callbacks(envs, args, seed):
+    """`SelfPlay` (with `--self-play`, its pool as `--snapshot-every` and
+    `--pool-size` say) or `GameOutcomes` for a turn-based game, which log
+    its win, draw and loss rates; none for other envs."""
     from keras_ppo.callbacks import GameOutcomes, SelfPlay
 
     if not callable(getattr(envs, "take_outcomes", None)):
         return []
-    if self_play:
-        return [SelfPlay(envs, seed=seed)]
+    if args.self_play:
+        return [SelfPlay(envs, seed=seed, **self_play_options(args))]
     return [GameOutcomes(envs)]
 
 

@@ -81,6 +81,23 @@ def _add_env_options(train):
         "against a pool of frozen snapshots of the agent instead of a random "
         "player; win, draw and loss rates are logged either way",
     )
+    # The defaults are keras_ppo.callbacks.SelfPlay's (a test checks).
+    train.add_argument(
+        "--snapshot-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --self-play: iterations between snapshots of the agent "
+        "joining the pool (one joins at the start) (default: 10)",
+    )
+    train.add_argument(
+        "--pool-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --self-play: snapshots kept in the pool, the oldest "
+        "leaving first (default: 8)",
+    )
 
 
 def _add_optimizer_options(train):
@@ -277,13 +294,9 @@ def check_before_training(args, parser, settings, logdir, save_path) -> None:
             check_env_id(args.env_id)
         except ValueError as error:
             parser.error(f"argument env_id: {error}")
-    from keras_ppo.io.multi_agent_envs import agents_per_env, is_turn_based
+    _check_self_play(args, parser)
+    from keras_ppo.io.multi_agent_envs import agents_per_env
 
-    if args.self_play and (args.tf_env or not is_turn_based(args.env_id)):
-        parser.error(
-            "argument --self-play: needs a two-player turn-based PettingZoo "
-            f"game, e.g. connect_four_v3. Received: {args.env_id}"
-        )
     try:
         agents = 1 if args.tf_env else agents_per_env(args.env_id)
         presets.check_settings(settings, agents)
@@ -291,3 +304,30 @@ def check_before_training(args, parser, settings, logdir, save_path) -> None:
         field = str(error).split("`")[1] if str(error).count("`") >= 2 else None
         flag = f"argument --{field.replace('_', '-')}: " if field else ""
         parser.error(f"{flag}{error}")
+
+
+def self_play_options(args) -> dict:
+    """`SelfPlay`'s arguments given on the command line (`--snapshot-every`,
+    `--pool-size`), by their names; those left out keep its defaults."""
+    names = ("snapshot_every", "pool_size")
+    return {name: getattr(args, name) for name in names if getattr(args, name)}
+
+
+def _check_self_play(args, parser) -> None:
+    """Exits 2 for `--self-play` on an env that is not a two-player
+    turn-based game, or the pool's flags without `--self-play`."""
+    from keras_ppo.io.multi_agent_envs import is_turn_based
+
+    if args.self_play and (args.tf_env or not is_turn_based(args.env_id)):
+        parser.error(
+            "argument --self-play: needs a two-player turn-based PettingZoo "
+            f"game, e.g. connect_four_v3. Received: {args.env_id}"
+        )
+    for name in self_play_options(args):
+        if not args.self_play:
+            flag = "--" + name.replace("_", "-")
+            parser.error(
+                f"argument {flag}: sets the opponent pool of self-play; add "
+                f"--self-play (with a two-player game such as connect_four_v3). "
+                f"Received: {flag} {getattr(args, name)} without --self-play"
+            )
