@@ -1,6 +1,7 @@
 """Executes the notebooks in notebooks/ so that they never rot."""
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ pytest.importorskip("matplotlib")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = "keras-ppo-tests"
+#: Caps the epochs of every `fit` in the notebooks that `execute` caps.
+EPOCHS_VARIABLE = "KERAS_PPO_NOTEBOOK_EPOCHS"
 
 
 @pytest.fixture
@@ -30,9 +33,16 @@ def kernel(tmp_path, monkeypatch):
     return KERNEL
 
 
-def execute(name, workdir, kernel):
-    """Runs every cell in `workdir`; raises CellExecutionError on an error."""
+def execute(name, workdir, kernel, max_epochs=None):
+    """Runs every cell in `workdir`; raises CellExecutionError on an error.
+
+    With `max_epochs`, a first cell (not the notebook's) caps the epochs of
+    every `keras.Model.fit`, as tests/test_docs.py caps the docs' code: the
+    notebook reads as a reader would run it at full length.
+    """
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    if max_epochs is not None:
+        notebook.cells.insert(0, nbformat.v4.new_code_cell(_capped_fit(max_epochs)))
     client = nbclient.NotebookClient(
         notebook,
         timeout=120,
@@ -41,6 +51,16 @@ def execute(name, workdir, kernel):
     )
     client.execute()
     return notebook
+
+
+def _capped_fit(max_epochs):
+    return (
+        "import keras\n"
+        "_fit = keras.Model.fit\n"
+        "def _capped(self, *args, epochs=1, **kwargs):\n"
+        f"    return _fit(self, *args, epochs=min(epochs, {max_epochs}), **kwargs)\n"
+        "keras.Model.fit = _capped\n"
+    )
 
 
 def text_of(cell):
@@ -69,7 +89,13 @@ def one_cell_matching(notebook, pattern):
 
 @pytest.mark.parametrize(
     "name",
-    ["quickstart.ipynb", "custom_env.ipynb", "masking.ipynb", "recurrent.ipynb"],
+    [
+        "quickstart.ipynb",
+        "custom_env.ipynb",
+        "masking.ipynb",
+        "recurrent.ipynb",
+        "multi_agent.ipynb",
+    ],
 )
 def test_notebooks_are_stored_without_outputs(name):
     # Outputs would go stale and bloat diffs: the tests execute the notebooks.
@@ -137,3 +163,45 @@ def test_recurrent_notebook_solves_a_task_that_needs_memory(tmp_path, kernel):
     )
     assert recurrent >= 0.95 and feed_forward <= 0.75
     one_cell_matching(notebook, r"last action \d, return 1.0")
+
+
+def test_multi_agent_notebook_shares_a_policy_and_plays_itself(tmp_path, kernel):
+    # The notebook trains 100 iterations of each task; 3 show that it runs.
+    epochs = int(os.environ.get(EPOCHS_VARIABLE, "3"))
+    notebook = execute("multi_agent.ipynb", tmp_path, kernel, max_epochs=epochs)
+    # 32 copies x 3 agents x 25 steps per iteration.
+    one_cell_matching(notebook, rf"Trained {epochs * 2400} agent steps \(96 slots\)")
+    one_cell_matching(notebook, r"Random policy: return -[\d.]+ per agent")
+    one_cell_matching(notebook, r"Trained policy: return -[\d.]+ per agent")
+    one_cell_matching(notebook, r"agent_0 moves: [0-4]\b")  # simple_spread's 5 moves
+    one_cell_matching(notebook, r"Same action as before saving: True")
+    assert (tmp_path / "spread.keras").is_file()
+
+    # 16 copies x 64 moves per iteration; a snapshot at the start and every
+    # 10 iterations, at most 8 kept.
+    one_cell_matching(notebook, rf"Trained {epochs * 1024} moves")
+    pool = min(1 + epochs // 10, 8)
+    one_cell_matching(notebook, rf"Snapshots in the pool: {pool}\n")
+    one_cell_matching(notebook, rf"Snapshots in the loaded pool: {pool}\n")
+    rates = one_cell_matching(
+        notebook, r"against the pool: win ([\d.]+), draw ([\d.]+), loss ([\d.]+)"
+    )
+    assert sum(float(rate) for rate in rates.groups()) == pytest.approx(1, abs=0.02)
+    for player in ("random", "lookahead"):
+        match = one_cell_matching(
+            notebook,
+            rf"Against {player}: win ([\d.]+), draw ([\d.]+), loss ([\d.]+) "
+            r"\((\d+) games\)",
+        )
+        *rates, games = match.groups()
+        assert sum(float(rate) for rate in rates) == pytest.approx(1, abs=0.02)
+        assert int(games) >= 200
+    one_cell_matching(notebook, r"First move, column: [0-6]\b")
+    plots = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(plots) == 1
+    assert (tmp_path / "four.keras").is_file()
