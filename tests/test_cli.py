@@ -292,6 +292,8 @@ def test_train_a_pettingzoo_env_by_name_with_its_preset(capsys, tmp_path):
     assert "normalize_observations=True" in out and "ent_coef=0.01" in out
     assert "Evaluation over 3 episodes" in out
     agent = keras_ppo.load_agent(save)
+    # The agent names its env, so `keras-ppo evaluate/enjoy AGENT` find it.
+    assert agent.env_id == "simple_spread_v3"
     # One agent's own observation of simple_spread_v3 (18 numbers).
     action = agent.predict_action(np.zeros(18, np.float32))
     assert action.shape == () and 0 <= int(action) < 5

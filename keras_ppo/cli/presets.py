@@ -301,7 +301,7 @@ def build_run(
         TypeError: For ill-typed values.
     """
     from keras_ppo import distribute
-    from keras_ppo.io.multi_agent_envs import agents_per_env
+    from keras_ppo.io.multi_agent_envs import agents_per_env, is_pettingzoo_name
     from keras_ppo.rollout.dataset import rollout_dataset
 
     # Before making envs.
@@ -310,8 +310,13 @@ def build_run(
     batch_size = config.batch_size(envs.num_envs) * distribute.num_workers(strategy)
     epochs = math.ceil(run["total_timesteps"] / batch_size)
     updates = epochs * config.updates_per_iteration(envs.num_envs)
+    model_settings = dict(settings.model)
+    if is_pettingzoo_name(env_id):
+        # Its adapters have no gymnasium spec to name it: the saved agent
+        # does, for `keras-ppo evaluate` and `enjoy`.
+        model_settings.setdefault("env_id", env_id)
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model = _make_model(envs, config, run, settings.model)
+        model = _make_model(envs, config, run, model_settings)
         model.compile(_optimizer(run, updates))
     callbacks = []
     if run["anneal_clip_ratio"]:

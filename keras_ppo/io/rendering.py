@@ -56,6 +56,55 @@ def record_episodes(
             with (pygame for classic control), is missing; the message says
             what to install. Nothing is written then.
     """
+    write, fps = _writer_and_fps(path, env, episodes, fps)
+    returns, lengths = [], []
+    frames = _play(model, env, episodes, seed, deterministic, returns, lengths)
+    count = _write(write, frames, env, path, fps)
+    return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
+
+
+def record_agents(
+    model,
+    env,
+    path: str | os.PathLike,
+    episodes: int = 1,
+    seed: int | None = None,
+    deterministic: bool = True,
+    fps: float | None = None,
+) -> dict:
+    """Plays episodes of a PettingZoo Parallel env, every agent acting with
+    `model`'s policy on its own observation (a shared policy), and writes
+    every frame to `path`.
+
+    Args:
+        model: A `PPOModel` whose spaces are each agent's.
+        env: A PettingZoo `ParallelEnv` made with `render_mode="rgb_array"`.
+        path: Output file ending in `.gif` or `.mp4`.
+        episodes: Number of episodes, `>= 1`.
+        seed: Seed of the first reset; episode `k` resets with `seed + k`.
+        deterministic: Act with the distribution's mode instead of sampling.
+        fps: Frames per second of the file; defaults to the env's
+            `metadata["render_fps"]`, else 30.
+
+    Returns:
+        A dict with the per-episode `returns` (each `{agent: return}`) and
+        `lengths` (the env's steps), the number of `frames` written and the
+        `fps`.
+
+    Raises:
+        ValueError: As `record_episodes`.
+        ImportError: As `record_episodes`.
+    """
+    write, fps = _writer_and_fps(path, env, episodes, fps)
+    returns, lengths = [], []
+    frames = _play_agents(model, env, episodes, seed, deterministic, returns, lengths)
+    count = _write(write, frames, env, path, fps)
+    return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
+
+
+def _writer_and_fps(path, env, episodes, fps):
+    """The writer for `path`'s file type and the frame rate, after checking
+    the arguments `record_episodes` and `record_agents` share."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in FORMATS:
@@ -72,15 +121,15 @@ def record_episodes(
     fps = float(fps or env.metadata.get("render_fps") or 30)
     if fps <= 0:
         raise ValueError(f"`fps` must be > 0. Received: {fps!r}")
-    write = gif_writer() if suffix == ".gif" else mp4_writer()
+    return (gif_writer() if suffix == ".gif" else mp4_writer()), fps
 
-    returns, lengths = [], []
-    frames = _play(model, env, episodes, seed, deterministic, returns, lengths)
+
+def _write(write, frames, env, path, fps) -> int:
+    """Writes `frames` to `path`; returns how many."""
     # Render the first frame before creating the file: a missing renderer
     # (pygame) fails here and leaves nothing behind.
     first = _first_frame(frames, env)
-    count = write(_chain(first, frames), path, fps)
-    return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
+    return write(_chain(first, frames), os.fspath(path), fps)
 
 
 def _action(model, observation, info, deterministic, memory=None):
@@ -129,12 +178,45 @@ def _play(model, env, episodes, seed, deterministic, returns, lengths):
         lengths.append(length)
 
 
+def _play_agents(model, env, episodes, seed, deterministic, returns, lengths):
+    """Yields the frames of `episodes` episodes of a Parallel env, each
+    agent acting on its own observation while it is in `env.agents`;
+    appends their statistics."""
+    recurrent = getattr(model, "policy_core", None) is not None
+    for episode in range(episodes):
+        observations, infos = env.reset(seed=None if seed is None else seed + episode)
+        yield env.render()
+        totals = dict.fromkeys(env.possible_agents, 0.0)
+        # A recurrent model keeps one state per agent, fresh each episode.
+        memories = {agent: {"state": None} for agent in totals} if recurrent else {}
+        length = 0
+        while env.agents:
+            actions = {
+                agent: _action(
+                    model,
+                    observations[agent],
+                    infos.get(agent, {}),
+                    deterministic,
+                    memories.get(agent),
+                )
+                for agent in env.agents
+            }
+            observations, rewards, _, _, infos = env.step(actions)
+            for agent, reward in rewards.items():
+                totals[agent] += float(reward)
+            length += 1
+            yield env.render()
+        returns.append(totals)
+        lengths.append(length)
+
+
 def _first_frame(frames: Iterator, env) -> np.ndarray:
     try:
         frame = next(frames)
     except gym.error.DependencyNotInstalled as error:
+        spec = getattr(env, "spec", None)  # PettingZoo envs have none
         raise ImportError(
-            f"Rendering {env.spec.id if env.spec else env} needs a package that "
+            f"Rendering {spec.id if spec else env} needs a package that "
             f"is not installed; {INSTALL_HINT} installs pygame, which "
             f"gymnasium's classic-control envs need. Gymnasium says: {error}"
         ) from error

@@ -1,0 +1,176 @@
+"""`keras-ppo enjoy` with PettingZoo envs: a shared policy recorded acting
+for every agent of a Parallel env, and a saved agent playing a two-player
+game against a fixed player (`keras_ppo.cli.agents`)."""
+
+import re
+
+import numpy as np
+import pytest
+from mpe2 import simple_spread_v3
+from pettingzoo.classic import connect_four_v3
+
+import keras_ppo
+from keras_ppo.cli import main
+from keras_ppo.io.games import ConnectFourLookahead, RandomPlayer, play
+
+
+def run_failing(argv, capsys):
+    """Runs `main(argv)`, expects exit code 2, returns stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def spread_agent(tmp_path_factory):
+    """An untrained shared policy for simple_spread_v3, which it names as
+    `keras-ppo train` has it do."""
+    envs = keras_ppo.MultiAgentVectorEnv(simple_spread_v3.parallel_env, 1)
+    config = keras_ppo.PPOConfig(seed=0)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, hidden_sizes=(8,), env_id="simple_spread_v3"
+    )
+    path = tmp_path_factory.mktemp("spread") / "agent.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def four_agent(tmp_path_factory):
+    """An untrained agent for connect_four_v3."""
+    envs = keras_ppo.TurnBasedVectorEnv(connect_four_v3.env, RandomPlayer(), 1)
+    config = keras_ppo.PPOConfig(seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config, hidden_sizes=(8,))
+    path = tmp_path_factory.mktemp("four") / "four.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cartpole_agent(tmp_path_factory):
+    import gymnasium as gym
+
+    envs = gym.make_vec("CartPole-v1", num_envs=1)
+    model = keras_ppo.PPOModel.from_env(envs, hidden_sizes=(4,))
+    path = tmp_path_factory.mktemp("cartpole") / "agent.keras"
+    model.save(path)
+    return path
+
+
+def returns_of_every_agent(model, seed):
+    """A loop oracle: each agent's return in one deterministic episode of
+    simple_spread_v3 reset with `seed`, every agent acting on its own
+    observation."""
+    env = simple_spread_v3.parallel_env()
+    observations, _ = env.reset(seed=seed)
+    totals = dict.fromkeys(env.possible_agents, 0.0)
+    while env.agents:
+        actions = {a: model.predict_action(observations[a]) for a in env.agents}
+        observations, rewards, *_ = env.step(actions)
+        for agent, reward in rewards.items():
+            totals[agent] += reward
+    return totals
+
+
+def test_enjoy_records_the_shared_policy_acting_for_every_agent(
+    spread_agent, capsys, tmp_path
+):
+    Image = pytest.importorskip("PIL.Image")
+    output = tmp_path / "spread.gif"
+    # No env name: the agent's own.
+    argv = ["enjoy", str(spread_agent), "--episodes", "2", "--seed", "3"]
+    assert main([*argv, "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    episodes = re.findall(
+        r"Episode \d+: return (-?[\d.]+) per agent \(agent_0 (-?[\d.]+), "
+        r"agent_1 (-?[\d.]+), agent_2 (-?[\d.]+)\), length (\d+)",
+        out,
+    )
+    assert len(episodes) == 2, out
+    model = keras_ppo.load_agent(spread_agent)
+    for episode, (mean, *each, length) in enumerate(episodes):
+        expected = returns_of_every_agent(model, seed=3 + episode)
+        # Printed to one decimal.
+        assert [float(x) for x in each] == pytest.approx(
+            list(expected.values()), abs=0.051
+        )
+        assert float(mean) == pytest.approx(np.mean(list(expected.values())), abs=0.051)
+        assert int(length) == 25  # simple_spread_v3's max_cycles
+    # A reset frame and one per step, at the env's 10 fps.
+    assert f"Wrote 52 frames at 10 fps to {output}" in out
+    with Image.open(output) as image:
+        assert image.format == "GIF" and image.size == (700, 700)
+
+
+@pytest.mark.parametrize(
+    "name, player", [("random", RandomPlayer), ("lookahead", ConnectFourLookahead)]
+)
+def test_enjoy_plays_a_game_against_the_chosen_player(name, player, four_agent, capsys):
+    argv = ["enjoy", str(four_agent), "connect_four_v3", "--episodes", "6"]
+    if name == "lookahead":
+        argv += ["--opponent", "lookahead"]  # random is the default
+    assert main([*argv, "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    match = re.search(
+        rf"Against {name} over (\d+) games \(deterministic\): "
+        r"win ([\d.]+), draw ([\d.]+), loss ([\d.]+)",
+        out,
+    )
+    assert match, out
+    # The same games as `play` against the player seeded alike.
+    envs = keras_ppo.TurnBasedVectorEnv(connect_four_v3.env, player(seed=5), 6)
+    expected = play(keras_ppo.load_agent(four_agent), envs, games=6)
+    assert int(match.group(1)) == expected["games"] >= 6
+    for group, outcome in ((2, "win"), (3, "draw"), (4, "loss")):
+        assert float(match.group(group)) == pytest.approx(expected[outcome], abs=0.006)
+    assert not four_agent.with_suffix(".gif").exists()  # games are not recorded
+
+
+def test_a_multi_agent_agent_with_a_single_agent_env_is_refused(spread_agent, capsys):
+    err = run_failing(["enjoy", str(spread_agent), "CartPole-v1"], capsys)
+    assert "does not fit CartPole-v1" in err
+    assert "Box(-inf, inf, (18,), float32)" in err  # one agent's observation
+    assert "Box(" in err and "(4,), float32)" in err  # CartPole's
+    assert "trained on the PettingZoo env simple_spread_v3" in err
+    err = run_failing(["evaluate", str(spread_agent), "CartPole-v1"], capsys)
+    assert "does not fit CartPole-v1" in err
+
+
+def test_a_single_agent_agent_with_a_multi_agent_env_is_refused(
+    cartpole_agent, capsys, tmp_path
+):
+    output = tmp_path / "never.gif"
+    argv = ["enjoy", str(cartpole_agent), "simple_spread_v3", "--output", str(output)]
+    err = run_failing(argv, capsys)
+    assert "does not fit simple_spread_v3" in err
+    assert "one agent of simple_spread_v3" in err
+    assert "Box(-inf, inf, (18,), float32)" in err and "Discrete(5)" in err
+    assert not output.exists()
+
+
+def test_a_game_agent_with_a_parallel_env_and_the_reverse_are_refused(
+    spread_agent, four_agent, capsys
+):
+    err = run_failing(["enjoy", str(four_agent), "simple_spread_v3"], capsys)
+    assert "does not fit simple_spread_v3" in err and "action_mask" in err
+    err = run_failing(["enjoy", str(spread_agent), "connect_four_v3"], capsys)
+    assert "does not fit connect_four_v3" in err and "action_mask" in err
+
+
+@pytest.mark.parametrize(
+    "env_id, options, shown",
+    [
+        ("simple_spread_v3", ["--opponent", "random"], "simple_spread_v3 is not one"),
+        ("connect_four_v3", ["--output", "four.gif"], "argument --output:"),
+        ("connect_four_v3", ["--fps", "5"], "argument --fps:"),
+        ("tictactoe_v3", ["--opponent", "lookahead"], "lookahead plays Connect Four"),
+        ("connect_four_v3", ["--opponent", "minimax"], "invalid choice: 'minimax'"),
+    ],
+)
+def test_enjoy_refuses_options_that_do_not_fit_the_env(
+    env_id, options, shown, spread_agent, capsys
+):
+    err = run_failing(["enjoy", str(spread_agent), env_id, *options], capsys)
+    assert shown in err
+    assert "Traceback" not in err
