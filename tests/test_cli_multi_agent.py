@@ -144,7 +144,7 @@ def test_a_single_agent_agent_with_a_multi_agent_env_is_refused(
     argv = ["enjoy", str(cartpole_agent), "simple_spread_v3", "--output", str(output)]
     err = run_failing(argv, capsys)
     assert "does not fit simple_spread_v3" in err
-    assert "one agent of simple_spread_v3" in err
+    assert "those of one agent of simple_spread_v3" in err
     assert "Box(-inf, inf, (18,), float32)" in err and "Discrete(5)" in err
     assert not output.exists()
 

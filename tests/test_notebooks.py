@@ -187,7 +187,7 @@ def test_multi_agent_notebook_shares_a_policy_and_plays_itself(tmp_path, kernel)
         notebook, r"against the pool: win ([\d.]+), draw ([\d.]+), loss ([\d.]+)"
     )
     assert sum(float(rate) for rate in rates.groups()) == pytest.approx(1, abs=0.02)
-    for player in ("random", "lookahead"):
+    for player in ("random", "lookahead", "the centre player"):
         match = one_cell_matching(
             notebook,
             rf"Against {player}: win ([\d.]+), draw ([\d.]+), loss ([\d.]+) "

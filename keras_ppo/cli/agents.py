@@ -13,9 +13,6 @@ from keras_ppo.cli.options import (
     check_env_id,
 )
 
-#: `enjoy --opponent`: the player, as a name in `keras_ppo.io.games`.
-GAME_OPPONENTS = {"random": "RandomPlayer", "lookahead": "ConnectFourLookahead"}
-
 AGENT_HELP = (
     "The agent is a .keras file saved from a PPOModel (keras-ppo train writes "
     "runs/ENV_ID/agent.keras). ENV_ID defaults to the name of the agent's "
@@ -82,7 +79,7 @@ def _add_agent_commands(commands):
     )
     enjoy.add_argument(
         "--opponent",
-        choices=tuple(GAME_OPPONENTS),
+        choices=("random", "lookahead"),
         default=None,
         help="two-player games: the player the agent plays against, a "
         "uniformly random one or (Connect Four) one that wins when it can, "
@@ -140,8 +137,8 @@ def _check_spaces(model, env, env_id, parser):
         note = ""
         if is_pettingzoo_name(env_id):
             note = (
-                f" (the spaces of one agent of {env_id}: the agent acts for each "
-                "of them on its own observation)"
+                f" (those of one agent of {env_id}: the agent acts for one on its "
+                "own observation)"
             )
         elif is_pettingzoo_name(model.env_id):
             note = f" (the agent was trained on the PettingZoo env {model.env_id})"
@@ -345,13 +342,16 @@ def _play_game(model, env_id, args, parser) -> int:
             f"argument --opponent: lookahead plays Connect Four only; {env_id} "
             "plays against --opponent random"
         )
-    opponent = getattr(games, GAME_OPPONENTS[name])(seed=args.seed)
+    player = games.ConnectFourLookahead if name == "lookahead" else games.RandomPlayer
+    opponent = player(seed=args.seed)
     envs = TurnBasedVectorEnv(
         env_module(env_id).env, opponent, num_copies=min(args.episodes, 16)
     )
     try:
         _check_spaces(model, envs, env_id, parser)
-        print(f"Playing {args.episodes} games of {env_id} against {name}...")
+        print(
+            f"Playing {args.episodes} games of {env_id} against {name}...", flush=True
+        )
         result = games.play(model, envs, games=args.episodes)
     finally:
         envs.close()
