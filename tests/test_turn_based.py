@@ -101,6 +101,19 @@ def test_play_counts_games_against_a_player():
     }  # fmt: skip
 
 
+def test_play_refuses_what_it_cannot_play_before_playing():
+    envs = keras_ppo.TurnBasedVectorEnv(connect_four_v3.env, column_player(0), 2)
+    model = keras_ppo.PPOModel.from_env(envs, hidden_sizes=(4,))
+    with pytest.raises(ValueError, match=r"`games` must be an int >= 1.*games=0"):
+        play(model, envs, games=0)
+    with pytest.raises(TypeError, match=r"`games` must be an int.*2.5"):
+        play(model, envs, games=2.5)
+    with pytest.raises(TypeError, match=r"`model` must have `predict_action\("):
+        play(column_player(1), envs, games=2)
+    with pytest.raises(TypeError, match="`envs` must be a TurnBasedVectorEnv"):
+        play(model, connect_four_v3.env(), games=2)
+
+
 def test_self_play_keeps_a_pool_of_snapshots_and_plays_against_them():
     envs = keras_ppo.TurnBasedVectorEnv(connect_four_v3.env, RandomPlayer(0), 2)
     config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=16, seed=0)

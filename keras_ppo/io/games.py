@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_ppo.core import checks
 from keras_ppo.rollout.turn_based import OUTCOMES, TurnBasedVectorEnv
 
 #: Connect Four's board: rows (top to bottom) and columns.
@@ -97,7 +98,24 @@ def play(model, envs: TurnBasedVectorEnv, games: int, deterministic=True) -> dic
     Returns:
         `{"win": rate, "draw": rate, "loss": rate, "games": n}` over the
         first `n >= games` games finished.
+
+    Raises:
+        TypeError: If `model` has no `predict_action`, `envs` is not a
+            `TurnBasedVectorEnv` or `games` is not an int.
+        ValueError: If `games < 1`.
     """
+    if not callable(getattr(model, "predict_action", None)):
+        raise TypeError(
+            "`model` must have `predict_action(observations, deterministic)`, "
+            "as a PPOModel has; a plain player (a callable) is the opponent "
+            f"of `envs`. Received: {model!r}"
+        )
+    if not isinstance(envs, TurnBasedVectorEnv):
+        raise TypeError(
+            "`envs` must be a TurnBasedVectorEnv, whose opponent the model "
+            f"plays. Received: {envs!r}"
+        )
+    checks.check_int("games", games, minimum=1)
     envs.take_outcomes()
     observations, _ = envs.reset(seed=0)
     while sum(envs.outcomes.values()) < games:
