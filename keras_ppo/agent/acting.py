@@ -126,7 +126,12 @@ class Acting:
 
     def value(self, observations):
         """State values `[batch]` of raw observations `[batch, ...]` (a
-        recurrent model's from a fresh state)."""
+        recurrent model's from a fresh state).
+
+        Raises:
+            ValueError: If the observations lack the model's
+                `critic_only_keys`.
+        """
         if self.policy_core is not None:
             return self(observations)[1]
         observations = self.normalize(observations)
@@ -232,7 +237,9 @@ class Acting:
         Args:
             observations: `[batch, *obs_shape]` raw observations (for
                 `Dict`/`Tuple` spaces, a dict/tuple of such batches, as a
-                vector env returns them), or one observation.
+                vector env returns them), or one observation. A model with
+                `critic_only_keys` acts without them (given, they are not
+                read).
             deterministic: Take the distribution's mode instead of sampling.
             mask: Action masks `[batch, *mask_shape]` (or one) for a model
                 with `info_mask`, or to replace the mask entry of `Dict`
