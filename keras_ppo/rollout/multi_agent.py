@@ -66,10 +66,14 @@ class MultiAgentVectorEnv(VectorEnv):
 
     Raises:
         TypeError: If `env_fn` is not callable, makes an AEC (turn-based)
-            env or something without the Parallel API, or `agent_id` is
-            set for an observation space it cannot extend.
+            env or something without the Parallel API, `agent_id` is
+            set for an observation space it cannot extend, or
+            `global_state` for an env whose `state_space` is not a `Box`
+            or whose observations have a `"global_state"` entry.
         ValueError: If `num_copies < 1`, the copies have different agents,
-            or the agents' spaces differ (the message names the agents).
+            or the agents' spaces differ (the message names the agents);
+            with `global_state`, also from `step`/`reset` if the env's
+            `state()` does not have its `state_space`'s shape.
     """
 
     def __init__(
