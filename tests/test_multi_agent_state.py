@@ -166,18 +166,15 @@ def test_a_centralised_critic_learns_simple_spread():
         num_copies=8,
         global_state=True,
     )
+    # The settings of benchmarks/multi_agent.py's spread run, whose MAPPO
+    # row reaches about -23 per agent after 25 iterations on every seed.
     config = keras_ppo.PPOConfig(
-        num_steps=100,
-        minibatch_size=600,
-        update_epochs=10,
-        ent_coef=0.0,
-        normalize_observations=True,
-        seed=0,
+        num_steps=100, minibatch_size=800, update_epochs=10, ent_coef=0.01, seed=0
     )
     model = keras_ppo.PPOModel.from_env(envs, config=config, critic_only_keys=CRITIC)
-    model.compile(keras.optimizers.Adam(1e-3, epsilon=1e-5, global_clipnorm=0.5))
+    model.compile(keras.optimizers.Adam(7e-4, epsilon=1e-5, global_clipnorm=10.0))
     history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=25, verbose=0)
     returns = history.history["episode_return"]
-    # As the shared-critic test in test_multi_agent.py: about -28 per agent
-    # with the untrained policy, clearly better after 25 iterations.
+    # The untrained, near-uniform policy's return is about -28 per agent;
+    # the last 5 iterations' mean is about -23 (iterations vary by about 1.5).
     assert np.mean(returns[-5:]) > np.mean(returns[:2]) + 3.0, returns
