@@ -43,6 +43,18 @@ def test_the_actor_ignores_the_critic_only_keys_and_the_critic_reads_them():
     assert own_values is None
 
 
+def test_a_custom_trunk_is_copied_for_the_critics_wider_input():
+    trunk = keras.Sequential([keras.layers.Dense(8, activation="tanh")])
+    model = make_model(policy_network=trunk)
+    first = observations(0)
+    second = observations(1, own=first["own"])
+    np.testing.assert_array_equal(model(first)[0], model(second)[0])
+    assert model.value_trunk is not model.policy_trunk
+    # The copy reads 3 own + 4 critic-only features; the policy's reads 3.
+    assert model.value_trunk.layers[0].kernel.shape == (7, 8)
+    assert model.policy_trunk.layers[0].kernel.shape == (3, 8)
+
+
 def test_the_critic_only_keys_get_no_gradient_through_the_policy():
     model = make_model()
     first = {k: tf.constant(v) for k, v in observations(0).items()}
@@ -112,6 +124,16 @@ MASKED = spaces.Dict(
             {},
             ValueError,
             "leave the actor no observation",
+        ),
+        (
+            SPACE,
+            {
+                "policy_network": keras.Sequential(
+                    [keras.Input((3,)), keras.layers.Dense(4)]
+                )
+            },
+            ValueError,
+            "pass a `value_network`",
         ),
         (SPACE, {"critic_only_keys": "global_state"}, TypeError, "tuple of"),
         (SPACE, {"critic_only_keys": (1,)}, TypeError, "non-empty strs"),

@@ -41,7 +41,14 @@ def check_critic_only_keys(name: str, keys) -> tuple:
     return tuple(keys)
 
 
-def split_layout(layout: ObservationLayout, critic_only_keys, shared_trunk, recurrent):
+def split_layout(
+    layout: ObservationLayout,
+    critic_only_keys,
+    shared_trunk,
+    recurrent,
+    policy_network=None,
+    value_network=None,
+):
     """`(actor_layout, critic_layout)` of a model's inputs: the actor's
     (the observation without `critic_only_keys`; `layout` itself when there
     are none) and the critic-only keys' (None when there are none).
@@ -50,7 +57,9 @@ def split_layout(layout: ObservationLayout, critic_only_keys, shared_trunk, recu
         ValueError: If the observation is not a `Dict` with every key, a key
             is the action mask, no feature would be left to the actor, or
             `shared_trunk` or `recurrent` would feed the critic's keys to
-            the actor.
+            the actor, or the value trunk would be a copy of a
+            `policy_network` whose input size is fixed (the critic reads
+            more features than the actor; pass `value_network`).
     """
     if not critic_only_keys:
         return layout, None
@@ -86,6 +95,12 @@ def split_layout(layout: ObservationLayout, critic_only_keys, shared_trunk, recu
     )
     if not own:
         raise nothing_left
+    if value_network is None and _fixed_input(policy_network):
+        raise ValueError(
+            "The value trunk reads the actor's features and the critic-only "
+            "keys', more than the `policy_network` it would copy takes (its "
+            f"input shape is fixed); pass a `value_network` too. {received}"
+        )
     actor = ObservationLayout(
         spaces.Dict(own),
         layout.action_space,
@@ -100,3 +115,11 @@ def split_layout(layout: ObservationLayout, critic_only_keys, shared_trunk, recu
         layout.action_space,
     )
     return actor, critic
+
+
+def _fixed_input(network) -> bool:
+    """Whether `network` is a Keras model built for one input shape."""
+    try:
+        return bool(getattr(network, "inputs", None))
+    except (AttributeError, ValueError):
+        return False

@@ -145,7 +145,12 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         )
         # The actor's inputs: `layout` without the critic-only keys.
         self.actor_layout, self.critic_layout = critic_inputs.split_layout(
-            self.layout, options["critic_only_keys"], shared_trunk, recurrent
+            self.layout,
+            options["critic_only_keys"],
+            shared_trunk,
+            recurrent,
+            policy_network,
+            value_network,
         )
         super().__init__(**kwargs)
         for name, value in options.items():
