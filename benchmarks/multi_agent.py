@@ -3,6 +3,7 @@ self-play on Connect Four measured against a random and a one-move
 lookahead player.
 
     python benchmarks/multi_agent.py spread    # RLlib from --rllib-python
+    python benchmarks/multi_agent.py spread --libraries keras-ppo "keras-ppo MAPPO"
     python benchmarks/multi_agent.py connect4                  # 200k moves
     python benchmarks/multi_agent.py connect4 --steps 50000    # a quick look
 
@@ -15,7 +16,11 @@ CPU). Same settings for both: 8 copies x 100 steps (2,400 agent steps) per
 iteration, minibatches of 800 agent steps, 10 epochs, gamma 0.99, lambda
 0.95, clip 0.2, no value clipping, entropy 0.01, value coefficient 0.5,
 Adam 7e-4, gradient norm 10, separate 64x64 tanh MLPs, no observation
-normalisation. Measured: the mean return of one agent's episode over the
+normalisation. `keras-ppo MAPPO` is the same keras-ppo run with a
+centralised critic: `MultiAgentVectorEnv(global_state=True)` and
+`critic_only_keys=("global_state",)` (the value reads the env's 54-entry
+state, the policy each agent's 18-entry observation). Measured: the mean
+return of one agent's episode over the
 last 3 iterations, at equal env steps (`--env-steps`, one step of a copy =
 3 agent steps), and env steps per second of the training loop. Writes
 `results/spread.json`, `results/spread.md` and `results/spread_curve.png`.
@@ -104,8 +109,9 @@ def connect_four(steps, eval_every, games, seed):
     return rows
 
 
-def spread_keras(seed, env_steps):
-    """keras-ppo's run of `spread`: `{"curve", "env_steps", "seconds"}`."""
+def spread_keras(seed, env_steps, critic="ippo"):
+    """keras-ppo's run of `spread` with independent critics (`"ippo"`) or a
+    centralised one (`"mappo"`): `{"curve", "env_steps", "seconds"}`."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -116,14 +122,22 @@ def spread_keras(seed, env_steps):
     import keras_ppo
 
     keras.utils.set_random_seed(seed)
+    mappo = critic == "mappo"
     envs = keras_ppo.MultiAgentVectorEnv(
-        lambda: simple_spread_v3.parallel_env(max_cycles=25), num_copies=8
+        lambda: simple_spread_v3.parallel_env(max_cycles=25),
+        num_copies=8,
+        global_state=mappo,
     )
     config = keras_ppo.PPOConfig(
         num_steps=100, minibatch_size=800, update_epochs=10, gamma=0.99,
         gae_lambda=0.95, clip_ratio=0.2, ent_coef=0.01, vf_coef=0.5, seed=seed,
     )  # fmt: skip
-    model = keras_ppo.PPOModel.from_env(envs, config=config, activation="tanh")
+    model = keras_ppo.PPOModel.from_env(
+        envs,
+        config=config,
+        activation="tanh",
+        critic_only_keys=("global_state",) if mappo else (),
+    )
     model.compile(keras.optimizers.Adam(7e-4, epsilon=1e-5, global_clipnorm=10.0))
     iterations = -(-env_steps // 800)
     start = time.perf_counter()
@@ -138,16 +152,22 @@ def spread_keras(seed, env_steps):
     return {"curve": curve, "env_steps": 800 * iterations, "seconds": seconds}
 
 
-def spread(seeds, env_steps, rllib_python):
-    """Both libraries' runs, seeds alternating; writes the results."""
-    runs = {"keras-ppo": [], "RLlib": []}
+#: The runs of `spread`, by name: keras-ppo's critic, or RLlib.
+SPREAD_RUNS = ("keras-ppo", "keras-ppo MAPPO", "RLlib")
+
+
+def spread(seeds, env_steps, rllib_python, libraries=SPREAD_RUNS):
+    """The `libraries`' runs, seeds alternating; writes the results."""
+    runs = {library: [] for library in libraries}
     here = os.path.abspath(__file__)
+    commands = {
+        "keras-ppo": [sys.executable, here, "_keras", "ippo"],
+        "keras-ppo MAPPO": [sys.executable, here, "_keras", "mappo"],
+        "RLlib": [rllib_python, os.path.join(HERE, "rllib_worker.py")],
+    }
     for seed in seeds:
-        for library, command in (
-            ("keras-ppo", [sys.executable, here, "_keras", str(seed), str(env_steps)]),
-            ("RLlib", [rllib_python, os.path.join(HERE, "rllib_worker.py"),
-                       str(seed), str(env_steps)]),
-        ):  # fmt: skip
+        for library in libraries:
+            command = [*commands[library], str(seed), str(env_steps)]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             run = json.loads(done.stdout.strip().splitlines()[-1])
             run["seed"] = seed
@@ -166,6 +186,7 @@ def _summary(run):
 
 def write_spread(runs, env_steps):
     os.makedirs(RESULTS, exist_ok=True)
+    seeds = [run["seed"] for run in next(iter(runs.values()))]
     table = {}
     for library, library_runs in runs.items():
         summaries = [_summary(run) for run in library_runs]
@@ -177,7 +198,7 @@ def write_spread(runs, env_steps):
         file.write("\n")
     lines = [
         f"simple_spread_v3, shared policy, {env_steps} env steps "
-        f"({3 * env_steps} agent steps), seeds {[r['seed'] for r in runs['RLlib']]}",
+        f"({3 * env_steps} agent steps), seeds {seeds}",
         "",
         "| library | return per agent (mean of seeds) | per seed | env steps/s |",
         "| --- | ---: | --- | ---: |",
@@ -198,7 +219,9 @@ def write_spread(runs, env_steps):
     except ImportError:
         return
     figure, axes = plt.subplots(figsize=(6, 4))
-    for (library, library_runs), color in zip(runs.items(), ("C0", "C1"), strict=True):
+    colors = dict(zip(SPREAD_RUNS, ("C0", "C2", "C1"), strict=True))
+    for library, library_runs in runs.items():
+        color = colors[library]
         for index, run in enumerate(library_runs):
             steps, returns = zip(*run["curve"], strict=True)
             axes.plot(steps, returns, color=color, alpha=0.7,
@@ -244,7 +267,8 @@ def write_curves(rows, name):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     if sys.argv[1:2] == ["_keras"]:  # one keras-ppo run of `spread`
-        print(json.dumps(spread_keras(int(sys.argv[2]), int(sys.argv[3]))))
+        critic, seed, env_steps = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(spread_keras(seed, env_steps, critic)))
         return
     parser.add_argument("part", choices=("spread", "connect4"))
     parser.add_argument("--steps", type=int, default=200_000, help="connect4 moves")
@@ -254,9 +278,12 @@ def main():
     parser.add_argument("--env-steps", type=int, default=60_000, help="spread")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rllib-python", default="/work/peers/rllib/venv/bin/python")
+    parser.add_argument(
+        "--libraries", nargs="+", choices=SPREAD_RUNS, default=list(SPREAD_RUNS)
+    )
     args = parser.parse_args()
     if args.part == "spread":
-        spread(args.seeds, args.env_steps, args.rllib_python)
+        spread(args.seeds, args.env_steps, args.rllib_python, args.libraries)
         return
     rows = connect_four(args.steps, args.eval_every, args.games, args.seed)
     write_curves(rows, "connect_four")

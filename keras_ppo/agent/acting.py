@@ -57,7 +57,11 @@ class Acting:
         """
         features = self.encoder(observations)
         if self.policy_core is None:
-            return (*self._heads(observations, features, features, training), state)
+            value_features = self.critic_features(observations, features)
+            return (
+                *self._heads(observations, features, value_features, training),
+                state,
+            )
         if state is None:
             batch = tf.shape(tf.nest.flatten(observations)[0])[0]
             state = memory.initial_state(self, batch)
@@ -83,8 +87,21 @@ class Acting:
         )
         return self._heads(observations, policy, value, training)
 
+    def critic_features(self, observations, features):
+        """The value trunk's input: the actor's `features`, joined with the
+        encoded critic-only keys when the model has them
+        (`keras_ppo.agent.critic_inputs`); None when `observations` lack
+        them (the actor's inputs alone, e.g. in `predict_action`)."""
+        if self.critic_encoder is None:
+            return features
+        if any(key not in observations for key in self.critic_layout.keys):
+            return None
+        critic = self.critic_encoder(observations)
+        return tf.concat([networks.flatten(features), critic], axis=-1)
+
     def _heads(self, observations, policy_features, value_features, training):
-        """`(params, values)` from the trunks' input features."""
+        """`(params, values)` from the trunks' input features; values None
+        without `value_features`."""
         hidden = networks.flatten(self.policy_trunk(policy_features, training=training))
         params = self.policy_head(hidden)
         if self.exploration_noise is not None:
@@ -103,14 +120,28 @@ class Acting:
             # same masked distribution the rollout sampled from.
             mask = observations[self.layout.mask_key]
             params = masking.mask_params(self.action_space, params, mask)
+        if value_features is None:
+            return params, None
         return params, self.value_of_features(value_features, training)
 
     def value(self, observations):
         """State values `[batch]` of raw observations `[batch, ...]` (a
-        recurrent model's from a fresh state)."""
+        recurrent model's from a fresh state).
+
+        Raises:
+            ValueError: If the observations lack the model's
+                `critic_only_keys`.
+        """
         if self.policy_core is not None:
             return self(observations)[1]
-        features = self.encoder(self.normalize(observations))
+        observations = self.normalize(observations)
+        features = self.critic_features(observations, self.encoder(observations))
+        if features is None:
+            raise ValueError(
+                "The value of this model needs its critic-only keys "
+                f"{list(self.critic_only_keys)} in the observations. Received "
+                f"keys: {sorted(observations)}"
+            )
         return self.value_of_features(features, False)
 
     def value_of_features(self, features, training):
@@ -206,7 +237,9 @@ class Acting:
         Args:
             observations: `[batch, *obs_shape]` raw observations (for
                 `Dict`/`Tuple` spaces, a dict/tuple of such batches, as a
-                vector env returns them), or one observation.
+                vector env returns them), or one observation. A model with
+                `critic_only_keys` acts without them (given, they are not
+                read).
             deterministic: Take the distribution's mode instead of sampling.
             mask: Action masks `[batch, *mask_shape]` (or one) for a model
                 with `info_mask`, or to replace the mask entry of `Dict`
@@ -225,7 +258,10 @@ class Acting:
                 bool or integer, a non-bool `deterministic`, or a `state`
                 given to a feed-forward model.
         """
-        observations, single = inputs.check_inputs(self.layout, observations, mask)
+        # The actor's inputs: critic-only keys are neither needed nor read.
+        observations, single = inputs.check_inputs(
+            self.actor_layout, observations, mask
+        )
         deterministic = checks.check_bool("deterministic", deterministic)
         if self.policy_core is None:
             if state is not None or episode_start is not None:

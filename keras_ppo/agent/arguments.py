@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import keras
 
+from keras_ppo.agent import critic_inputs
 from keras_ppo.config import PPOConfig
 from keras_ppo.core import checks, spaces
 
@@ -154,6 +155,7 @@ ARGUMENTS = (
     Argument("sde_sample_freq", -1, lambda n, v: checks.check_int(n, v, minimum=-1)),
     Argument("full_std", True, checks.check_bool),
     Argument("ortho_init", True, checks.check_bool),
+    Argument("critic_only_keys", (), critic_inputs.check_critic_only_keys, None, tuple),
 )
 
 #: Arguments the model does not keep as given: its layers are built from

@@ -171,6 +171,26 @@ def observation_encoder(layout, custom, custom_trunks, seed):
     return encoder_for(layout.observation_space, flatten=not custom_trunks)
 
 
+def actor_critic_encoders(actor_layout, critic_layout, custom, custom_trunks, seed):
+    """`(encoder, critic_encoder)` of a `PPOModel`: the encoder of the
+    actor's inputs (`observation_encoder`) and, with critic-only keys
+    (`critic_layout`; `keras_ppo.agent.critic_inputs`), a `StructuredEncoder`
+    of those keys alone (else None). `custom` encoders go to the side whose
+    keys they name."""
+    if critic_layout is None:
+        return observation_encoder(actor_layout, custom, custom_trunks, seed), None
+    critic_keys = critic_layout.feature_keys
+    actor_custom = {k: v for k, v in custom.items() if k not in critic_keys}
+    critic_custom = {k: v for k, v in custom.items() if k in critic_keys}
+    critic_seed = None if seed is None else seed + 1
+    return (
+        observation_encoder(actor_layout, actor_custom, custom_trunks, seed),
+        StructuredEncoder(
+            critic_layout, critic_custom, seed=critic_seed, name="critic_encoder"
+        ),
+    )
+
+
 def observation_normalizer(layout):
     """The running observation normalisation of a `PPOModel`: of the flat
     `Box` observation, or of each non-image `Box` feature leaf.

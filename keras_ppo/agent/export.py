@@ -67,8 +67,9 @@ def export_policy(
         None. The endpoint is
         `serve(observations [batch, *obs_shape]) -> {"action", "value"}`
         (for `Dict`/`Tuple` observations or info masks, one input per key
-        of `model.layout`, named after it, the mask included; masked
-        actions are never returned):
+        of `model.actor_layout`, named after it, the mask included; masked
+        actions are never returned; a model with `critic_only_keys` takes
+        the observation without them and serves no `value`):
         `observations` in the dtype the model stores them in
         (`keras_ppo.core.spaces.observation_dtype`: float32 for floating `Box`
         spaces, the `Box`'s own integer dtype, int32 for `Discrete`);
@@ -132,7 +133,7 @@ def check_format(model, format) -> None:
         raise ValueError(f"Expected a format in {FORMATS}. Received: format={format!r}")
     if format == "tf_saved_model":
         return
-    if model.layout.structured:
+    if model.actor_layout.structured:
         raise ValueError(
             "Policies with Dict/Tuple observations or info masks export to "
             'format="tf_saved_model" only (one input per key). Received: '
@@ -239,17 +240,20 @@ def _serving_function(model):
     distribution = model.distribution
     # One input per key (named after it) for Dict/Tuple observations and
     # info masks; else the one `observations` tensor.
-    signature = model.layout.specs()
+    signature = model.actor_layout.specs()
 
     def serve(observations):
         params, value = model(observations)
+        # A critic that reads critic-only keys has no value here: the
+        # endpoint takes the actor's inputs only.
+        values = {} if value is None else {"value": value}
         mode = distribution.mode(params)
         if hasattr(distribution, "to_env_leaves"):
             # Composite actions: signatures return flat dicts, so one
             # output per action key.
             leaves = distribution.to_env_leaves(mode)
-            return {**{f"action.{k}": v for k, v in leaves.items()}, "value": value}
-        return {"action": distribution.to_env(mode), "value": value}
+            return {**{f"action.{k}": v for k, v in leaves.items()}, **values}
+        return {"action": distribution.to_env(mode), **values}
 
     return serve, signature
 
@@ -287,7 +291,7 @@ def _recurrent_serving_function(model):
         outputs.update(zip(paths, tf.nest.flatten(next_state), strict=True))
         return outputs
 
-    return serve, [model.layout.specs(), starts_spec, state_spec]
+    return serve, [model.actor_layout.specs(), starts_spec, state_spec]
 
 
 def _archive(model, serve, signature):
@@ -317,7 +321,7 @@ def _exploring_function(model):
         actions = distribution.explore(params, exploration)
         return {"action": distribution.to_env(actions)}
 
-    return {"fn": explore, "input_signature": [model.layout.specs(), matrices]}
+    return {"fn": explore, "input_signature": [model.actor_layout.specs(), matrices]}
 
 
 def _tf2onnx():

@@ -9,6 +9,7 @@ from gymnasium.vector import VectorEnv
 from keras_ppo import compat
 from keras_ppo.agent import (
     arguments,
+    critic_inputs,
     env_state,
     export,
     guards,
@@ -92,6 +93,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         ortho_init: Initialise the MLPs and heads orthogonally (gains
             sqrt(2), 0.01 and 1); else as PyTorch's `nn.Linear` kernels
             (Stable-Baselines3's `ortho_init=False`).
+        critic_only_keys: Top-level keys of a `Dict` observation that only
+            the value trunk reads (a centralised or privileged critic, e.g.
+            `("global_state",)`; `keras_ppo.agent.critic_inputs`): acting
+            and export take the observation without them.
 
     Example:
         >>> envs = gym.make_vec("CartPole-v1", num_envs=8)
@@ -126,6 +131,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         sde_sample_freq=-1,
         full_std=True,
         ortho_init=True,
+        critic_only_keys=(),
         **kwargs,
     ):
         guards.check_dtype_policy()
@@ -136,6 +142,15 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             mask_key=mask_key,
             info_mask=options["info_mask"],
             mask_as_feature=options["mask_as_feature"],
+        )
+        # The actor's inputs: `layout` without the critic-only keys.
+        self.actor_layout, self.critic_layout = critic_inputs.split_layout(
+            self.layout,
+            options["critic_only_keys"],
+            shared_trunk,
+            recurrent,
+            policy_network,
+            value_network,
         )
         super().__init__(**kwargs)
         for name, value in options.items():
@@ -177,8 +192,12 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         config = self.config
         self.custom_trunks = policy_network is not None
         self.custom_encoders = encoders_module.check_encoders(self.layout, encoders)
-        self.encoder = encoders_module.observation_encoder(
-            self.layout, self.custom_encoders, self.custom_trunks, config.seed
+        self.encoder, self.critic_encoder = encoders_module.actor_critic_encoders(
+            self.actor_layout,
+            self.critic_layout,
+            self.custom_encoders,
+            self.custom_trunks,
+            config.seed,
         )
         # Running statistics are model state, so save/load and export carry
         # them; `keras_ppo.agent.normalization` explains when they change.

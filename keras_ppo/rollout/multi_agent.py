@@ -9,6 +9,8 @@ are reported in `infos[AGENT_ACTIVE]`; the driver masks their steps out of
 training. A copy resets once all its agents are done, in the same step
 (`SAME_STEP` autoreset: each ended agent's final observation is in
 `infos["final_obs"]`, so a truncated agent bootstraps from its own).
+With `global_state=True` every slot also carries its copy's global state,
+for a centralised critic (MAPPO; `PPOModel(critic_only_keys=...)`).
 
 Nothing here imports PettingZoo: any object with the Parallel API
 (`possible_agents`, `agents`, `observation_space(agent)`,
@@ -29,6 +31,10 @@ from keras_ppo.rollout.gym_driver import AGENT_ACTIVE
 
 #: The key of the one-hot agent id added to `Dict` observations.
 AGENT_ID_KEY = "agent_id"
+#: The key of the copy's global state with `global_state=True`.
+GLOBAL_STATE_KEY = "global_state"
+#: The key of an agent's own non-`Dict` observation with `global_state=True`.
+OBSERVATION_KEY = "observation"
 
 
 class MultiAgentVectorEnv(VectorEnv):
@@ -41,22 +47,42 @@ class MultiAgentVectorEnv(VectorEnv):
     to a `Dict` one under `"agent_id"`, so the shared policy can act
     differently per agent.
 
+    With `global_state=True` each observation is a `Dict`: the agent's own
+    observation (its entries if it is a `Dict`, else under
+    `"observation"`) and its copy's global state under `"global_state"`,
+    the same for every agent of a copy: `env.state()` when the env has a
+    `state_space`, else all agents' observations of the copy flattened and
+    joined (an agent not acting contributes its last one). Train with
+    `PPOModel(..., critic_only_keys=("global_state",))` so that only the
+    critic reads it (MAPPO; Yu et al. 2022).
+
     Args:
         env_fn: A callable returning a new PettingZoo `ParallelEnv`, e.g.
             `lambda: simple_spread_v3.parallel_env()`; called `num_copies`
             times.
         num_copies: How many copies of the env step together.
         agent_id: Add a one-hot agent id to the observations.
+        global_state: Add the copy's global state to the observations.
 
     Raises:
         TypeError: If `env_fn` is not callable, makes an AEC (turn-based)
-            env or something without the Parallel API, or `agent_id` is
-            set for an observation space it cannot extend.
+            env or something without the Parallel API, `agent_id` is
+            set for an observation space it cannot extend, or
+            `global_state` for an env whose `state_space` is not a `Box`
+            or whose observations have a `"global_state"` entry.
         ValueError: If `num_copies < 1`, the copies have different agents,
-            or the agents' spaces differ (the message names the agents).
+            or the agents' spaces differ (the message names the agents);
+            with `global_state`, also from `step`/`reset` if the env's
+            `state()` does not have its `state_space`'s shape.
     """
 
-    def __init__(self, env_fn: Callable, num_copies: int = 1, agent_id: bool = False):
+    def __init__(
+        self,
+        env_fn: Callable,
+        num_copies: int = 1,
+        agent_id: bool = False,
+        global_state: bool = False,
+    ):
         if not callable(env_fn):
             raise TypeError(
                 "`env_fn` must be a callable returning a PettingZoo ParallelEnv, "
@@ -79,6 +105,15 @@ class MultiAgentVectorEnv(VectorEnv):
         self.env_observation_space = observation_space
         if self.agent_id:
             observation_space = _with_agent_id(observation_space, len(self.agents))
+        # What the policy reads of an agent's own observation.
+        self.local_observation_space = observation_space
+        self.global_state = bool(global_state)
+        self._state_from_env = hasattr(self.envs[0], "state_space")
+        if self.global_state:
+            self.state_space, self._joined_space = _state_spaces(
+                self.envs[0], self.agents, self._state_from_env
+            )
+            observation_space = _with_global_state(observation_space, self.state_space)
         self.num_copies = num_copies
         self.num_envs = num_copies * len(self.agents)
         self.single_observation_space = observation_space
@@ -87,11 +122,13 @@ class MultiAgentVectorEnv(VectorEnv):
         self.action_space = batch_space(action_space, self.num_envs)
         self.metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
         self.spec = None
-        # Each slot's latest observation: an agent that is not acting keeps
-        # its last one (zeros before it first acts) as a stand-in.
-        self._obs = [
-            [_zeros(observation_space) for _ in self.agents] for _ in self.envs
-        ]
+        # Each slot's latest own observation (`_local`) and its env's raw
+        # one: an agent that is not acting keeps its last one (zeros before
+        # it first acts) as a stand-in. And each copy's global state.
+        local, raw = self.local_observation_space, self.env_observation_space
+        self._obs = [[_zeros(local) for _ in self.agents] for _ in self.envs]
+        self._raw = [[_zeros(raw) for _ in self.agents] for _ in self.envs]
+        self._states = [None for _ in self.envs]
 
     # ------------------------------------------------------------- gymnasium
 
@@ -99,10 +136,9 @@ class MultiAgentVectorEnv(VectorEnv):
         """Resets every copy (copy `i` with `seed + i`); returns the
         observations `[num_envs, ...]` and `{AGENT_ACTIVE: [num_envs]}`."""
         active = []
-        for index, env in enumerate(self.envs):
+        for index in range(self.num_copies):
             copy_seed = None if seed is None else seed + index
-            obs, _ = env.reset(seed=copy_seed, options=options)
-            active.extend(self._observe(index, obs))
+            active.extend(self._reset_copy(index, seed=copy_seed, options=options))
         return self._batch(), {AGENT_ACTIVE: np.array(active, bool)}
 
     def step(self, actions):
@@ -139,10 +175,9 @@ class MultiAgentVectorEnv(VectorEnv):
                 # `final_obs` for bootstrapping.
                 for agent in acting:
                     slot = base + self._slot(agent)
-                    final_obs[slot] = self._obs[index][self._slot(agent)]
+                    final_obs[slot] = self._full(index, self._slot(agent))
                     has_final[slot] = True
-                obs, _ = env.reset()
-                now = self._observe(index, obs)
+                now = self._reset_copy(index)
             active[base : base + len(self.agents)] = now
         infos = {AGENT_ACTIVE: active, "final_obs": final_obs, "_final_obs": has_final}
         return self._batch(), rewards, terminated, truncated, infos
@@ -155,8 +190,18 @@ class MultiAgentVectorEnv(VectorEnv):
 
     def observation(self, agent: str, obs):
         """The observation the policy reads for `agent`'s own PettingZoo
-        observation `obs` (with its one-hot id when `agent_id` is set):
-        what `model.predict_action` takes for that agent."""
+        observation `obs` (with its one-hot id when `agent_id` is set; with
+        `global_state`, a `Dict` without the state, which only the critic
+        reads): what `model.predict_action` takes for that agent."""
+        local = self._local(agent, obs)
+        if self.global_state and not isinstance(
+            self.env_observation_space, spaces.Dict
+        ):
+            return {OBSERVATION_KEY: local}
+        return local
+
+    def _local(self, agent, obs):
+        """`agent`'s own observation `obs`, with its id if `agent_id`."""
         if not self.agent_id:
             return obs
         one_hot = np.zeros(len(self.agents), np.float32)
@@ -171,17 +216,53 @@ class MultiAgentVectorEnv(VectorEnv):
     def _slot(self, agent):
         return self.agents.index(agent)
 
+    def _reset_copy(self, index, **kwargs) -> list:
+        """Resets copy `index`; returns which agents act first. Agents
+        that have not joined yet add zeros to a joined global state."""
+        obs, _ = self.envs[index].reset(**kwargs)
+        space = self.env_observation_space
+        self._raw[index] = [_zeros(space) for _ in self.agents]
+        return self._observe(index, obs)
+
     def _observe(self, index, obs) -> list:
         """Stores copy `index`'s observations; returns which agents act
         next (those in its `agents`: a PettingZoo step also observes the
         agents it just ended)."""
         for agent, value in obs.items():
-            self._obs[index][self._slot(agent)] = self.observation(agent, value)
+            self._obs[index][self._slot(agent)] = self._local(agent, value)
+            self._raw[index][self._slot(agent)] = value
+        if self.global_state:
+            self._states[index] = self._state(index)
         agents = set(self.envs[index].agents)
         return [agent in agents for agent in self.agents]
 
+    def _state(self, index):
+        """Copy `index`'s global state now (see the class docstring)."""
+        if self._state_from_env:
+            state = np.asarray(self.envs[index].state(), self.state_space.dtype)
+            if state.shape != self.state_space.shape:
+                raise ValueError(
+                    f"The env's state() must have the shape of its state_space "
+                    f"{self.state_space}. Received: shape {state.shape}"
+                )
+            return state
+        return spaces.flatten(self._joined_space, tuple(self._raw[index]))
+
+    def _full(self, index, slot):
+        """The observation of slot `slot` of copy `index` as batched."""
+        local = self._obs[index][slot]
+        if not self.global_state:
+            return local
+        if isinstance(local, dict):
+            return {**local, GLOBAL_STATE_KEY: self._states[index]}
+        return {OBSERVATION_KEY: local, GLOBAL_STATE_KEY: self._states[index]}
+
     def _batch(self):
-        slots = [obs for copy in self._obs for obs in copy]
+        slots = [
+            self._full(index, slot)
+            for index in range(self.num_copies)
+            for slot in range(len(self.agents))
+        ]
         out = create_empty_array(self.single_observation_space, self.num_envs)
         return concatenate(self.single_observation_space, slots, out)
 
@@ -266,6 +347,34 @@ def _with_agent_id(space, num_agents):
         "`agent_id=True` appends to 1-D Box observations or adds an entry to "
         f"Dict ones. Received: {space}"
     )
+
+
+def _state_spaces(env, agents, from_env):
+    """`(state_space, joined_space)`: the global state's `Box`, and the
+    `Tuple` of the agents' observation spaces it flattens (None when the
+    env gives its state)."""
+    if from_env:
+        space = env.state_space
+        if not isinstance(space, spaces.Box):
+            raise TypeError(
+                f"`global_state=True` needs the env's state_space to be a Box. "
+                f"Received: {space}"
+            )
+        return space, None
+    joined = spaces.Tuple([env.observation_space(agent) for agent in agents])
+    return spaces.flatten_space(joined), joined
+
+
+def _with_global_state(space, state_space):
+    """A `Dict` of the agent's own observation `space` and the state."""
+    if isinstance(space, spaces.Dict):
+        if GLOBAL_STATE_KEY in space.spaces:
+            raise TypeError(
+                f"The observations already have a {GLOBAL_STATE_KEY!r} entry; "
+                f"`global_state=True` cannot add one. Received: {space}"
+            )
+        return spaces.Dict({**space.spaces, GLOBAL_STATE_KEY: state_space})
+    return spaces.Dict({OBSERVATION_KEY: space, GLOBAL_STATE_KEY: state_space})
 
 
 def _zeros(space):
