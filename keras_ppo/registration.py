@@ -25,6 +25,10 @@ _REGISTERING_MODULE = "keras_ppo.agent.model"
 # registration waits until neither import is still running, since
 # keras_ppo.agent.model needs both complete.
 _WATCHED = ("keras", "tensorflow")
+# keras-ppo's own modules are watched too: registering while one of them is
+# half-imported (it imported TensorFlow before defining its names) would
+# make keras_ppo.agent.model import names that do not exist yet.
+_OWN_PREFIX = "keras_ppo."
 
 
 def _register() -> None:
@@ -57,13 +61,14 @@ class _Loader(importlib.abc.Loader):
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     """A `sys.meta_path` finder wrapping the loaders of Keras and TensorFlow
-    so that keras-ppo registers once both have loaded, then removing itself."""
+    so that keras-ppo registers once both have loaded, and no keras-ppo
+    module is still loading, then removing itself."""
 
     def __init__(self):
         self.running = 0
 
     def find_spec(self, fullname, path, target=None):
-        if fullname not in _WATCHED:
+        if fullname not in _WATCHED and not fullname.startswith(_OWN_PREFIX):
             return None
         # Find the real spec with the other finders (TensorFlow also calls
         # `importlib.util.find_spec("keras")` without importing it: only an

@@ -495,6 +495,31 @@ def test_import_keras_ppo_is_enough_to_load_a_saved_agent(tmp_path):
     assert done.stdout.strip().endswith("PPOModel")
 
 
+@pytest.mark.parametrize(
+    "first", ["keras_ppo.io.rendering", "keras_ppo.agent.critic_inputs"]
+)
+def test_any_module_imported_first_still_registers_the_agent(first, tmp_path):
+    # In a fresh interpreter the first import of TensorFlow triggers the
+    # registration; when a keras-ppo module imported it half-way through its
+    # own import, the registration must wait for that module (it used to
+    # fail with an ImportError on a partially initialised module).
+    import subprocess
+    import sys
+
+    envs = gym.make_vec("CartPole-v1", num_envs=1)
+    path = tmp_path / "agent.keras"
+    keras_ppo.PPOModel.from_env(envs).save(path)
+    script = (
+        f"import {first}, keras; "
+        f"print(type(keras.saving.load_model({str(path)!r})).__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("PPOModel")
+
+
 def test_the_constructor_and_get_config_follow_the_one_argument_list():
     import inspect
 
