@@ -12,6 +12,7 @@ from pettingzoo.classic import connect_four_v3
 import keras_ppo
 from keras_ppo.cli import main
 from keras_ppo.io.games import ConnectFourLookahead, RandomPlayer, play
+from keras_ppo.io.rendering import record_agents
 
 
 def run_failing(argv, capsys):
@@ -58,15 +59,17 @@ def cartpole_agent(tmp_path_factory):
     return path
 
 
-def returns_of_every_agent(model, seed):
+def returns_of_every_agent(model, seed, observation=lambda agent, obs: obs):
     """A loop oracle: each agent's return in one deterministic episode of
     simple_spread_v3 reset with `seed`, every agent acting on its own
-    observation."""
+    observation (as `observation(agent, obs)` makes it)."""
     env = simple_spread_v3.parallel_env()
     observations, _ = env.reset(seed=seed)
     totals = dict.fromkeys(env.possible_agents, 0.0)
     while env.agents:
-        actions = {a: model.predict_action(observations[a]) for a in env.agents}
+        actions = {
+            a: model.predict_action(observation(a, observations[a])) for a in env.agents
+        }
         observations, rewards, *_ = env.step(actions)
         for agent, reward in rewards.items():
             totals[agent] += reward
@@ -101,6 +104,31 @@ def test_enjoy_records_the_shared_policy_acting_for_every_agent(
     assert f"Wrote 52 frames at 10 fps to {output}" in out
     with Image.open(output) as image:
         assert image.format == "GIF" and image.size == (700, 700)
+
+
+def test_record_agents_reads_observations_as_the_training_envs_made_them(tmp_path):
+    # A model trained with agent ids and a global state reads what
+    # `envs.observation` makes of each agent's own observation.
+    pytest.importorskip("PIL.Image")
+    envs = keras_ppo.MultiAgentVectorEnv(
+        simple_spread_v3.parallel_env, 1, agent_id=True, global_state=True
+    )
+    model = keras_ppo.PPOModel.from_env(
+        envs,
+        config=keras_ppo.PPOConfig(seed=0),
+        hidden_sizes=(8,),
+        critic_only_keys=("global_state",),
+    )
+    env = simple_spread_v3.parallel_env(render_mode="rgb_array")
+    path = tmp_path / "spread.gif"
+    with pytest.raises(TypeError, match="`observation` must be a callable"):
+        record_agents(model, env, path, observation=1)
+    result = record_agents(model, env, path, seed=5, observation=envs.observation)
+    expected = returns_of_every_agent(model, seed=5, observation=envs.observation)
+    assert result["returns"][0] == pytest.approx(expected)
+    # Without it the model is given observations without ids or keys.
+    with pytest.raises(ValueError):
+        record_agents(model, env, tmp_path / "no.gif", seed=5)
 
 
 @pytest.mark.parametrize(

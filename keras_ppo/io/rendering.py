@@ -10,7 +10,7 @@ pygame. `pip install "keras-ppo[render]"` installs all three.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -71,6 +71,7 @@ def record_agents(
     seed: int | None = None,
     deterministic: bool = True,
     fps: float | None = None,
+    observation: Callable | None = None,
 ) -> dict:
     """Plays episodes of a PettingZoo Parallel env, every agent acting with
     `model`'s policy on its own observation (a shared policy), and writes
@@ -85,6 +86,10 @@ def record_agents(
         deterministic: Act with the distribution's mode instead of sampling.
         fps: Frames per second of the file; defaults to the env's
             `metadata["render_fps"]`, else 30.
+        observation: `observation(agent, obs)` turns an agent's own
+            observation into what the model reads; pass the `observation`
+            method of the `MultiAgentVectorEnv` the model was trained on
+            when it adds agent ids or a global state. None: as they are.
 
     Returns:
         A dict with the per-episode `returns` (each `{agent: return}`) and
@@ -97,7 +102,15 @@ def record_agents(
     """
     write, fps = _writer_and_fps(path, env, episodes, fps)
     returns, lengths = [], []
-    frames = _play_agents(model, env, episodes, seed, deterministic, returns, lengths)
+    if observation is not None and not callable(observation):
+        raise TypeError(
+            "`observation` must be a callable (agent, obs) -> obs, e.g. "
+            f"envs.observation. Received: {observation!r}"
+        )
+    local = observation or (lambda agent, obs: obs)
+    frames = _play_agents(
+        model, env, episodes, seed, deterministic, returns, lengths, local
+    )
     count = _write(write, frames, env, path, fps)
     return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
 
@@ -178,7 +191,7 @@ def _play(model, env, episodes, seed, deterministic, returns, lengths):
         lengths.append(length)
 
 
-def _play_agents(model, env, episodes, seed, deterministic, returns, lengths):
+def _play_agents(model, env, episodes, seed, deterministic, returns, lengths, local):
     """Yields the frames of `episodes` episodes of a Parallel env, each
     agent acting on its own observation while it is in `env.agents`;
     appends their statistics."""
@@ -194,7 +207,7 @@ def _play_agents(model, env, episodes, seed, deterministic, returns, lengths):
             actions = {
                 agent: _action(
                     model,
-                    observations[agent],
+                    local(agent, observations[agent]),
                     infos.get(agent, {}),
                     deterministic,
                     memories.get(agent),
