@@ -4,6 +4,7 @@
     python benchmarks/run.py          # full run (about 50 minutes on 2 cores)
     python benchmarks/run.py --quick  # a few minutes, fewer seeds and steps
     python benchmarks/run.py --only solve       # or tf_rollout, tf_vs_gym
+    python benchmarks/run.py --only gym         # gymnasium path vs SB3, rounds
 
 Every measurement runs in its own process (`workers.py`) with the same
 thread pinning for both libraries. Prints a table and writes
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from importlib import metadata
 
+import gym_report
 import tf_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -170,7 +172,7 @@ def run(quick, threads, out):
     write_part("tf_vs_gym", quick, threads, out)
 
 
-PARTS = ("solve", "tf_rollout", "tf_vs_gym")
+PARTS = ("solve", "tf_rollout", "tf_vs_gym", "gym")
 
 
 def write_part(part, quick, threads, out):
@@ -180,6 +182,14 @@ def write_part(part, quick, threads, out):
     if part == "solve":
         results = tf_report.run_solve(measure, threads, seeds)
         markdown = tf_report.solve_markdown(results)
+    elif part == "gym":
+        results = gym_report.run_gym(
+            measure,
+            threads,
+            rounds=1 if quick else 3,
+            configs={"invertedpendulum-1x32": 20} if quick else None,
+        )
+        markdown = gym_report.gym_markdown(results)
     elif part == "tf_rollout":
         results = tf_report.run_tf_rollout(measure, threads)
         markdown = tf_report.tf_rollout_markdown(results)
@@ -317,9 +327,10 @@ def main():
     parser.add_argument(
         "--only",
         choices=PARTS,
-        help="run only this TF-env part (solve: time to solve CartPole-v1; "
+        help="run only this part (solve: time to solve CartPole-v1; "
         "tf_rollout: the compiled rollout alone; tf_vs_gym: learning curves on "
-        "TF-native against gymnasium envs)",
+        "TF-native against gymnasium envs; gym: the gymnasium path's "
+        "throughput, default and XLA updates, against SB3 in rounds)",
     )
     args = parser.parse_args()
     if args.only:

@@ -79,6 +79,24 @@ CONFIGS = {
         gae_lambda=0.94,
         learning_rate=3e-4,
     ),
+    # rl-zoo3's InvertedPendulum entry (v3, run on v5), as keras-ppo's
+    # preset has it: one env x 32 steps, observation and reward
+    # normalisation; the smallest iteration of any preset we ship.
+    "invertedpendulum-1x32": dict(
+        env_id="InvertedPendulum-v5",
+        num_envs=1,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=5,
+        gamma=0.999,
+        gae_lambda=0.9,
+        learning_rate=0.000222425,
+        ent_coef=1.37976e-07,
+        vf_coef=0.19816,
+        clip_range=0.4,
+        max_grad_norm=0.3,
+        normalize=True,
+    ),
 }
 
 
@@ -172,7 +190,11 @@ def _kppo_setup(cfg, seed, schedules, envs, jit_compile=None, whole=False):
         gamma=cfg["gamma"],
         gae_lambda=cfg["gae_lambda"],
         ent_coef=cfg.get("ent_coef", 0.0),
+        vf_coef=cfg.get("vf_coef", 0.5),
+        clip_ratio=cfg.get("clip_range", 0.2),
         clip_value=None,
+        normalize_observations=cfg.get("normalize", False),
+        normalize_rewards=cfg.get("normalize", False),
         seed=seed,
     )
     model = keras_ppo.PPOModel.from_env(envs, config=config)
@@ -182,7 +204,8 @@ def _kppo_setup(cfg, seed, schedules, envs, jit_compile=None, whole=False):
             rate, iterations * config.updates_per_iteration(envs.num_envs), 0.0
         )
         callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
-    model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=0.5))
+    clipnorm = cfg.get("max_grad_norm", 0.5)
+    model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=clipnorm))
     if whole:
         return model, envs, None, callbacks
     dataset = keras_ppo.rollout_dataset(model, envs, jit_compile=jit_compile)
@@ -199,7 +222,11 @@ def sb3_agent(cfg, seed, schedules=False, log=None):
         return log.wrapper(env) if log else env
 
     envs = DummyVecEnv([make for _ in range(cfg["num_envs"])])
-    rate, clip = cfg["learning_rate"], 0.2
+    if cfg.get("normalize"):
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        envs = VecNormalize(envs, gamma=cfg["gamma"])
+    rate, clip = cfg["learning_rate"], cfg.get("clip_range", 0.2)
     if schedules:  # rl-zoo3's lin_<x>: x * progress_remaining
         rate = lambda p, r=rate: r * p  # noqa: E731
         clip = lambda p: 0.2 * p  # noqa: E731
@@ -214,6 +241,8 @@ def sb3_agent(cfg, seed, schedules=False, log=None):
         learning_rate=rate,
         clip_range=clip,
         ent_coef=cfg.get("ent_coef", 0.0),
+        vf_coef=cfg.get("vf_coef", 0.5),
+        max_grad_norm=cfg.get("max_grad_norm", 0.5),
         seed=seed,
         device="cpu",
         verbose=0,
@@ -239,7 +268,8 @@ def throughput(lib, config_name, iterations=20, warmup=2):
     """Env steps/s of the whole training loop, split into rollout (env
     stepping + acting + GAE) and the rest (updates and loop overhead).
 
-    `lib`: "sb3"; "kppo" (gymnasium, minibatch stream); "kppo-tf" (TF-native
+    `lib`: "sb3"; "kppo" (gymnasium, minibatch stream); "kppo-xla" (the
+    same with `jit_compile=True`); "kppo-tf" (TF-native
     env, minibatch stream); "kppo-whole" (TF-native env, whole iterations
     with XLA); "kppo-stack" (a vectorised `AgentStack` of `STACK_SEEDS`
     seeds on the TF-native env, whole iterations with XLA; steps of all
@@ -256,8 +286,12 @@ def throughput(lib, config_name, iterations=20, warmup=2):
         if lib == "kppo-stack":
             batch *= STACK_SEEDS
     elif lib.startswith("kppo"):
-        make = kppo_agent if lib == "kppo" else kppo_tf_agent
-        model, _, dataset, _ = make(cfg, seed=0)
+        make = kppo_tf_agent if lib == "kppo-tf" else kppo_agent
+        model, envs, dataset, _ = make(cfg, seed=0)
+        if lib == "kppo-xla":  # the gymnasium stream, updates under XLA
+            import keras_ppo
+
+            dataset = keras_ppo.rollout_dataset(model, envs, jit_compile=True)
         model.fit(dataset, epochs=warmup, verbose=0)
         source = rollout_source(dataset)
         source.run_iteration = timed(source.run_iteration, totals, "rollout")
