@@ -3,6 +3,7 @@ iteration (issue #29: why the `rl-zoo3` Hopper preset falls short).
 
     python benchmarks/compare_sb3.py run --steps 150000 --seed 0
     python benchmarks/compare_sb3.py table   # both logs side by side
+    python benchmarks/compare_sb3.py summary --window 25000   # averaged
 
 `run` trains keras-ppo's `rl-zoo3` preset of Hopper-v5 here and, at the same
 time, SB3 2.x on rl-zoo3's own entry (`ZOO_ENTRY`, built as rl-zoo3 builds
@@ -252,12 +253,37 @@ def table(seed, every):
             print(f"| {lib} | " + " | ".join(cell(row.get(c)) for c in COLUMNS) + " |")
 
 
+def summary(seed, window):
+    """Markdown rows of both logs averaged over windows of `window` steps."""
+    names = ("episode_return", "approx_kl", "clip_fraction", "entropy")
+    names += ("value_loss", "grad_norm", "adv_std", "obs_var", "ret_var")
+    print("| steps | lib | " + " | ".join(names) + " | log_std at the end |")
+    print("|" + " --- |" * (len(names) + 3))
+    logs = {}
+    for lib in ("kppo", "sb3"):
+        with open(log_path(lib, seed)) as file:
+            logs[lib] = [json.loads(line) for line in file]
+    end = min(rows[-1]["steps"] for rows in logs.values())
+    for start in range(0, end - window + 1, window):
+        for lib, rows in logs.items():
+            rows = [r for r in rows if start < r["steps"] <= start + window]
+            means = []
+            for name in names:
+                values = [r[name] for r in rows if r[name] is not None]
+                means.append(f"{sum(values) / len(values):.3g}" if values else "")
+            log_std = ", ".join(f"{v:.2f}" for v in rows[-1]["log_std"])
+            cells = " | ".join([str(start + window), lib, *means, log_std])
+            print(f"| {cells} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("run", "kppo", "sb3", "table"))
+    commands = ("run", "kppo", "sb3", "table", "summary")
+    parser.add_argument("command", choices=commands)
     parser.add_argument("--steps", type=int, default=150_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=20)
+    parser.add_argument("--window", type=int, default=25_000)
     parser.add_argument("--sb3-python", default="/work/peers/sb3/venv/bin/python")
     args = parser.parse_args(argv)
     if args.command == "sb3":
@@ -266,6 +292,8 @@ def main(argv=None):
         run_kppo(args.steps, args.seed)
     elif args.command == "table":
         table(args.seed, args.every)
+    elif args.command == "summary":
+        summary(args.seed, args.window)
     else:
         own = [__file__, "--steps", str(args.steps), "--seed", str(args.seed)]
         # Outside the repository, so the peer venv cannot import keras-ppo.
