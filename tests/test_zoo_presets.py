@@ -199,3 +199,89 @@ def test_pendulum_novel_has_rl_zoo3s_gsde_preset():
     )
     assert model.config.normalize_observations and model.config.normalize_rewards
     run.envs.close()
+
+
+LSTM_FILE = pathlib.Path(__file__).parent / "data" / "rl_zoo3_ppo_lstm.yml"
+
+
+def test_an_mlp_lstm_entry_translates_to_the_recurrent_model():
+    preset = load_preset_file(LSTM_FILE, "PendulumNoVel-v1")
+    assert preset["model"]["recurrent"] == "lstm"
+    assert preset["model"]["recurrent_units"] == 64
+    assert preset["model"]["recurrent_critic"] is True
+    assert preset["model"]["hidden_sizes"] == (64,)
+    assert preset["model"]["activation"] == "relu"
+    assert preset["model"]["ortho_init"] is False
+    assert preset["model"]["use_sde"] and preset["model"]["sde_sample_freq"] == 4
+    # RecurrentPPO's default batch_size: 128 consecutive steps of one env,
+    # one sequence.
+    assert preset["config"]["minibatch_size"] == 128
+    assert preset["config"]["sequence_length"] == 128
+    assert preset["config"]["num_steps"] == 1024
+    assert preset["config"]["normalize_rewards"]
+
+
+def test_an_mlp_lstm_entry_takes_recurrent_ppos_defaults_for_what_it_leaves_out():
+    preset = load_preset_file(LSTM_FILE, "MountainCarNoVel-v0")
+    # sb3-contrib: lstm_hidden_size 256, a critic LSTM, batch_size 128 (of
+    # 16 envs x 16 steps), so sequences are each env's 16 steps.
+    assert preset["model"]["recurrent_units"] == 256
+    assert preset["model"]["recurrent_critic"] is True
+    assert preset["model"]["hidden_sizes"] == (64, 64)
+    assert preset["config"]["minibatch_size"] == 128
+    assert preset["config"]["sequence_length"] == 16
+
+
+def test_an_mlp_lstm_batch_of_whole_env_rollouts_is_sequences_of_n_steps():
+    preset = load_preset_file(LSTM_FILE, "CartPoleNoVel-v1")
+    # batch_size 256 = 8 envs x 32 steps: each env's rollout is one sequence.
+    assert preset["config"]["minibatch_size"] == 256
+    assert preset["config"]["sequence_length"] == 32
+    assert preset["run"]["anneal_lr"] and preset["run"]["anneal_clip_ratio"]
+
+
+def test_an_mlp_lstm_entrys_empty_net_arch_puts_the_heads_on_the_core():
+    preset = load_preset_file(LSTM_FILE, "HalfCheetahBulletEnv-v0")
+    assert preset["model"]["recurrent_units"] == 128
+    assert preset["model"]["hidden_sizes"] == ()  # net_arch pi=[] vf=[]
+    assert preset["config"]["sequence_length"] == 128
+
+
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        ({"policy_kwargs": "dict(n_lstm_layers=2)"}, "n_lstm_layers=2"),
+        ({"policy_kwargs": "dict(shared_lstm=True)"}, "shared_lstm=True"),
+        ({"policy_kwargs": "dict(enable_critic_lstm=False)"}, "critic_lstm=False"),
+        ({"policy_kwargs": "dict(lstm_kwargs=dict())"}, "lstm_kwargs"),
+        ({"policy_kwargs": "dict(lstm_hidden_size=0)"}, "lstm_hidden_size=0"),
+        ({"batch_size": 96}, "batch_size \\(96"),
+        ({"policy": "CnnLstmPolicy"}, "CnnLstmPolicy"),
+    ],
+)
+def test_what_an_lstm_entry_cannot_honour_is_refused_by_name(tmp_path, changes, named):
+    entry = {**yaml.safe_load(LSTM_FILE.read_text())["PendulumNoVel-v1"], **changes}
+    path = tmp_path / "ppo_lstm.yml"
+    path.write_text(yaml.safe_dump({"PendulumNoVel-v1": entry}))
+    with pytest.raises(ValueError, match=named):
+        load_preset_file(path, "PendulumNoVel-v1")
+
+
+def test_lstm_hidden_size_is_not_read_from_an_mlp_policy_entry(tmp_path):
+    entry = {**zoo_entries()["Pendulum-v1"], "policy_kwargs": "dict(shared_lstm=1)"}
+    path = tmp_path / "ppo.yml"
+    path.write_text(yaml.safe_dump({"Pendulum-v1": entry}))
+    with pytest.raises(ValueError, match="policy_kwargs \\['shared_lstm'\\]"):
+        load_preset_file(path, "Pendulum-v1")
+
+
+def test_cli_trains_a_recurrent_model_from_an_rl_zoo3_lstm_file(tmp_path):
+    argv = ["train", "PendulumNoVel-v1", "--preset", str(LSTM_FILE)]
+    argv += ["--total-timesteps", "64", "--num-envs", "2", "--num-steps", "32"]
+    argv += ["--minibatch-size", "32", "--sequence-length", "16"]
+    argv += ["--update-epochs", "1", "--eval-episodes", "1"]
+    argv += ["--logdir", str(tmp_path), "--verbose", "0"]
+    assert main(argv) == 0
+    loaded = keras.saving.load_model(tmp_path / "agent.keras")
+    assert loaded.recurrent == "lstm" and loaded.recurrent_units == 64
+    assert loaded.recurrent_critic and loaded.use_sde

@@ -6,6 +6,17 @@ those defaults (`SB3_DEFAULTS`, SB3 2.x's `PPO` and `ActorCriticPolicy`)
 and returns a whole preset: nothing of keras-ppo's own preset for the env
 leaks into it. What keras-ppo cannot honour is refused by name.
 
+`MlpLstmPolicy` entries (rl-zoo3's `ppo_lstm.yml`, sb3-contrib's
+`RecurrentPPO`) become keras-ppo's recurrent model: an LSTM core of
+`lstm_hidden_size` units before the MLPs, the critic with its own core
+(`enable_critic_lstm=True`, `recurrent_critic`). RecurrentPPO's minibatches
+are `batch_size` consecutive steps of one env's rollout, cut where episodes
+start; keras-ppo's are sequences of `sequence_length` steps reset where
+episodes start, so `sequence_length` is the shorter of `batch_size` and
+`n_steps`. One LSTM layer only, and no critic reading the actor's LSTM
+(sb3-contrib's `shared_lstm` stops its gradient) or a linear layer
+(`enable_critic_lstm=False`): those are refused by name.
+
 `policy_kwargs` is Python in a string (`"dict(net_arch=..., activation_fn=
 nn.ReLU)"`) that rl-zoo3 evaluates; here it is parsed, never run: only
 `dict(...)`, literals and `nn.<Activation>` names are read.
@@ -48,6 +59,15 @@ POLICY_DEFAULTS = {
     "use_expln": False,
     "squash_output": False,
     "share_features_extractor": True,
+}
+#: What `RecurrentPPO` and `RecurrentActorCriticPolicy` (sb3-contrib 2.x)
+#: change in those defaults for an `MlpLstmPolicy` entry.
+RECURRENT_DEFAULTS = {"n_steps": 128, "batch_size": 128}
+LSTM_DEFAULTS = {
+    "lstm_hidden_size": 256,
+    "n_lstm_layers": 1,
+    "shared_lstm": False,
+    "enable_critic_lstm": True,
 }
 #: torch.nn activations with a Keras activation of the same function.
 ACTIVATIONS = {
@@ -127,12 +147,14 @@ def translate(entry: dict, where: str) -> dict:
             f"keras-ppo cannot honour the rl-zoo3 keys {unknown} of {where}. "
             f"It reads {sorted(set(_SAME) | _READ)}"
         )
-    values = {**SB3_DEFAULTS, **entry}
-    if values["policy"] != "MlpPolicy":
+    policy = entry.get("policy", SB3_DEFAULTS["policy"])
+    if policy not in ("MlpPolicy", "MlpLstmPolicy"):
         raise ValueError(
-            f"keras-ppo reads rl-zoo3's MlpPolicy entries. Received: "
-            f"policy={values['policy']!r} in {where}"
+            f"keras-ppo reads rl-zoo3's MlpPolicy and MlpLstmPolicy entries. "
+            f"Received: policy={policy!r} in {where}"
         )
+    recurrent = policy == "MlpLstmPolicy"
+    values = {**SB3_DEFAULTS, **(RECURRENT_DEFAULTS if recurrent else {}), **entry}
     sections = {"run": {}, "config": {}, "model": {}}
     for key, (section, name) in _SAME.items():
         sections[section][name] = values[key]
@@ -153,7 +175,10 @@ def translate(entry: dict, where: str) -> dict:
     config["normalize_observations"] = observations
     config["normalize_rewards"] = rewards
     run["network"] = "mlp"
-    _policy(values["policy_kwargs"], where, run, sections["model"])
+    _policy(values["policy_kwargs"], where, run, sections["model"], recurrent)
+    if recurrent:
+        config["sequence_length"] = min(config["minibatch_size"], values["n_steps"])
+        _check_sequences(config, where)
     return sections
 
 
@@ -193,17 +218,21 @@ def _normalize(value, where) -> tuple[bool, bool]:
     return bool(options.get("norm_obs", True)), bool(options.get("norm_reward", True))
 
 
-def _policy(text, where, run, model) -> None:
+def _policy(text, where, run, model, recurrent=False) -> None:
     """Reads `policy_kwargs` into the run's `init_log_std` and the model's
-    `hidden_sizes`, `activation`, `ortho_init` and `full_std`."""
+    `hidden_sizes`, `activation`, `ortho_init` and `full_std` (and its
+    recurrent core for an `MlpLstmPolicy`)."""
     kwargs = parse_policy_kwargs(text, where)
-    unknown = sorted(set(kwargs) - set(POLICY_DEFAULTS))
+    defaults = {**POLICY_DEFAULTS, **(LSTM_DEFAULTS if recurrent else {})}
+    unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise ValueError(
             f"keras-ppo cannot honour the policy_kwargs {unknown} of {where}. "
-            f"It reads {sorted(POLICY_DEFAULTS)}"
+            f"It reads {sorted(defaults)}"
         )
-    kwargs = {**POLICY_DEFAULTS, **kwargs}
+    kwargs = {**defaults, **kwargs}
+    if recurrent:
+        _lstm(kwargs, where, model)
     for name in ("use_expln", "squash_output"):
         if kwargs[name]:
             raise ValueError(f"keras-ppo cannot honour {name}=True of {where}")
@@ -223,6 +252,43 @@ def _policy(text, where, run, model) -> None:
     model["ortho_init"] = bool(kwargs["ortho_init"])
     model["full_std"] = bool(kwargs["full_std"])
     run["init_log_std"] = float(kwargs["log_std_init"])
+
+
+def _lstm(kwargs, where, model) -> None:
+    """The model's recurrent core from `RecurrentActorCriticPolicy`'s
+    arguments, refusing those keras-ppo's core does not mean."""
+    if kwargs["n_lstm_layers"] != 1:
+        raise ValueError(
+            f"keras-ppo's recurrent core is one LSTM layer; {where} sets "
+            f"n_lstm_layers={kwargs['n_lstm_layers']!r}"
+        )
+    if kwargs["shared_lstm"] or not kwargs["enable_critic_lstm"]:
+        raise ValueError(
+            "keras-ppo's critic has its own LSTM (enable_critic_lstm=True, "
+            "shared_lstm=False); sb3-contrib's shared_lstm (the actor's LSTM, "
+            "its gradient stopped) and enable_critic_lstm=False (a linear "
+            f"layer) have no twin here. Received: shared_lstm="
+            f"{kwargs['shared_lstm']!r}, enable_critic_lstm="
+            f"{kwargs['enable_critic_lstm']!r} in {where}"
+        )
+    units = kwargs["lstm_hidden_size"]
+    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        raise ValueError(f"Cannot read lstm_hidden_size={units!r} of {where}")
+    model["recurrent"] = "lstm"
+    model["recurrent_units"] = units
+    model["recurrent_critic"] = True
+
+
+def _check_sequences(config, where) -> None:
+    """Refuses a `batch_size` whose sequences keras-ppo cannot cut evenly."""
+    length, minibatch = config["sequence_length"], config["minibatch_size"]
+    if config["num_steps"] % length or minibatch % length:
+        raise ValueError(
+            f"The longer of an MlpLstmPolicy entry's batch_size ({minibatch}, "
+            f"capped at the rollout) and n_steps ({config['num_steps']}) must "
+            f"be a multiple of the shorter (keras-ppo's sequence length) in "
+            f"{where}"
+        )
 
 
 def _net_arch(net_arch, where) -> tuple:
