@@ -7,6 +7,7 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from test_cloning import cartpole_model, scripted_demonstrations
 
 import keras_ppo
@@ -172,6 +173,73 @@ def test_a_resumed_fit_penalises_against_the_same_reference(tmp_path):
         rtol=1e-5,
     )
     assert whole[3] > 0.0
+
+
+class Chunks(NamedTuple):
+    """What `ReferencePolicy.kl` reads of a recurrent model's minibatch."""
+
+    observations: np.ndarray  # [L * C, 4], step l of chunk c at l * C + c
+    mask: np.ndarray
+    states: dict  # each chunk's starting state
+    episode_starts: np.ndarray  # [L * C]
+
+
+def test_a_recurrent_reference_replays_chunks_as_a_loop_over_steps_does():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=8, seed=0)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, recurrent="lstm", recurrent_units=4
+    )
+    model.compile()
+    length, chunks = 8, 3
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(length * chunks, 4)).astype(np.float32)
+    starts = np.zeros((length, chunks), bool)
+    starts[3, 1] = starts[0, 2] = True  # an episode starts inside chunk 1
+    states = tf.nest.map_structure(  # LSTM (h, c) of the policy and critic
+        lambda zero: rng.normal(size=zero.shape).astype(np.float32),
+        model.initial_state(chunks),
+    )
+    minibatch = Chunks(
+        observations, np.ones(length * chunks, np.float32), states, starts.ravel()
+    )
+    reference = ReferencePolicy(model)
+    snapshot = [v.numpy().copy() for v in model.trainable_variables]
+    _nudge(model, seed=2)  # the learner moves; the reference must not
+    received = reference.params(model, minibatch).numpy()
+    # The oracle: the reference's weights acting one step at a time, from
+    # each chunk's stored state, zeroed where an episode starts.
+    oracle = keras_ppo.PPOModel.from_config(model.get_config())
+    for variable, value in zip(oracle.trainable_variables, snapshot, strict=True):
+        variable.assign(value)
+    state, expected = states, []
+    for step in range(length):
+        rows = slice(step * chunks, (step + 1) * chunks)
+        params, _, state = oracle.forward(observations[rows], state, starts[step])
+        expected.append(params.numpy())
+    np.testing.assert_allclose(received, np.concatenate(expected), atol=1e-5)
+    oracle_kl = reference.kl(model, minibatch, tf.constant(np.concatenate(expected)))
+    assert float(oracle_kl) == pytest.approx(0.0, abs=1e-5)
+    moved = model.forward_sequences(observations, states, starts.ravel())[0]
+    assert float(reference.kl(model, minibatch, moved)) > 0.0
+
+
+def test_a_recurrent_model_fine_tunes_under_the_penalty():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    config = keras_ppo.PPOConfig(
+        num_steps=16, minibatch_size=32, update_epochs=1, sequence_length=8, seed=0
+    )
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, recurrent="gru", recurrent_units=4
+    )
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=3, verbose=0,
+                        callbacks=[ReferenceKL(1.0)])  # fmt: skip
+    kl = history.history["reference_kl"]
+    # One update per iteration: the first replays the rollout with the
+    # reference's own weights and states (the learner's, unchanged yet).
+    assert kl[0] == 0.0
+    assert kl[2] > 0.0
 
 
 def _fine_tune(model, penalty):

@@ -15,6 +15,14 @@ The KL is estimated by Schulman's k3 estimator, `(r - 1) - log r` with
 only each distribution's `sample` and `log_prob` (so masked, composite and
 bounded distributions work alike), is unbiased and never negative, and its
 gradient is that of cloning the reference's actions.
+
+A recurrent reference replays the minibatch's chunks as the learner does
+(`forward_sequences`, `keras_ppo.rollout.sequences`): from each chunk's
+stored starting state, zeroed where an episode starts. That state is the
+one the acting policy held, not one the reference computed over the
+episode's earlier steps (which no rollout keeps): the two agree while the
+policy is the reference (the KL is then exactly 0) and from an episode's
+first step on, and the penalty keeps them close in between.
 """
 
 from __future__ import annotations

@@ -33,9 +33,8 @@ class ReferenceKL(keras.callbacks.Callback):
 
     Raises:
         TypeError: If `schedule` is neither callable nor a number.
-        ValueError: When fitting starts, for a recurrent model, an
-            `AgentStack`, a dataset of whole iterations or a multi-worker
-            strategy (not supported); or
+        ValueError: When fitting starts, for an `AgentStack`, a dataset of
+            whole iterations or a multi-worker strategy (not supported); or
             when the schedule returns a negative or non-finite value.
 
     Example:
@@ -119,7 +118,6 @@ def _trace_again(model):
 
 def _check_supported(model):
     reasons = {
-        "a recurrent model": getattr(model, "policy_core", None) is not None,
         "an AgentStack": getattr(model, "agents", None) is not None,
         "fit on whole iterations": (
             model.iteration_source is not None
@@ -130,6 +128,6 @@ def _check_supported(model):
     unsupported = [name for name, applies in reasons.items() if applies]
     if unsupported:
         raise ValueError(
-            "ReferenceKL supports feed-forward PPOModels fit on minibatches. "
+            "ReferenceKL supports PPOModels fit on minibatches. "
             f"Received: {unsupported[0]}"
         )
