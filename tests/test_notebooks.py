@@ -69,7 +69,13 @@ def one_cell_matching(notebook, pattern):
 
 @pytest.mark.parametrize(
     "name",
-    ["quickstart.ipynb", "custom_env.ipynb", "masking.ipynb", "recurrent.ipynb"],
+    [
+        "quickstart.ipynb",
+        "custom_env.ipynb",
+        "masking.ipynb",
+        "recurrent.ipynb",
+        "demonstrations.ipynb",
+    ],
 )
 def test_notebooks_are_stored_without_outputs(name):
     # Outputs would go stale and bloat diffs: the tests execute the notebooks.
@@ -137,3 +143,31 @@ def test_recurrent_notebook_solves_a_task_that_needs_memory(tmp_path, kernel):
     )
     assert recurrent >= 0.95 and feed_forward <= 0.75
     one_cell_matching(notebook, r"last action \d, return 1.0")
+
+
+def test_demonstrations_notebook_clones_then_fine_tunes_under_the_penalty(
+    tmp_path, kernel, monkeypatch
+):
+    # Four PPO iterations (the notebook runs 30): the first ones, where an
+    # unpenalised fine-tuning can forget.
+    monkeypatch.setenv("KERAS_PPO_NOTEBOOK_ITERATIONS", "4")
+    notebook = execute("demonstrations.ipynb", tmp_path, kernel)
+    one_cell_matching(notebook, r"Demonstrator: 2 episodes, 1000 steps, return 500.0")
+    cloned = one_cell_matching(notebook, r"Cloned policy: return ([\d.]+)")
+    # Cloning two episodes reaches the demonstrator (an untrained policy
+    # balances for about 10-40 steps).
+    assert float(cloned.group(1)) >= 450
+    penalised = one_cell_matching(
+        notebook, r"PPO \+ KL penalty: lowest evaluation ([\d.]+), final ([\d.]+)"
+    )
+    assert float(penalised.group(1)) >= 450
+    one_cell_matching(notebook, r"PPO: lowest evaluation [\d.]+, final [\d.]+")
+    plots = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(plots) == 1
+    one_cell_matching(notebook, r"Reference is the cloned policy: True")
+    assert (tmp_path / "fine-tuned.keras").is_file()
