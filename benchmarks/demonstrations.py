@@ -13,6 +13,13 @@ the first iterations shows:
 * `bc+ppo`: cloning, then PPO with the preset's settings.
 * `bc+ppo+kl`: the same with `ReferenceKL`, the coefficient decaying
   linearly from `--kl` to 0 over `--kl-iterations` iterations.
+* with `--peer-python PYTHON` (the python of a venv with `imitation` 1.0.1,
+  e.g. `/work/peers/imitation/venv/bin/python`), the peer on the same
+  demonstrations and budget: `peer:bc` (`imitation`'s behaviour cloning)
+  and `peer:bc+ppo` (Stable-Baselines3's PPO from it), run by
+  `benchmarks/demonstrations_peer.py` in a subprocess. The peer runs
+  `LunarLander-v2`: `imitation` 1.0.1 pins gymnasium ~=0.29, which has no
+  v3; that script's docstring says why v2 and v3 are the same task here.
 
 Needs `pip install ".[bench,demos]"` (Box2D builds with swig installed).
 Usage:
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import tempfile
 import time
 
@@ -48,6 +56,7 @@ from keras_ppo.io.recording import record_episodes
 
 ENV_ID = "LunarLander-v3"
 CONDITIONS = ("scratch", "bc", "bc+ppo", "bc+ppo+kl")
+PEER_SCRIPT = "demonstrations_peer.py"
 EVAL_EPISODES = 20
 EVAL_SEED = 10_000
 
@@ -117,6 +126,24 @@ def run_condition(condition, seed, demos, args) -> dict:
     }
 
 
+def run_peer(python, demos, seed, directory, args) -> list:
+    """The peer's conditions for one seed (`benchmarks/demonstrations_peer.py`
+    in its own venv), on `demos` written as arrays."""
+    path = os.path.join(directory, f"demos-{seed}.npz")
+    ends = demos.terminations | demos.truncations
+    np.savez(path, observations=demos.observations, actions=demos.actions,
+             episode_ends=ends)  # fmt: skip
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), PEER_SCRIPT)
+    command = [python, script, "--demos", path, "--seed", str(seed)]
+    command += ["--budget", str(args.budget), "--target", str(args.target)]
+    command += ["--bc-epochs", str(args.bc_epochs)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"The peer failed:\n{done.stderr[-3000:]}")
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in lines]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, nargs="+", default=[10])
@@ -132,6 +159,12 @@ def main(argv=None) -> None:
         action="store_true",
         help="train the whole budget, evaluating every iteration (to see "
         "whether the cloned return drops), instead of stopping at the target",
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=None,
+        help="python of the imitation 1.0.1 venv: also run the peer "
+        "(imitation's BC + Stable-Baselines3's PPO, on LunarLander-v2)",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -149,6 +182,19 @@ def main(argv=None) -> None:
                     )
                     print(json.dumps(result))
                     results.append(result)
+                if args.peer_python:
+                    print(
+                        "peer: imitation's BC + SB3's PPO on LunarLander-v2 "
+                        "(imitation 1.0.1 pins gymnasium ~=0.29, which has no v3)"
+                    )
+                    for result in run_peer(
+                        args.peer_python, demos, seed, directory, args
+                    ):
+                        result.update(
+                            episodes=episodes, demonstrator=recorded["mean_return"]
+                        )
+                        print(json.dumps(result))
+                        results.append(result)
     summary = {}
     for result in results:
         key = f"{result['condition']} ({result['episodes']} episodes)"

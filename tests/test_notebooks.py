@@ -95,6 +95,7 @@ def one_cell_matching(notebook, pattern):
         "masking.ipynb",
         "recurrent.ipynb",
         "multi_agent.ipynb",
+        "demonstrations.ipynb",
     ],
 )
 def test_notebooks_are_stored_without_outputs(name):
@@ -205,3 +206,31 @@ def test_multi_agent_notebook_shares_a_policy_and_plays_itself(tmp_path, kernel)
     ]
     assert len(plots) == 1
     assert (tmp_path / "four.keras").is_file()
+
+
+def test_demonstrations_notebook_clones_then_fine_tunes_under_the_penalty(
+    tmp_path, kernel
+):
+    # Four epochs of every fit (the notebook runs 30 PPO iterations): the
+    # first ones, where an unpenalised fine-tuning can forget.
+    epochs = int(os.environ.get(EPOCHS_VARIABLE, "4"))
+    notebook = execute("demonstrations.ipynb", tmp_path, kernel, max_epochs=epochs)
+    one_cell_matching(notebook, r"Demonstrator: 2 episodes, 1000 steps, return 500.0")
+    cloned = one_cell_matching(notebook, r"Cloned policy: return ([\d.]+)")
+    # Cloning two episodes reaches the demonstrator (an untrained policy
+    # balances for about 10-40 steps).
+    assert float(cloned.group(1)) >= 450
+    penalised = one_cell_matching(
+        notebook, r"PPO \+ KL penalty: lowest evaluation ([\d.]+), final ([\d.]+)"
+    )
+    assert float(penalised.group(1)) >= 450
+    one_cell_matching(notebook, r"PPO: lowest evaluation [\d.]+, final [\d.]+")
+    plots = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(plots) == 1
+    one_cell_matching(notebook, r"Reference is the cloned policy: True")
+    assert (tmp_path / "fine-tuned.keras").is_file()

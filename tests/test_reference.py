@@ -7,19 +7,23 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from test_cloning import cartpole_model, scripted_demonstrations
 
 import keras_ppo
+import keras_ppo.envs
 from keras_ppo.agent.reference import ReferencePolicy
 from keras_ppo.callbacks import ReferenceKL, linear_schedule
 from keras_ppo.io.cloning import behaviour_cloning
 
 
 class Steps(NamedTuple):
-    """What `ReferencePolicy.kl` reads of a minibatch."""
+    """What `ReferencePolicy.kl` reads of a feed-forward model's minibatch."""
 
     observations: np.ndarray
     mask: np.ndarray
+    states: object = None
+    episode_starts: object = None
 
 
 def categorical_kl(reference_logits, logits):
@@ -67,20 +71,175 @@ def test_reference_kl_callback_logs_coefficient_and_kl_and_detaches():
     assert history.history["reference_kl"] == [0.0]
 
 
-def test_reference_kl_refuses_bad_schedules_and_recurrent_models():
+def test_reference_kl_refuses_bad_schedules_and_whole_iterations():
     with pytest.raises(TypeError, match="schedule"):
         ReferenceKL("fast")
-    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    env = keras_ppo.envs.make("CartPole-v1", num_envs=2)
     config = keras_ppo.PPOConfig(num_steps=16, minibatch_size=16, seed=0)
-    model = keras_ppo.PPOModel.from_env(envs, config=config, recurrent="gru")
+    model = keras_ppo.PPOModel.from_env(env, config=config)
     model.compile()
-    with pytest.raises(ValueError, match="a recurrent model"):
+    with pytest.raises(ValueError, match="fit on whole iterations"):
         model.fit(
-            keras_ppo.rollout_dataset(model, envs),
+            keras_ppo.rollout_dataset(model, env, whole_iterations=True),
             epochs=1,
             verbose=0,
             callbacks=[ReferenceKL(1.0)],
         )
+    assert int(model.env_steps.numpy()) == 0
+
+
+def _nudge(model, seed):
+    """Moves every trainable weight a little: a stand-in for cloning."""
+    rng = np.random.default_rng(seed)
+    for variable in model.trainable_variables:
+        shape = tuple(variable.shape)
+        variable.assign(variable.numpy() + 0.3 * rng.normal(size=shape))
+
+
+def test_the_reference_is_saved_and_loaded_with_the_model(tmp_path):
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    config = keras_ppo.PPOConfig(num_steps=16, minibatch_size=16, seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    model.compile(keras.optimizers.Adam(1e-2))
+    cloned = [v.numpy().copy() for v in model.trainable_variables]
+    model.fit(keras_ppo.rollout_dataset(model, envs), epochs=2, verbose=0,
+              callbacks=[ReferenceKL(1.0)])  # fmt: skip
+    # The reference is the policy fitting started from, not the trained one.
+    for kept, before in zip(model.reference_snapshot.snapshots[0], cloned,
+                            strict=True):  # fmt: skip
+        np.testing.assert_array_equal(kept, before)
+    observations = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    steps = Steps(observations, np.ones(64, np.float32))
+    expected = ReferencePolicy(model).params(model, steps).numpy()
+    assert not np.allclose(expected, model(observations)[0].numpy())
+    model.save(tmp_path / "agent.keras")
+    model.save_weights(tmp_path / "agent.weights.h5")
+    fresh = keras_ppo.PPOModel.from_config(model.get_config())
+    fresh.load_weights(tmp_path / "agent.weights.h5")
+    for loaded in (keras_ppo.load_agent(tmp_path / "agent.keras"), fresh):
+        received = ReferencePolicy(loaded).params(loaded, steps).numpy()
+        np.testing.assert_array_equal(received, expected)
+
+
+class _Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt  # after the backup of epoch 2 was written
+
+
+class _Record(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.kl = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.kl[epoch] = logs["reference_kl"]
+
+
+def _tf_cartpole_fit(backup_dir, cloned, crash):
+    """Four penalised iterations on a TF-native CartPole (its rollouts
+    resume bit-identically) from a fresh model: `cloned` (the weights to
+    start from) or, as after a restart, the fresh model's own weights."""
+    env = keras_ppo.envs.make("CartPole-v1", num_envs=4)
+    config = keras_ppo.PPOConfig(num_steps=16, minibatch_size=32, seed=0)
+    model = keras_ppo.PPOModel.from_env(env, config=config)
+    model.compile(keras.optimizers.Adam(1e-2))
+    if cloned:
+        _nudge(model, seed=1)
+    record = _Record()
+    # The penalty before BackupAndRestore: it must still find the restored
+    # reference.
+    callbacks = [ReferenceKL(linear_schedule(2.0, epochs=8)), record]
+    callbacks.insert(1, keras.callbacks.BackupAndRestore(str(backup_dir)))
+    callbacks += [_Crash()] if crash else []
+    try:
+        model.fit(keras_ppo.rollout_dataset(model, env), epochs=4, verbose=0,
+                  callbacks=callbacks)  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+    return record.kl
+
+
+def test_a_resumed_fit_penalises_against_the_same_reference(tmp_path):
+    whole = _tf_cartpole_fit(tmp_path / "whole", cloned=True, crash=False)
+    first = _tf_cartpole_fit(tmp_path / "backup", cloned=True, crash=True)
+    assert sorted(first) == [0, 1]
+    # Restarted from scratch: the model's own weights are not the reference.
+    resumed = _tf_cartpole_fit(tmp_path / "backup", cloned=False, crash=False)
+    assert sorted(resumed) == [2, 3]
+    np.testing.assert_allclose(
+        [first[0], first[1], resumed[2], resumed[3]],
+        [whole[epoch] for epoch in range(4)],
+        rtol=1e-5,
+    )
+    assert whole[3] > 0.0
+
+
+class Chunks(NamedTuple):
+    """What `ReferencePolicy.kl` reads of a recurrent model's minibatch."""
+
+    observations: np.ndarray  # [L * C, 4], step l of chunk c at l * C + c
+    mask: np.ndarray
+    states: dict  # each chunk's starting state
+    episode_starts: np.ndarray  # [L * C]
+
+
+def test_a_recurrent_reference_replays_chunks_as_a_loop_over_steps_does():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=8, seed=0)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, recurrent="lstm", recurrent_units=4
+    )
+    model.compile()
+    length, chunks = 8, 3
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(length * chunks, 4)).astype(np.float32)
+    starts = np.zeros((length, chunks), bool)
+    starts[3, 1] = starts[0, 2] = True  # an episode starts inside chunk 1
+    states = tf.nest.map_structure(  # LSTM (h, c) of the policy and critic
+        lambda zero: rng.normal(size=zero.shape).astype(np.float32),
+        model.initial_state(chunks),
+    )
+    minibatch = Chunks(
+        observations, np.ones(length * chunks, np.float32), states, starts.ravel()
+    )
+    reference = ReferencePolicy(model)
+    snapshot = [v.numpy().copy() for v in model.trainable_variables]
+    _nudge(model, seed=2)  # the learner moves; the reference must not
+    received = reference.params(model, minibatch).numpy()
+    # The oracle: the reference's weights acting one step at a time, from
+    # each chunk's stored state, zeroed where an episode starts.
+    oracle = keras_ppo.PPOModel.from_config(model.get_config())
+    for variable, value in zip(oracle.trainable_variables, snapshot, strict=True):
+        variable.assign(value)
+    state, expected = states, []
+    for step in range(length):
+        rows = slice(step * chunks, (step + 1) * chunks)
+        params, _, state = oracle.forward(observations[rows], state, starts[step])
+        expected.append(params.numpy())
+    np.testing.assert_allclose(received, np.concatenate(expected), atol=1e-5)
+    oracle_kl = reference.kl(model, minibatch, tf.constant(np.concatenate(expected)))
+    assert float(oracle_kl) == pytest.approx(0.0, abs=1e-5)
+    moved = model.forward_sequences(observations, states, starts.ravel())[0]
+    assert float(reference.kl(model, minibatch, moved)) > 0.0
+
+
+def test_a_recurrent_model_fine_tunes_under_the_penalty():
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    config = keras_ppo.PPOConfig(
+        num_steps=16, minibatch_size=32, update_epochs=1, sequence_length=8, seed=0
+    )
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, recurrent="gru", recurrent_units=4
+    )
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit(keras_ppo.rollout_dataset(model, envs), epochs=3, verbose=0,
+                        callbacks=[ReferenceKL(1.0)])  # fmt: skip
+    kl = history.history["reference_kl"]
+    # One update per iteration: the first replays the rollout with the
+    # reference's own weights and states (the learner's, unchanged yet).
+    assert kl[0] == 0.0
+    assert kl[2] > 0.0
 
 
 def _fine_tune(model, penalty):

@@ -270,6 +270,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         # Frozen snapshots of the weights (self-play's opponents), saved
         # with them.
         self.snapshots = snapshots.SnapshotPool(name="snapshots")
+        # The frozen policy of a KL penalty (`keras_ppo.callbacks.ReferenceKL`,
+        # its trainable weights), saved with the weights so that a resumed
+        # run penalises against the same one.
+        self.reference_snapshot = snapshots.SnapshotPool(name="reference_snapshot")
         self.training_logs = TrainingLogs(
             {name: keras.metrics.Mean(name=name) for name in LOSS_METRICS}
             | {name: EpisodeMean(name) for name in EPISODE_METRICS}

@@ -1,6 +1,7 @@
 """Frozen snapshots of a model's weights, saved with them: the opponent
-pool of self-play (`keras_ppo.callbacks.SelfPlay`), so that `save`,
-`load_agent` and `keras.callbacks.BackupAndRestore` keep it."""
+pool of self-play (`keras_ppo.callbacks.SelfPlay`) and the reference
+policy of a KL penalty (`keras_ppo.callbacks.ReferenceKL`), so that
+`save`, `load_agent` and `keras.callbacks.BackupAndRestore` keep them."""
 
 from __future__ import annotations
 

@@ -11,16 +11,19 @@ from keras_ppo.core import checks
 
 class ReferenceKL(keras.callbacks.Callback):
     """Adds `coefficient * KL(pi_ref || pi)` to PPO's loss while fitting,
-    `pi_ref` being the policy the model has when the first `fit` using this
-    callback starts (e.g. the one just cloned from demonstrations).
+    `pi_ref` being the model's reference policy: the policy it has when its
+    first `fit` with a penalty starts (e.g. the one just cloned from
+    demonstrations).
 
     The coefficient is set at the start of every epoch (PPO iteration) from
     `schedule`, as `ClipRatioScheduler` sets the clip range, and logged as
     `reference_kl_coef`; the update logs the KL itself as `reference_kl`
     (`keras_ppo.agent.reference` says how it is estimated). The reference
-    is kept by the callback, so fitting again with the same callback keeps
-    the same reference; it is not saved with the model, and without the
-    callback the model trains with plain PPO.
+    is the model's (`model.reference_snapshot`, as self-play's opponents
+    are `model.snapshots`), saved with its weights: fitting again, `save`
+    then `load_agent`, and `keras.callbacks.BackupAndRestore` keep the
+    same reference, so a resumed run penalises against the policy the run
+    started from. Without the callback the model trains with plain PPO.
 
     Args:
         schedule: `schedule(epoch, coefficient) -> new coefficient`, or a
@@ -30,8 +33,8 @@ class ReferenceKL(keras.callbacks.Callback):
 
     Raises:
         TypeError: If `schedule` is neither callable nor a number.
-        ValueError: When fitting starts, for a recurrent model, an
-            `AgentStack`, or a multi-worker strategy (not supported); or
+        ValueError: When fitting starts, for an `AgentStack`, a dataset of
+            whole iterations or a multi-worker strategy (not supported); or
             when the schedule returns a negative or non-finite value.
 
     Example:
@@ -52,20 +55,15 @@ class ReferenceKL(keras.callbacks.Callback):
             )
         self.schedule = schedule
         self.verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
-        self.reference = None
+        self.coefficient = 0.0
 
     def on_train_begin(self, logs=None):
-        model = self.model
-        _check_supported(model)
-        _check_xla(model)
-        if self.reference is None:
-            self.reference = ReferencePolicy(model, self.schedule(0, 0.0))
-        model.reference_policy = self.reference
-        _trace_again(model)
+        _check_supported(self.model)
+        _check_xla(self.model)
+        self.model.reference_policy = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        coefficient = self.reference.coefficient
-        value = self.schedule(epoch, float(coefficient.numpy()))
+        value = self.schedule(epoch, self.coefficient)
         try:
             value = checks.check_float("reference_kl_coef", value, lower=0.0)
         except (TypeError, ValueError):
@@ -73,13 +71,21 @@ class ReferenceKL(keras.callbacks.Callback):
                 "The KL coefficient schedule must return a finite number >= 0. "
                 f"Received: {value!r} at epoch {epoch}"
             ) from None
-        coefficient.assign(value)
+        self.coefficient = value
+        model = self.model
+        if model.reference_policy is None:
+            # Taken here rather than in on_train_begin: by the first epoch,
+            # BackupAndRestore (wherever it is in the callbacks) has restored
+            # the reference that the interrupted run saved.
+            model.reference_policy = ReferencePolicy(model, value)
+            _trace_again(model)
+        model.reference_policy.coefficient.assign(value)
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: ReferenceKL setting coefficient={value}")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["reference_kl_coef"] = float(self.reference.coefficient.numpy())
+            logs["reference_kl_coef"] = self.coefficient
 
     def on_train_end(self, logs=None):
         # Without the callback the model trains with plain PPO again.
@@ -101,19 +107,18 @@ def _check_xla(model):
 
 def _trace_again(model):
     """The penalty is part of the traced update: functions traced without
-    it (or with it) are traced again, the source's compiled updates too."""
+    it (or with it) are traced again, the source's compiled updates too
+    (Keras calls `model.train_function` anew at every step)."""
     source = model.iteration_source
     if source is not None:
         source.trace_again()
     if model.train_function is not None:
-        # Inside fit (on_train_begin), Keras calls the one it made already.
         model.make_train_function(force=True)
 
 
 def _check_supported(model):
     reasons = {
         "an AgentStack": getattr(model, "agents", None) is not None,
-        "a recurrent model": getattr(model, "policy_core", None) is not None,
         "fit on whole iterations": (
             model.iteration_source is not None
             and model.iteration_source.whole_iterations
@@ -123,6 +128,6 @@ def _check_supported(model):
     unsupported = [name for name, applies in reasons.items() if applies]
     if unsupported:
         raise ValueError(
-            "ReferenceKL supports feed-forward PPOModels fit on minibatches. "
+            "ReferenceKL supports PPOModels fit on minibatches. "
             f"Received: {unsupported[0]}"
         )
