@@ -74,6 +74,16 @@ def text_of(cell):
     return "".join(parts)
 
 
+def plots_of(notebook):
+    """The PNG images the notebook's cells display."""
+    return [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    ]
+
+
 def one_cell_matching(notebook, pattern):
     """The match of `pattern` in the only code cell whose output has it."""
     matches = [
@@ -115,13 +125,7 @@ def test_quickstart_trains_saves_and_evaluates(tmp_path, kernel):
     )
     # An untrained policy balances for about 10-40 steps.
     assert float(match.group(1)) >= 100
-    plots = [
-        output
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if "image/png" in output.get("data", {})
-    ]
-    assert len(plots) == 1
+    assert len(plots_of(notebook)) == 1
     assert (tmp_path / "agent.keras").is_file()
     assert list((tmp_path / "runs" / "quickstart" / "train").glob("events.out.*"))
     one_cell_matching(notebook, r"array\(\[[01]\]")  # predict_action's output
@@ -198,13 +202,7 @@ def test_multi_agent_notebook_shares_a_policy_and_plays_itself(tmp_path, kernel)
         assert sum(float(rate) for rate in rates) == pytest.approx(1, abs=0.02)
         assert int(games) >= 200
     one_cell_matching(notebook, r"First move, column: [0-6]\b")
-    plots = [
-        output
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if "image/png" in output.get("data", {})
-    ]
-    assert len(plots) == 1
+    assert len(plots_of(notebook)) == 1
     assert (tmp_path / "four.keras").is_file()
 
 
@@ -225,12 +223,6 @@ def test_demonstrations_notebook_clones_then_fine_tunes_under_the_penalty(
     )
     assert float(penalised.group(1)) >= 450
     one_cell_matching(notebook, r"PPO: lowest evaluation [\d.]+, final [\d.]+")
-    plots = [
-        output
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if "image/png" in output.get("data", {})
-    ]
-    assert len(plots) == 1
+    assert len(plots_of(notebook)) == 1
     one_cell_matching(notebook, r"Reference is the cloned policy: True")
     assert (tmp_path / "fine-tuned.keras").is_file()

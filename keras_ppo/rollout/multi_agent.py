@@ -330,12 +330,7 @@ def _with_agent_id(space, num_agents):
     """`space` extended with a one-hot agent id of `num_agents` entries."""
     one_hot = spaces.Box(0.0, 1.0, (num_agents,), np.float32)
     if isinstance(space, spaces.Dict):
-        if AGENT_ID_KEY in space.spaces:
-            raise TypeError(
-                f"The observations already have a {AGENT_ID_KEY!r} entry; "
-                f"`agent_id=True` cannot add one. Received: {space}"
-            )
-        return spaces.Dict({**space.spaces, AGENT_ID_KEY: one_hot})
+        return _add_entry(space, AGENT_ID_KEY, one_hot, "agent_id")
     if isinstance(space, spaces.Box) and len(space.shape) == 1:
         dtype = np.result_type(space.dtype, np.float32)
         return spaces.Box(
@@ -368,13 +363,18 @@ def _state_spaces(env, agents, from_env):
 def _with_global_state(space, state_space):
     """A `Dict` of the agent's own observation `space` and the state."""
     if isinstance(space, spaces.Dict):
-        if GLOBAL_STATE_KEY in space.spaces:
-            raise TypeError(
-                f"The observations already have a {GLOBAL_STATE_KEY!r} entry; "
-                f"`global_state=True` cannot add one. Received: {space}"
-            )
-        return spaces.Dict({**space.spaces, GLOBAL_STATE_KEY: state_space})
+        return _add_entry(space, GLOBAL_STATE_KEY, state_space, "global_state")
     return spaces.Dict({OBSERVATION_KEY: space, GLOBAL_STATE_KEY: state_space})
+
+
+def _add_entry(space, key, entry, option):
+    """The `Dict` `space` with `entry` under `key`, which `option` adds."""
+    if key in space.spaces:
+        raise TypeError(
+            f"The observations already have a {key!r} entry; "
+            f"`{option}=True` cannot add one. Received: {space}"
+        )
+    return spaces.Dict({**space.spaces, key: entry})
 
 
 def _zeros(space):
