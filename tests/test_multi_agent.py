@@ -272,3 +272,17 @@ def test_a_recurrent_policy_trains_on_agents_with_dict_observations():
     obs = envs.observation("c", {"x": np.array([201.0], np.float32)})
     action, _ = model.predict_action(obs)
     assert 0 <= int(action) < 3
+
+
+@pytest.mark.parametrize(
+    "key, option", [("agent_id", "agent_id"), ("global_state", "global_state")]
+)
+def test_an_entry_the_observations_already_have_is_not_added_again(key, option):
+    box = spaces.Box(0.0, 1e3, (1,), np.float32)
+    taken = {agent: spaces.Dict({"x": box, key: box}) for agent in AGENTS}
+    with pytest.raises(
+        TypeError, match=rf"already have a '{key}' entry; `{option}=True`"
+    ):
+        keras_ppo.MultiAgentVectorEnv(
+            lambda: ThreeAgentEnv(spaces_of=taken), **{option: True}
+        )
