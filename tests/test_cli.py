@@ -3,17 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from cli_checks import run_failing
 
 import keras_ppo
 from keras_ppo.cli import build_parser, main
-
-
-def run_failing(argv, capsys):
-    """Runs `main(argv)`, expects an argparse-style exit, returns stderr."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    return capsys.readouterr().err
 
 
 def test_train_help_lists_run_and_config_options(capsys):

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+from cli_checks import run_failing
 
 import keras_ppo
 from keras_ppo.cli import main, presets
 
 pytest.importorskip("minari", reason="Minari is the optional `demos` extra")
+
 from keras_ppo.io.demonstrations import read_minari  # noqa: E402
 from keras_ppo.io.recording import record_episodes  # noqa: E402
 
@@ -14,13 +16,6 @@ from keras_ppo.io.recording import record_episodes  # noqa: E402
 def balance(observation):
     x, x_dot, theta, theta_dot = observation
     return int(theta + 0.5 * theta_dot + 0.01 * x + 0.1 * x_dot > 0)
-
-
-def run_failing(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    return capsys.readouterr().err
 
 
 def test_pretrain_then_train_init_then_record(tmp_path, capsys):

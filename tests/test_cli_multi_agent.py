@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from cli_checks import run_failing
 from mpe2 import simple_spread_v3
 from pettingzoo.classic import connect_four_v3
 
@@ -13,14 +14,6 @@ import keras_ppo
 from keras_ppo.cli import main
 from keras_ppo.io.games import ConnectFourLookahead, RandomPlayer, play
 from keras_ppo.io.rendering import record_agents
-
-
-def run_failing(argv, capsys):
-    """Runs `main(argv)`, expects exit code 2, returns stderr."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    return capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from cli_checks import run_failing
 
 import keras_ppo
 from keras_ppo.cli import main, plotting
 from keras_ppo.cli.plotting import Curve
-
-
-def run_failing(argv, capsys):
-    """Runs `main(argv)`, expects exit code 2, returns stderr."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    return capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
