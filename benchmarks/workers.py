@@ -203,7 +203,9 @@ def _kppo_setup(cfg, seed, schedules, envs, jit_compile=None, whole=False):
         rate = keras.optimizers.schedules.PolynomialDecay(
             rate, iterations * config.updates_per_iteration(envs.num_envs), 0.0
         )
-        callbacks.append(ClipRatioScheduler(linear_schedule(0.2, iterations)))
+        callbacks.append(
+            ClipRatioScheduler(linear_schedule(config.clip_ratio, iterations))
+        )
     clipnorm = cfg.get("max_grad_norm", 0.5)
     model.compile(keras.optimizers.Adam(rate, epsilon=1e-5, global_clipnorm=clipnorm))
     if whole:
@@ -229,7 +231,7 @@ def sb3_agent(cfg, seed, schedules=False, log=None):
     rate, clip = cfg["learning_rate"], cfg.get("clip_range", 0.2)
     if schedules:  # rl-zoo3's lin_<x>: x * progress_remaining
         rate = lambda p, r=rate: r * p  # noqa: E731
-        clip = lambda p: 0.2 * p  # noqa: E731
+        clip = lambda p, c=clip: c * p  # noqa: E731
     agent = PPO(
         "MlpPolicy",
         envs,

@@ -98,6 +98,7 @@ def record_agents(
 
     Raises:
         ValueError: As `record_episodes`.
+        TypeError: If `observation` is given and not callable.
         ImportError: As `record_episodes`.
     """
     write, fps = _writer_and_fps(path, env, episodes, fps)
