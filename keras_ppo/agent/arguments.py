@@ -156,6 +156,7 @@ ARGUMENTS = (
     Argument("full_std", True, checks.check_bool),
     Argument("ortho_init", True, checks.check_bool),
     Argument("critic_only_keys", (), critic_inputs.check_critic_only_keys, None, tuple),
+    Argument("role_key", None, _optional(checks.check_str)),
 )
 
 #: Arguments the model does not keep as given: its layers are built from

@@ -136,16 +136,19 @@ class StructuredEncoder(keras.layers.Layer):
         custom: `{key: keras layer}` replacing the default encoders of
             those keys.
         seed: Seed of the default encoders' initialisers, or None.
+        first: A feature key encoded first (a policy per role reads the
+            role code at the start of the features: `keras_ppo.agent.roles`).
 
     Raises:
         ValueError: For a custom key that is not a feature key.
         TypeError: For a custom encoder that is not a Keras layer.
     """
 
-    def __init__(self, layout, custom=None, seed=None, **kwargs):
+    def __init__(self, layout, custom=None, seed=None, first=None, **kwargs):
         super().__init__(**kwargs)
         custom = check_encoders(layout, custom)
-        self.feature_keys = list(layout.feature_keys)
+        keys = list(layout.feature_keys)
+        self.feature_keys = [first] + [k for k in keys if k != first] if first else keys
         seeds = seed_stream(seed)
         encoders = {}
         for key in self.feature_keys:
@@ -162,38 +165,43 @@ class StructuredEncoder(keras.layers.Layer):
         return tf.concat(features, axis=-1)
 
 
-def observation_encoder(layout, custom, custom_trunks, seed):
+def observation_encoder(layout, custom, custom_trunks, seed, first=None):
     """The encoder of a `PPOModel`'s observations: a `StructuredEncoder`
-    for dict inputs, else the flat `ObservationEncoder` (custom trunks see
-    flat observations in their own shape: images stay images)."""
+    for dict inputs (`first` encoded first), else the flat
+    `ObservationEncoder` (custom trunks see flat observations in their own
+    shape: images stay images)."""
     if layout.structured:
-        return StructuredEncoder(layout, custom, seed=seed, name="encoder")
+        return StructuredEncoder(layout, custom, seed=seed, first=first, name="encoder")
     return encoder_for(layout.observation_space, flatten=not custom_trunks)
 
 
-def actor_critic_encoders(actor_layout, critic_layout, custom, custom_trunks, seed):
+def actor_critic_encoders(
+    actor_layout, critic_layout, custom, custom_trunks, seed, first=None
+):
     """`(encoder, critic_encoder)` of a `PPOModel`: the encoder of the
-    actor's inputs (`observation_encoder`) and, with critic-only keys
-    (`critic_layout`; `keras_ppo.agent.critic_inputs`), a `StructuredEncoder`
-    of those keys alone (else None). `custom` encoders go to the side whose
-    keys they name."""
+    actor's inputs (`observation_encoder`, `first` encoded first) and, with
+    critic-only keys (`critic_layout`; `keras_ppo.agent.critic_inputs`), a
+    `StructuredEncoder` of those keys alone (else None). `custom` encoders
+    go to the side whose keys they name."""
     if critic_layout is None:
-        return observation_encoder(actor_layout, custom, custom_trunks, seed), None
+        encoder = observation_encoder(actor_layout, custom, custom_trunks, seed, first)
+        return encoder, None
     critic_keys = critic_layout.feature_keys
     actor_custom = {k: v for k, v in custom.items() if k not in critic_keys}
     critic_custom = {k: v for k, v in custom.items() if k in critic_keys}
     critic_seed = None if seed is None else seed + 1
     return (
-        observation_encoder(actor_layout, actor_custom, custom_trunks, seed),
+        observation_encoder(actor_layout, actor_custom, custom_trunks, seed, first),
         StructuredEncoder(
             critic_layout, critic_custom, seed=critic_seed, name="critic_encoder"
         ),
     )
 
 
-def observation_normalizer(layout):
+def observation_normalizer(layout, keep=None):
     """The running observation normalisation of a `PPOModel`: of the flat
-    `Box` observation, or of each non-image `Box` feature leaf.
+    `Box` observation, or of each non-image `Box` feature leaf but `keep`
+    (a role code, read as it is).
 
     Raises:
         ValueError: For a flat observation that is not a `Box`.
@@ -211,6 +219,7 @@ def observation_normalizer(layout):
         for key in layout.feature_keys
         if isinstance(layout.spaces[key], spaces.Box)
         and not is_image(layout.spaces[key])
+        and key != keep
     }
     return StructuredNormalization(shapes, name="observation_normalizer")
 

@@ -15,6 +15,7 @@ from keras_ppo.agent import (
     guards,
     memory,
     networks,
+    roles,
     snapshots,
 )
 from keras_ppo.agent import encoders as encoders_module
@@ -97,6 +98,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             the value trunk reads (a centralised or privileged critic, e.g.
             `("global_state",)`; `keras_ppo.agent.critic_inputs`): acting
             and export take the observation without them.
+        role_key: The top-level key of a `Dict` observation holding a
+            one-hot role code: the model then has MLP trunks and heads per
+            role, each agent acting and learning with its role's
+            (`keras_ppo.agent.roles`; a multi-agent env's `groups`).
 
     Example:
         >>> envs = gym.make_vec("CartPole-v1", num_envs=8)
@@ -132,6 +137,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         full_std=True,
         ortho_init=True,
         critic_only_keys=(),
+        role_key=None,
         **kwargs,
     ):
         guards.check_dtype_policy()
@@ -151,6 +157,14 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             recurrent,
             policy_network,
             value_network,
+        )
+        self.num_roles = roles.check_role_key(
+            self.layout,
+            role_key,
+            options["critic_only_keys"],
+            recurrent,
+            policy_network,
+            encoders,
         )
         super().__init__(**kwargs)
         for name, value in options.items():
@@ -198,11 +212,12 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             self.custom_encoders,
             self.custom_trunks,
             config.seed,
+            first=self.role_key,
         )
         # Running statistics are model state, so save/load and export carry
         # them; `keras_ppo.agent.normalization` explains when they change.
         self.observation_normalizer = (
-            encoders_module.observation_normalizer(self.layout)
+            encoders_module.observation_normalizer(self.layout, keep=self.role_key)
             if config.normalize_observations
             else None
         )
@@ -223,6 +238,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
             self.activation,
             seeds,
             self.ortho_init,
+            self.num_roles,
         )
         head_size = self.distribution.param_size - self._log_std_size
         self.policy_head = networks.orthogonal_dense(
@@ -308,6 +324,8 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         kwargs.setdefault("env_id", getattr(env, "env_id", getattr(spec, "id", None)))
         if isinstance(env, VectorEnv):
             kwargs.setdefault("num_envs", env.num_envs)
+            # A multi-agent env with `groups` gives its roles' code.
+            kwargs.setdefault("role_key", getattr(env, "role_key", None))
             return cls(
                 env.single_observation_space,
                 env.single_action_space,

@@ -58,6 +58,34 @@ def encoder_for(space, flatten=True) -> ObservationEncoder:
     return ObservationEncoder(flatten=flatten, name="encoder")
 
 
+@keras.saving.register_keras_serializable(package="keras_ppo")
+class PerRole(keras.layers.Layer):
+    """One trunk per role, the input's role selecting its own.
+
+    The input's first `num_roles` features are the one-hot role code (the
+    model's encoder puts them first). The output is that code followed by
+    each role's trunk output, zero for every role but the input's
+    (`keras_ppo.agent.roles`):
+    `[batch, num_roles + num_roles * units]`.
+
+    Args:
+        trunks: One Keras layer per role, all with the same output size.
+    """
+
+    def __init__(self, trunks, **kwargs):
+        super().__init__(**kwargs)
+        self.trunks = list(trunks)
+        self.num_roles = len(self.trunks)
+
+    def call(self, features, training=False):
+        role = features[:, : self.num_roles]
+        outputs = [role]
+        for index, trunk in enumerate(self.trunks):
+            hidden = flatten(trunk(features, training=training))
+            outputs.append(role[:, index : index + 1] * hidden)
+        return tf.concat(outputs, axis=-1)
+
+
 def build_trunks(
     policy_network,
     value_network,
@@ -66,10 +94,12 @@ def build_trunks(
     activation,
     seeds,
     ortho_init=True,
+    num_roles=0,
 ):
     """`(policy_trunk, value_trunk)` of a `PPOModel`: the user's networks, or
     MLPs; one trunk for both with `shared_trunk`; by default a clone of a
-    custom `policy_network` for the value.
+    custom `policy_network` for the value. With `num_roles`, each MLP trunk
+    is one per role (`keras_ppo.agent.roles.PerRole`).
 
     Raises:
         ValueError: For a `value_network` without a `policy_network`.
@@ -87,10 +117,22 @@ def build_trunks(
             "`value_network` needs a `policy_network` too. Received: "
             f"policy_network=None, value_network={value_network!r}"
         )
-    policy = mlp(hidden_sizes, activation, seeds, "policy", ortho_init)
+
+    def side(name):
+        if not num_roles:
+            return mlp(hidden_sizes, activation, seeds, name, ortho_init)
+        return PerRole(
+            [
+                mlp(hidden_sizes, activation, seeds, f"{name}_role_{i}", ortho_init)
+                for i in range(num_roles)
+            ],
+            name=name,
+        )
+
+    policy = side("policy")
     if shared_trunk:
         return policy, policy
-    return policy, mlp(hidden_sizes, activation, seeds, "value", ortho_init)
+    return policy, side("value")
 
 
 def trunk(network, argument):

@@ -291,7 +291,7 @@ def _one_agent(env):
     PettingZoo env the spaces its agents share."""
     from types import SimpleNamespace
 
-    from keras_ppo.rollout.multi_agent import shared_spaces
+    from keras_ppo.rollout.agent_spaces import shared_spaces
 
     if not hasattr(env, "possible_agents"):
         return env

@@ -10,7 +10,8 @@ training. A copy resets once all its agents are done, in the same step
 (`SAME_STEP` autoreset: each ended agent's final observation is in
 `infos["final_obs"]`, so a truncated agent bootstraps from its own).
 With `global_state=True` every slot also carries its copy's global state,
-for a centralised critic (MAPPO; `PPOModel(critic_only_keys=...)`).
+for a centralised critic (MAPPO; `PPOModel(critic_only_keys=...)`). With
+`groups`, each role of agents gets its own policy (`keras_ppo.rollout.roles`).
 
 Nothing here imports PettingZoo: any object with the Parallel API
 (`possible_agents`, `agents`, `observation_space(agent)`,
@@ -27,14 +28,18 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 from gymnasium.vector.utils import iterate as iterate_space
 
+from keras_ppo.rollout import agent_spaces
+from keras_ppo.rollout.agent_spaces import (
+    AGENT_ID_KEY,
+    GLOBAL_STATE_KEY,
+    OBSERVATION_KEY,
+    shared_spaces,
+    state_spaces,
+    with_agent_id,
+    with_global_state,
+    zeros,
+)
 from keras_ppo.rollout.gym_driver import AGENT_ACTIVE
-
-#: The key of the one-hot agent id added to `Dict` observations.
-AGENT_ID_KEY = "agent_id"
-#: The key of the copy's global state with `global_state=True`.
-GLOBAL_STATE_KEY = "global_state"
-#: The key of an agent's own non-`Dict` observation with `global_state=True`.
-OBSERVATION_KEY = "observation"
 
 
 class MultiAgentVectorEnv(VectorEnv):
@@ -42,7 +47,13 @@ class MultiAgentVectorEnv(VectorEnv):
     their agents on the batch axis: `num_envs = num_copies * num_agents`.
 
     All agents share one observation space and one action space (one
-    policy for all). With `agent_id=True` each observation carries a
+    policy for all), unless `groups` gives them roles: then the agents of
+    each role share one policy, and their observations become a `Dict`
+    with the agent's own observation (padded to the roles' longest), its
+    one-hot role under `"role"` and, where the roles' numbers of actions
+    differ, an `"action_mask"` (`keras_ppo.rollout.roles`).
+    `PPOModel.from_env` gives such envs' models a trunk and head per role
+    (`role_key="role"`). With `agent_id=True` each observation carries a
     one-hot id of its agent, appended to a 1-D `Box` observation or added
     to a `Dict` one under `"agent_id"`, so the shared policy can act
     differently per agent.
@@ -63,6 +74,9 @@ class MultiAgentVectorEnv(VectorEnv):
         num_copies: How many copies of the env step together.
         agent_id: Add a one-hot agent id to the observations.
         global_state: Add the copy's global state to the observations.
+        groups: None (one policy for all agents), `{role: [agents]}`, a
+            callable `agent -> role`, or `"name"` (roles by the agents'
+            names without their trailing `_<number>`).
 
     Raises:
         TypeError: If `env_fn` is not callable, makes an AEC (turn-based)
@@ -71,7 +85,10 @@ class MultiAgentVectorEnv(VectorEnv):
             `global_state` for an env whose `state_space` is not a `Box`
             or whose observations have a `"global_state"` entry.
         ValueError: If `num_copies < 1`, the copies have different agents,
-            or the agents' spaces differ (the message names the agents);
+            the agents' spaces differ (the message names the agents; with
+            `groups`, those of one role, or roles' spaces that cannot be
+            padded to shared ones), or `groups` leaves an agent without a
+            role or puts one in two;
             with `global_state`, also from `step`/`reset` if the env's
             `state()` does not have its `state_space`'s shape.
     """
@@ -82,6 +99,7 @@ class MultiAgentVectorEnv(VectorEnv):
         num_copies: int = 1,
         agent_id: bool = False,
         global_state: bool = False,
+        groups=None,
     ):
         if not callable(env_fn):
             raise TypeError(
@@ -100,20 +118,21 @@ class MultiAgentVectorEnv(VectorEnv):
                     "Every copy made by `env_fn` must have the same agents. "
                     f"Expected: {self.agents}. Received: {list(env.possible_agents)}"
                 )
-        observation_space, action_space = shared_spaces(self.envs[0])
+        self._raw_spaces = [self.envs[0].observation_space(a) for a in self.agents]
+        observation_space, action_space = self._policy_spaces(groups)
         self.agent_id = bool(agent_id)
         self.env_observation_space = observation_space
         if self.agent_id:
-            observation_space = _with_agent_id(observation_space, len(self.agents))
+            observation_space = with_agent_id(observation_space, len(self.agents))
         # What the policy reads of an agent's own observation.
         self.local_observation_space = observation_space
         self.global_state = bool(global_state)
         self._state_from_env = hasattr(self.envs[0], "state_space")
         if self.global_state:
-            self.state_space, self._joined_space = _state_spaces(
+            self.state_space, self._joined_space = state_spaces(
                 self.envs[0], self.agents, self._state_from_env
             )
-            observation_space = _with_global_state(observation_space, self.state_space)
+            observation_space = with_global_state(observation_space, self.state_space)
         self.num_copies = num_copies
         self.num_envs = num_copies * len(self.agents)
         self.single_observation_space = observation_space
@@ -125,9 +144,9 @@ class MultiAgentVectorEnv(VectorEnv):
         # Each slot's latest own observation (`_local`) and its env's raw
         # one: an agent that is not acting keeps its last one (zeros before
         # it first acts) as a stand-in. And each copy's global state.
-        local, raw = self.local_observation_space, self.env_observation_space
-        self._obs = [[_zeros(local) for _ in self.agents] for _ in self.envs]
-        self._raw = [[_zeros(raw) for _ in self.agents] for _ in self.envs]
+        local = self.local_observation_space
+        self._obs = [[zeros(local) for _ in self.agents] for _ in self.envs]
+        self._raw = [[zeros(raw) for raw in self._raw_spaces] for _ in self.envs]
         self._states = [None for _ in self.envs]
 
     # ------------------------------------------------------------- gymnasium
@@ -188,6 +207,35 @@ class MultiAgentVectorEnv(VectorEnv):
 
     # --------------------------------------------------------------- helpers
 
+    def _policy_spaces(self, groups):
+        """The observation and action space of the policy (before agent ids
+        and global states): the agents' shared ones, or with `groups` the
+        roles' (`keras_ppo.rollout.roles`)."""
+        self.roles, self.role_key = None, None
+        if groups is None:
+            return shared_spaces(self.envs[0])
+        self.roles, self._role_of = agent_spaces.agent_roles(self.agents, groups)
+        self.role_key = agent_spaces.ROLE_KEY
+        space, action_space, self._action_sizes = agent_spaces.role_spaces(
+            self.envs[0], self.agents, self.roles, self._role_of
+        )
+        self._role_space = space
+        return space, action_space
+
+    def role_of(self, agent: str) -> str:
+        """The role of `agent` (with `groups`).
+
+        Raises:
+            ValueError: Without `groups`, or for an unknown agent.
+        """
+        if self.roles is None or agent not in self.agents:
+            raise ValueError(
+                f"role_of needs `groups` and one of the agents {self.agents}. "
+                f"Received: {agent!r} with groups "
+                f"{'unset' if self.roles is None else 'set'}"
+            )
+        return self.roles[self._role_of[agent]]
+
     def observation(self, agent: str, obs):
         """The observation the policy reads for `agent`'s own PettingZoo
         observation `obs` (with its one-hot id when `agent_id` is set; with
@@ -201,7 +249,16 @@ class MultiAgentVectorEnv(VectorEnv):
         return local
 
     def _local(self, agent, obs):
-        """`agent`'s own observation `obs`, with its id if `agent_id`."""
+        """`agent`'s own observation `obs`, as its role's `Dict` with
+        `groups`, with its id if `agent_id`."""
+        if self.roles is not None:
+            obs = agent_spaces.role_observation(
+                obs,
+                self._role_of[agent],
+                len(self.roles),
+                self._role_space,
+                self._action_sizes,
+            )
         if not self.agent_id:
             return obs
         one_hot = np.zeros(len(self.agents), np.float32)
@@ -220,8 +277,7 @@ class MultiAgentVectorEnv(VectorEnv):
         """Resets copy `index`; returns which agents act first. Agents
         that have not joined yet add zeros to a joined global state."""
         obs, _ = self.envs[index].reset(**kwargs)
-        space = self.env_observation_space
-        self._raw[index] = [_zeros(space) for _ in self.agents]
+        self._raw[index] = [zeros(space) for space in self._raw_spaces]
         return self._observe(index, obs)
 
     def _observe(self, index, obs) -> list:
@@ -293,92 +349,3 @@ def check_parallel_env(env):
             f"returned has no {', '.join(missing)}. Received: {env!r}"
         )
     return env
-
-
-def shared_spaces(env):
-    """`(observation_space, action_space)` shared by all of `env`'s
-    `possible_agents`.
-
-    Raises:
-        ValueError: If the agents' spaces differ, naming the agents of
-            each distinct space.
-    """
-    agents = list(env.possible_agents)
-    if not agents:
-        raise ValueError(f"The env has no agents. Received: {env!r}")
-    for kind in ("observation", "action"):
-        groups = []  # (space, agents with it), in the agents' order
-        for agent in agents:
-            space = getattr(env, f"{kind}_space")(agent)
-            for known, members in groups:
-                if known == space:
-                    members.append(agent)
-                    break
-            else:
-                groups.append((space, [agent]))
-        if len(groups) > 1:
-            described = "; ".join(f"{members}: {space}" for space, members in groups)
-            raise ValueError(
-                f"The agents' {kind} spaces differ, so one shared policy cannot "
-                f"act for all of them. Agents by {kind} space: {described}"
-            )
-    first = agents[0]
-    return env.observation_space(first), env.action_space(first)
-
-
-def _with_agent_id(space, num_agents):
-    """`space` extended with a one-hot agent id of `num_agents` entries."""
-    one_hot = spaces.Box(0.0, 1.0, (num_agents,), np.float32)
-    if isinstance(space, spaces.Dict):
-        return _add_entry(space, AGENT_ID_KEY, one_hot, "agent_id")
-    if isinstance(space, spaces.Box) and len(space.shape) == 1:
-        dtype = np.result_type(space.dtype, np.float32)
-        return spaces.Box(
-            np.concatenate([space.low, one_hot.low]).astype(dtype),
-            np.concatenate([space.high, one_hot.high]).astype(dtype),
-            dtype=dtype,
-        )
-    raise TypeError(
-        "`agent_id=True` appends to 1-D Box observations or adds an entry to "
-        f"Dict ones. Received: {space}"
-    )
-
-
-def _state_spaces(env, agents, from_env):
-    """`(state_space, joined_space)`: the global state's `Box`, and the
-    `Tuple` of the agents' observation spaces it flattens (None when the
-    env gives its state)."""
-    if from_env:
-        space = env.state_space
-        if not isinstance(space, spaces.Box):
-            raise TypeError(
-                f"`global_state=True` needs the env's state_space to be a Box. "
-                f"Received: {space}"
-            )
-        return space, None
-    joined = spaces.Tuple([env.observation_space(agent) for agent in agents])
-    return spaces.flatten_space(joined), joined
-
-
-def _with_global_state(space, state_space):
-    """A `Dict` of the agent's own observation `space` and the state."""
-    if isinstance(space, spaces.Dict):
-        return _add_entry(space, GLOBAL_STATE_KEY, state_space, "global_state")
-    return spaces.Dict({OBSERVATION_KEY: space, GLOBAL_STATE_KEY: state_space})
-
-
-def _add_entry(space, key, entry, option):
-    """The `Dict` `space` with `entry` under `key`, which `option` adds."""
-    if key in space.spaces:
-        raise TypeError(
-            f"The observations already have a {key!r} entry; "
-            f"`{option}=True` cannot add one. Received: {space}"
-        )
-    return spaces.Dict({**space.spaces, key: entry})
-
-
-def _zeros(space):
-    """One observation of `space` filled with zeros."""
-    return next(
-        iterate_space(batch_space(space, 1), create_empty_array(space, 1, np.zeros))
-    )

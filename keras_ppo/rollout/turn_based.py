@@ -22,7 +22,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 from gymnasium.vector.utils import iterate as iterate_space
 
-from keras_ppo.rollout.multi_agent import shared_spaces
+from keras_ppo.rollout.agent_spaces import shared_spaces
 
 #: Game outcomes for the learner, by the sign of its episode return.
 OUTCOMES = ("win", "draw", "loss")
