@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 import keras_ppo
 from keras_ppo.agent.networks import PerRole
+from keras_ppo.callbacks import AgentReturns
 from keras_ppo.rollout.agent_spaces import agent_roles, groups_by_name
 
 SPEAKER, LISTENERS = "speaker_0", ["listener_0", "listener_1"]
@@ -284,3 +285,53 @@ def test_both_roles_learn_their_own_task():
     # Random play gets 1/2 of the speaker's and 1/4 of the listeners' right.
     assert correct[SPEAKER] == EPISODE
     assert correct["listener"] == 2 * EPISODE
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        (None, {"a": 4.0, "b": 4.0, "c": 9.0}),
+        ({"x": ["a", "b"], "y": ["c"]}, {"x": 4.0, "y": 9.0}),
+    ],
+)
+def test_agent_returns_logs_each_roles_or_agents_mean_return(groups, expected):
+    # ThreeAgentEnv: "a" earns 1 for 4 steps, "b" 2 for 2 steps, "c" joins
+    # after the first step and earns 3 for 3 steps; episodes last 4 steps.
+    from test_multi_agent import ThreeAgentEnv
+
+    envs = keras_ppo.MultiAgentVectorEnv(ThreeAgentEnv, num_copies=2, groups=groups)
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=48, seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    model.compile()
+    history = model.fit(
+        keras_ppo.rollout_dataset(model, envs),
+        epochs=1,
+        verbose=0,
+        callbacks=[AgentReturns(envs)],
+    )
+    logs = {k: v[0] for k, v in history.history.items() if "episode_return_" in k}
+    assert logs == {f"episode_return_{name}": v for name, v in expected.items()}
+
+
+def test_agent_returns_needs_a_multi_agent_env():
+    with pytest.raises(TypeError, match="Expected a keras_ppo.MultiAgentVectorEnv"):
+        AgentReturns(object())
+
+
+def test_roles_combine_with_agent_ids_and_a_centralised_critic():
+    envs = role_envs(agent_id=True, global_state=True)
+    space = envs.single_observation_space
+    assert sorted(space.spaces) == [
+        "action_mask", "agent_id", "global_state", "observation", "role"
+    ]  # fmt: skip
+    # The joined observations of the three agents: 2 + 3 + 3 numbers.
+    assert space["global_state"].shape == (8,)
+    obs, _ = envs.reset(seed=5)
+    np.testing.assert_array_equal(obs["agent_id"][:3], np.eye(3))
+    np.testing.assert_array_equal(obs["global_state"][0], obs["global_state"][2])
+    model = role_model(envs, critic_only_keys=("global_state",))
+    params, values = model(obs)
+    assert values.shape == (6,)
+    local = envs.observation(SPEAKER, np.array([0.0, 1.0], np.float32))
+    assert "global_state" not in local and local["role"].tolist() == [1.0, 0.0]
+    assert int(model.predict_action(local, deterministic=True)) in (0, 1)

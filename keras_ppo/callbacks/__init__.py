@@ -1,5 +1,6 @@
 """Keras callbacks for PPO training."""
 
+from keras_ppo.callbacks.agent_returns import AgentReturns
 from keras_ppo.callbacks.backup import ChiefBackupAndRestore
 from keras_ppo.callbacks.checkpoint import AtomicModelCheckpoint
 from keras_ppo.callbacks.evaluation import EvalCallback
@@ -14,6 +15,7 @@ from keras_ppo.callbacks.timesteps import TimestepLimit
 from keras_ppo.callbacks.video import VideoRecorder
 
 __all__ = [
+    "AgentReturns",
     "AtomicModelCheckpoint",
     "ChiefBackupAndRestore",
     "ClipRatioScheduler",

@@ -148,6 +148,9 @@ class MultiAgentVectorEnv(VectorEnv):
         self._obs = [[zeros(local) for _ in self.agents] for _ in self.envs]
         self._raw = [[zeros(raw) for raw in self._raw_spaces] for _ in self.envs]
         self._states = [None for _ in self.envs]
+        # Running and finished returns per agent (`take_returns`).
+        self._running = np.zeros(self.num_envs, np.float64)
+        self._finished = {}
 
     # ------------------------------------------------------------- gymnasium
 
@@ -158,6 +161,8 @@ class MultiAgentVectorEnv(VectorEnv):
         for index in range(self.num_copies):
             copy_seed = None if seed is None else seed + index
             active.extend(self._reset_copy(index, seed=copy_seed, options=options))
+        # Returns of episodes under way are dropped with them.
+        self._running = np.zeros(self.num_envs, np.float64)
         return self._batch(), {AGENT_ACTIVE: np.array(active, bool)}
 
     def step(self, actions):
@@ -198,8 +203,27 @@ class MultiAgentVectorEnv(VectorEnv):
                     has_final[slot] = True
                 now = self._reset_copy(index)
             active[base : base + len(self.agents)] = now
+        self._count_returns(rewards, terminated | truncated)
         infos = {AGENT_ACTIVE: active, "final_obs": final_obs, "_final_obs": has_final}
         return self._batch(), rewards, terminated, truncated, infos
+
+    def take_returns(self) -> dict:
+        """The returns of the agents' episodes that ended since the last
+        call: `{name: (sum, count)}` by role with `groups`, else by agent
+        (what `keras_ppo.callbacks.AgentReturns` logs)."""
+        finished, self._finished = self._finished, {}
+        return finished
+
+    def _count_returns(self, rewards, ended):
+        """Adds the step's rewards to each slot's running return and moves
+        the returns of the agents that ended into `_finished`."""
+        self._running += rewards
+        for slot in np.flatnonzero(ended):
+            agent = self.agents[slot % len(self.agents)]
+            name = agent if self.roles is None else self.role_of(agent)
+            total, count = self._finished.get(name, (0.0, 0))
+            self._finished[name] = (total + float(self._running[slot]), count + 1)
+            self._running[slot] = 0.0
 
     def close_extras(self, **kwargs):
         for env in self.envs:
