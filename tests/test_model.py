@@ -536,7 +536,7 @@ def test_the_constructor_and_get_config_follow_the_one_argument_list():
     assert twin.get_config() == {**config, "name": twin.name}
 
 
-def test_ortho_init_false_initialises_kernels_as_pytorch_linear():
+def test_ortho_init_false_initialises_layers_as_pytorch_linear():
     space = gym.spaces.Box(-1.0, 1.0, (40,), np.float32)
     action = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     torch_like = PPOModel(space, action, hidden_sizes=(300,), ortho_init=False)
@@ -546,7 +546,24 @@ def test_ortho_init_false_initialises_kernels_as_pytorch_linear():
     np.testing.assert_allclose(kernel.std(), 1 / np.sqrt(3 * 40), rtol=0.05)
     head = torch_like.policy_head.kernel.numpy()  # fan_in 300, not gain 0.01
     assert 0.5 / np.sqrt(300) < np.abs(head).max() <= 1 / np.sqrt(300)
+    # Biases too, as nn.Linear's: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    bias = torch_like.policy_trunk.layers[0].bias.numpy()  # 300 draws, fan_in 40
+    assert np.abs(bias).max() <= 1 / np.sqrt(40)
+    np.testing.assert_allclose(bias.std(), 1 / np.sqrt(3 * 40), rtol=0.15)
+    value_bias = torch_like.value_head.bias.numpy()
+    assert 0 < np.abs(value_bias[0]) <= 1 / np.sqrt(300)
+    twin = PPOModel(space, action, hidden_sizes=(300,), ortho_init=False)
+    assert not np.array_equal(twin.policy_trunk.layers[0].bias.numpy(), bias)
+    config = keras_ppo.PPOConfig(seed=3)
+    seeded = [
+        PPOModel(space, action, config, hidden_sizes=(300,), ortho_init=False)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(
+        *(m.policy_trunk.layers[0].bias.numpy() for m in seeded)
+    )
     orthogonal = PPOModel(space, action, hidden_sizes=(300,))
+    assert not orthogonal.policy_trunk.layers[0].bias.numpy().any()
     kernel = orthogonal.policy_trunk.layers[0].kernel.numpy()
     # Orthogonal rows (40 <= 300) scaled by the gain sqrt(2).
     np.testing.assert_allclose(kernel @ kernel.T, 2.0 * np.eye(40), atol=1e-4)

@@ -168,23 +168,48 @@ def flatten(features):
 
 def orthogonal_dense(units, gain, seed, activation=None, name=None, ortho_init=True):
     """A Dense layer, orthogonally initialised with `gain` (zero biases), or
-    with `ortho_init=False` as PyTorch's `nn.Linear` initialises its
-    kernel, `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` (what Stable-Baselines3's
-    `ortho_init=False` leaves); the biases still start at zero."""
-    if ortho_init:
-        kernel = keras.initializers.Orthogonal(gain=gain, seed=seed)
-    else:
-        # limit sqrt(3 * scale / fan_in) = 1 / sqrt(fan_in)
-        kernel = keras.initializers.VarianceScaling(
-            1.0 / 3.0, "fan_in", "uniform", seed=seed
-        )
+    with `ortho_init=False` as PyTorch's `nn.Linear` initialises itself
+    (`LinearDense`: what Stable-Baselines3's `ortho_init=False` leaves)."""
+    if not ortho_init:
+        return LinearDense(units, seed=seed, activation=activation, name=name)
     return keras.layers.Dense(
         units,
         activation=activation,
-        kernel_initializer=kernel,
+        kernel_initializer=keras.initializers.Orthogonal(gain=gain, seed=seed),
         bias_initializer="zeros",
         name=name,
     )
+
+
+@keras.saving.register_keras_serializable(package="keras_ppo")
+class LinearDense(keras.layers.Dense):
+    """A Dense layer initialised as PyTorch's `nn.Linear`: kernel and bias
+    both `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` (`nn.Linear.reset_parameters`;
+    the kernel's kaiming-uniform with `a=sqrt(5)` has that limit). The
+    bias needs the input size, so it is drawn in `build`.
+
+    Args:
+        units: Output size.
+        seed: Seed of both initialisers, or None.
+    """
+
+    def __init__(self, units, seed=None, **kwargs):
+        # limit sqrt(3 * scale / fan_in) = 1 / sqrt(fan_in)
+        kwargs.setdefault(
+            "kernel_initializer",
+            keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform", seed),
+        )
+        super().__init__(units, **kwargs)
+        self.seed = seed
+
+    def build(self, input_shape):
+        limit = 1.0 / math.sqrt(input_shape[-1])
+        seed = None if self.seed is None else self.seed + 1
+        self.bias_initializer = keras.initializers.RandomUniform(-limit, limit, seed)
+        super().build(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
 
 
 def mlp(hidden_sizes, activation, seeds, name, ortho_init=True) -> keras.Sequential:
