@@ -32,8 +32,28 @@ def normalize_by_moments(advantages, weights=None):
 def explained_variance(predictions, targets, weights=None):
     residuals = targets - predictions
     return losses.explained_variance(
-        moments(targets, weights), moments(residuals, weights)
+        losses.centred_moments(moments(targets, weights), targets[0]),
+        losses.centred_moments(moments(residuals, weights), residuals[0]),
     )
+
+
+def test_pooled_moments_are_those_of_the_batches_together():
+    # Batches shifted differently, pooled: the mean and squared deviations
+    # of all seven numbers, as numpy computes them.
+    first, second = _f64([1.0, 2.0, 4.0]), _f64([10.0, -3.0, 0.5, 7.0])
+    pooled = losses.pool_moments(
+        losses.centred_moments(moments(first), first[0]),
+        losses.centred_moments(moments(second), second[0]),
+    )
+    together = np.array([1.0, 2.0, 4.0, 10.0, -3.0, 0.5, 7.0])
+    np.testing.assert_allclose(
+        pooled.numpy(),
+        [7.0, together.mean(), ((together - together.mean()) ** 2).sum()],
+        rtol=1e-12,
+    )
+    # An empty batch (weight 0) changes nothing.
+    empty = tf.zeros([3], tf.float64)
+    np.testing.assert_array_equal(losses.pool_moments(pooled, empty), pooled)
 
 
 @pytest.mark.parametrize(

@@ -567,3 +567,34 @@ def test_ortho_init_false_initialises_layers_as_pytorch_linear():
     kernel = orthogonal.policy_trunk.layers[0].kernel.numpy()
     # Orthogonal rows (40 <= 300) scaled by the gain sqrt(2).
     np.testing.assert_allclose(kernel @ kernel.T, 2.0 * np.eye(40), atol=1e-4)
+
+
+def test_explained_variance_is_over_the_whole_rollout_not_a_minibatch_mean():
+    # One iteration of 64 samples in 16 minibatches, twice over: the epoch's
+    # explained_variance is 1 - Var[returns - values] / Var[returns] of all
+    # 64 (as Stable-Baselines3 computes it), whatever the minibatches' own.
+    def make():
+        envs = gym.make_vec("CartPole-v1", num_envs=2)
+        config = keras_ppo.PPOConfig(
+            num_steps=32, minibatch_size=4, update_epochs=2, seed=0
+        )
+        model = PPOModel.from_env(envs, config=config)
+        model.compile()
+        return model, keras_ppo.rollout_dataset(model, envs)
+
+    model, dataset = make()
+    minibatches = list(dataset.take(16))  # the rollout, once
+
+    def explained(batches):
+        # Steps of mask 0 (a vector env's reset steps) are not samples.
+        keep = np.concatenate([b["mask"].numpy() for b in batches]) > 0
+        returns = np.concatenate([b["returns"].numpy() for b in batches])[keep]
+        values = np.concatenate([b["values"].numpy() for b in batches])[keep]
+        return 1 - np.var(returns - values) / np.var(returns)
+
+    expected = explained(minibatches)
+    per_minibatch = np.mean([explained([m]) for m in minibatches])
+    assert abs(per_minibatch - expected) > 0.01  # the test tells them apart
+    model, dataset = make()
+    history = model.fit(dataset, epochs=1, verbose=0)
+    assert history.history["explained_variance"][0] == pytest.approx(expected, abs=1e-4)

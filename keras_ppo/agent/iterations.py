@@ -33,7 +33,13 @@ def record_update(model, results, applied, episodes) -> None:
     for name in LOSS_METRICS:
         # Every replica tracks the global value; minibatches skipped by
         # target_kl are not tracked.
-        if applied is None:
+        if name == "explained_variance":
+            # Moments: a skipped minibatch pools with weight 0.
+            moments = results[name]
+            if applied is not None:
+                moments = tf.where(applied > 0, moments, 0.0)
+            trackers[name].update_state(moments)
+        elif applied is None:
             trackers[name].update_state(results[name])
         else:
             value = tf.where(applied > 0, results[name], 0.0)

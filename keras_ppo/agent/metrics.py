@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_ppo.core.losses import explained_variance, pool_moments
+
 
 class EpisodeMean(keras.metrics.Metric):
     """Mean of per-episode values (returns or lengths) seen since reset.
@@ -32,6 +34,31 @@ class EpisodeMean(keras.metrics.Metric):
         return tf.where(self.count > 0, mean, nan)
 
 
+class ExplainedVariance(keras.metrics.Metric):
+    """`1 - Var[returns - values] / Var[returns]` over every sample of the
+    updates since reset (an iteration's rollout, as Stable-Baselines3
+    computes it), not a mean of each minibatch's: a small minibatch's
+    variance of returns can be near 0, and its ratio anything. Fed with
+    the `centred_moments` of each update's returns and residuals, pooled;
+    0 while the returns have no variance.
+    """
+
+    def __init__(self, name="explained_variance", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.targets = self.add_variable((3,), initializer="zeros", name="targets")
+        self.residuals = self.add_variable((3,), initializer="zeros", name="residuals")
+
+    def update_state(self, moments):
+        """`moments`: `[2, 3]` `centred_moments` of the returns and of the
+        residuals of one update."""
+        moments = tf.cast(moments, self.dtype)
+        self.targets.assign(pool_moments(self.targets, moments[0]))
+        self.residuals.assign(pool_moments(self.residuals, moments[1]))
+
+    def result(self):
+        return explained_variance(self.targets, self.residuals)
+
+
 class TrainingLogs(keras.metrics.Metric):
     """Every tracker of a model (or of a stack's agents) as one Keras metric
     whose `result()` is the logs by name.
@@ -39,8 +66,8 @@ class TrainingLogs(keras.metrics.Metric):
     `fit` resets and reads its model's `metrics` every epoch; through this
     one metric each is a single compiled call instead of an eager call per
     variable, which would cost more than a small iteration's updates.
-    `trackers` maps each log name to its tracker (a `keras.metrics.Mean`
-    or an `EpisodeMean`).
+    `trackers` maps each log name to its tracker (a `keras.metrics.Mean`,
+    an `EpisodeMean` or the `ExplainedVariance`).
 
     Args:
         trackers: `{log name: tracker}`, in the order of the logs.

@@ -21,7 +21,7 @@ from keras_ppo.agent import (
 from keras_ppo.agent import encoders as encoders_module
 from keras_ppo.agent.acting import Acting
 from keras_ppo.agent.exploration import StateDependentNoise
-from keras_ppo.agent.metrics import EpisodeMean, TrainingLogs
+from keras_ppo.agent.metrics import EpisodeMean, ExplainedVariance, TrainingLogs
 from keras_ppo.agent.normalization import RunningNormalization
 from keras_ppo.agent.training import KerasTraining
 from keras_ppo.config import PPOConfig
@@ -292,6 +292,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         self.reference_snapshot = snapshots.SnapshotPool(name="reference_snapshot")
         self.training_logs = TrainingLogs(
             {name: keras.metrics.Mean(name=name) for name in LOSS_METRICS}
+            | {"explained_variance": ExplainedVariance()}
             | {name: EpisodeMean(name) for name in EPISODE_METRICS}
         )
 

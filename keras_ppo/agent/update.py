@@ -163,8 +163,12 @@ def minibatch_gradients(model, minibatch: Minibatch, weights=None, state=()):
     }
     gradients, statistics = _all_sum_and_clip(model.optimizer, gradients, statistics)
     results = statistics["means"]
-    results["explained_variance"] = losses.explained_variance(
-        statistics["targets"], statistics["residuals"]
+    # Pooled over the epoch by the `ExplainedVariance` tracker.
+    results["explained_variance"] = tf.stack(
+        [
+            losses.centred_moments(statistics["targets"], return_shift),
+            losses.centred_moments(statistics["residuals"], residual_shift),
+        ]
     )
     return gradients, results, statistics["episodes"]
 

@@ -123,19 +123,38 @@ def normalize_advantages(advantages, moments, shift, epsilon=1e-8):
     return (advantages - mean) / (tf.sqrt(variance) + epsilon)
 
 
-def explained_variance(target_moments, residual_moments):
+def centred_moments(moments, shift):
+    """`[3]` `(sum w, weighted mean, sum w * (x - mean)^2)` of
+    `weighted_moments(x, w, shift)`: statistics that pool across batches
+    with different shifts (`pool_moments`)."""
+    total = tf.maximum(moments[0], 1e-12)
+    mean = moments[1] / total
+    squares = tf.maximum(moments[2] - moments[1] * mean, 0.0)
+    return tf.stack([moments[0], mean + shift, squares])
+
+
+def pool_moments(a, b):
+    """The `centred_moments` of two batches together (Chan et al. 1979,
+    "Updating formulae and a pairwise algorithm for computing sample
+    variances")."""
+    total = a[0] + b[0]
+    share = tf.math.divide_no_nan(b[0], total)
+    delta = b[1] - a[1]
+    return tf.stack(
+        [total, a[1] + delta * share, a[2] + b[2] + tf.square(delta) * a[0] * share]
+    )
+
+
+def explained_variance(targets, residuals):
     """`1 - Var[targets - predictions] / Var[targets]`: 1 is a perfect fit,
     0 no better than a constant; 0 when the targets are constant.
 
     Args:
-        target_moments: `weighted_moments` of the targets.
-        residual_moments: `weighted_moments` of `targets - predictions`.
+        targets: `centred_moments` of the targets.
+        residuals: `centred_moments` of `targets - predictions`.
 
     Returns:
         The scalar explained variance.
     """
-    _, target_var = mean_and_variance(target_moments, 0.0)
-    _, residual_var = mean_and_variance(residual_moments, 0.0)
-    return tf.where(
-        target_var > 0, 1.0 - residual_var / tf.maximum(target_var, 1e-12), 0.0
-    )
+    spread, missed = targets[2], residuals[2]
+    return tf.where(spread > 0, 1.0 - missed / tf.maximum(spread, 1e-12), 0.0)
