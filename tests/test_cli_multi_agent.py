@@ -4,6 +4,7 @@ game against a fixed player (`keras_ppo.cli.agents`)."""
 
 import re
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from cli_checks import run_failing
@@ -195,3 +196,58 @@ def test_enjoy_refuses_options_that_do_not_fit_the_env(
     err = run_failing(["enjoy", str(spread_agent), env_id, *options], capsys)
     assert shown in err
     assert "Traceback" not in err
+
+
+def test_a_centralised_critic_agent_trains_saves_and_plays_its_agents(capsys, tmp_path):
+    pytest.importorskip("PIL.Image")
+    save = tmp_path / "agent.keras"
+    code = main(
+        ["train", "simple_spread_v3", "--centralised-critic", "--total-timesteps",
+         "150", "--num-envs", "2", "--num-steps", "25", "--minibatch-size", "150",
+         "--update-epochs", "1", "--eval-episodes", "2", "--seed", "0", "--save",
+         str(save), "--logdir", str(tmp_path / "run"), "--verbose", "0"]
+    )  # fmt: skip
+    assert code == 0
+    assert "Evaluation over 2 episodes" in capsys.readouterr().out
+    agent = keras_ppo.load_agent(save)
+    assert agent.critic_only_keys == ("global_state",)
+    # simple_spread_v3's state(): its 3 agents' 18 observed numbers.
+    assert agent.observation_space["global_state"].shape == (54,)
+    # The actor acts on one agent's own observation alone.
+    action = agent.predict_action({"observation": np.zeros(18, np.float32)})
+    assert 0 <= int(action) < 5
+    # enjoy rebuilds the env as it was trained: the saved agent says how.
+    output = tmp_path / "spread.gif"
+    argv = ["enjoy", str(save), "--seed", "4", "--output", str(output)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    shown = re.search(r"Episode 1: return .* \(agent_0 (-?[\d.]+), "
+                      r"agent_1 (-?[\d.]+), agent_2 (-?[\d.]+)\)", out)  # fmt: skip
+    assert shown, out
+    envs = keras_ppo.MultiAgentVectorEnv(
+        simple_spread_v3.parallel_env, 1, global_state=True
+    )
+    expected = returns_of_every_agent(agent, seed=4, observation=envs.observation)
+    assert [float(x) for x in shown.groups()] == pytest.approx(
+        list(expected.values()), abs=0.051
+    )
+    assert output.exists()
+    assert main(["evaluate", str(save), "--episodes", "2"]) == 0
+    assert "Evaluation over 2 episodes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("agent_id", [False, True])
+@pytest.mark.parametrize("global_state", [False, True])
+def test_a_saved_observation_space_tells_how_the_envs_were_made(agent_id, global_state):
+    from keras_ppo.io.multi_agent_envs import observation_options
+
+    envs = keras_ppo.MultiAgentVectorEnv(
+        simple_spread_v3.parallel_env, 1, agent_id=agent_id, global_state=global_state
+    )
+    space = envs.single_observation_space
+    options = observation_options("simple_spread_v3", space)
+    assert options == {"agent_id": agent_id, "global_state": global_state}
+    # Other envs, and a space none of the options make, need none.
+    assert observation_options("CartPole-v1", space) == {}
+    assert observation_options("connect_four_v3", space) == {}
+    assert observation_options("simple_spread_v3", gym.spaces.Discrete(3)) == {}

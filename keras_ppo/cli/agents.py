@@ -159,6 +159,7 @@ def evaluate_command(args, parser) -> int:
 
     from keras_ppo.io.envs_util import make_vector_env
     from keras_ppo.io.evaluation import evaluate
+    from keras_ppo.io.multi_agent_envs import observation_options
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
@@ -166,7 +167,10 @@ def evaluate_command(args, parser) -> int:
     env_id = _resolve_env_id(args, parser, model)
     try:
         # As keras_ppo.evaluate(model, env_id) makes them, so results match.
-        envs = make_vector_env(env_id, min(args.episodes, 16), training=False)
+        options = observation_options(env_id, model.observation_space)
+        envs = make_vector_env(
+            env_id, min(args.episodes, 16), training=False, **options
+        )
     except gym.error.Error as error:
         parser.error(f"could not make {env_id}: {error}")
     try:
@@ -229,10 +233,10 @@ def enjoy_command(args, parser) -> int:
         os.environ.setdefault(name, value)
     env = _render_env(env_id, parser)
     try:
-        _check_spaces(model, _one_agent(env), env_id, parser)
+        observation = _agents_observation(model, env, env_id, parser)
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         print(f"Recording {args.episodes} episodes of {env_id}...", flush=True)
-        result = _record(model, env, output, args)
+        result = _record(model, env, output, args, observation)
     except ImportError as error:
         _missing_dependency(parser, error)
     finally:
@@ -286,32 +290,45 @@ def _render_env(env_id, parser):
     return env
 
 
-def _one_agent(env):
-    """What one agent of `env` observes and does: the env itself, or for a
-    PettingZoo env the spaces its agents share."""
-    from types import SimpleNamespace
-
-    from keras_ppo.rollout.multi_agent import shared_spaces
+def _agents_observation(model, env, env_id, parser):
+    """Exits 2 unless `model` fits `env`; returns what `record_agents`
+    makes of each agent's observation for a PettingZoo Parallel env (None
+    for another env): with the agent ids or global state the model was
+    trained with, which its observation space tells
+    (`multi_agent_envs.observation_options`)."""
+    from keras_ppo.io import multi_agent_envs
+    from keras_ppo.rollout.multi_agent import GLOBAL_STATE_KEY
 
     if not hasattr(env, "possible_agents"):
-        return env
-    observation_space, action_space = shared_spaces(env)
-    return SimpleNamespace(
-        observation_space=observation_space, action_space=action_space
-    )
+        _check_spaces(model, env, env_id, parser)
+        return None
+    try:
+        options = multi_agent_envs.observation_options(env_id, model.observation_space)
+        # One copy, as the agent's training envs were made: its spaces, and
+        # its `observation` for each agent's own observation.
+        envs = multi_agent_envs.make_pettingzoo_vector_env(env_id, 1, **options)
+    except (TypeError, ValueError) as error:
+        parser.error(f"cannot play {env_id}: {error}")
+    envs.close()
+    _check_spaces(model, envs, env_id, parser)
+    if options.get("global_state") and GLOBAL_STATE_KEY not in model.critic_only_keys:
+        parser.error(
+            f"the agent's policy reads the global state of {env_id}, which enjoy "
+            "does not give each agent; train it with --centralised-critic, "
+            "where only the critic reads it"
+        )
+    return envs.observation
 
 
-def _record(model, env, output, args) -> dict:
+def _record(model, env, output, args, observation) -> dict:
     from keras_ppo.io import rendering
 
-    record = (
-        rendering.record_agents
-        if hasattr(env, "possible_agents")
-        else rendering.record_episodes
-    )
-    return record(
-        model, env, output, episodes=args.episodes, seed=args.seed, fps=args.fps
-    )
+    kwargs = dict(episodes=args.episodes, seed=args.seed, fps=args.fps)
+    if hasattr(env, "possible_agents"):
+        return rendering.record_agents(
+            model, env, output, observation=observation, **kwargs
+        )
+    return rendering.record_episodes(model, env, output, **kwargs)
 
 
 def _returns_text(returns) -> str:

@@ -15,7 +15,12 @@ VECTORIZATION_MODES = ("sync", "async")
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, vectorization_mode: str = "sync", training=True
+    env_id: str,
+    num_envs: int,
+    vectorization_mode: str = "sync",
+    training=True,
+    agent_id: bool = False,
+    global_state: bool = False,
 ):
     """`gymnasium.make_vec` with `SAME_STEP` autoreset (final observations in
     `info`, no reset steps in the data).
@@ -26,11 +31,14 @@ def make_vector_env(
     A PettingZoo name gives `num_envs` copies of it, stepped in this
     process (`multi_agent_envs.make_pettingzoo_vector_env`): every agent of
     a Parallel env (`simple_spread_v3`) a slot of the batch, or the learner
-    against a random player in a turn-based game (`connect_four_v3`).
+    against a random player in a turn-based game (`connect_four_v3`);
+    `agent_id` and `global_state` are `MultiAgentVectorEnv`'s options.
 
     Raises:
         ValueError: If `env_id` is not registered (the message says how to
-            list the ids) or `vectorization_mode` is unknown.
+            list the ids), `vectorization_mode` is unknown, or
+            `agent_id` or `global_state` is set for an env that is not a
+            PettingZoo Parallel env.
     """
     if vectorization_mode not in VECTORIZATION_MODES:
         raise ValueError(
@@ -38,7 +46,12 @@ def make_vector_env(
             f"Received: {vectorization_mode!r}"
         )
     if multi_agent_envs.is_pettingzoo_name(env_id):
-        return multi_agent_envs.make_pettingzoo_vector_env(env_id, num_envs)
+        return multi_agent_envs.make_pettingzoo_vector_env(
+            env_id, num_envs, agent_id=agent_id, global_state=global_state
+        )
+    multi_agent_envs.refuse_options(
+        f"{env_id} is not a PettingZoo env", agent_id, global_state
+    )
     # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
     partial.register_gymnasium_ids()
     if not is_registered(env_id):
