@@ -14,7 +14,7 @@ from pettingzoo.classic import connect_four_v3
 import keras_ppo
 from keras_ppo.cli import main
 from keras_ppo.io.games import ConnectFourLookahead, RandomPlayer, play
-from keras_ppo.io.rendering import record_agents
+from keras_ppo.io.rendering import record_agents, record_games
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +184,7 @@ def test_a_game_agent_with_a_parallel_env_and_the_reverse_are_refused(
     "env_id, options, shown",
     [
         ("simple_spread_v3", ["--opponent", "random"], "simple_spread_v3 is not one"),
-        ("connect_four_v3", ["--output", "four.gif"], "argument --output:"),
-        ("connect_four_v3", ["--fps", "5"], "argument --fps:"),
+        ("connect_four_v3", ["--fps", "5"], "argument --fps: the frame rate of"),
         ("tictactoe_v3", ["--opponent", "lookahead"], "lookahead plays Connect Four"),
         ("connect_four_v3", ["--opponent", "minimax"], "invalid choice: 'minimax'"),
     ],
@@ -251,3 +250,90 @@ def test_a_saved_observation_space_tells_how_the_envs_were_made(agent_id, global
     assert observation_options("CartPole-v1", space) == {}
     assert observation_options("connect_four_v3", space) == {}
     assert observation_options("simple_spread_v3", gym.spaces.Discrete(3)) == {}
+
+
+def column(number):
+    """A scripted Connect Four player: always drops into column `number`."""
+    return lambda observations: np.full(len(observations["action_mask"]), number)
+
+
+def test_record_games_writes_every_position_the_final_ones_included(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    env = connect_four_v3.env(render_mode="rgb_array")
+    path = tmp_path / "games.gif"
+    # The agent fills column 0, the opponent column 1. Game 1, the agent
+    # first: 0 1 0 1 0 1 0, four in column 0 at the 7th move. Game 2, the
+    # opponent first: 1 0 1 0 1 0 1, its four at the 7th move.
+    result = record_games(column(0), env, column(1), path, games=2, fps=4)
+    assert result["returns"] == [1.0, -1.0]
+    assert result["lengths"] == [7, 7]
+    # The empty board and the position after each move, per game.
+    assert result["frames"] == 16 and result["fps"] == 4
+    # The oracle: the positions drawn by a fresh env playing those moves.
+    oracle = connect_four_v3.env(render_mode="rgb_array")
+    oracle.reset()
+    empty = oracle.render().astype(float)
+    for move in (0, 1, 0, 1, 0, 1, 0):
+        oracle.step(move)
+    won = oracle.render().astype(float)
+    with Image.open(path) as image:
+        assert image.n_frames == 16
+        frames = []
+        for index in (0, 7, 8, 15):
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB"), float))
+    first, last, next_first, next_last = frames
+    # GIF palettes may shift colours slightly; the boards differ by pieces.
+    assert np.abs(first - empty).mean() < 1.0 and np.abs(last - won).mean() < 1.0
+    assert np.abs(last - empty).mean() > 5.0
+    assert np.abs(next_first - empty).mean() < 1.0
+    assert np.abs(next_last - next_first).mean() > 5.0
+    with pytest.raises(TypeError, match="`opponent` must be"):
+        record_games(column(0), env, None, path)
+    with pytest.raises(ValueError, match="`games` must be an int >= 1"):
+        record_games(column(0), env, column(1), path, games=0)
+
+
+def test_enjoy_records_games_against_the_chosen_player(four_agent, capsys, tmp_path):
+    pytest.importorskip("PIL.Image")
+    output = tmp_path / "four.gif"
+    argv = ["enjoy", str(four_agent), "connect_four_v3", "--opponent", "lookahead"]
+    argv += ["--episodes", "2", "--seed", "1", "--output", str(output)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    games = re.findall(r"Game \d: (win|draw|loss) in (\d+) moves", out)
+    assert len(games) == 2, out
+    # The same games as record_games plays with the agent and player alike.
+    expected = record_games(
+        keras_ppo.load_agent(four_agent),
+        connect_four_v3.env(render_mode="rgb_array"),
+        ConnectFourLookahead(seed=1),
+        tmp_path / "oracle.gif",
+        games=2,
+        seed=1,
+    )
+    assert [int(moves) for _, moves in games] == expected["lengths"]
+    frames = sum(expected["lengths"]) + 2
+    assert f"Wrote {frames} frames at 2 fps to {output}" in out
+    losses = [outcome for outcome, _ in games].count("loss")
+    assert f"loss {losses / 2:.2f}" in out
+    assert output.exists()
+
+
+def test_a_recording_that_fails_midway_leaves_the_previous_file(tmp_path):
+    pytest.importorskip("PIL.Image")
+    path = tmp_path / "games.gif"
+    path.write_bytes(b"precious")
+    moves = []
+
+    def failing(observations):
+        moves.append(1)
+        if len(moves) == 3:
+            raise RuntimeError("opponent crashed")
+        return column(1)(observations)
+
+    env = connect_four_v3.env(render_mode="rgb_array")
+    with pytest.raises(RuntimeError, match="opponent crashed"):
+        record_games(column(0), env, failing, path, games=1)
+    assert path.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["games.gif"]

@@ -33,10 +33,12 @@ def _add_agent_commands(commands):
         description="Play deterministic episodes with a saved agent and write "
         'the rendered frames to a GIF or MP4 (needs pip install "keras-ppo'
         '[render]"). With a PettingZoo env (simple_spread_v3) the agent acts '
-        "for every agent of the env on its own observation and each agent's "
+        "for every agent of the env on its own observation (with the agent id "
+        "or global state it was trained with) and each agent's "
         "return is printed; with a two-player game (connect_four_v3) it plays "
         "--episodes games against --opponent and prints its win, draw and "
-        "loss rates instead of recording. " + AGENT_HELP,
+        "loss rates, recording the games (final positions included) only "
+        "with --output. " + AGENT_HELP,
     )
     for sub, episodes in ((evaluate, 10), (enjoy, 1)):
         sub.add_argument("path", metavar="PATH", help="saved agent (.keras)")
@@ -69,7 +71,8 @@ def _add_agent_commands(commands):
     enjoy.add_argument(
         "--output",
         default=None,
-        help="FILE.gif or FILE.mp4 (default: the agent's path with .gif)",
+        help="FILE.gif or FILE.mp4 (default: the agent's path with .gif; "
+        "two-player games are recorded only when it is given)",
     )
     enjoy.add_argument(
         "--fps",
@@ -223,14 +226,6 @@ def enjoy_command(args, parser) -> int:
             f"connect_four_v3; {env_id} is not one"
         )
     output = _output(args, parser)
-    # Frames are drawn off-screen: keep pygame from opening a window or an
-    # audio device, and from printing its banner.
-    for name, value in (
-        ("SDL_VIDEODRIVER", "dummy"),
-        ("SDL_AUDIODRIVER", "dummy"),
-        ("PYGAME_HIDE_SUPPORT_PROMPT", "1"),
-    ):
-        os.environ.setdefault(name, value)
     env = _render_env(env_id, parser)
     try:
         observation = _agents_observation(model, env, env_id, parser)
@@ -268,14 +263,24 @@ def _output(args, parser) -> str:
 
 
 def _render_env(env_id, parser):
-    """`env_id` made to render `rgb_array` frames: a gymnasium env, or a
-    PettingZoo Parallel env."""
+    """`env_id` made to render `rgb_array` frames off-screen: a gymnasium
+    env, or a PettingZoo env (Parallel, or a turn-based game's AEC env)."""
     import gymnasium as gym
 
     from keras_ppo.io.multi_agent_envs import env_module, is_pettingzoo_name
 
+    # Keep pygame from opening a window or an audio device, and from
+    # printing its banner.
+    for name, value in (
+        ("SDL_VIDEODRIVER", "dummy"),
+        ("SDL_AUDIODRIVER", "dummy"),
+        ("PYGAME_HIDE_SUPPORT_PROMPT", "1"),
+    ):
+        os.environ.setdefault(name, value)
     if is_pettingzoo_name(env_id):
-        env = env_module(env_id).parallel_env(render_mode="rgb_array")
+        module = env_module(env_id)
+        make = getattr(module, "parallel_env", module.env)
+        env = make(render_mode="rgb_array")
     else:
         try:
             env = gym.make(env_id, render_mode="rgb_array")
@@ -342,17 +347,16 @@ def _returns_text(returns) -> str:
 def _play_game(model, env_id, args, parser) -> int:
     """Plays `args.episodes` deterministic games of the two-player game
     `env_id` against `--opponent`, the agent taking each seat in turn, and
-    prints its win, draw and loss rates."""
+    prints its win, draw and loss rates; with `--output`, records them."""
     from keras_ppo.io import games
     from keras_ppo.io.multi_agent_envs import env_module
     from keras_ppo.rollout.turn_based import TurnBasedVectorEnv
 
-    for flag, value in (("--output", args.output), ("--fps", args.fps)):
-        if value is not None:
-            parser.error(
-                f"argument {flag}: {env_id} is a two-player game, which enjoy "
-                "plays against --opponent instead of recording"
-            )
+    if args.fps is not None and args.output is None:
+        parser.error(
+            f"argument --fps: the frame rate of the --output recording; {env_id} "
+            "is a two-player game, whose games enjoy records only with --output"
+        )
     name = args.opponent or "random"
     if name == "lookahead" and not env_id.startswith("connect_four_"):
         parser.error(
@@ -366,10 +370,14 @@ def _play_game(model, env_id, args, parser) -> int:
     )
     try:
         _check_spaces(model, envs, env_id, parser)
-        print(
-            f"Playing {args.episodes} games of {env_id} against {name}...", flush=True
-        )
-        result = games.play(model, envs, games=args.episodes)
+        if args.output is not None:
+            result = _record_games(model, env_id, opponent, name, args, parser)
+        else:
+            print(
+                f"Playing {args.episodes} games of {env_id} against {name}...",
+                flush=True,
+            )
+            result = games.play(model, envs, games=args.episodes)
     finally:
         envs.close()
     print(
@@ -378,3 +386,33 @@ def _play_game(model, env_id, args, parser) -> int:
         f"loss {result['loss']:.2f}"
     )
     return 0
+
+
+def _record_games(model, env_id, opponent, name, args, parser) -> dict:
+    """Records the games `_play_game` plays to `--output`; returns their
+    outcomes as `games.play` does."""
+    import numpy as np
+
+    from keras_ppo.io import rendering
+    from keras_ppo.rollout.turn_based import OUTCOMES
+
+    output = _output(args, parser)
+    env = _render_env(env_id, parser)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        print(f"Recording {args.episodes} games of {env_id} against {name}...")
+        result = rendering.record_games(
+            model, env, opponent, output, args.episodes, args.seed, fps=args.fps
+        )
+    except ImportError as error:
+        _missing_dependency(parser, error)
+    finally:
+        env.close()
+    # Outcomes by the sign of the agent's return, as TurnBasedVectorEnv's.
+    by_sign = {1: "win", 0: "draw", -1: "loss"}
+    outcomes = [by_sign[int(np.sign(r))] for r in result["returns"]]
+    for k, (outcome, moves) in enumerate(zip(outcomes, result["lengths"], strict=True)):
+        print(f"Game {k + 1}: {outcome} in {moves} moves")
+    print(f"Wrote {result['frames']} frames at {result['fps']:g} fps to {output}")
+    rates = {outcome: outcomes.count(outcome) / len(outcomes) for outcome in OUTCOMES}
+    return {**rates, "games": len(outcomes)}
