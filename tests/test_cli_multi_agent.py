@@ -12,6 +12,7 @@ from mpe2 import simple_spread_v3
 from pettingzoo.classic import connect_four_v3
 
 import keras_ppo
+from keras_ppo.callbacks import EvalCallback
 from keras_ppo.cli import main
 from keras_ppo.io.games import ConnectFourLookahead, RandomPlayer, play
 from keras_ppo.io.rendering import record_agents, record_games
@@ -337,3 +338,24 @@ def test_a_recording_that_fails_midway_leaves_the_previous_file(tmp_path):
         record_games(column(0), env, failing, path, games=1)
     assert path.read_bytes() == b"precious"
     assert [p.name for p in tmp_path.iterdir()] == ["games.gif"]
+
+
+def test_evaluating_an_agent_by_env_name_makes_the_env_it_was_trained_on():
+    # An agent trained with agent ids and a global state, evaluated by name.
+    envs = keras_ppo.MultiAgentVectorEnv(
+        simple_spread_v3.parallel_env, 2, agent_id=True, global_state=True
+    )
+    config = keras_ppo.PPOConfig(num_steps=25, minibatch_size=150, seed=0)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, hidden_sizes=(8,), critic_only_keys=("global_state",)
+    )
+    by_name = keras_ppo.evaluate(model, "simple_spread_v3", episodes=2, seed=7)
+    expected = keras_ppo.evaluate(model, envs, episodes=2, seed=7)
+    assert by_name["returns"] == pytest.approx(expected["returns"])
+    # As EvalCallback does at the start of fit.
+    model.compile()
+    callback = EvalCallback("simple_spread_v3", episodes=2, seed=7)
+    history = model.fit(
+        keras_ppo.rollout_dataset(model, envs), epochs=1, callbacks=[callback]
+    )
+    assert np.isfinite(history.history["eval_return"][0])

@@ -160,9 +160,8 @@ def evaluate_command(args, parser) -> int:
     """
     import gymnasium as gym
 
-    from keras_ppo.io.envs_util import make_vector_env
+    from keras_ppo.io.envs_util import make_evaluation_envs
     from keras_ppo.io.evaluation import evaluate
-    from keras_ppo.io.multi_agent_envs import observation_options
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
@@ -170,10 +169,7 @@ def evaluate_command(args, parser) -> int:
     env_id = _resolve_env_id(args, parser, model)
     try:
         # As keras_ppo.evaluate(model, env_id) makes them, so results match.
-        options = observation_options(env_id, model.observation_space)
-        envs = make_vector_env(
-            env_id, min(args.episodes, 16), training=False, **options
-        )
+        envs = make_evaluation_envs(model, env_id, min(args.episodes, 16))
     except gym.error.Error as error:
         parser.error(f"could not make {env_id}: {error}")
     try:

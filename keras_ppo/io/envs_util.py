@@ -78,6 +78,20 @@ def make_vector_env(
     )
 
 
+def make_evaluation_envs(model, env_id: str, num_envs: int):
+    """`make_vector_env(env_id, num_envs, training=False)`, a PettingZoo
+    Parallel env made as `model` was trained on it: with the agent ids or
+    global state its observation space has
+    (`multi_agent_envs.observation_options`).
+
+    Raises:
+        ValueError: As `make_vector_env`.
+    """
+    space = getattr(model, "observation_space", None)
+    options = multi_agent_envs.observation_options(env_id, space)
+    return make_vector_env(env_id, num_envs, training=False, **options)
+
+
 def is_registered(env_id) -> bool:
     """Whether gymnasium knows `env_id`, registering ale-py's games first
     when it names one (ale-py registers them only when imported), or it is

@@ -9,8 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from keras_ppo.core import checks, structure
-from keras_ppo.io.envs_util import is_registered, make_vector_env
-from keras_ppo.io.multi_agent_envs import observation_options
+from keras_ppo.io.envs_util import is_registered, make_evaluation_envs
 from keras_ppo.rollout.gym_driver import AGENT_ACTIVE
 
 
@@ -54,9 +53,7 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
             raise ValueError(
                 f"Unknown environment id. Received: env_or_id={env_or_id!r}"
             )
-        space = getattr(model, "observation_space", None)
-        options = observation_options(env_or_id, space)
-        envs = make_vector_env(env_or_id, min(episodes, 16), training=False, **options)
+        envs = make_evaluation_envs(model, env_or_id, min(episodes, 16))
         try:
             checks.check_env_spaces(model, envs)
             return _evaluate_vector(model, envs, episodes, deterministic, seed)
