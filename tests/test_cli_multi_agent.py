@@ -1,6 +1,6 @@
 """`keras-ppo enjoy` with PettingZoo envs: a shared policy recorded acting
 for every agent of a Parallel env, and a saved agent playing a two-player
-game against a fixed player (`keras_ppo.cli.agents`)."""
+game against a fixed player (`keras_ppo.cli.playing`)."""
 
 import re
 
