@@ -204,19 +204,8 @@ def check_settings_for(
     """
     from keras_ppo.io import multi_agent_envs as pettingzoo
 
-    kind = None
-    if tf_env:
-        kind = "a TF-native env"
-    elif not pettingzoo.is_pettingzoo_name(env_id):
-        kind = "not a PettingZoo env"
-    elif pettingzoo.is_turn_based(env_id):
-        kind = "a turn-based game"
-    if settings.run.get("centralised_critic") is True and kind is not None:
-        raise ValueError(
-            "`centralised_critic` needs a PettingZoo Parallel env (e.g. "
-            "simple_spread_v3), whose agents' global state the critic "
-            f"reads. Received: {env_id}, {kind}"
-        )
+    if settings.run.get("centralised_critic") is True:
+        pettingzoo.check_parallel("centralised_critic", env_id, tf_env)
     agents = 1 if tf_env else pettingzoo.agents_per_env(env_id)
     return check_settings(settings, agents)
 
@@ -224,12 +213,11 @@ def check_settings_for(
 def _check_separate_networks(run, model):
     """A centralised critic reads inputs the actor does not: it needs its
     own feed-forward network (`PPOModel`'s `critic_only_keys`)."""
-    shared = (
+    for name, value, separate in (
         ("network", run["network"], "mlp"),
         ("recurrent", model.get("recurrent"), None),
         ("shared_trunk", model.get("shared_trunk", False), False),
-    )
-    for name, value, separate in shared:
+    ):
         if value != separate:
             raise ValueError(
                 "`centralised_critic` needs separate feed-forward actor and "

@@ -107,6 +107,23 @@ def make_pettingzoo_vector_env(
     return TurnBasedVectorEnv(module.env, RandomPlayer(), num_copies=num_copies)
 
 
+def check_parallel(option: str, env_id: str, tf_env: bool = False) -> None:
+    """Raises ValueError, naming `option`, unless `env_id` is a PettingZoo
+    Parallel env (`tf_env`: the TF-native env of that id, never one)."""
+    kind = None
+    if tf_env:
+        kind = "a TF-native env"
+    elif not is_pettingzoo_name(env_id):
+        kind = "not a PettingZoo env"
+    elif is_turn_based(env_id):
+        kind = "a turn-based game"
+    if kind is not None:
+        raise ValueError(
+            f"`{option}` needs a PettingZoo Parallel env, whose agents act "
+            f"together (e.g. simple_spread_v3). Received: {env_id}, {kind}"
+        )
+
+
 def refuse_options(why: str, agent_id: bool, global_state: bool) -> None:
     """Raises ValueError, saying `why`, if `agent_id` or `global_state` is
     set for an env that is not a PettingZoo Parallel env."""

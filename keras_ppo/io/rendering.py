@@ -129,12 +129,10 @@ def record_games(
     fps: float | None = None,
 ) -> dict:
     """Plays games of a two-player turn-based (AEC) PettingZoo game, the
-    agent against `opponent`, and writes every position to `path`.
-
-    The agent takes the seats in turn, first in the first game, as in
-    `keras_ppo.TurnBasedVectorEnv`. Each game contributes its empty board
-    and the position after every move of either player, its final one
-    included: a game of `M` moves gives `M + 1` frames.
+    agent against `opponent` (first in the first game, then taking the seats
+    in turn, as in `keras_ppo.TurnBasedVectorEnv`), and writes every
+    position, each game's final one included, to `path`: a game of `M`
+    moves gives `M + 1` frames.
 
     Args:
         model: A `PPOModel` for the game's observations, or a player: a
@@ -145,9 +143,9 @@ def record_games(
         opponent: The other player, e.g. `keras_ppo.io.games.RandomPlayer()`.
         path: Output file ending in `.gif` or `.mp4`.
         games: Number of games, `>= 1`.
-        seed: Seed of the first game's reset (later games go on from it).
+        seed: Seed of the first game's reset.
         deterministic: A `PPOModel` plays its most likely allowed move.
-        fps: Frames per second; defaults to the env's `render_fps`, else 30.
+        fps: Frames per second (default: the env's `render_fps`, else 30).
 
     Returns:
         A dict with the agent's `returns` and the games' `lengths` (moves
