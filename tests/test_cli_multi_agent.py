@@ -366,3 +366,16 @@ def test_evaluating_an_agent_by_env_name_makes_the_env_it_was_trained_on():
         keras_ppo.rollout_dataset(model, envs), epochs=1, callbacks=[callback]
     )
     assert np.isfinite(history.history["eval_return"][0])
+
+
+@pytest.mark.parametrize(
+    "env_id, kind",
+    [("connect_four_v3", "a turn-based game"), ("CartPole-v1", "not a PettingZoo env")],
+)
+@pytest.mark.parametrize("option", ["agent_id", "global_state"])
+def test_agent_ids_and_global_states_need_a_parallel_env(env_id, kind, option):
+    from keras_ppo.io.envs_util import make_vector_env
+
+    expected = f"`{option}` needs a PettingZoo Parallel env.*Received: {env_id}, {kind}"
+    with pytest.raises(ValueError, match=expected):
+        make_vector_env(env_id, 1, **{option: True})

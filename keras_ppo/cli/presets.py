@@ -204,8 +204,8 @@ def check_settings_for(
     """
     from keras_ppo.io import multi_agent_envs as pettingzoo
 
-    if settings.run.get("centralised_critic") is True:
-        pettingzoo.check_parallel("centralised_critic", env_id, tf_env)
+    central = settings.run.get("centralised_critic") is True
+    pettingzoo.check_parallel(env_id, tf_env, centralised_critic=central)
     agents = 1 if tf_env else pettingzoo.agents_per_env(env_id)
     return check_settings(settings, agents)
 

@@ -45,13 +45,13 @@ def make_vector_env(
             f"`vectorization_mode` must be one of {VECTORIZATION_MODES}. "
             f"Received: {vectorization_mode!r}"
         )
+    multi_agent_envs.check_parallel(
+        env_id, agent_id=agent_id, global_state=global_state
+    )
     if multi_agent_envs.is_pettingzoo_name(env_id):
         return multi_agent_envs.make_pettingzoo_vector_env(
             env_id, num_envs, agent_id=agent_id, global_state=global_state
         )
-    multi_agent_envs.refuse_options(
-        f"{env_id} is not a PettingZoo env", agent_id, global_state
-    )
     # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
     partial.register_gymnasium_ids()
     if not is_registered(env_id):

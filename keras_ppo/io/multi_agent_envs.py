@@ -95,6 +95,7 @@ def make_pettingzoo_vector_env(
     from keras_ppo.rollout.multi_agent import MultiAgentVectorEnv
     from keras_ppo.rollout.turn_based import TurnBasedVectorEnv
 
+    check_parallel(env_id, agent_id=agent_id, global_state=global_state)
     module = env_module(env_id)
     if hasattr(module, "parallel_env"):
         return MultiAgentVectorEnv(
@@ -103,13 +104,16 @@ def make_pettingzoo_vector_env(
             agent_id=agent_id,
             global_state=global_state,
         )
-    refuse_options(f"{env_id} is a turn-based game", agent_id, global_state)
     return TurnBasedVectorEnv(module.env, RandomPlayer(), num_copies=num_copies)
 
 
-def check_parallel(option: str, env_id: str, tf_env: bool = False) -> None:
-    """Raises ValueError, naming `option`, unless `env_id` is a PettingZoo
-    Parallel env (`tf_env`: the TF-native env of that id, never one)."""
+def check_parallel(env_id: str, tf_env: bool = False, **options) -> None:
+    """Raises ValueError, naming the first of `options` that is set (e.g.
+    `global_state=True`), unless `env_id` is a PettingZoo Parallel env
+    (`tf_env`: the TF-native env of that id, never one)."""
+    given = [name for name, value in options.items() if value]
+    if not given:
+        return
     kind = None
     if tf_env:
         kind = "a TF-native env"
@@ -119,20 +123,9 @@ def check_parallel(option: str, env_id: str, tf_env: bool = False) -> None:
         kind = "a turn-based game"
     if kind is not None:
         raise ValueError(
-            f"`{option}` needs a PettingZoo Parallel env, whose agents act "
+            f"`{given[0]}` needs a PettingZoo Parallel env, whose agents act "
             f"together (e.g. simple_spread_v3). Received: {env_id}, {kind}"
         )
-
-
-def refuse_options(why: str, agent_id: bool, global_state: bool) -> None:
-    """Raises ValueError, saying `why`, if `agent_id` or `global_state` is
-    set for an env that is not a PettingZoo Parallel env."""
-    for name, value in (("agent_id", agent_id), ("global_state", global_state)):
-        if value:
-            raise ValueError(
-                f"`{name}` extends the observations of a PettingZoo Parallel "
-                f"env's agents; {why}. Received: {name}={value!r}"
-            )
 
 
 def observation_options(env_id, observation_space) -> dict:
