@@ -1,9 +1,10 @@
 """`keras-ppo enjoy` with PettingZoo envs: a shared policy recorded acting
 for every agent of a Parallel env, and a saved agent playing a two-player
-game against a fixed player (`keras_ppo.cli.agents`)."""
+game against a fixed player (`keras_ppo.cli.playing`)."""
 
 import re
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from cli_checks import run_failing
@@ -11,9 +12,10 @@ from mpe2 import simple_spread_v3
 from pettingzoo.classic import connect_four_v3
 
 import keras_ppo
+from keras_ppo.callbacks import EvalCallback
 from keras_ppo.cli import main
 from keras_ppo.io.games import ConnectFourLookahead, RandomPlayer, play
-from keras_ppo.io.rendering import record_agents
+from keras_ppo.io.rendering import record_agents, record_games
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +185,7 @@ def test_a_game_agent_with_a_parallel_env_and_the_reverse_are_refused(
     "env_id, options, shown",
     [
         ("simple_spread_v3", ["--opponent", "random"], "simple_spread_v3 is not one"),
-        ("connect_four_v3", ["--output", "four.gif"], "argument --output:"),
-        ("connect_four_v3", ["--fps", "5"], "argument --fps:"),
+        ("connect_four_v3", ["--fps", "5"], "argument --fps: the frame rate of"),
         ("tictactoe_v3", ["--opponent", "lookahead"], "lookahead plays Connect Four"),
         ("connect_four_v3", ["--opponent", "minimax"], "invalid choice: 'minimax'"),
     ],
@@ -195,3 +196,186 @@ def test_enjoy_refuses_options_that_do_not_fit_the_env(
     err = run_failing(["enjoy", str(spread_agent), env_id, *options], capsys)
     assert shown in err
     assert "Traceback" not in err
+
+
+def test_a_centralised_critic_agent_trains_saves_and_plays_its_agents(capsys, tmp_path):
+    pytest.importorskip("PIL.Image")
+    save = tmp_path / "agent.keras"
+    code = main(
+        ["train", "simple_spread_v3", "--centralised-critic", "--total-timesteps",
+         "150", "--num-envs", "2", "--num-steps", "25", "--minibatch-size", "150",
+         "--update-epochs", "1", "--eval-episodes", "2", "--seed", "0", "--save",
+         str(save), "--logdir", str(tmp_path / "run"), "--verbose", "0"]
+    )  # fmt: skip
+    assert code == 0
+    assert "Evaluation over 2 episodes" in capsys.readouterr().out
+    agent = keras_ppo.load_agent(save)
+    assert agent.critic_only_keys == ("global_state",)
+    # simple_spread_v3's state(): its 3 agents' 18 observed numbers.
+    assert agent.observation_space["global_state"].shape == (54,)
+    # The actor acts on one agent's own observation alone.
+    action = agent.predict_action({"observation": np.zeros(18, np.float32)})
+    assert 0 <= int(action) < 5
+    # enjoy rebuilds the env as it was trained: the saved agent says how.
+    output = tmp_path / "spread.gif"
+    argv = ["enjoy", str(save), "--seed", "4", "--output", str(output)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    shown = re.search(r"Episode 1: return .* \(agent_0 (-?[\d.]+), "
+                      r"agent_1 (-?[\d.]+), agent_2 (-?[\d.]+)\)", out)  # fmt: skip
+    assert shown, out
+    envs = keras_ppo.MultiAgentVectorEnv(
+        simple_spread_v3.parallel_env, 1, global_state=True
+    )
+    expected = returns_of_every_agent(agent, seed=4, observation=envs.observation)
+    assert [float(x) for x in shown.groups()] == pytest.approx(
+        list(expected.values()), abs=0.051
+    )
+    assert output.exists()
+    assert main(["evaluate", str(save), "--episodes", "2"]) == 0
+    assert "Evaluation over 2 episodes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("agent_id", [False, True])
+@pytest.mark.parametrize("global_state", [False, True])
+def test_a_saved_observation_space_tells_how_the_envs_were_made(agent_id, global_state):
+    from keras_ppo.io.multi_agent_envs import observation_options
+
+    envs = keras_ppo.MultiAgentVectorEnv(
+        simple_spread_v3.parallel_env, 1, agent_id=agent_id, global_state=global_state
+    )
+    space = envs.single_observation_space
+    options = observation_options("simple_spread_v3", space)
+    assert options == {"agent_id": agent_id, "global_state": global_state}
+    # Other envs, and a space none of the options make, need none.
+    assert observation_options("CartPole-v1", space) == {}
+    assert observation_options("connect_four_v3", space) == {}
+    assert observation_options("simple_spread_v3", gym.spaces.Discrete(3)) == {}
+
+
+def column(number):
+    """A scripted Connect Four player: always drops into column `number`."""
+    return lambda observations: np.full(len(observations["action_mask"]), number)
+
+
+def test_record_games_writes_every_position_the_final_ones_included(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    env = connect_four_v3.env(render_mode="rgb_array")
+    path = tmp_path / "games.gif"
+    # The agent fills column 0, the opponent column 1. Game 1, the agent
+    # first: 0 1 0 1 0 1 0, four in column 0 at the 7th move. Game 2, the
+    # opponent first: 1 0 1 0 1 0 1, its four at the 7th move.
+    result = record_games(column(0), env, column(1), path, games=2, fps=4)
+    assert result["returns"] == [1.0, -1.0]
+    assert result["lengths"] == [7, 7]
+    # The empty board and the position after each move, per game.
+    assert result["frames"] == 16 and result["fps"] == 4
+    # The oracle: the positions drawn by a fresh env playing those moves.
+    oracle = connect_four_v3.env(render_mode="rgb_array")
+    oracle.reset()
+    empty = oracle.render().astype(float)
+    for move in (0, 1, 0, 1, 0, 1, 0):
+        oracle.step(move)
+    won = oracle.render().astype(float)
+    with Image.open(path) as image:
+        assert image.n_frames == 16
+        frames = []
+        for index in (0, 7, 8, 15):
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB"), float))
+    first, last, next_first, next_last = frames
+    # GIF palettes may shift colours slightly; the boards differ by pieces.
+    assert np.abs(first - empty).mean() < 1.0 and np.abs(last - won).mean() < 1.0
+    assert np.abs(last - empty).mean() > 5.0
+    assert np.abs(next_first - empty).mean() < 1.0
+    assert np.abs(next_last - next_first).mean() > 5.0
+    with pytest.raises(TypeError, match="`opponent` must be"):
+        record_games(column(0), env, None, path)
+    with pytest.raises(ValueError, match="`games` must be an int >= 1"):
+        record_games(column(0), env, column(1), path, games=0)
+
+
+def one_game(model, opponent):
+    """A loop oracle: the moves and the agent's reward of one deterministic
+    game of Connect Four, the agent first."""
+    env = connect_four_v3.env()
+    env.reset()
+    moves = 0
+    while not any(env.terminations.values()):
+        mover = env.agent_selection
+        batch = {k: v[np.newaxis] for k, v in env.observe(mover).items()}
+        if mover == "player_0":
+            action = model.predict_action(batch, deterministic=True)
+        else:
+            action = opponent(batch)
+        env.step(int(np.asarray(action)[0]))
+        moves += 1
+    return moves, env.rewards["player_0"]
+
+
+def test_enjoy_records_games_against_the_chosen_player(four_agent, capsys, tmp_path):
+    pytest.importorskip("PIL.Image")
+    output = tmp_path / "four.gif"
+    argv = ["enjoy", str(four_agent), "connect_four_v3", "--opponent", "lookahead"]
+    assert main([*argv, "--seed", "1", "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    moves, reward = one_game(keras_ppo.load_agent(four_agent), ConnectFourLookahead(1))
+    outcome = {1: "win", 0: "draw", -1: "loss"}[int(reward)]
+    assert f"Game 1: {outcome} in {moves} moves" in out
+    # The empty board and the position after every move.
+    assert f"Wrote {moves + 1} frames at 2 fps to {output}" in out
+    assert f"{outcome} 1.00" in out
+    assert output.exists()
+
+
+def test_a_recording_that_fails_midway_leaves_the_previous_file(tmp_path):
+    pytest.importorskip("PIL.Image")
+    path = tmp_path / "games.gif"
+    path.write_bytes(b"precious")
+    moves = []
+
+    def failing(observations):
+        moves.append(1)
+        if len(moves) == 3:
+            raise RuntimeError("opponent crashed")
+        return column(1)(observations)
+
+    env = connect_four_v3.env(render_mode="rgb_array")
+    with pytest.raises(RuntimeError, match="opponent crashed"):
+        record_games(column(0), env, failing, path, games=1)
+    assert path.read_bytes() == b"precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["games.gif"]
+
+
+def test_evaluating_an_agent_by_env_name_makes_the_env_it_was_trained_on():
+    # An agent trained with agent ids and a global state, evaluated by name.
+    envs = keras_ppo.MultiAgentVectorEnv(
+        simple_spread_v3.parallel_env, 2, agent_id=True, global_state=True
+    )
+    config = keras_ppo.PPOConfig(num_steps=25, minibatch_size=150, seed=0)
+    model = keras_ppo.PPOModel.from_env(
+        envs, config=config, hidden_sizes=(8,), critic_only_keys=("global_state",)
+    )
+    by_name = keras_ppo.evaluate(model, "simple_spread_v3", episodes=2, seed=7)
+    expected = keras_ppo.evaluate(model, envs, episodes=2, seed=7)
+    assert by_name["returns"] == pytest.approx(expected["returns"])
+    # As EvalCallback does at the start of fit.
+    model.compile()
+    callback = EvalCallback("simple_spread_v3", episodes=2, seed=7)
+    history = model.fit(
+        keras_ppo.rollout_dataset(model, envs), epochs=1, callbacks=[callback]
+    )
+    assert np.isfinite(history.history["eval_return"][0])
+
+
+@pytest.mark.parametrize(
+    "env_id, kind",
+    [("connect_four_v3", "a turn-based game"), ("CartPole-v1", "not a PettingZoo env")],
+)
+@pytest.mark.parametrize("option", ["agent_id", "global_state"])
+def test_agent_ids_and_global_states_need_a_parallel_env(env_id, kind, option):
+    from keras_ppo.io.envs_util import make_vector_env
+
+    expected = f"`{option}` needs a PettingZoo Parallel env.*Received: {env_id}, {kind}"
+    with pytest.raises(ValueError, match=expected):
+        make_vector_env(env_id, 1, **{option: True})

@@ -1,6 +1,7 @@
 """Every `keras-ppo` argument is checked before the first env step: exit 2
 with one line naming the flag, and nothing trained or written."""
 
+import json
 import os
 
 import pytest
@@ -269,3 +270,48 @@ def test_train_help_gives_self_plays_own_pool_defaults(capsys):
         # The flag's help ends at the next flag; its default is SelfPlay's.
         entry = help_text.split(f"{flag} N with --self-play:")[1].split(" --")[0]
         assert f"(default: {defaults[name].default})" in entry, entry
+
+
+# ---------------------------------------------------- centralised critic
+
+
+@pytest.mark.parametrize(
+    "options, shown",
+    [
+        (["connect_four_v3"], "Received: connect_four_v3, a turn-based game"),
+        (["CartPole-v1"], "Received: CartPole-v1, not a PettingZoo env"),
+        (["CartPole-v1", "--tf-env"], "Received: CartPole-v1, a TF-native env"),
+        (
+            ["simple_spread_v3", "--network", "nature_cnn"],
+            "separate feed-forward actor and critic networks. Received: "
+            "network='nature_cnn'",
+        ),
+    ],
+)
+def test_centralised_critic_is_refused_where_it_cannot_work(
+    options, shown, capsys, tmp_path
+):
+    logdir = tmp_path / "run"
+    argv = [*options, "--centralised-critic", *TINY, "--logdir", str(logdir)]
+    _, err = train_fails(argv, capsys)
+    assert "argument --centralised-critic: `centralised_critic` needs" in err
+    assert shown in err
+    assert not logdir.exists()
+
+
+@pytest.mark.parametrize(
+    "model, shown", [({"recurrent": "lstm"}, "recurrent='lstm'"),
+                     ({"shared_trunk": True}, "shared_trunk=True")]
+)  # fmt: skip
+def test_a_preset_file_setting_a_centralised_critic_with_a_shared_network_is_refused(
+    model, shown, capsys, tmp_path
+):
+    # A preset file carries the setting as any run setting.
+    preset = tmp_path / "preset.json"
+    preset.write_text(json.dumps({"run": {"centralised_critic": True}, "model": model}))
+    logdir = tmp_path / "run"
+    argv = ["simple_spread_v3", "--preset", str(preset), *TINY]
+    _, err = train_fails([*argv, "--logdir", str(logdir)], capsys)
+    assert "argument --centralised-critic:" in err
+    assert f"actor and critic networks. Received: {shown}" in err
+    assert not logdir.exists()

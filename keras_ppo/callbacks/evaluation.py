@@ -10,7 +10,7 @@ from gymnasium.vector import VectorEnv
 
 from keras_ppo.core import checks
 from keras_ppo.core.checks import check_env_spaces
-from keras_ppo.io.envs_util import is_registered, make_vector_env
+from keras_ppo.io.envs_util import is_registered, make_evaluation_envs
 from keras_ppo.io.evaluation import evaluate
 
 
@@ -42,7 +42,8 @@ class EvalCallback(keras.callbacks.Callback):
 
     Args:
         env_or_id: An env id (a vector env of `min(episodes, 16)` envs is
-            made at the start of `fit` and closed at its end), a gymnasium
+            made at the start of `fit` and closed at its end; a PettingZoo
+            Parallel env as the model was trained on it), a gymnasium
             `VectorEnv` or a single `Env`; not the training envs.
         every: Evaluate every this many epochs, an int >= 1.
         episodes: Episodes per evaluation, an int >= 1.
@@ -112,8 +113,8 @@ class EvalCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if isinstance(self.env_or_id, str):
-            self._envs = make_vector_env(
-                self.env_or_id, min(self.episodes, 16), training=False
+            self._envs = make_evaluation_envs(
+                self.model, self.env_or_id, min(self.episodes, 16)
             )
         else:
             self._envs = self.env_or_id

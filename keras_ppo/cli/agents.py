@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from keras_ppo.cli.options import (
-    _missing_dependency,
     _optional,
     _positive_float,
     _positive_int,
@@ -33,10 +32,12 @@ def _add_agent_commands(commands):
         description="Play deterministic episodes with a saved agent and write "
         'the rendered frames to a GIF or MP4 (needs pip install "keras-ppo'
         '[render]"). With a PettingZoo env (simple_spread_v3) the agent acts '
-        "for every agent of the env on its own observation and each agent's "
+        "for every agent of the env on its own observation (with the agent id "
+        "or global state it was trained with) and each agent's "
         "return is printed; with a two-player game (connect_four_v3) it plays "
         "--episodes games against --opponent and prints its win, draw and "
-        "loss rates instead of recording. " + AGENT_HELP,
+        "loss rates, recording the games (final positions included) only "
+        "with --output. " + AGENT_HELP,
     )
     for sub, episodes in ((evaluate, 10), (enjoy, 1)):
         sub.add_argument("path", metavar="PATH", help="saved agent (.keras)")
@@ -69,7 +70,8 @@ def _add_agent_commands(commands):
     enjoy.add_argument(
         "--output",
         default=None,
-        help="FILE.gif or FILE.mp4 (default: the agent's path with .gif)",
+        help="FILE.gif or FILE.mp4 (default: the agent's path with .gif; "
+        "two-player games are recorded only when it is given)",
     )
     enjoy.add_argument(
         "--fps",
@@ -124,27 +126,6 @@ def _resolve_env_id(args, parser, model) -> str:
     return env_id
 
 
-def _check_spaces(model, env, env_id, parser):
-    """Exits 2 unless `env` (an env, a vector env, or anything with the two
-    spaces of one agent) has `model`'s spaces, saying when the agent and
-    the env are of different kinds (one agent or many)."""
-    from keras_ppo.core.checks import check_env_spaces
-    from keras_ppo.io.multi_agent_envs import is_pettingzoo_name
-
-    try:
-        check_env_spaces(model, env)
-    except ValueError as error:
-        note = ""
-        if is_pettingzoo_name(env_id):
-            note = (
-                f" (those of one agent of {env_id}: the agent acts for one on its "
-                "own observation)"
-            )
-        elif is_pettingzoo_name(model.env_id):
-            note = f" (the agent was trained on the PettingZoo env {model.env_id})"
-        parser.error(f"the agent does not fit {env_id}: {error}{note}")
-
-
 def evaluate_command(args, parser) -> int:
     """Prints a saved agent's mean and std episode return and length.
 
@@ -157,7 +138,8 @@ def evaluate_command(args, parser) -> int:
     """
     import gymnasium as gym
 
-    from keras_ppo.io.envs_util import make_vector_env
+    from keras_ppo.cli import playing
+    from keras_ppo.io.envs_util import make_evaluation_envs
     from keras_ppo.io.evaluation import evaluate
 
     if args.episodes < 1:
@@ -166,11 +148,11 @@ def evaluate_command(args, parser) -> int:
     env_id = _resolve_env_id(args, parser, model)
     try:
         # As keras_ppo.evaluate(model, env_id) makes them, so results match.
-        envs = make_vector_env(env_id, min(args.episodes, 16), training=False)
+        envs = make_evaluation_envs(model, env_id, min(args.episodes, 16))
     except gym.error.Error as error:
         parser.error(f"could not make {env_id}: {error}")
     try:
-        _check_spaces(model, envs, env_id, parser)
+        playing.check_spaces(model, envs, env_id, parser)
         # Long evaluations otherwise look stuck.
         print(f"Playing {args.episodes} episodes of {env_id}...", flush=True)
         result = evaluate(
@@ -194,7 +176,7 @@ def evaluate_command(args, parser) -> int:
 def enjoy_command(args, parser) -> int:
     """Records a saved agent's deterministic episodes to a GIF or MP4; with
     a PettingZoo Parallel env, the agent acts for each of its agents; with
-    a two-player game, plays it against `--opponent` instead of recording.
+    a two-player game, plays it against `--opponent` (`playing.enjoy`).
 
     Args:
         args: The parsed command line (`build_parser`).
@@ -203,7 +185,7 @@ def enjoy_command(args, parser) -> int:
     Returns:
         The exit code: 0. Missing extras exit 2 too.
     """
-    from keras_ppo.io.multi_agent_envs import is_turn_based
+    from keras_ppo.cli import playing
 
     if args.episodes < 1:
         parser.error(f"argument --episodes must be >= 1. Received: {args.episodes}")
@@ -211,153 +193,4 @@ def enjoy_command(args, parser) -> int:
         parser.error(f"argument --fps must be > 0. Received: {args.fps}")
     model = _load_agent(args.path, parser)
     env_id = _resolve_env_id(args, parser, model)
-    if is_turn_based(env_id):
-        return _play_game(model, env_id, args, parser)
-    if args.opponent is not None:
-        parser.error(
-            "argument --opponent: the player of a two-player game such as "
-            f"connect_four_v3; {env_id} is not one"
-        )
-    output = _output(args, parser)
-    # Frames are drawn off-screen: keep pygame from opening a window or an
-    # audio device, and from printing its banner.
-    for name, value in (
-        ("SDL_VIDEODRIVER", "dummy"),
-        ("SDL_AUDIODRIVER", "dummy"),
-        ("PYGAME_HIDE_SUPPORT_PROMPT", "1"),
-    ):
-        os.environ.setdefault(name, value)
-    env = _render_env(env_id, parser)
-    try:
-        _check_spaces(model, _one_agent(env), env_id, parser)
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        print(f"Recording {args.episodes} episodes of {env_id}...", flush=True)
-        result = _record(model, env, output, args)
-    except ImportError as error:
-        _missing_dependency(parser, error)
-    finally:
-        env.close()
-    for k, (returns, length) in enumerate(
-        zip(result["returns"], result["lengths"], strict=True)
-    ):
-        print(f"Episode {k + 1}: return {_returns_text(returns)}, length {length}")
-    print(f"Wrote {result['frames']} frames at {result['fps']:g} fps to {output}")
-    return 0
-
-
-def _output(args, parser) -> str:
-    """The `--output` file (by default next to the agent); exits 2 for one
-    that cannot be written."""
-    from keras_ppo.core import checks
-    from keras_ppo.io import rendering
-
-    output = args.output or os.path.splitext(args.path)[0] + ".gif"
-    if os.path.splitext(output)[1].lower() not in rendering.FORMATS:
-        parser.error(f"argument --output must end in .gif or .mp4. Received: {output}")
-    if os.path.isdir(output):
-        parser.error(f"argument --output: {output!r} is an existing directory")
-    try:
-        checks.check_directory("--output's directory", os.path.dirname(output) or ".")
-    except ValueError as error:
-        parser.error(f"argument --output: {error}")
-    return output
-
-
-def _render_env(env_id, parser):
-    """`env_id` made to render `rgb_array` frames: a gymnasium env, or a
-    PettingZoo Parallel env."""
-    import gymnasium as gym
-
-    from keras_ppo.io.multi_agent_envs import env_module, is_pettingzoo_name
-
-    if is_pettingzoo_name(env_id):
-        env = env_module(env_id).parallel_env(render_mode="rgb_array")
-    else:
-        try:
-            env = gym.make(env_id, render_mode="rgb_array")
-        except gym.error.Error as error:
-            parser.error(
-                f"could not make {env_id} with render_mode='rgb_array': {error}"
-            )
-    modes = env.metadata.get("render_modes", [])
-    if "rgb_array" not in modes:
-        env.close()
-        parser.error(f"{env_id} cannot render rgb_array frames; it renders {modes}")
-    return env
-
-
-def _one_agent(env):
-    """What one agent of `env` observes and does: the env itself, or for a
-    PettingZoo env the spaces its agents share."""
-    from types import SimpleNamespace
-
-    from keras_ppo.rollout.agent_spaces import shared_spaces
-
-    if not hasattr(env, "possible_agents"):
-        return env
-    observation_space, action_space = shared_spaces(env)
-    return SimpleNamespace(
-        observation_space=observation_space, action_space=action_space
-    )
-
-
-def _record(model, env, output, args) -> dict:
-    from keras_ppo.io import rendering
-
-    record = (
-        rendering.record_agents
-        if hasattr(env, "possible_agents")
-        else rendering.record_episodes
-    )
-    return record(
-        model, env, output, episodes=args.episodes, seed=args.seed, fps=args.fps
-    )
-
-
-def _returns_text(returns) -> str:
-    """`1.0`, or for `{agent: return}` each agent's and their mean."""
-    if not isinstance(returns, dict):
-        return f"{returns:.1f}"
-    each = ", ".join(f"{agent} {value:.1f}" for agent, value in returns.items())
-    return f"{sum(returns.values()) / len(returns):.1f} per agent ({each})"
-
-
-def _play_game(model, env_id, args, parser) -> int:
-    """Plays `args.episodes` deterministic games of the two-player game
-    `env_id` against `--opponent`, the agent taking each seat in turn, and
-    prints its win, draw and loss rates."""
-    from keras_ppo.io import games
-    from keras_ppo.io.multi_agent_envs import env_module
-    from keras_ppo.rollout.turn_based import TurnBasedVectorEnv
-
-    for flag, value in (("--output", args.output), ("--fps", args.fps)):
-        if value is not None:
-            parser.error(
-                f"argument {flag}: {env_id} is a two-player game, which enjoy "
-                "plays against --opponent instead of recording"
-            )
-    name = args.opponent or "random"
-    if name == "lookahead" and not env_id.startswith("connect_four_"):
-        parser.error(
-            f"argument --opponent: lookahead plays Connect Four only; {env_id} "
-            "plays against --opponent random"
-        )
-    player = games.ConnectFourLookahead if name == "lookahead" else games.RandomPlayer
-    opponent = player(seed=args.seed)
-    envs = TurnBasedVectorEnv(
-        env_module(env_id).env, opponent, num_copies=min(args.episodes, 16)
-    )
-    try:
-        _check_spaces(model, envs, env_id, parser)
-        print(
-            f"Playing {args.episodes} games of {env_id} against {name}...", flush=True
-        )
-        result = games.play(model, envs, games=args.episodes)
-    finally:
-        envs.close()
-    print(
-        f"Against {name} over {result['games']} games (deterministic): "
-        f"win {result['win']:.2f}, draw {result['draw']:.2f}, "
-        f"loss {result['loss']:.2f}"
-    )
-    return 0
+    return playing.enjoy(model, env_id, args, parser)

@@ -41,6 +41,9 @@ DEFAULT_RUN = {
     # "mlp" (hidden_sizes, separate trunks) or "nature_cnn" (one Nature CNN
     # trunk shared by the policy and the value, for Atari frames).
     "network": "mlp",
+    # PettingZoo Parallel envs: the critic also reads the global state of
+    # the agents' env copy, the actor only its own observation (MAPPO).
+    "centralised_critic": False,
 }
 NETWORKS = ("mlp", "nature_cnn")
 #: The package's preset files, `keras_ppo/presets/<family>.json`.

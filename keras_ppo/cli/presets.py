@@ -35,6 +35,7 @@ __all__ = [
     "Settings",
     "build_run",
     "check_settings",
+    "check_settings_for",
     "lookup",
     "make_run",
     "preset",
@@ -176,15 +177,53 @@ def check_settings(
         run[name] = checks.check_float(
             name, run[name], lower=0.0, open_lower=True, type_error=ValueError
         )
-    for name in ("anneal_lr", "anneal_clip_ratio"):
+    for name in ("anneal_lr", "anneal_clip_ratio", "centralised_critic"):
         run[name] = checks.check_bool(name, run[name])
     if run["network"] not in NETWORKS:
         raise ValueError(
             f"`network` must be one of {NETWORKS}. Received: {run['network']!r}"
         )
+    if run["centralised_critic"]:
+        _check_separate_networks(run, settings.model)
     config = PPOConfig(**settings.config)
     config.num_minibatches(run["num_envs"] * agents_per_env)
     return run, config
+
+
+def check_settings_for(
+    settings: Settings, env_id: str, tf_env: bool = False
+) -> tuple[dict, PPOConfig]:
+    """`check_settings` for a run on `env_id` (TF-native with `tf_env`),
+    counting a PettingZoo Parallel env's agents as slots; a centralised
+    critic needs such an env.
+
+    Raises:
+        ValueError: As `check_settings`, or for `centralised_critic` on an
+            env that is not a PettingZoo Parallel env.
+        TypeError: As `check_settings`.
+    """
+    from keras_ppo.io import multi_agent_envs as pettingzoo
+
+    central = settings.run.get("centralised_critic") is True
+    pettingzoo.check_parallel(env_id, tf_env, centralised_critic=central)
+    agents = 1 if tf_env else pettingzoo.agents_per_env(env_id)
+    return check_settings(settings, agents)
+
+
+def _check_separate_networks(run, model):
+    """A centralised critic reads inputs the actor does not: it needs its
+    own feed-forward network (`PPOModel`'s `critic_only_keys`)."""
+    for name, value, separate in (
+        ("network", run["network"], "mlp"),
+        ("recurrent", model.get("recurrent"), None),
+        ("shared_trunk", model.get("shared_trunk", False), False),
+    ):
+        if value != separate:
+            raise ValueError(
+                "`centralised_critic` needs separate feed-forward actor and "
+                f"critic networks. Received: {name}={value!r} (from the preset "
+                "or the command line)"
+            )
 
 
 class Run(typing.NamedTuple):
@@ -208,6 +247,7 @@ def make_run(
     max_grad_norm: float | None = None,
     init_log_std: float | None = None,
     network: str | None = None,
+    centralised_critic: bool | None = None,
     hidden_sizes=None,
     vectorization_mode: str = "sync",
     tf_env: bool = False,
@@ -235,6 +275,10 @@ def make_run(
         init_log_std: Initial log standard deviation of Gaussian policies.
         network: "mlp", or "nature_cnn" for image observations (one
             `keras_ppo.nature_cnn` trunk shared by the policy and value).
+        centralised_critic: For a PettingZoo Parallel env: the critic also
+            reads the global state of the agents' env copy
+            (`MultiAgentVectorEnv(global_state=True)`,
+            `PPOModel(critic_only_keys=("global_state",))`), as MAPPO.
         hidden_sizes: Hidden layer sizes of the MLPs (default: the
             preset's, else 64, 64).
         vectorization_mode: "sync" or "async" gymnasium vector env.
@@ -268,6 +312,7 @@ def make_run(
         max_grad_norm=max_grad_norm,
         init_log_std=init_log_std,
         network=network,
+        centralised_critic=centralised_critic,
     )
     given = {name: value for name, value in given_run.items() if value is not None}
     settings = resolve(
@@ -301,12 +346,14 @@ def build_run(
         TypeError: For ill-typed values.
     """
     from keras_ppo import distribute
-    from keras_ppo.io.multi_agent_envs import agents_per_env, is_pettingzoo_name
+    from keras_ppo.io.multi_agent_envs import is_pettingzoo_name
     from keras_ppo.rollout.dataset import rollout_dataset
+    from keras_ppo.rollout.multi_agent import GLOBAL_STATE_KEY
 
     # Before making envs.
-    run, config = check_settings(settings, 1 if tf_env else agents_per_env(env_id))
-    envs = _make_envs(env_id, run["num_envs"], tf_env, vectorization_mode)
+    run, config = check_settings_for(settings, env_id, tf_env)
+    central = run["centralised_critic"]
+    envs = _make_envs(env_id, run["num_envs"], tf_env, vectorization_mode, central)
     batch_size = config.batch_size(envs.num_envs) * distribute.num_workers(strategy)
     epochs = math.ceil(run["total_timesteps"] / batch_size)
     updates = epochs * config.updates_per_iteration(envs.num_envs)
@@ -315,6 +362,8 @@ def build_run(
         # Its adapters have no gymnasium spec to name it: the saved agent
         # does, for `keras-ppo evaluate` and `enjoy`.
         model_settings.setdefault("env_id", env_id)
+    if central:
+        model_settings["critic_only_keys"] = (GLOBAL_STATE_KEY,)
     with strategy.scope() if strategy else contextlib.nullcontext():
         model = _make_model(envs, config, run, model_settings)
         model.compile(_optimizer(run, updates))
@@ -326,14 +375,16 @@ def build_run(
     return Run(model, envs, rollout_dataset(model, envs), epochs, callbacks)
 
 
-def _make_envs(env_id, num_envs, tf_env, vectorization_mode):
+def _make_envs(env_id, num_envs, tf_env, vectorization_mode, global_state):
     if tf_env:
         from keras_ppo import envs as tf_envs
 
         return tf_envs.make(env_id, num_envs)
     from keras_ppo.io.envs_util import make_vector_env
 
-    return make_vector_env(env_id, num_envs, vectorization_mode)
+    return make_vector_env(
+        env_id, num_envs, vectorization_mode, global_state=global_state
+    )
 
 
 def _make_model(envs, config, run, model_settings):

@@ -81,6 +81,15 @@ def _add_env_options(train):
         "against a pool of frozen snapshots of the agent instead of a random "
         "player; win, draw and loss rates are logged either way",
     )
+    train.add_argument(
+        "--centralised-critic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PettingZoo Parallel envs (simple_spread_v3): the critic also "
+        "reads the global state of the env, each agent's actor only its own "
+        "observation (MAPPO); the saved agent acts on that observation alone "
+        "(default: preset, else off)",
+    )
     # The defaults are keras_ppo.callbacks.SelfPlay's (a test checks).
     train.add_argument(
         "--snapshot-every",
@@ -295,11 +304,8 @@ def check_before_training(args, parser, settings, logdir, save_path) -> None:
         except ValueError as error:
             parser.error(f"argument env_id: {error}")
     _check_self_play(args, parser)
-    from keras_ppo.io.multi_agent_envs import agents_per_env
-
     try:
-        agents = 1 if args.tf_env else agents_per_env(args.env_id)
-        presets.check_settings(settings, agents)
+        presets.check_settings_for(settings, args.env_id, args.tf_env)
     except (TypeError, ValueError) as error:
         field = str(error).split("`")[1] if str(error).count("`") >= 2 else None
         flag = f"argument --{field.replace('_', '-')}: " if field else ""

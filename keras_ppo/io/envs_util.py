@@ -15,7 +15,12 @@ VECTORIZATION_MODES = ("sync", "async")
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, vectorization_mode: str = "sync", training=True
+    env_id: str,
+    num_envs: int,
+    vectorization_mode: str = "sync",
+    training=True,
+    agent_id: bool = False,
+    global_state: bool = False,
 ):
     """`gymnasium.make_vec` with `SAME_STEP` autoreset (final observations in
     `info`, no reset steps in the data).
@@ -26,19 +31,27 @@ def make_vector_env(
     A PettingZoo name gives `num_envs` copies of it, stepped in this
     process (`multi_agent_envs.make_pettingzoo_vector_env`): every agent of
     a Parallel env (`simple_spread_v3`) a slot of the batch, or the learner
-    against a random player in a turn-based game (`connect_four_v3`).
+    against a random player in a turn-based game (`connect_four_v3`);
+    `agent_id` and `global_state` are `MultiAgentVectorEnv`'s options.
 
     Raises:
         ValueError: If `env_id` is not registered (the message says how to
-            list the ids) or `vectorization_mode` is unknown.
+            list the ids), `vectorization_mode` is unknown, or
+            `agent_id` or `global_state` is set for an env that is not a
+            PettingZoo Parallel env.
     """
     if vectorization_mode not in VECTORIZATION_MODES:
         raise ValueError(
             f"`vectorization_mode` must be one of {VECTORIZATION_MODES}. "
             f"Received: {vectorization_mode!r}"
         )
+    multi_agent_envs.check_parallel(
+        env_id, agent_id=agent_id, global_state=global_state
+    )
     if multi_agent_envs.is_pettingzoo_name(env_id):
-        return multi_agent_envs.make_pettingzoo_vector_env(env_id, num_envs)
+        return multi_agent_envs.make_pettingzoo_vector_env(
+            env_id, num_envs, agent_id=agent_id, global_state=global_state
+        )
     # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
     partial.register_gymnasium_ids()
     if not is_registered(env_id):
@@ -63,6 +76,20 @@ def make_vector_env(
         vectorization_mode=vectorization_mode,
         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
     )
+
+
+def make_evaluation_envs(model, env_id: str, num_envs: int):
+    """`make_vector_env(env_id, num_envs, training=False)`, a PettingZoo
+    Parallel env made as `model` was trained on it: with the agent ids or
+    global state its observation space has
+    (`multi_agent_envs.observation_options`).
+
+    Raises:
+        ValueError: As `make_vector_env`.
+    """
+    space = getattr(model, "observation_space", None)
+    options = multi_agent_envs.observation_options(env_id, space)
+    return make_vector_env(env_id, num_envs, training=False, **options)
 
 
 def is_registered(env_id) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from keras_ppo.core import checks, structure
-from keras_ppo.io.envs_util import is_registered, make_vector_env
+from keras_ppo.io.envs_util import is_registered, make_evaluation_envs
 from keras_ppo.rollout.gym_driver import AGENT_ACTIVE
 
 
@@ -23,8 +23,10 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
     Args:
         model: A `PPOModel`.
         env_or_id: An env id (a vector env of `min(episodes, 16)` envs is
-            made for it), a gymnasium `VectorEnv` (in any autoreset mode) or
-            a single `Env`, with the model's observation and action spaces.
+            made for it; a PettingZoo Parallel env with the agent ids or
+            global state the model's observation space has), a gymnasium
+            `VectorEnv` (in any autoreset mode) or a single `Env`, with
+            the model's observation and action spaces.
         episodes: Number of episodes, an int `>= 1`.
         deterministic: Act with the distribution's mode instead of sampling.
         seed: Seed of the envs' first reset, an int in `[0, 2**32 - 1]`, or
@@ -51,7 +53,7 @@ def evaluate(model, env_or_id, episodes=10, deterministic=True, seed=None) -> di
             raise ValueError(
                 f"Unknown environment id. Received: env_or_id={env_or_id!r}"
             )
-        envs = make_vector_env(env_or_id, min(episodes, 16), training=False)
+        envs = make_evaluation_envs(model, env_or_id, min(episodes, 16))
         try:
             checks.check_env_spaces(model, envs)
             return _evaluate_vector(model, envs, episodes, deterministic, seed)

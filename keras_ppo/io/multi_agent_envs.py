@@ -8,6 +8,7 @@ families (or of `mpe2`, which holds the particle envs since PettingZoo
 from __future__ import annotations
 
 import importlib
+import itertools
 import re
 
 #: Packages whose modules are PettingZoo envs, searched in this order.
@@ -70,24 +71,90 @@ def agents_per_env(env_id: str) -> int:
         env.close()
 
 
-def make_pettingzoo_vector_env(env_id: str, num_copies: int):
+def make_pettingzoo_vector_env(
+    env_id: str, num_copies: int, agent_id: bool = False, global_state: bool = False
+):
     """`num_copies` copies of PettingZoo env `env_id`: a Parallel env as a
     `keras_ppo.MultiAgentVectorEnv` (every agent a slot), a turn-based game
     as a `keras_ppo.TurnBasedVectorEnv` against a random player (which
     `keras_ppo.callbacks.SelfPlay` replaces by snapshots of the learner).
 
+    Args:
+        env_id: A PettingZoo env name.
+        num_copies: How many copies step together.
+        agent_id: Add a one-hot agent id to each agent's observation
+            (Parallel envs only; see `MultiAgentVectorEnv`).
+        global_state: Add the copy's global state, for a centralised
+            critic (Parallel envs only).
+
     Raises:
-        ValueError: If the env is unknown, or a turn-based game does not
-            have two players.
+        ValueError: If the env is unknown, a turn-based game does not have
+            two players, or `agent_id`/`global_state` is set for one.
     """
     from keras_ppo.io.games import RandomPlayer
     from keras_ppo.rollout.multi_agent import MultiAgentVectorEnv
     from keras_ppo.rollout.turn_based import TurnBasedVectorEnv
 
+    check_parallel(env_id, agent_id=agent_id, global_state=global_state)
     module = env_module(env_id)
     if hasattr(module, "parallel_env"):
-        return MultiAgentVectorEnv(module.parallel_env, num_copies=num_copies)
+        return MultiAgentVectorEnv(
+            module.parallel_env,
+            num_copies=num_copies,
+            agent_id=agent_id,
+            global_state=global_state,
+        )
     return TurnBasedVectorEnv(module.env, RandomPlayer(), num_copies=num_copies)
+
+
+def check_parallel(env_id: str, tf_env: bool = False, **options) -> None:
+    """Raises ValueError, naming the first of `options` that is set (e.g.
+    `global_state=True`), unless `env_id` is a PettingZoo Parallel env
+    (`tf_env`: the TF-native env of that id, never one)."""
+    given = [name for name, value in options.items() if value]
+    if not given:
+        return
+    kind = None
+    if tf_env:
+        kind = "a TF-native env"
+    elif not is_pettingzoo_name(env_id):
+        kind = "not a PettingZoo env"
+    elif is_turn_based(env_id):
+        kind = "a turn-based game"
+    if kind is not None:
+        raise ValueError(
+            f"`{given[0]}` needs a PettingZoo Parallel env, whose agents act "
+            f"together (e.g. simple_spread_v3). Received: {env_id}, {kind}"
+        )
+
+
+def observation_options(env_id, observation_space) -> dict:
+    """The `MultiAgentVectorEnv` options (`agent_id`, `global_state`) under
+    which the agents of PettingZoo Parallel env `env_id` observe
+    `observation_space`, `{}` for any other env or when none fits.
+
+    A saved agent keeps the observation space it was trained on, which is
+    the one these options made, so this reads back from the agent how to
+    rebuild its envs: `make_pettingzoo_vector_env(env_id, n,
+    **observation_options(env_id, model.observation_space))`.
+    """
+    if not is_pettingzoo_name(env_id) or is_turn_based(env_id):
+        return {}
+    from keras_ppo.rollout.multi_agent import MultiAgentVectorEnv
+
+    make = env_module(env_id).parallel_env
+    for agent_id, global_state in itertools.product((False, True), repeat=2):
+        try:
+            envs = MultiAgentVectorEnv(
+                make, 1, agent_id=agent_id, global_state=global_state
+            )
+        except TypeError:  # an option the env's observations cannot take
+            continue
+        space = envs.single_observation_space
+        envs.close()
+        if space == observation_space:
+            return {"agent_id": agent_id, "global_state": global_state}
+    return {}
 
 
 def _prefixes(dotted):

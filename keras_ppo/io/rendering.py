@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.utils import concatenate, create_empty_array
 
+from keras_ppo import files
 from keras_ppo.core import structure
 
 INSTALL_HINT = 'pip install "keras-ppo[render]"'
@@ -116,7 +118,89 @@ def record_agents(
     return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
 
 
-def _writer_and_fps(path, env, episodes, fps):
+def record_games(
+    model,
+    env,
+    opponent: Callable,
+    path: str | os.PathLike,
+    games: int = 1,
+    seed: int | None = None,
+    deterministic: bool = True,
+    fps: float | None = None,
+) -> dict:
+    """Plays games of a two-player turn-based (AEC) PettingZoo game, the
+    agent against `opponent` (first in the first game, then taking the seats
+    in turn, as in `keras_ppo.TurnBasedVectorEnv`), and writes every
+    position, each game's final one included, to `path`: a game of `M`
+    moves gives `M + 1` frames.
+
+    Args:
+        model: A `PPOModel` for the game's observations, or a player: a
+            callable taking a batch of observations and returning their
+            actions, as `opponent`.
+        env: A PettingZoo AEC env of two players made with
+            `render_mode="rgb_array"`, e.g. `connect_four_v3.env(...)`.
+        opponent: The other player, e.g. `keras_ppo.io.games.RandomPlayer()`.
+        path: Output file ending in `.gif` or `.mp4`.
+        games: Number of games, `>= 1`.
+        seed: Seed of the first game's reset.
+        deterministic: A `PPOModel` plays its most likely allowed move.
+        fps: Frames per second (default: the env's `render_fps`, else 30).
+
+    Returns:
+        A dict with the agent's `returns` and the games' `lengths` (moves
+        of both players), the number of `frames` written and the `fps`.
+
+    Raises:
+        ValueError: As `record_episodes`.
+        TypeError: If `model` is neither a `PPOModel` nor callable, or
+            `opponent` is not callable.
+        ImportError: As `record_episodes`.
+    """
+    write, fps = _writer_and_fps(path, env, games, fps, count_name="games")
+    player = model
+    if callable(getattr(model, "predict_action", None)):
+
+        def player(observations):
+            return model.predict_action(observations, deterministic=deterministic)
+
+    for name, value in (("model", player), ("opponent", opponent)):
+        if not callable(value):
+            raise TypeError(
+                f"`{name}` must be a PPOModel or a player (a callable taking a "
+                f"batch of observations). Received: {value!r}"
+            )
+    returns, lengths = [], []
+    frames = _play_games(env, (player, opponent), games, seed, returns, lengths)
+    count = _write(write, frames, env, path, fps)
+    return {"returns": returns, "lengths": lengths, "frames": count, "fps": fps}
+
+
+def _play_games(env, players, games, seed, returns, lengths):
+    """Yields the positions of `games` games, `players[0]` the agent,
+    rendered after every move before the next game's reset; appends the
+    agent's returns and the games' lengths."""
+    for game in range(games):
+        env.reset(seed=seed if game == 0 else None)
+        yield env.render()
+        agent = env.possible_agents[game % 2]
+        total, moves = 0.0, 0
+        while not (env.terminations[agent] or env.truncations[agent]):
+            mover = env.agent_selection
+            space = env.observation_space(mover)
+            batch = concatenate(
+                space, [env.observe(mover)], create_empty_array(space, 1)
+            )
+            play = players[0] if mover == agent else players[1]
+            env.step(np.asarray(play(batch))[0])
+            total += float(env.rewards[agent])
+            moves += 1
+            yield env.render()
+        returns.append(total)
+        lengths.append(moves)
+
+
+def _writer_and_fps(path, env, episodes, fps, count_name="episodes"):
     """The writer for `path`'s file type and the frame rate, after checking
     the arguments `record_episodes` and `record_agents` share."""
     path = os.fspath(path)
@@ -126,7 +210,7 @@ def _writer_and_fps(path, env, episodes, fps):
             f"Expected an output file ending in .gif or .mp4. Received: {path!r}"
         )
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"`episodes` must be an int >= 1. Received: {episodes!r}")
+        raise ValueError(f"`{count_name}` must be an int >= 1. Received: {episodes!r}")
     if env.render_mode != "rgb_array":
         raise ValueError(
             'Make the env with render_mode="rgb_array" to record it. '
@@ -139,11 +223,19 @@ def _writer_and_fps(path, env, episodes, fps):
 
 
 def _write(write, frames, env, path, fps) -> int:
-    """Writes `frames` to `path`; returns how many."""
+    """Writes `frames` to `path` atomically (a crash leaves the previous
+    file, if any); returns how many."""
     # Render the first frame before creating the file: a missing renderer
     # (pygame) fails here and leaves nothing behind.
     first = _first_frame(frames, env)
-    return write(_chain(first, frames), os.fspath(path), fps)
+    path = os.fspath(path)
+    count = []
+    files.save_atomically(
+        lambda temp: count.append(write(_chain(first, frames), temp, fps)),
+        path,
+        suffixes=(os.path.splitext(path)[1],),
+    )
+    return count[0]
 
 
 def _action(model, observation, info, deterministic, memory=None):
