@@ -246,11 +246,48 @@ def test_a_saved_observation_space_tells_how_the_envs_were_made(agent_id, global
     )
     space = envs.single_observation_space
     options = observation_options("simple_spread_v3", space)
-    assert options == {"agent_id": agent_id, "global_state": global_state}
+    assert options == {
+        "agent_id": agent_id,
+        "global_state": global_state,
+        "roles": False,
+    }
     # Other envs, and a space none of the options make, need none.
     assert observation_options("CartPole-v1", space) == {}
     assert observation_options("connect_four_v3", space) == {}
     assert observation_options("simple_spread_v3", gym.spaces.Discrete(3)) == {}
+
+
+def test_agents_whose_spaces_differ_train_a_policy_per_role(capsys, tmp_path):
+    # simple_tag_v3: 3 predators observe 16 numbers, the prey 14. The
+    # command line gives each role (by agent name) its own policy.
+    from mpe2 import simple_tag_v3
+
+    from keras_ppo.io.multi_agent_envs import observation_options
+
+    save = tmp_path / "tag.keras"
+    code = main(
+        ["train", "simple_tag_v3", "--total-timesteps", "200", "--num-envs", "2",
+         "--num-steps", "25", "--minibatch-size", "200", "--update-epochs", "1",
+         "--eval-episodes", "1", "--seed", "0", "--save", str(save), "--logdir",
+         str(tmp_path / "run"), "--verbose", "0"]
+    )  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
+    agent = keras_ppo.load_agent(save)
+    assert (agent.role_key, agent.num_roles) == ("role", 2)
+    assert observation_options("simple_tag_v3", agent.observation_space) == {
+        "agent_id": False, "global_state": False, "roles": True
+    }  # fmt: skip
+    envs = keras_ppo.MultiAgentVectorEnv(simple_tag_v3.parallel_env, groups="name")
+    prey = envs.observation("agent_0", np.zeros(14, np.float32))
+    assert prey["role"].tolist() == [0.0, 1.0]
+    assert 0 <= int(agent.predict_action(prey)) < 5
+    assert main(["evaluate", str(save), "--episodes", "1"]) == 0
+    assert "Evaluation over 1 episodes" in capsys.readouterr().out
+    assert main(["enjoy", str(save), "--seed", "4"]) == 0
+    assert re.search(
+        r"\(adversary_0 -?[\d.]+, .*agent_0 -?[\d.]+\)", capsys.readouterr().out
+    )
 
 
 def column(number):

@@ -123,7 +123,7 @@ def _agents_observation(model, env, env_id, parser):
     trained with, which its observation space tells
     (`multi_agent_envs.observation_options`)."""
     from keras_ppo.io import multi_agent_envs
-    from keras_ppo.rollout.multi_agent import GLOBAL_STATE_KEY
+    from keras_ppo.rollout.agent_spaces import GLOBAL_STATE_KEY
 
     if not hasattr(env, "possible_agents"):
         check_spaces(model, env, env_id, parser)

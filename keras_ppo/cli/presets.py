@@ -347,8 +347,8 @@ def build_run(
     """
     from keras_ppo import distribute
     from keras_ppo.io.multi_agent_envs import is_pettingzoo_name
+    from keras_ppo.rollout.agent_spaces import GLOBAL_STATE_KEY
     from keras_ppo.rollout.dataset import rollout_dataset
-    from keras_ppo.rollout.multi_agent import GLOBAL_STATE_KEY
 
     # Before making envs.
     run, config = check_settings_for(settings, env_id, tf_env)

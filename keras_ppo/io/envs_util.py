@@ -21,6 +21,7 @@ def make_vector_env(
     training=True,
     agent_id: bool = False,
     global_state: bool = False,
+    roles: bool | None = None,
 ):
     """`gymnasium.make_vec` with `SAME_STEP` autoreset (final observations in
     `info`, no reset steps in the data).
@@ -32,7 +33,9 @@ def make_vector_env(
     process (`multi_agent_envs.make_pettingzoo_vector_env`): every agent of
     a Parallel env (`simple_spread_v3`) a slot of the batch, or the learner
     against a random player in a turn-based game (`connect_four_v3`);
-    `agent_id` and `global_state` are `MultiAgentVectorEnv`'s options.
+    `agent_id` and `global_state` are `MultiAgentVectorEnv`'s options, and
+    `roles` gives each role its own policy (by default where the agents'
+    spaces differ).
 
     Raises:
         ValueError: If `env_id` is not registered (the message says how to
@@ -50,7 +53,11 @@ def make_vector_env(
     )
     if multi_agent_envs.is_pettingzoo_name(env_id):
         return multi_agent_envs.make_pettingzoo_vector_env(
-            env_id, num_envs, agent_id=agent_id, global_state=global_state
+            env_id,
+            num_envs,
+            agent_id=agent_id,
+            global_state=global_state,
+            roles=roles,
         )
     # keras-ppo's own partially observable ids (`keras_ppo.envs.partial`).
     partial.register_gymnasium_ids()
@@ -80,8 +87,8 @@ def make_vector_env(
 
 def make_evaluation_envs(model, env_id: str, num_envs: int):
     """`make_vector_env(env_id, num_envs, training=False)`, a PettingZoo
-    Parallel env made as `model` was trained on it: with the agent ids or
-    global state its observation space has
+    Parallel env made as `model` was trained on it: with the agent ids,
+    global state or roles its observation space has
     (`multi_agent_envs.observation_options`).
 
     Raises:

@@ -72,7 +72,11 @@ def agents_per_env(env_id: str) -> int:
 
 
 def make_pettingzoo_vector_env(
-    env_id: str, num_copies: int, agent_id: bool = False, global_state: bool = False
+    env_id: str,
+    num_copies: int,
+    agent_id: bool = False,
+    global_state: bool = False,
+    roles: bool | None = None,
 ):
     """`num_copies` copies of PettingZoo env `env_id`: a Parallel env as a
     `keras_ppo.MultiAgentVectorEnv` (every agent a slot), a turn-based game
@@ -86,6 +90,10 @@ def make_pettingzoo_vector_env(
             (Parallel envs only; see `MultiAgentVectorEnv`).
         global_state: Add the copy's global state, for a centralised
             critic (Parallel envs only).
+        roles: Give each role its own policy, the roles read from the
+            agents' names (`groups="name"` of `MultiAgentVectorEnv`); None
+            for only when the agents' spaces differ, so that one policy
+            cannot act for all (`simple_tag_v3`).
 
     Raises:
         ValueError: If the env is unknown, a turn-based game does not have
@@ -98,11 +106,14 @@ def make_pettingzoo_vector_env(
     check_parallel(env_id, agent_id=agent_id, global_state=global_state)
     module = env_module(env_id)
     if hasattr(module, "parallel_env"):
+        if roles is None:
+            roles = not _agents_share_spaces(module.parallel_env)
         return MultiAgentVectorEnv(
             module.parallel_env,
             num_copies=num_copies,
             agent_id=agent_id,
             global_state=global_state,
+            groups="name" if roles else None,
         )
     return TurnBasedVectorEnv(module.env, RandomPlayer(), num_copies=num_copies)
 
@@ -129,9 +140,10 @@ def check_parallel(env_id: str, tf_env: bool = False, **options) -> None:
 
 
 def observation_options(env_id, observation_space) -> dict:
-    """The `MultiAgentVectorEnv` options (`agent_id`, `global_state`) under
-    which the agents of PettingZoo Parallel env `env_id` observe
-    `observation_space`, `{}` for any other env or when none fits.
+    """The `make_pettingzoo_vector_env` options (`agent_id`,
+    `global_state`, `roles`) under which the agents of PettingZoo Parallel
+    env `env_id` observe `observation_space`, `{}` for any other env or
+    when none fits.
 
     A saved agent keeps the observation space it was trained on, which is
     the one these options made, so this reads back from the agent how to
@@ -143,18 +155,37 @@ def observation_options(env_id, observation_space) -> dict:
     from keras_ppo.rollout.multi_agent import MultiAgentVectorEnv
 
     make = env_module(env_id).parallel_env
-    for agent_id, global_state in itertools.product((False, True), repeat=2):
+    flags = itertools.product((False, True), repeat=3)
+    for roles, agent_id, global_state in flags:
         try:
             envs = MultiAgentVectorEnv(
-                make, 1, agent_id=agent_id, global_state=global_state
+                make,
+                1,
+                agent_id=agent_id,
+                global_state=global_state,
+                groups="name" if roles else None,
             )
-        except TypeError:  # an option the env's observations cannot take
+        except (TypeError, ValueError):  # options the env cannot take
             continue
         space = envs.single_observation_space
         envs.close()
         if space == observation_space:
-            return {"agent_id": agent_id, "global_state": global_state}
+            return {"agent_id": agent_id, "global_state": global_state, "roles": roles}
     return {}
+
+
+def _agents_share_spaces(make) -> bool:
+    """Whether the agents of the Parallel env `make()` share their spaces."""
+    from keras_ppo.rollout.agent_spaces import shared_spaces
+
+    env = make()
+    try:
+        shared_spaces(env)
+        return True
+    except ValueError:
+        return False
+    finally:
+        env.close()
 
 
 def _prefixes(dotted):
