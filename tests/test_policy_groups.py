@@ -335,3 +335,18 @@ def test_roles_combine_with_agent_ids_and_a_centralised_critic():
     local = envs.observation(SPEAKER, np.array([0.0, 1.0], np.float32))
     assert "global_state" not in local and local["role"].tolist() == [1.0, 0.0]
     assert int(model.predict_action(local, deterministic=True)) in (0, 1)
+
+
+def test_the_exported_policy_acts_for_each_role_as_the_model(tmp_path):
+    envs = role_envs()
+    model = role_model(envs, seed=7)
+    model.export_policy(tmp_path / "export")
+    served = tf.saved_model.load(str(tmp_path / "export"))
+    env = RoleEnv()
+    for seed in range(3):
+        raw, _ = env.reset(seed=seed)
+        for agent in env.possible_agents:
+            obs = envs.observation(agent, raw[agent])
+            batch = {k: tf.constant(np.asarray(v)[None]) for k, v in obs.items()}
+            action = int(served.serve(batch)["action"][0])
+            assert action == int(model.predict_action(obs, deterministic=True))
