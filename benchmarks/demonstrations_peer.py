@@ -17,7 +17,8 @@ wider (the observations themselves are computed alike). Dynamics and
 rewards are the same without wind, so the peer runs v2.
 
 `python benchmarks/demonstrations_peer.py --demos DEMOS.npz --seed 0
---budget 1000000` prints one JSON line per condition (`bc`: the cloned
+--budget 1000000` (`--full`: the whole budget, not stopping at the
+target) prints one JSON line per condition (`bc`: the cloned
 policy alone; `bc+ppo`: PPO from it), each with the evaluation curve
 (after cloning, then after every PPO iteration) and the env steps at
 which a deterministic evaluation first reached `--target`. PPO's settings
@@ -96,6 +97,7 @@ def main(argv=None) -> None:
     parser.add_argument("--target", type=float, default=200.0)
     parser.add_argument("--bc-epochs", type=int, default=30)
     parser.add_argument("--bc-batch-size", type=int, default=256)
+    parser.add_argument("--full", action="store_true", help="train the budget")
     args = parser.parse_args(argv)
 
     envs = make_vec_env(ENV_ID, n_envs=NUM_ENVS, seed=args.seed)
@@ -117,7 +119,9 @@ def main(argv=None) -> None:
     report("bc", args, curve, cloned_seconds)
 
     iteration = NUM_ENVS * PPO_SETTINGS["n_steps"]
-    while model.num_timesteps < args.budget and curve[-1][1] < args.target:
+    while model.num_timesteps < args.budget and (
+        args.full or curve[-1][1] < args.target
+    ):
         model.learn(total_timesteps=iteration, reset_num_timesteps=False)
         curve.append((int(model.num_timesteps), evaluation(model, eval_env)))
     report("bc+ppo", args, curve, time.perf_counter() - start)

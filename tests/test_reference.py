@@ -13,7 +13,7 @@ from test_cloning import cartpole_model, scripted_demonstrations
 import keras_ppo
 import keras_ppo.envs
 from keras_ppo.agent.reference import ReferencePolicy
-from keras_ppo.callbacks import ReferenceKL, linear_schedule
+from keras_ppo.callbacks import EvalCallback, ReferenceKL, linear_schedule
 from keras_ppo.io.cloning import behaviour_cloning
 
 
@@ -242,37 +242,47 @@ def test_a_recurrent_model_fine_tunes_under_the_penalty():
     assert kl[2] > 0.0
 
 
-def _fine_tune(model, penalty):
-    """Three PPO iterations from `model`'s weights, with or without the
-    penalty; returns the fine-tuned copy."""
-    envs = gym.make_vec("CartPole-v1", num_envs=4)
+def _fine_tuning_returns(model, penalty, iterations):
+    """`iterations` PPO iterations on a TF-native CartPole from `model`'s
+    weights, with the KL penalty `penalty` (or none); the deterministic
+    evaluation after each (4 episodes from the same reset seed)."""
     tuned = keras_ppo.PPOModel.from_config(model.get_config())
     tuned.set_weights(model.get_weights())
-    tuned.compile(keras.optimizers.Adam(3e-3))
-    callbacks = [ReferenceKL(penalty)] if penalty else []
-    tuned.fit(
-        keras_ppo.rollout_dataset(tuned, envs),
-        epochs=3,
+    # A large step (learning rate 3e-2, clip 1.0, 80 minibatches per
+    # iteration): plain PPO leaves the cloned policy within an iteration or
+    # two, because on a policy that never fails the advantages are noise.
+    tuned.compile(keras.optimizers.Adam(3e-2))
+    callbacks = [EvalCallback("CartPole-v1", every=1, episodes=4, seed=100)]
+    callbacks += [ReferenceKL(penalty)] if penalty else []
+    history = tuned.fit(
+        keras_ppo.rollout_dataset(
+            tuned, keras_ppo.envs.make("CartPole-v1", num_envs=8)
+        ),
+        epochs=iterations,
         verbose=0,
         callbacks=callbacks,
     )
-    return tuned
+    return history.history["eval_return"]
 
 
 @pytest.mark.slow
-def test_fine_tuning_with_the_penalty_stays_closer_to_the_cloned_policy():
+def test_fine_tuning_without_the_penalty_loses_the_cloned_return_with_it_keeps_it():
     keras.utils.set_random_seed(0)
     model = cartpole_model(
-        normalize_observations=True, num_steps=64, minibatch_size=64, ent_coef=0.05
+        normalize_observations=True,
+        num_steps=32,
+        minibatch_size=32,
+        update_epochs=10,
+        clip_ratio=1.0,
+        ent_coef=0.05,
     )
-    demonstrations = scripted_demonstrations(2)
-    cloner, x, y = behaviour_cloning(model, demonstrations)
-    cloner.fit(x, y, batch_size=64, epochs=4, verbose=0)
-    cloned_logits = model(x)[0].numpy().astype(np.float64)
-    drift = {}
-    for penalty in (0.0, 5.0):
-        tuned = _fine_tune(model, penalty)
-        logits = tuned(x)[0].numpy().astype(np.float64)
-        drift[penalty] = categorical_kl(cloned_logits, logits).mean()
-    # On the demonstrator's states, the penalised policy moved less.
-    assert drift[5.0] < 0.5 * drift[0.0]
+    cloner, x, y = behaviour_cloning(model, scripted_demonstrations(2))
+    cloner.fit(x, y, batch_size=64, epochs=10, verbose=0)
+    cloned = keras_ppo.evaluate(model, "CartPole-v1", episodes=4, seed=100)
+    assert cloned["mean_return"] == 500.0
+    plain = _fine_tuning_returns(model, penalty=0.0, iterations=4)
+    penalised = _fine_tuning_returns(model, penalty=5.0, iterations=4)
+    # Seeds 0-5 by hand: the plain run's lowest of 4 was 10 to 132, the
+    # penalised run's 500 in every iteration.
+    assert min(plain) < 0.6 * cloned["mean_return"]
+    assert min(penalised) >= 0.95 * cloned["mean_return"]
