@@ -63,17 +63,27 @@ def main(seed, env_steps):
         .debugging(seed=seed)
     )
     algo = config.build_algo()
-    curve, seconds, done = [], 0.0, 0
+    curve, seconds, done, iteration_seconds = [], 0.0, 0, []
     while done < env_steps:
         start = time.perf_counter()
         result = algo.train()
-        seconds += time.perf_counter() - start
+        iteration_seconds.append(time.perf_counter() - start)
+        seconds += iteration_seconds[-1]
         runners = result["env_runners"]
         done = int(runners["num_env_steps_sampled_lifetime"])
         returns = runners.get("agent_episode_returns_mean") or {}
         if returns:
             curve.append([done, sum(returns.values()) / len(returns)])
-    print(json.dumps({"curve": curve, "env_steps": done, "seconds": seconds}))
+    print(
+        json.dumps(
+            {
+                "curve": curve,
+                "env_steps": done,
+                "seconds": seconds,
+                "iteration_seconds": iteration_seconds,
+            }
+        )
+    )
     ray.shutdown()
 
 
