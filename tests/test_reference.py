@@ -71,6 +71,31 @@ def test_reference_kl_callback_logs_coefficient_and_kl_and_detaches():
     assert history.history["reference_kl"] == [0.0]
 
 
+@pytest.mark.parametrize("hold", [True, False])
+def test_reference_kl_holds_the_observation_statistics(hold):
+    envs = gym.make_vec("CartPole-v1", num_envs=2)
+    config = keras_ppo.PPOConfig(
+        num_steps=16, minibatch_size=16, seed=0, normalize_observations=True
+    )
+    model = keras_ppo.PPOModel.from_env(envs, config=config)
+    model.compile(keras.optimizers.Adam(1e-3))
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    model.fit(dataset, epochs=2, verbose=0)  # statistics of 16 steps x 2 envs
+    normalizer = model.observation_normalizer
+    before = [v.numpy().copy() for v in (normalizer.mean, normalizer.var)]
+    assert float(normalizer.count.numpy()) == 32.0
+    penalty = ReferenceKL(1.0, hold_statistics=hold)
+    model.fit(dataset, epochs=3, verbose=0, callbacks=[penalty])
+    # Held: the earlier run's staged rollout and these three are dropped.
+    # Not held: they join as without the penalty, 16 x 2 steps each (less
+    # the reset steps of ended episodes, which are masked).
+    count = float(normalizer.count.numpy())
+    assert count == 32.0 if hold else 32.0 * 3 < count <= 32.0 * 4
+    after = [v.numpy() for v in (normalizer.mean, normalizer.var)]
+    for old, new in zip(before, after, strict=True):
+        assert np.array_equal(old, new) == hold
+
+
 def test_reference_kl_refuses_bad_schedules_and_whole_iterations():
     with pytest.raises(TypeError, match="schedule"):
         ReferenceKL("fast")

@@ -98,6 +98,10 @@ class RunningNormalization(keras.layers.Layer):
         """Merges the staged batches into the statistics."""
         pending = (self.pending_mean, self.pending_var, self.pending_count)
         self._merge((self.mean, self.var, self.count), [v.value for v in pending])
+        self.discard()
+
+    def discard(self):
+        """Drops the staged batches: the next `commit` changes nothing."""
         self.pending_mean.assign(tf.zeros_like(self.pending_mean))
         self.pending_var.assign(tf.ones_like(self.pending_var))
         self.pending_count.assign(0.0)
@@ -173,6 +177,10 @@ class StructuredNormalization(keras.layers.Layer):
     def commit(self):
         for normalizer in self.leaf_normalizers.values():
             normalizer.commit()
+
+    def discard(self):
+        for normalizer in self.leaf_normalizers.values():
+            normalizer.discard()
 
 
 def discounted_returns(rewards, dones, running, gamma):

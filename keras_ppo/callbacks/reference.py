@@ -25,11 +25,21 @@ class ReferenceKL(keras.callbacks.Callback):
     same reference, so a resumed run penalises against the policy the run
     started from. Without the callback the model trains with plain PPO.
 
+    With `hold_statistics` (the default) the model's observation
+    statistics stay as they were when each `fit` began (for a clone, the
+    demonstrations'), so that the cloned policy keeps meaning the same
+    thing: the penalty compares the learner with its reference through
+    those statistics and cannot see them move, and on Hopper-v5 their
+    moving undid a clone whatever the penalty (benchmarks/README.md,
+    "Learning from demonstrations on Hopper-v5").
+
     Args:
         schedule: `schedule(epoch, coefficient) -> new coefficient`, or a
             number for a constant coefficient. `linear_schedule(1.0, 20)`
             decays it from 1 to 0 over 20 iterations.
         verbose: Print the coefficient every epoch when 1.
+        hold_statistics: Keep the observation normalisation's statistics
+            while fitting with the penalty (`PPOConfig.normalize_observations`).
 
     Raises:
         TypeError: If `schedule` is neither callable nor a number.
@@ -43,7 +53,7 @@ class ReferenceKL(keras.callbacks.Callback):
         ...           callbacks=[penalty])
     """
 
-    def __init__(self, schedule, verbose=0):
+    def __init__(self, schedule, verbose=0, hold_statistics=True):
         super().__init__()
         if isinstance(schedule, int | float) and not isinstance(schedule, bool):
             constant = checks.check_float("schedule", schedule, lower=0.0)
@@ -55,6 +65,7 @@ class ReferenceKL(keras.callbacks.Callback):
             )
         self.schedule = schedule
         self.verbose = checks.check_int("verbose", verbose, minimum=0, maximum=2)
+        self.hold_statistics = checks.check_bool("hold_statistics", hold_statistics)
         self.coefficient = 0.0
 
     def on_train_begin(self, logs=None):
@@ -73,6 +84,10 @@ class ReferenceKL(keras.callbacks.Callback):
             ) from None
         self.coefficient = value
         model = self.model
+        if self.hold_statistics and model.observation_normalizer is not None:
+            # The last rollout's observations were staged to join the
+            # statistics when the next one starts; they do not.
+            model.observation_normalizer.discard()
         if model.reference_policy is None:
             # Taken here rather than in on_train_begin: by the first epoch,
             # BackupAndRestore (wherever it is in the callbacks) has restored
