@@ -99,7 +99,7 @@ def build_trunks(
     """`(policy_trunk, value_trunk)` of a `PPOModel`: the user's networks, or
     MLPs; one trunk for both with `shared_trunk`; by default a clone of a
     custom `policy_network` for the value. With `num_roles`, each MLP trunk
-    is one per role (`keras_ppo.agent.roles.PerRole`).
+    is one per role (`PerRole`; `keras_ppo.agent.roles`).
 
     Raises:
         ValueError: For a `value_network` without a `policy_network`.

@@ -5,11 +5,10 @@ each agent's observation a one-hot code of its role under `role_key`. The
 model keeps one trunk per role on each side (policy, value) and selects
 the agent's own: `keras_ppo.agent.networks.PerRole` runs every role's
 trunk and zeroes all but the agent's, so gradients reach only its role's
-weights; the heads read the
-trunks' outputs side by side with the role code, so each role has its own
-head weights and biases too. Collect, prepare and update stay the one path
-for all roles together; acting and export take the observation with its
-role code.
+weights; the heads read the trunks' outputs side by side with the role
+code, so each role has its own head weights and biases too. Collect,
+prepare and update stay the one path for all roles together; acting and
+export take the observation with its role code.
 
 What the roles still share: the encoders of the observation (parameter
 free, except custom encoders and CNNs), the normalisation statistics and

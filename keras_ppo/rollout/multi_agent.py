@@ -11,7 +11,8 @@ training. A copy resets once all its agents are done, in the same step
 `infos["final_obs"]`, so a truncated agent bootstraps from its own).
 With `global_state=True` every slot also carries its copy's global state,
 for a centralised critic (MAPPO; `PPOModel(critic_only_keys=...)`). With
-`groups`, each role of agents gets its own policy (`keras_ppo.rollout.roles`).
+`groups`, each role of agents gets its own policy
+(`keras_ppo.rollout.agent_spaces`).
 
 Nothing here imports PettingZoo: any object with the Parallel API
 (`possible_agents`, `agents`, `observation_space(agent)`,
@@ -51,7 +52,7 @@ class MultiAgentVectorEnv(VectorEnv):
     each role share one policy, and their observations become a `Dict`
     with the agent's own observation (padded to the roles' longest), its
     one-hot role under `"role"` and, where the roles' numbers of actions
-    differ, an `"action_mask"` (`keras_ppo.rollout.roles`).
+    differ, an `"action_mask"` (`keras_ppo.rollout.agent_spaces`).
     `PPOModel.from_env` gives such envs' models a trunk and head per role
     (`role_key="role"`). With `agent_id=True` each observation carries a
     one-hot id of its agent, appended to a 1-D `Box` observation or added
@@ -220,7 +221,7 @@ class MultiAgentVectorEnv(VectorEnv):
         self._running += rewards
         for slot in np.flatnonzero(ended):
             agent = self.agents[slot % len(self.agents)]
-            name = agent if self.roles is None else self.role_of(agent)
+            name = agent if self.roles is None else self.roles[self._role_of[agent]]
             total, count = self._finished.get(name, (0.0, 0))
             self._finished[name] = (total + float(self._running[slot]), count + 1)
             self._running[slot] = 0.0
@@ -234,7 +235,7 @@ class MultiAgentVectorEnv(VectorEnv):
     def _policy_spaces(self, groups):
         """The observation and action space of the policy (before agent ids
         and global states): the agents' shared ones, or with `groups` the
-        roles' (`keras_ppo.rollout.roles`)."""
+        roles' (`keras_ppo.rollout.agent_spaces`)."""
         self.roles, self.role_key = None, None
         if groups is None:
             return shared_spaces(self.envs[0])
