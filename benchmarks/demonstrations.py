@@ -18,13 +18,16 @@ the way, so that a cloned policy forgotten in the first iterations shows:
 * `bc+ppo`: cloning, then PPO with the preset's settings.
 * `bc+ppo+kl`: the same with `ReferenceKL`, the coefficient decaying
   linearly from `--kl` to 0 over `--kl-iterations` iterations.
-* with `--peer-python PYTHON` (the python of a venv with `imitation` 1.0.1,
-  e.g. `/work/peers/imitation/venv/bin/python`), the peer on the same
-  demonstrations and budget: `peer:bc` (`imitation`'s behaviour cloning)
-  and `peer:bc+ppo` (Stable-Baselines3's PPO from it), run by
-  `benchmarks/demonstrations_peer.py` in a subprocess. The peer runs
-  `LunarLander-v2`: `imitation` 1.0.1 pins gymnasium ~=0.29, which has no
-  v3; that script's docstring says why v2 and v3 are the same task here.
+* with `--peer-python PYTHON` (the python of a venv with `imitation` 1.0.1:
+  `/work/peers/imitation/venv/bin/python` for LunarLander,
+  `/work/peers/imitation-mujoco/venv/bin/python` for Hopper-v5; how each
+  is made is in `benchmarks/demonstrations_peer.py`), the peer on the same
+  demonstrations, budget and evaluation: `peer:bc` (`imitation`'s
+  behaviour cloning) and `peer:bc+ppo` (Stable-Baselines3's PPO from it,
+  with the preset's values), run by `benchmarks/demonstrations_peer.py`
+  in a subprocess. On LunarLander the peer runs `LunarLander-v2`:
+  `imitation` 1.0.1 pins gymnasium ~=0.29, which has no v3; that script's
+  docstring says why v2 and v3 are the same task here.
 
 Needs `pip install ".[bench,demos]"` (Box2D builds with swig installed).
 Usage:
@@ -68,6 +71,7 @@ from keras_ppo.io.recording import record_episodes
 LUNAR_LANDER = "LunarLander-v3"
 CONDITIONS = ("scratch", "bc", "bc+ppo", "bc+ppo+kl")
 PEER_SCRIPT = "demonstrations_peer.py"
+PEER_ENVS = (LUNAR_LANDER, "Hopper-v5")  # the envs the peer script has settings for
 EVAL_SEED = 10_000
 EARLY_ITERATIONS = 3  # always evaluated: where a cloned return drops
 
@@ -152,7 +156,8 @@ def run_peer(python, demos, seed, directory, args) -> list:
     np.savez(path, observations=demos.observations, actions=demos.actions,
              episode_ends=ends)  # fmt: skip
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), PEER_SCRIPT)
-    command = [python, script, "--demos", path, "--seed", str(seed)]
+    command = [python, script, "--env", args.env, "--demos", path]
+    command += ["--seed", str(seed), "--eval-episodes", str(args.eval_episodes)]
     command += ["--budget", str(args.budget), "--target", str(args.target)]
     command += ["--bc-epochs", str(args.bc_epochs)]
     command += ["--full"] if args.full else []
@@ -191,8 +196,8 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--peer-python",
         default=None,
-        help="python of the imitation 1.0.1 venv: also run the peer "
-        "(imitation's BC + Stable-Baselines3's PPO, on LunarLander-v2)",
+        help="python of an imitation 1.0.1 venv: also run the peer "
+        "(imitation's BC + Stable-Baselines3's PPO; LunarLander-v3 or Hopper-v5)",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -204,8 +209,11 @@ def parse(argv=None) -> argparse.Namespace:
             "--demonstrator is needed for, and only for, envs other than "
             f"{LUNAR_LANDER} (whose demonstrator is the heuristic)"
         )
-    if args.peer_python and not lunar_lander:
-        parser.error(f"the peer runs {LUNAR_LANDER} only (demonstrations_peer.py)")
+    if args.peer_python and args.env not in PEER_ENVS:
+        parser.error(
+            f"the peer runs {' and '.join(PEER_ENVS)} only "
+            f"(demonstrations_peer.py), not {args.env}"
+        )
     if args.target is None:
         args.target = 200.0
     return args
@@ -219,10 +227,7 @@ def run_seed(episodes, seed, directory, args) -> list:
     results = [run_condition(condition, seed, demos, args)
                for condition in args.conditions]  # fmt: skip
     if args.peer_python:
-        print(
-            "peer: imitation's BC + SB3's PPO on LunarLander-v2 "
-            "(imitation 1.0.1 pins gymnasium ~=0.29, which has no v3)"
-        )
+        print(f"peer: imitation's BC + SB3's PPO ({args.peer_python})")
         results += run_peer(args.peer_python, demos, seed, directory, args)
     for result in results:
         result.update(episodes=episodes, demonstrator=recorded["mean_return"])
