@@ -211,3 +211,20 @@ def test_self_play_refuses_a_single_inter_op_thread_instead_of_hanging(monkeypat
         model.fit(keras_ppo.rollout_dataset(model, envs), epochs=1, verbose=0,
                   callbacks=[SelfPlay(envs)])  # fmt: skip
     assert int(model.env_steps.numpy()) == 0
+
+
+def test_an_empty_saved_pool_empties_the_pool_it_is_loaded_into(tmp_path):
+    # Loading weights saved without snapshots (a fresh model, or a
+    # reference the penalty never took) must not keep the loading model's.
+    envs = keras_ppo.TurnBasedVectorEnv(connect_four_v3.env, RandomPlayer(0), 2)
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=16, seed=0)
+    fresh = keras_ppo.PPOModel.from_env(envs, config=config)
+    fresh.save_weights(tmp_path / "fresh.weights.h5")
+    fresh.save(tmp_path / "fresh.keras")
+    for path in ("fresh.weights.h5", "fresh.keras"):
+        used = keras_ppo.PPOModel.from_env(envs, config=config)
+        used.snapshots.add(used.get_weights(), limit=3)
+        used.reference_snapshot.add(used.trainable_weights, limit=1)
+        used.load_weights(tmp_path / path)
+        assert used.snapshots.snapshots == [], path
+        assert used.reference_snapshot.snapshots == [], path

@@ -10,6 +10,8 @@ import numpy as np
 
 #: Store keys are "<snapshot>.<weight>", both indices.
 SEPARATOR = "."
+#: The store key of the number of snapshots saved (which may be 0).
+COUNT = "count"
 
 
 class SnapshotPool(keras.layers.Layer):
@@ -35,15 +37,20 @@ class SnapshotPool(keras.layers.Layer):
         del self.snapshots[:-limit]
 
     def save_own_variables(self, store):
+        # The count marks the path the pool was saved under, so an empty
+        # pool loads as empty rather than as "not saved here".
+        store[COUNT] = np.array(len(self.snapshots), np.int64)
         for index, snapshot in enumerate(self.snapshots):
             for position, array in enumerate(snapshot):
                 store[f"{index}{SEPARATOR}{position}"] = array
 
     def load_own_variables(self, store):
-        keys = list(store.keys())
+        keys = [key for key in store.keys() if key != COUNT]
         # Keras visits a layer once per path that reaches it; only one of
-        # them finds the saved entries, the others must not clear the pool.
-        if not keys:
+        # them finds the saved entries, and the others must not clear the
+        # pool. Files saved before the count was written have no marker:
+        # there, no entries means nothing saved.
+        if not keys and COUNT not in store.keys():
             return
         snapshots = {}
         for key in keys:
