@@ -61,8 +61,8 @@ def test_mujoco_presets_train_save_and_load(env_id, tmp_path):
     _check_save_and_load(model, tmp_path)
 
 
-def test_halfcheetah_preset_is_cleanrls_continuous_defaults():
-    settings, config = presets.preset("HalfCheetah-v5")
+def test_mujoco_preset_is_cleanrls_continuous_defaults():
+    settings, config = presets.preset("Hopper-v5")
     assert settings["learning_rate"] == 3e-4 and settings["anneal_lr"]
     assert settings["total_timesteps"] == 1_000_000
     assert config["num_steps"] == 2048 and config["minibatch_size"] == 64
@@ -219,14 +219,14 @@ def test_preset_files_carry_the_network_to_the_train_command(tmp_path):
 
 
 def test_a_preset_files_null_outranks_the_built_in_preset(tmp_path):
-    # HalfCheetah's built-in preset clips the value at 0.2; a file that
+    # Hopper's built-in preset clips the value at 0.2; a file that
     # says null (as `keras-ppo tune` writes for an unclipped value) wins,
     # as a file's value does, instead of being read as "not given".
     from keras_ppo.cli.preset_files import write_preset_file
 
     path = tmp_path / "preset.json"
-    write_preset_file(path, "HalfCheetah-v5", {}, {"clip_value": None})
-    assert presets.preset("HalfCheetah-v5")[1]["clip_value"] == 0.2
+    write_preset_file(path, "Hopper-v5", {}, {"clip_value": None})
+    assert presets.preset("Hopper-v5")[1]["clip_value"] == 0.2
     settings = _train_settings(["--preset", str(path)])
     assert settings.config["clip_value"] is None
     settings = _train_settings(["--preset", str(path), "--clip-value", "0.3"])
@@ -238,5 +238,5 @@ def test_a_preset_files_null_run_setting_means_the_built_in_presets(tmp_path):
     from keras_ppo.cli.preset_files import write_preset_file
 
     path = tmp_path / "preset.json"
-    write_preset_file(path, "HalfCheetah-v5", {"learning_rate": None}, {})
+    write_preset_file(path, "Hopper-v5", {"learning_rate": None}, {})
     assert _train_settings(["--preset", str(path)]).run["learning_rate"] == 3e-4

@@ -140,13 +140,20 @@ def test_shipped_rl_zoo3_presets_are_rl_zoo3s_entries(env_id, entry):
 
 
 def test_built_in_presets_are_picked_by_name():
-    assert presets.preset_names("HalfCheetah-v5") == ["cleanrl", "rl-zoo3"]
-    cleanrl = presets.resolve("HalfCheetah-v5", preset_name="cleanrl")
-    assert cleanrl == presets.resolve("HalfCheetah-v5")
+    # HalfCheetah's default is rl-zoo3's (clearly better at 1M steps).
+    assert presets.preset_names("HalfCheetah-v5") == ["rl-zoo3", "cleanrl"]
     zoo = presets.resolve("HalfCheetah-v5", preset_name="rl-zoo3")
+    assert zoo == presets.resolve("HalfCheetah-v5")
     assert zoo.config["num_steps"] == 512 and zoo.config["update_epochs"] == 20
     assert zoo.model["hidden_sizes"] == (256, 256)
-    with pytest.raises(ValueError, match="no preset named 'sb3'.*cleanrl, rl-zoo3"):
+    cleanrl = presets.resolve("HalfCheetah-v5", preset_name="cleanrl")
+    assert cleanrl.config["num_steps"] == 2048 and cleanrl.model["hidden_sizes"] == (
+        64,
+        64,
+    )
+    # Hopper's default stays CleanRL's.
+    assert presets.preset_names("Hopper-v5") == ["cleanrl", "rl-zoo3"]
+    with pytest.raises(ValueError, match="no preset named 'sb3'.*rl-zoo3, cleanrl"):
         presets.resolve("HalfCheetah-v5", preset_name="sb3")
 
 
