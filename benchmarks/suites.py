@@ -401,7 +401,10 @@ def report():
         # Runs of a named preset stay apart from the default preset's rows.
         key = data["env_id"] + (f"@{data['preset']}" if data.get("preset") else "")
         runs.setdefault(key, {}).setdefault(data["lib"], []).append(data)
-    mujoco = {env: libs for env, libs in sorted(runs.items()) if env in ANCHORS}
+    # A named preset's runs get their env's anchors.
+    mujoco = {
+        env: libs for env, libs in sorted(runs.items()) if env.split("@")[0] in ANCHORS
+    }
     lines = [
         "| env (v5) | library, seeds | deterministic evaluation at the end "
         "(10 episodes), mean +- std over seeds [per seed] | last 10 training "
@@ -518,7 +521,7 @@ def mujoco_row(env_id, lib, seeds, speeds):
         f"| {spread(evals)} [{each(evals)}] | {spread(last)} [{each(last)}] "
         f"| {trained} | {spread(rates)} [{each(rates)}] | {ratio} "
         f"| {statistics.mean(loads):.1f} ({min(loads):.1f}-{max(loads):.1f}) "
-        f"| {ANCHORS[env_id] if lib == 'kppo' else ''} |"
+        f"| {ANCHORS[env_id.split('@')[0]] if lib == 'kppo' else ''} |"
     )
 
 
