@@ -153,6 +153,13 @@ def test_built_in_presets_are_picked_by_name():
     )
     # Hopper's default stays CleanRL's.
     assert presets.preset_names("Hopper-v5") == ["cleanrl", "rl-zoo3"]
+    # Swimmer's is rl-zoo3's whole entry; `cleanrl` keeps rl-zoo3's gamma.
+    assert presets.preset_names("Swimmer-v5") == ["rl-zoo3", "cleanrl"]
+    swimmer = presets.resolve("Swimmer-v5")
+    assert (swimmer.run["num_envs"], swimmer.config["num_steps"]) == (4, 1024)
+    swimmer_cleanrl = presets.resolve("Swimmer-v5", preset_name="cleanrl")
+    assert swimmer_cleanrl.config["num_steps"] == 2048
+    assert swimmer_cleanrl.config["gamma"] == swimmer.config["gamma"] == 0.9999
     with pytest.raises(ValueError, match="no preset named 'sb3'.*rl-zoo3, cleanrl"):
         presets.resolve("HalfCheetah-v5", preset_name="sb3")
 
