@@ -1,17 +1,21 @@
-"""rl-zoo3's Hopper values in keras-ppo and in Stable-Baselines3, iteration by
-iteration (issue #29: why the `rl-zoo3` Hopper preset falls short).
+"""rl-zoo3's values in keras-ppo and in Stable-Baselines3, iteration by
+iteration (issue #29: why an `rl-zoo3` preset falls short of its anchor).
 
     python benchmarks/compare_sb3.py run --steps 150000 --seed 0
+    python benchmarks/compare_sb3.py run --env Ant-v5 --steps 1000000
     python benchmarks/compare_sb3.py table   # both logs side by side
     python benchmarks/compare_sb3.py summary --window 25000   # averaged
 
-`run` trains keras-ppo's `rl-zoo3` preset of Hopper-v5 here and, at the same
-time, SB3 2.x on rl-zoo3's own entry (`ZOO_ENTRY`, built as rl-zoo3 builds
-it: `VecNormalize(gamma=gamma)`, `policy_kwargs` with `torch.nn`) in a
-subprocess of the peer venv (`--sb3-python`, default
+`run` trains keras-ppo's `rl-zoo3` preset of `--env` (Hopper-v5 or Ant-v5)
+here and, at the same time, SB3 2.x on rl-zoo3's own entry (`ZOO_ENTRIES`,
+built as rl-zoo3 builds it: `VecNormalize(gamma=gamma)`, `policy_kwargs`
+with `torch.nn`) in a subprocess of the peer venv (`--sb3-python`, default
 `/work/peers/sb3/venv/bin/python`), which imports SB3 and never keras-ppo.
 Each side writes one JSON line per iteration to
-`results/compare/<lib>-Hopper-v5-<seed>.jsonl`, one thread each:
+`results/compare/<lib>-<env>-<seed>.jsonl`, one thread each, and a last
+line with the deterministic evaluation of the trained policy (`eval_return`,
+`eval_std`: 10 episodes seeded 10,000 + i, observations normalised by the
+frozen statistics, as `suites.py learn` evaluates):
 
 * `adv_mean`, `adv_std`: the rollout's GAE advantages before normalisation
   (both libraries then normalise them per minibatch, so after it each
@@ -40,9 +44,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "results", "compare")
-ENV_ID = "Hopper-v5"
-#: rl-zoo3 hyperparams/ppo.yml, entry Hopper-v4 (DLR-RM/rl-baselines3-zoo).
-ZOO_ENTRY = {
+#: rl-zoo3 hyperparams/ppo.yml (DLR-RM/rl-baselines3-zoo), the v4 entries;
+#: keys left out take SB3's defaults, as in rl-zoo3.
+HOPPER = {
     "normalize": True,
     "n_envs": 1,
     "batch_size": 32,
@@ -58,11 +62,15 @@ ZOO_ENTRY = {
     "policy_kwargs": "dict(log_std_init=-2, ortho_init=False, "
     "activation_fn=nn.ReLU, net_arch=dict(pi=[256, 256], vf=[256, 256]))",
 }
+#: Ant-v4 is rl-zoo3's `mujoco-defaults`: SB3's defaults, normalised.
+ANT = {"normalize": True, "n_envs": 1}
+ZOO_ENTRIES = {"Hopper-v5": HOPPER, "Ant-v5": ANT}
+EVAL_EPISODES = 10
 
 
-def log_path(lib, seed):
+def log_path(lib, env_id, seed):
     os.makedirs(OUT, exist_ok=True)
-    return os.path.join(OUT, f"{lib}-{ENV_ID}-{seed}.jsonl")
+    return os.path.join(OUT, f"{lib}-{env_id}-{seed}.jsonl")
 
 
 class Lines:
@@ -83,7 +91,7 @@ class Lines:
 # ------------------------------------------------------------------ SB3 side
 
 
-def run_sb3(steps, seed):
+def run_sb3(env_id, steps, seed):
     """rl-zoo3's entry in SB3, as rl-zoo3 builds it (imports SB3 only)."""
     import gymnasium as gym
     import numpy as np
@@ -94,7 +102,7 @@ def run_sb3(steps, seed):
     from torch import nn
 
     torch.set_num_threads(1)
-    lines = Lines(log_path("sb3", seed))
+    lines = Lines(log_path("sb3", env_id, seed))
     norms = []
     clip = torch.nn.utils.clip_grad_norm_
 
@@ -104,12 +112,12 @@ def run_sb3(steps, seed):
         return norm
 
     torch.nn.utils.clip_grad_norm_ = recording_clip
-    entry = dict(ZOO_ENTRY)
-    kwargs = eval(entry.pop("policy_kwargs"), {"dict": dict, "nn": nn})  # noqa: S307
+    entry = dict(ZOO_ENTRIES[env_id])
+    kwargs = eval(entry.pop("policy_kwargs", "{}"), {"dict": dict, "nn": nn})  # noqa: S307
     entry.pop("normalize"), entry.pop("n_envs")
-    envs = DummyVecEnv([lambda: Monitor(gym.make(ENV_ID))])
+    envs = DummyVecEnv([lambda: Monitor(gym.make(env_id))])
     # rl-zoo3 (exp_manager.py) gives VecNormalize the agent's gamma.
-    envs = VecNormalize(envs, gamma=entry["gamma"])
+    envs = VecNormalize(envs, gamma=entry.get("gamma", 0.99))
 
     class Logged(PPO):
         def train(self):
@@ -140,24 +148,43 @@ def run_sb3(steps, seed):
 
     agent = Logged("MlpPolicy", envs, **entry, policy_kwargs=kwargs, seed=seed)
     agent.learn(steps)
+    envs.training = False
+    returns = []
+    for episode in range(EVAL_EPISODES):
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=10_000 + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = agent.predict(envs.normalize_obs(obs[None]), deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action[0])
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    lines.write(
+        steps=agent.num_timesteps,
+        eval_return=float(np.mean(returns)),
+        eval_std=float(np.std(returns)),
+        eval_returns=returns,
+    )
 
 
 # ------------------------------------------------------------ keras-ppo side
 
 
-def run_kppo(steps, seed):
-    """keras-ppo's `rl-zoo3` preset of Hopper-v5 (rl-zoo3's entry, translated)."""
+def run_kppo(env_id, steps, seed):
+    """keras-ppo's `rl-zoo3` preset of `env_id` (rl-zoo3's entry, translated)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import numpy as np
     import tensorflow as tf
 
+    import keras_ppo
     from keras_ppo.cli import presets
     from keras_ppo.rollout import prepare
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    lines = Lines(log_path("kppo", seed))
+    lines = Lines(log_path("kppo", env_id, seed))
     advantage = {k: tf.Variable(0.0) for k in ("mean", "std")}
     gradient = {k: tf.Variable(0.0) for k in ("sum", "count")}
     gae = prepare.compute_gae
@@ -184,7 +211,7 @@ def run_kppo(steps, seed):
 
     presets._optimizer = optimizer
     keras.utils.set_random_seed(seed)
-    run = presets.make_run(ENV_ID, total_timesteps=steps, seed=seed, preset="rl-zoo3")
+    run = presets.make_run(env_id, total_timesteps=steps, seed=seed, preset="rl-zoo3")
     model = run.model
     returns = []
 
@@ -222,6 +249,15 @@ def run_kppo(steps, seed):
 
     model.fit(run.dataset, epochs=run.epochs, verbose=0, callbacks=[Log()])
     run.envs.close()
+    result = keras_ppo.evaluate(
+        model, env_id, episodes=EVAL_EPISODES, deterministic=True, seed=10_000
+    )
+    lines.write(
+        steps=int(model.env_steps.numpy()),
+        eval_return=result["mean_return"],
+        eval_std=result["std_return"],
+        eval_returns=[float(r) for r in result.get("returns", [])],
+    )
 
 
 # -------------------------------------------------------------------- report
@@ -231,12 +267,19 @@ COLUMNS += ("clip_fraction", "entropy", "log_std", "value_loss")
 COLUMNS += ("explained_variance", "grad_norm", "obs_var", "ret_var", "lr")
 
 
-def table(seed, every):
-    """Markdown rows of both logs, every `every`-th iteration."""
+def read(env_id, seed):
+    """Both logs' iteration lines (the evaluation line left out)."""
     logs = {}
     for lib in ("kppo", "sb3"):
-        with open(log_path(lib, seed)) as file:
-            logs[lib] = [json.loads(line) for line in file]
+        with open(log_path(lib, env_id, seed)) as file:
+            rows = [json.loads(line) for line in file]
+        logs[lib] = [row for row in rows if "eval_return" not in row]
+    return logs
+
+
+def table(env_id, seed, every):
+    """Markdown rows of both logs, every `every`-th iteration."""
+    logs = read(env_id, seed)
 
     def cell(value):
         if isinstance(value, list):
@@ -253,16 +296,13 @@ def table(seed, every):
             print(f"| {lib} | " + " | ".join(cell(row.get(c)) for c in COLUMNS) + " |")
 
 
-def summary(seed, window):
+def summary(env_id, seed, window):
     """Markdown rows of both logs averaged over windows of `window` steps."""
     names = ("episode_return", "approx_kl", "clip_fraction", "entropy")
     names += ("value_loss", "grad_norm", "adv_std", "obs_var", "ret_var")
     print("| steps | lib | " + " | ".join(names) + " | log_std at the end |")
     print("|" + " --- |" * (len(names) + 3))
-    logs = {}
-    for lib in ("kppo", "sb3"):
-        with open(log_path(lib, seed)) as file:
-            logs[lib] = [json.loads(line) for line in file]
+    logs = read(env_id, seed)
     end = min(rows[-1]["steps"] for rows in logs.values())
     for start in range(0, end - window + 1, window):
         for lib, rows in logs.items():
@@ -280,6 +320,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = ("run", "kppo", "sb3", "table", "summary")
     parser.add_argument("command", choices=commands)
+    parser.add_argument("--env", default="Hopper-v5", choices=sorted(ZOO_ENTRIES))
     parser.add_argument("--steps", type=int, default=150_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=20)
@@ -287,18 +328,19 @@ def main(argv=None):
     parser.add_argument("--sb3-python", default="/work/peers/sb3/venv/bin/python")
     args = parser.parse_args(argv)
     if args.command == "sb3":
-        run_sb3(args.steps, args.seed)
+        run_sb3(args.env, args.steps, args.seed)
     elif args.command == "kppo":
-        run_kppo(args.steps, args.seed)
+        run_kppo(args.env, args.steps, args.seed)
     elif args.command == "table":
-        table(args.seed, args.every)
+        table(args.env, args.seed, args.every)
     elif args.command == "summary":
-        summary(args.seed, args.window)
+        summary(args.env, args.seed, args.window)
     else:
-        own = [__file__, "--steps", str(args.steps), "--seed", str(args.seed)]
+        own = [__file__, "--env", args.env, "--steps", str(args.steps)]
+        own += ["--seed", str(args.seed)]
         # Outside the repository, so the peer venv cannot import keras-ppo.
         sb3 = subprocess.Popen([args.sb3_python, *own[:1], "sb3", *own[1:]], cwd="/")
-        run_kppo(args.steps, args.seed)
+        run_kppo(args.env, args.steps, args.seed)
         sb3.wait()
 
 
