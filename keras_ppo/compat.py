@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla as tf2xla
 from tensorflow.python.distribute import input_lib
+from tensorflow.python.eager import context
 from tensorflow.python.ops import control_flow_util
 
 
@@ -106,3 +107,46 @@ PRIVATE_API = (
     (tf.data.Dataset, "_variant_tensor"),
     (tf.data.Dataset, "_inputs"),
 )
+
+
+def single_threaded_executor():
+    """A context in which the `tf.function`s traced or called run on
+    TensorFlow's single-threaded executor, which runs a small graph's ops
+    one after another in the calling thread with less overhead per op than
+    the default executor; tracing in it keeps `tf.while_loop` and `tf.cond`
+    as functional ops, the only control flow that executor runs. It cannot
+    run asynchronous kernels (`tf.data` iterators, collectives), and a loop
+    or branch nested in a loop can deadlock it when TensorFlow has one
+    inter-op thread (`nests_control_flow` tells such graphs).
+
+    Private: `tensorflow.python.eager.context.function_executor_type`; the
+    executor has no public switch.
+    """
+    return context.function_executor_type("SINGLE_THREADED_EXECUTOR")
+
+
+#: The control-flow ops, whose function attributes are loop bodies and
+#: conditions and branches, and every op that runs a function of the graph.
+CONTROL_FLOW_OPS = frozenset(
+    {"While", "StatelessWhile", "If", "StatelessIf", "Case", "StatelessCase"}
+)
+CALLING_OPS = CONTROL_FLOW_OPS | {"PartitionedCall", "StatefulPartitionedCall"}
+
+
+def nests_control_flow(concrete) -> bool:
+    """Whether a loop body, loop condition or branch in the concrete
+    function's graph runs functions itself (a loop or branch nested in
+    it), which the single-threaded executor runs only with inter-op
+    threads to spare."""
+    graph = concrete.graph.as_graph_def()
+    functions = {f.signature.name: f for f in graph.library.function}
+    nodes = [*graph.node, *(n for f in functions.values() for n in f.node_def)]
+    inner = {
+        name
+        for node in nodes
+        if node.op in CONTROL_FLOW_OPS
+        for attr in node.attr.values()
+        for name in (attr.func.name, *(f.name for f in attr.list.func))
+        if name
+    }
+    return any(n.op in CALLING_OPS for name in inner for n in functions[name].node_def)

@@ -109,3 +109,55 @@ def test_a_dataset_view_is_the_dataset_it_wraps_with_attributes_of_its_own():
     assert int(view.cardinality()) == 3
     assert view.options().deterministic is True
     assert [int(x) for x in view.take(2)] == [0, 2]
+
+
+def test_the_single_threaded_executor_context_traces_loops_unlowered_and_runs():
+    from tensorflow.python.eager import context
+
+    @tf.function(autograph=False)
+    def total(n):
+        return tf.while_loop(lambda i, s: i < n, lambda i, s: (i + 1, s + i), (0, 0))[1]
+
+    with compat.single_threaded_executor():
+        options = context.context().function_call_options
+        assert options.executor_type == "SINGLE_THREADED_EXECUTOR", (
+            "context.function_executor_type no longer sets the executor type"
+        )
+        single = total.get_concrete_function(tf.TensorSpec([], tf.int32))
+        assert int(total(tf.constant(5))) == 0 + 1 + 2 + 3 + 4
+    default = tf.function(total.python_function, autograph=False)
+    default = default.get_concrete_function(tf.TensorSpec([], tf.int32))
+
+    def lowered(concrete):
+        (loop,) = [
+            op
+            for op in concrete.graph.get_operations()
+            if op.type in ("While", "StatelessWhile")
+        ]
+        attr = loop.node_def.attr.get("_lower_using_switch_merge")
+        return attr is not None and attr.b
+
+    assert lowered(default), "tf.while_loop is no longer marked for lowering"
+    assert not lowered(single), (
+        "tf.while_loop traced under the single-threaded executor is lowered to "
+        "Switch/Merge, which that executor cannot run"
+    )
+
+
+def test_nested_control_flow_is_told_from_a_plain_loop():
+    def loop(body):
+        @tf.function(autograph=False)
+        def run(n):
+            return tf.while_loop(lambda i, s: i < n, body, (0, 0))[1]
+
+        return run.get_concrete_function(tf.TensorSpec([], tf.int32))
+
+    def plain(i, s):
+        return i + 1, s + i
+
+    def branching(i, s):
+        return i + 1, tf.cond(i % 2 == 0, lambda: s + i, lambda: s)
+
+    with compat.single_threaded_executor():
+        assert not compat.nests_control_flow(loop(plain))
+        assert compat.nests_control_flow(loop(branching))

@@ -1,6 +1,10 @@
 """Rollout collection: autoreset handling, bootstrapping of truncated
 episodes, episode statistics."""
 
+import contextlib
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -212,3 +216,62 @@ def test_gym_driver_records_the_env_steps_schema_leaf_by_leaf():
     ):
         assert value.dtype == spec.dtype
         assert value.shape == (5, 3, *spec.shape)
+
+
+def test_dataset_rollouts_run_on_the_single_threaded_executor_as_on_the_default(
+    monkeypatch,
+):
+    from keras_ppo import compat
+
+    entered = []
+    single_threaded = compat.single_threaded_executor
+
+    def recording():
+        entered.append(True)
+        return single_threaded()
+
+    iterations = {}
+    for name, executor in (("single", recording), ("default", contextlib.nullcontext)):
+        monkeypatch.setattr(compat, "single_threaded_executor", executor)
+        envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+        config = keras_ppo.PPOConfig(num_steps=64, minibatch_size=32, seed=3)
+        model = keras_ppo.PPOModel.from_env(envs, config=config)
+        source = keras_ppo.rollout_dataset(model, envs).source
+        iterations[name] = [source.run_iteration() for _ in range(2)]
+        if name == "single":
+            # Traced in it (its loops unlowered), then run in it.
+            assert len(entered) == 3
+    # The same steps; floats to the last bit or two (the executors' graph
+    # optimisations may order a reduction differently).
+    for single, default in zip(*iterations.values(), strict=True):
+        for value, other in zip(*map(tf.nest.flatten, (default, single)), strict=True):
+            value, other = value.numpy(), other.numpy()
+            if value.dtype.kind == "f":
+                np.testing.assert_allclose(other, value, rtol=1e-6, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(other, value)
+
+
+def test_a_rollout_with_a_branch_in_its_step_loop_runs_with_one_inter_op_thread():
+    # gSDE resamples its exploration matrices in a tf.cond inside the step
+    # loop; on the single-threaded executor with one inter-op thread that
+    # nesting deadlocks, so such a rollout runs on the default executor.
+    script = """
+import gymnasium as gym
+import tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads(1)
+import keras_ppo
+envs = gym.make_vec("Pendulum-v1", num_envs=2, vectorization_mode="sync")
+config = keras_ppo.PPOConfig(num_steps=16, minibatch_size=32, seed=0)
+model = keras_ppo.PPOModel.from_env(
+    envs, config=config, use_sde=True, sde_sample_freq=4
+)
+model.compile()
+model.fit(keras_ppo.rollout_dataset(model, envs), epochs=2, verbose=0)
+print("trained", int(model.env_steps.numpy()))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained 64" in result.stdout

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 from gymnasium.vector import VectorEnv
 
+from keras_ppo import compat
 from keras_ppo.agent import guards, memory, replicas
 from keras_ppo.agent.iterations import train_on_minibatches
 from keras_ppo.agent.model import PPOModel
@@ -232,11 +235,6 @@ class IterationSource:
         # on other devices (rng_key, env_steps).
         distributed = replicas.is_distributed(model)
         jit_compile = jit_compile and not distributed
-        # One whole iteration (rollout, GAE, shuffling) as a graph call,
-        # returning its minibatches stacked `[updates, minibatch_size, ...]`.
-        self.run_iteration = tf.function(
-            self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
-        )
         #: Whether `fit` may read an iteration as one element, its minibatches
         #: stacked, and make all its updates in one `train_iteration` call;
         #: not under a strategy, which would split the minibatches between
@@ -244,7 +242,8 @@ class IterationSource:
         self.stacked = not distributed
         self.jit_compile_updates = jit_compile_updates
         self.trace_again()
-        outputs = self.run_iteration.get_concrete_function().structured_outputs
+        self._trace_iteration(jit_compile, single_threaded=not distributed)
+        outputs = self._iteration.get_concrete_function().structured_outputs
         # One element: one minibatch, without the leading update axis.
         self.element_spec = tf.nest.map_structure(
             lambda value: tf.TensorSpec(value.shape[1:], value.dtype), outputs
@@ -295,6 +294,33 @@ class IterationSource:
         self.train_iteration = tf.function(
             self._train_updates, autograph=False, jit_compile=self.jit_compile_updates
         )
+
+    def _trace_iteration(self, jit_compile, single_threaded):
+        """Traces the iteration's graph call, for TensorFlow's single-threaded
+        executor where it can run it: that executor runs the rollout's many
+        small per-step ops with less overhead (benchmarks/README.md), but it
+        cannot place a tf.distribute model's weights, which live on several
+        devices, and may deadlock on control flow nested in the step loop
+        (gSDE's resampling, TF-native envs' resets), which is traced again
+        for the default executor."""
+        self._executor = contextlib.nullcontext
+        if single_threaded and not jit_compile:
+            self._executor = compat.single_threaded_executor
+        self._iteration = tf.function(
+            self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
+        )
+        with self._executor():
+            concrete = self._iteration.get_concrete_function()
+        if self._executor is not contextlib.nullcontext and compat.nests_control_flow(
+            concrete
+        ):
+            self._trace_iteration(jit_compile, single_threaded=False)
+
+    def run_iteration(self):
+        """One whole iteration (rollout, GAE, shuffling) as one graph call:
+        its minibatches, stacked `[updates, minibatch_size, ...]`."""
+        with self._executor():
+            return self._iteration()
 
     def _train_updates(self, minibatches):
         train_on_minibatches(self.model, Minibatch.from_dict(minibatches))
