@@ -148,18 +148,10 @@ def run_sb3(env_id, steps, seed):
 
     agent = Logged("MlpPolicy", envs, **entry, policy_kwargs=kwargs, seed=seed)
     agent.learn(steps)
-    envs.training = False
-    returns = []
-    for episode in range(EVAL_EPISODES):
-        env = gym.make(env_id)
-        obs, _ = env.reset(seed=10_000 + episode)
-        total, done = 0.0, False
-        while not done:
-            action, _ = agent.predict(envs.normalize_obs(obs[None]), deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action[0])
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
+    # suites.py (beside this file) imports nothing of keras-ppo's at its top.
+    from suites import sb3_evaluate
+
+    returns = sb3_evaluate(agent, envs, env_id, EVAL_EPISODES)
     lines.write(
         steps=agent.num_timesteps,
         eval_return=float(np.mean(returns)),

@@ -214,11 +214,20 @@ def learn_sb3(env_id, steps, seed, deadline, record, preset=None):
     agent.learn(steps, callback=Log())
     elapsed = time.perf_counter() - start
     trained = agent.num_timesteps
-    # The same evaluation episodes as keras_ppo.evaluate: 10 envs seeded
-    # 10_000 + i, observations normalised by the frozen training statistics.
+    returns = sb3_evaluate(agent, envs, env_id)
+    return trained, elapsed, float(np.mean(returns)), float(np.std(returns))
+
+
+def sb3_evaluate(agent, envs, env_id, episodes=10):
+    """The returns of SB3's deterministic policy on the evaluation episodes
+    keras_ppo.evaluate plays: envs seeded 10_000 + i, observations
+    normalised by the frozen statistics of `envs` (a `VecNormalize`).
+    Imports gymnasium only, so a peer venv without keras-ppo can run it."""
+    import gymnasium as gym
+
     envs.training = False
     returns = []
-    for episode in range(10):
+    for episode in range(episodes):
         env = gym.make(env_id)
         obs, _ = env.reset(seed=10_000 + episode)
         total, done = 0.0, False
@@ -228,7 +237,7 @@ def learn_sb3(env_id, steps, seed, deadline, record, preset=None):
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
-    return trained, elapsed, float(np.mean(returns)), float(np.std(returns))
+    return returns
 
 
 def learn(lib, env_id, steps, seed, minutes, eval_every=0, preset=None):
