@@ -242,7 +242,13 @@ class IterationSource:
         self.stacked = not distributed
         self.jit_compile_updates = jit_compile_updates
         self.trace_again()
-        self._trace_iteration(jit_compile, single_threaded=not distributed)
+        # A TF-native env's step resets its envs in a tf.cond: nested
+        # control flow, so its rollout is traced for the default executor
+        # at once rather than twice.
+        gymnasium = isinstance(driver, GymDriver)
+        self._trace_iteration(
+            jit_compile, single_threaded=gymnasium and not distributed
+        )
         outputs = self._iteration.get_concrete_function().structured_outputs
         # One element: one minibatch, without the leading update axis.
         self.element_spec = tf.nest.map_structure(
