@@ -241,13 +241,13 @@ def test_dataset_rollouts_run_on_the_single_threaded_executor_as_on_the_default(
         if name == "single":
             # Traced in it (its loops unlowered), then run in it.
             assert len(entered) == 3
-    # The same steps; floats to the last bit or two (the executors' graph
-    # optimisations may order a reduction differently).
+    # The same steps; floats to a few float32 ulps (the executors' graph
+    # optimisations may order or fuse ops differently).
     for single, default in zip(*iterations.values(), strict=True):
         for value, other in zip(*map(tf.nest.flatten, (default, single)), strict=True):
             value, other = value.numpy(), other.numpy()
             if value.dtype.kind == "f":
-                np.testing.assert_allclose(other, value, rtol=1e-6, atol=1e-6)
+                np.testing.assert_allclose(other, value, rtol=1e-5, atol=1e-5)
             else:
                 np.testing.assert_array_equal(other, value)
 

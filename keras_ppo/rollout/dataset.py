@@ -242,14 +242,15 @@ class IterationSource:
         self.stacked = not distributed
         self.jit_compile_updates = jit_compile_updates
         self.trace_again()
-        # A TF-native env's step resets its envs in a tf.cond: nested
-        # control flow, so its rollout is traced for the default executor
-        # at once rather than twice.
+        # The single-threaded executor cannot place a tf.distribute model's
+        # weights (on several devices); a TF-native env's step resets its
+        # envs in a tf.cond, nested control flow, so its rollout is traced
+        # for the default executor at once rather than twice.
         gymnasium = isinstance(driver, GymDriver)
-        self._trace_iteration(
+        concrete = self._trace_iteration(
             jit_compile, single_threaded=gymnasium and not distributed
         )
-        outputs = self._iteration.get_concrete_function().structured_outputs
+        outputs = concrete.structured_outputs
         # One element: one minibatch, without the leading update axis.
         self.element_spec = tf.nest.map_structure(
             lambda value: tf.TensorSpec(value.shape[1:], value.dtype), outputs
@@ -302,25 +303,24 @@ class IterationSource:
         )
 
     def _trace_iteration(self, jit_compile, single_threaded):
-        """Traces the iteration's graph call, for TensorFlow's single-threaded
-        executor where it can run it: that executor runs the rollout's many
-        small per-step ops with less overhead (benchmarks/README.md), but it
-        cannot place a tf.distribute model's weights, which live on several
-        devices, and may deadlock on control flow nested in the step loop
-        (gSDE's resampling, TF-native envs' resets), which is traced again
-        for the default executor."""
+        """Traces the iteration's graph call and returns its concrete
+        function: for TensorFlow's single-threaded executor when
+        `single_threaded` (that executor runs the rollout's many small
+        per-step ops with less overhead, benchmarks/README.md) unless the
+        graph nests control flow in its step loop (gSDE's resampling), on
+        which that executor may deadlock; else for the default executor."""
         self._executor = contextlib.nullcontext
-        if single_threaded and not jit_compile:
-            self._executor = compat.single_threaded_executor
         self._iteration = tf.function(
             self._collect_and_shuffle, autograph=False, jit_compile=jit_compile
         )
-        with self._executor():
+        if not single_threaded or jit_compile:
+            return self._iteration.get_concrete_function()
+        with compat.single_threaded_executor():
             concrete = self._iteration.get_concrete_function()
-        if self._executor is not contextlib.nullcontext and compat.nests_control_flow(
-            concrete
-        ):
-            self._trace_iteration(jit_compile, single_threaded=False)
+        if not compat.nests_control_flow(concrete):
+            self._executor = compat.single_threaded_executor
+            return concrete
+        return self._trace_iteration(jit_compile, single_threaded=False)
 
     def run_iteration(self):
         """One whole iteration (rollout, GAE, shuffling) as one graph call:
