@@ -25,13 +25,16 @@ _FIT_UNSUPPORTED = {
 }
 
 
-def check_fit_arguments(x, args, kwargs) -> None:
+def check_fit_arguments(x, args, kwargs) -> int:
     """Rejects `fit` inputs PPO cannot train on, pointing to what to use.
 
     Args:
         x: `fit`'s first argument.
         args: Its further positional arguments (`y`, `batch_size`, ...).
         kwargs: Its keyword arguments.
+
+    Returns:
+        The epochs the fit runs (`epochs - initial_epoch`).
 
     Raises:
         ValueError: For a missing dataset, arrays instead of a rollout
@@ -56,7 +59,7 @@ def check_fit_arguments(x, args, kwargs) -> None:
             )
     # One epoch is one PPO iteration: counts, not a fraction or a flag.
     epochs = check_int("epochs", kwargs.get("epochs", 1), minimum=0)
-    check_int(
+    initial_epoch = check_int(
         "initial_epoch", kwargs.get("initial_epoch", 0), minimum=0, maximum=epochs
     )
     expected = (
@@ -76,6 +79,7 @@ def check_fit_arguments(x, args, kwargs) -> None:
         raise ValueError(
             f"{expected} Received: a dataset of {short_repr(spec, limit=200)}"
         )
+    return epochs - initial_epoch
 
 
 def unsupported_keras_method(name: str) -> ValueError:

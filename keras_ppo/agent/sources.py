@@ -50,6 +50,11 @@ class IterationSource(Protocol):
     def trace_again(self) -> None:
         """Makes `train_iteration` anew, traced at its next call."""
 
+    def plan_fit(self, updates: int) -> bool:
+        """Of a stacked minibatch source, before a `fit` of `updates`
+        updates: chooses how `train_iteration` compiles; returns whether it
+        changed."""
+
     def env_error(self) -> BaseException | None:
         """The exception an env raised in the last rollout, if any (taken:
         a second call returns None)."""
@@ -65,12 +70,13 @@ class RolloutDataset(compat.DatasetView):
         super().__init__(source.dataset(repeat=False))
 
 
-def fit_input(model, x, steps_per_epoch):
+def fit_input(model, x, steps_per_epoch, epochs=None):
     """What `fit` of `model` (a `PPOModel` or `AgentStack`) reads for `x`.
 
     For a `RolloutDataset` of `model`: sets `model.iteration_source` to its
     source when its elements are whole or stacked iterations (else None),
-    resetting the train function when that changes (and tracing the
+    resetting the train function when that changes or the stacked source
+    compiles differently for a fit of `epochs` iterations (and tracing the
     source's compiled call again with a new one), and returns the source's endless
     dataset when every compiled call ends on an iteration boundary. Other
     inputs are returned unchanged.
@@ -114,6 +120,8 @@ def fit_input(model, x, steps_per_epoch):
     iteration_source = source if whole or stacked else None
     if model.iteration_source is not iteration_source:
         model.iteration_source = iteration_source
+        model.train_function = None
+    if stacked and epochs and source.plan_fit(epochs * source.updates_per_iteration):
         model.train_function = None
     if model.auto_steps_per_execution and model.steps_per_execution != per_epoch:
         model.steps_per_execution = per_epoch

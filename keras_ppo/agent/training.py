@@ -116,8 +116,8 @@ class KerasTraining:
         """
         # Overridden to read a rollout dataset as one endless stream, feed it
         # whole to every replica, and re-raise an env's own error.
-        misuse.check_fit_arguments(x, args, kwargs)
-        source, x, steps_per_epoch = sources.fit_input(self, x, steps_per_epoch)
+        epochs = misuse.check_fit_arguments(x, args, kwargs)
+        source, x, steps_per_epoch = sources.fit_input(self, x, steps_per_epoch, epochs)
         if source is not None:
             self.env_state.hold(source.driver)
         if replicas.is_distributed(self) and isinstance(x, tf.data.Dataset):

@@ -21,6 +21,7 @@ from keras_ppo.rollout.minibatches import iteration_minibatches
 from keras_ppo.rollout.tf_driver import TFDriver
 from keras_ppo.rollout.vectorized import VectorizedStackSource
 from keras_ppo.rollout.whole_iterations import WholeIterationSource
+from keras_ppo.rollout.xla_updates import xla_pays
 
 #: Whether whole iterations compile with XLA by default (benchmarks/README.md
 #: measures both on the PureJaxRL CartPole configuration).
@@ -51,9 +52,11 @@ def rollout_dataset(
             through `keras_ppo.MultiAgentVectorEnv`), or a TF-native
             `keras_ppo.envs` env.
         jit_compile: Compile with XLA. None (default): a TF-native env's
-            whole iterations only; True: also an iteration's updates on the
-            minibatch stream (faster for long runs, about 2 s to compile)
-            and a TF-native env's rollout; False: nothing.
+            whole iterations, and on the minibatch stream an iteration's
+            updates from the first `fit` that makes at least
+            `xla_updates.MIN_UPDATES` of them (a long run: compiling costs about
+            2 s) with an MLP model; True: always the updates, and a
+            TF-native env's rollout; False: nothing.
         nonfinite: A NaN or inf observation or reward of a gymnasium env:
             `"raise"` a `ValueError` naming the env and step (default), or
             `"mask"` the affected steps out of training with a warning.
@@ -104,7 +107,7 @@ def rollout_dataset(
             model,
             driver,
             jit_compile=compile_rollout,
-            jit_compile_updates=bool(jit_compile),
+            jit_compile_updates=jit_compile,
         )
     return RolloutDataset(source)
 
@@ -220,6 +223,8 @@ class IterationSource:
         model: The `PPOModel` whose weights act.
         driver: The `Driver` of the envs.
         jit_compile: Compile that function with XLA (TF-native envs only).
+        jit_compile_updates: Compile `train_iteration` with XLA: True,
+            False, or None to choose per `fit` (`plan_fit`).
     """
 
     #: Elements are minibatches, one update each.
@@ -240,7 +245,9 @@ class IterationSource:
         #: not under a strategy, which would split the minibatches between
         #: replicas.
         self.stacked = not distributed
-        self.jit_compile_updates = jit_compile_updates
+        #: None while the updates' compilation is still to be chosen.
+        self._xla_choice = jit_compile_updates
+        self.jit_compile_updates = bool(jit_compile_updates)
         self.trace_again()
         # The single-threaded executor cannot place a tf.distribute model's
         # weights (on several devices); a TF-native env's step resets its
@@ -301,6 +308,19 @@ class IterationSource:
         self.train_iteration = tf.function(
             self._train_updates, autograph=False, jit_compile=self.jit_compile_updates
         )
+
+    def plan_fit(self, updates: int) -> bool:
+        """Before a `fit` that makes `updates` updates from stacked
+        iterations: with the compilation left to choose, compiles
+        `train_iteration` with XLA from now on if the fit is long enough
+        and the model suits it (`xla_pays`). Returns whether
+        `train_iteration` changed (the fit's train function must be traced
+        again)."""
+        if self._xla_choice is not None or not xla_pays(self.model, updates):
+            return False
+        self._xla_choice = self.jit_compile_updates = True
+        self.trace_again()
+        return True
 
     def _trace_iteration(self, jit_compile, single_threaded):
         """Traces the iteration's graph call and returns its concrete
