@@ -107,6 +107,7 @@ ARGUMENTS = (
         "num_envs", None, _optional(lambda n, v: checks.check_int(n, v, minimum=1))
     ),
     Argument("env_id", None, _optional(checks.check_str)),
+    Argument("env_kwargs", None, _optional(checks.check_env_kwargs)),
     Argument(
         "policy_network",
         None,

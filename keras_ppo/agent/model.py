@@ -60,6 +60,10 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         num_envs: Envs it will train on, if known (lets `compile` pick
             `steps_per_execution` before any dataset exists).
         env_id: The gymnasium id of its env, if known; saved with the agent.
+        env_kwargs: The keyword arguments its env was made with
+            (`gymnasium.make(env_id, **env_kwargs)`), if any; saved with the
+            agent, so that `keras_ppo.evaluate(model, env_id)` and the CLI
+            make the same env.
         policy_network: A serialisable Keras layer or model used as the
             policy trunk instead of the MLP (e.g. a CNN); it gets the
             observations in their own shape, as float32.
@@ -121,6 +125,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         init_log_std=0.0,
         num_envs=None,
         env_id=None,
+        env_kwargs=None,
         policy_network=None,
         value_network=None,
         encoders=None,
@@ -323,6 +328,7 @@ class PPOModel(compat.NoBatchPulledToBuild, KerasTraining, Acting, keras.Model):
         """
         spec = getattr(env, "spec", None)
         kwargs.setdefault("env_id", getattr(env, "env_id", getattr(spec, "id", None)))
+        kwargs.setdefault("env_kwargs", _made_with(spec))
         if isinstance(env, VectorEnv):
             kwargs.setdefault("num_envs", env.num_envs)
             # A multi-agent env with `groups` gives its roles' code.
@@ -419,3 +425,36 @@ def _sde_distribution(model) -> StateDependentGaussian:
             f"state_dependent_std={model.state_dependent_std}"
         )
     return StateDependentGaussian(model.action_space)
+
+
+#: `gymnasium.make_vec`'s own keys in a vector env's spec, and keys an agent
+#: should not replay (rendering).
+_NOT_ENV_KWARGS = frozenset(
+    {"num_envs", "vectorization_mode", "vector_kwargs", "wrappers", "render_mode"}
+)
+
+
+def _made_with(spec) -> dict | None:
+    """The keyword arguments of a gymnasium spec that differ from its
+    registered ones (how the env was made), those a saved agent can keep;
+    None if there are none."""
+    import json
+
+    import gymnasium as gym
+
+    if spec is None or not getattr(spec, "kwargs", None):
+        return None
+    registered = {}
+    if spec.id in gym.registry:
+        own = gym.registry[spec.id]
+        # make_vec's spec holds the time limit among its kwargs.
+        registered = {**own.kwargs, "max_episode_steps": own.max_episode_steps}
+    made = {}
+    for key, value in spec.kwargs.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        if key not in _NOT_ENV_KWARGS and registered.get(key, made) != value:
+            made[key] = value
+    return made or None

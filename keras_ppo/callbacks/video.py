@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_ppo.core import checks
 from keras_ppo.io import rendering
-from keras_ppo.io.envs_util import is_registered
+from keras_ppo.io.envs_util import env_kwargs_for, is_registered
 
 
 class VideoRecorder(keras.callbacks.Callback):
@@ -111,7 +111,8 @@ class VideoRecorder(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         env = self.env_or_id
         if isinstance(env, str):
-            env = gym.make(env, render_mode="rgb_array")
+            made_with = env_kwargs_for(self.model, env) or {}
+            env = gym.make(env, render_mode="rgb_array", **made_with)
         self._env = env
         try:
             self._check_renderer()

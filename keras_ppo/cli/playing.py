@@ -47,7 +47,7 @@ def enjoy(model, env_id: str, args, parser) -> int:
             f"connect_four_v3; {env_id} is not one"
         )
     output = _output(args, parser)
-    env = _render_env(env_id, parser)
+    env = _render_env(env_id, parser, model)
     try:
         observation = _agents_observation(model, env, env_id, parser)
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -83,9 +83,10 @@ def _output(args, parser) -> str:
     return output
 
 
-def _render_env(env_id, parser):
+def _render_env(env_id, parser, model=None):
     """`env_id` made to render `rgb_array` frames off-screen: a gymnasium
-    env, or a PettingZoo env (Parallel, or a turn-based game's AEC env)."""
+    env (made as `model`'s env was, `PPOModel.env_kwargs`), or a PettingZoo
+    env (Parallel, or a turn-based game's AEC env)."""
     import gymnasium as gym
 
     from keras_ppo.io.multi_agent_envs import env_module, is_pettingzoo_name
@@ -103,8 +104,11 @@ def _render_env(env_id, parser):
         make = getattr(module, "parallel_env", module.env)
         env = make(render_mode="rgb_array")
     else:
+        from keras_ppo.io.envs_util import env_kwargs_for
+
+        made_with = env_kwargs_for(model, env_id) or {}
         try:
-            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.make(env_id, render_mode="rgb_array", **made_with)
         except gym.error.Error as error:
             parser.error(
                 f"could not make {env_id} with render_mode='rgb_array': {error}"

@@ -353,7 +353,10 @@ def build_run(
     # Before making envs.
     run, config = check_settings_for(settings, env_id, tf_env)
     central = run["centralised_critic"]
-    envs = _make_envs(env_id, run["num_envs"], tf_env, vectorization_mode, central)
+    env_kwargs = settings.model.get("env_kwargs")
+    envs = _make_envs(
+        env_id, run["num_envs"], tf_env, vectorization_mode, central, env_kwargs
+    )
     batch_size = config.batch_size(envs.num_envs) * distribute.num_workers(strategy)
     epochs = math.ceil(run["total_timesteps"] / batch_size)
     updates = epochs * config.updates_per_iteration(envs.num_envs)
@@ -375,15 +378,24 @@ def build_run(
     return Run(model, envs, rollout_dataset(model, envs), epochs, callbacks)
 
 
-def _make_envs(env_id, num_envs, tf_env, vectorization_mode, global_state):
+def _make_envs(env_id, num_envs, tf_env, vectorization_mode, global_state, env_kwargs):
     if tf_env:
         from keras_ppo import envs as tf_envs
 
+        if env_kwargs:
+            raise ValueError(
+                "`env_kwargs` make gymnasium envs; the TF-native envs take "
+                f"none. Received: env_kwargs={env_kwargs!r} with tf_env=True"
+            )
         return tf_envs.make(env_id, num_envs)
     from keras_ppo.io.envs_util import make_vector_env
 
     return make_vector_env(
-        env_id, num_envs, vectorization_mode, global_state=global_state
+        env_id,
+        num_envs,
+        vectorization_mode,
+        global_state=global_state,
+        env_kwargs=env_kwargs,
     )
 
 

@@ -146,6 +146,26 @@ def check_str(name: str, value) -> str:
     return value
 
 
+def check_env_kwargs(name: str, value) -> dict:
+    """Returns `value` as a dict; raises TypeError unless it is a mapping of
+    str keys to values that JSON can save (the agent file keeps them)."""
+    import json
+
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError(
+            f"`{name}` must be a dict of gymnasium.make keyword arguments by "
+            f"name, or None. Received: {name}={value!r}"
+        )
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"`{name}` must hold values a saved agent can keep (numbers, "
+            f"strings, bools, lists, dicts): {error}. Received: {name}={value!r}"
+        ) from error
+    return dict(value)
+
+
 def check_action_space(name: str, space):
     """Returns `space`; raises TypeError unless keras-ppo can act in it."""
     from gymnasium import spaces as gym_spaces

@@ -8,6 +8,7 @@ import signal
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from keras_ppo.core import checks
 from keras_ppo.envs import partial
 from keras_ppo.io import atari, multi_agent_envs
 
@@ -22,9 +23,11 @@ def make_vector_env(
     agent_id: bool = False,
     global_state: bool = False,
     roles: bool | None = None,
+    env_kwargs: dict | None = None,
 ):
     """`gymnasium.make_vec` with `SAME_STEP` autoreset (final observations in
-    `info`, no reset steps in the data).
+    `info`, no reset steps in the data), each env made with `env_kwargs`
+    (`gymnasium.make(env_id, **env_kwargs)`).
 
     Atari ids get the standard preprocessing (`keras_ppo.io.atari`), with
     lives as episodes and clipped rewards only when `training`; ale-py's
@@ -41,7 +44,8 @@ def make_vector_env(
         ValueError: If `env_id` is not registered (the message says how to
             list the ids), `vectorization_mode` is unknown, or
             `agent_id` or `global_state` is set for an env that is not a
-            PettingZoo Parallel env.
+            PettingZoo Parallel env, or `env_kwargs` for an Atari or
+            PettingZoo env (made with their own fixed settings).
     """
     if vectorization_mode not in VECTORIZATION_MODES:
         raise ValueError(
@@ -51,6 +55,7 @@ def make_vector_env(
     multi_agent_envs.check_parallel(
         env_id, agent_id=agent_id, global_state=global_state
     )
+    env_kwargs = _check_env_kwargs(env_id, env_kwargs)
     if multi_agent_envs.is_pettingzoo_name(env_id):
         return multi_agent_envs.make_pettingzoo_vector_env(
             env_id,
@@ -74,15 +79,41 @@ def make_vector_env(
         # (stops after the iteration and saves); an interrupted worker would
         # instead crash the rollout before anything is saved.
         return gym.vector.AsyncVectorEnv(
-            [functools.partial(_make_ignoring_sigint, env_id)] * num_envs,
+            [functools.partial(_make_ignoring_sigint, env_id, env_kwargs)] * num_envs,
             autoreset_mode=AutoresetMode.SAME_STEP,
         )
-    return gym.make_vec(
-        env_id,
-        num_envs=num_envs,
-        vectorization_mode=vectorization_mode,
-        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-    )
+    try:
+        return gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode=vectorization_mode,
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **env_kwargs,
+        )
+    except TypeError as error:
+        if not env_kwargs:
+            raise
+        raise ValueError(
+            f"{env_id} cannot be made with these keyword arguments ({error}). "
+            f"Received: env_kwargs={env_kwargs!r}"
+        ) from error
+
+
+def _check_env_kwargs(env_id, env_kwargs) -> dict:
+    """`env_kwargs` as a dict (`{}` for None); refused for the envs whose
+    settings keras-ppo fixes (Atari preprocessing, PettingZoo adapters)."""
+    if env_kwargs is None:
+        return {}
+    env_kwargs = checks.check_env_kwargs("env_kwargs", env_kwargs)
+    if env_kwargs and (
+        atari.is_atari_id(env_id) or multi_agent_envs.is_pettingzoo_name(env_id)
+    ):
+        raise ValueError(
+            f"`env_kwargs` are for gymnasium ids made with gymnasium.make; "
+            f"{env_id!r} is made with keras-ppo's own settings. Received: "
+            f"env_kwargs={env_kwargs!r}"
+        )
+    return env_kwargs
 
 
 def make_evaluation_envs(model, env_id: str, num_envs: int):
@@ -96,7 +127,23 @@ def make_evaluation_envs(model, env_id: str, num_envs: int):
     """
     space = getattr(model, "observation_space", None)
     options = multi_agent_envs.observation_options(env_id, space)
-    return make_vector_env(env_id, num_envs, training=False, **options)
+    return make_vector_env(
+        env_id,
+        num_envs,
+        training=False,
+        env_kwargs=env_kwargs_for(model, env_id),
+        **options,
+    )
+
+
+def env_kwargs_for(model, env_id) -> dict | None:
+    """The keyword arguments `model`'s env was made with, if `env_id` is that
+    env's and a gymnasium id (Atari and PettingZoo envs have their own)."""
+    if getattr(model, "env_id", None) != env_id:
+        return None
+    if atari.is_atari_id(env_id) or multi_agent_envs.is_pettingzoo_name(env_id):
+        return None
+    return getattr(model, "env_kwargs", None)
 
 
 def is_registered(env_id) -> bool:
@@ -114,6 +161,6 @@ def is_registered(env_id) -> bool:
     return env_id in gym.registry
 
 
-def _make_ignoring_sigint(env_id):
+def _make_ignoring_sigint(env_id, env_kwargs):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return gym.make(env_id)
+    return gym.make(env_id, **env_kwargs)

@@ -57,7 +57,10 @@ def record_episodes(
 
     num_episodes = checks.check_int("num_episodes", num_episodes, minimum=1)
     act = _acting(policy, deterministic)
-    env = gym.make(env) if isinstance(env, str) else env
+    if isinstance(env, str):
+        from keras_ppo.io.envs_util import env_kwargs_for
+
+        env = gym.make(env, **(env_kwargs_for(policy, env) or {}))
     if not isinstance(env, gym.Env):
         raise TypeError(f"Expected a gymnasium Env or an env id. Received: {env!r}")
     path = os.fspath(path)
