@@ -71,8 +71,13 @@ class GymDriver(Driver):
         )
         self._obs = None
         self._action_structure = None
+        self._flat_actions = True
         self._resetting = np.zeros(self.num_envs, bool)
-        self._active = np.ones(self.num_envs, bool)
+        # Every env's agent acts: the `_active_in` of infos without flags,
+        # shared between steps, so never written to.
+        self._all_active = np.ones(self.num_envs, bool)
+        self._all_active.flags.writeable = False
+        self._active = self._all_active
         # Non-finite masking: the current observation is a stand-in, and the
         # current episode had masked steps.
         self._replaced = np.zeros(self.num_envs, bool)
@@ -114,6 +119,7 @@ class GymDriver(Driver):
     def step(self, t, observations, env_actions, carry):
         # Composite actions travel as their leaves, repacked for env.step.
         self._action_structure = env_actions
+        self._flat_actions = not tf.nest.is_nested(env_actions)
         *leaves, starts = tf.numpy_function(
             self._step,
             tf.nest.flatten(env_actions),
@@ -221,11 +227,16 @@ class GymDriver(Driver):
 
     def _check_masks(self, leaves, resetting=None):
         """Raises (naming the env and step) if a mask allows no action."""
+        if self.layout.mask_key is None:
+            return
         where = f"step {self._t} of rollout {self._rollout}"
         self._checked(env_checks.check_masks, self.layout, leaves, resetting, where)
 
     def _check_finite(self, what, values):
         """Raises (naming the env and step) if `values` are not finite."""
+        leaves = values if isinstance(values, list) else [values]
+        if all(leaf.dtype.kind != "f" or np.isfinite(leaf).all() for leaf in leaves):
+            return  # the common case, without the message's formatting
         where = f"step {self._t} of rollout {self._rollout}"
         self._checked(env_checks.check_finite, self.layout, what, values, where)
 
@@ -238,7 +249,10 @@ class GymDriver(Driver):
     def _step(self, *actions):
         """Steps every env once, records the transition and returns the next
         observations `[N, ...]` (reset observations where episodes ended)."""
-        actions = tf.nest.pack_sequence_as(self._action_structure, list(actions))
+        if self._flat_actions:
+            (actions,) = actions
+        else:
+            actions = tf.nest.pack_sequence_as(self._action_structure, list(actions))
         t, buffers = self._t, self._buffers
         for buffer, leaf in zip(buffers.observations, self._obs, strict=True):
             buffer[t] = leaf
@@ -264,17 +278,18 @@ class GymDriver(Driver):
             self._check_finite("reward", rewards)
             # Where no episode ended the final observation is `obs`, checked
             # above: what fails here is an ended episode's from `info`.
-            self._check_finite("final observation (info['final_obs'])", final_obs)
+            if done.any():
+                self._check_finite("final observation (info['final_obs'])", final_obs)
         else:
             valid = self._mask_nonfinite(obs, rewards, final_obs, valid)
-        rewards = np.where(valid, rewards, 0.0)
-        buffers.rewards[t] = rewards
+        buffers.rewards[t] = rewards if valid.all() else np.where(valid, rewards, 0.0)
         buffers.mask[t] = valid
         buffers.episode_ends[t] = done
         # Episodes with masked steps have no true return: not counted.
         buffers.counted_ends[t] = done & ~self._tainted
         self._tainted &= ~done
-        self._check_masks(obs, resetting=self._resetting | ~active)
+        if self.layout.mask_key is not None:
+            self._check_masks(obs, resetting=self._resetting | ~active)
         self._obs = obs
         self._t = t + 1
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
@@ -291,7 +306,7 @@ class GymDriver(Driver):
         """`[N]` bool: which envs' agents act next (all without
         `AGENT_ACTIVE` in `infos`)."""
         if not isinstance(infos, dict) or AGENT_ACTIVE not in infos:
-            return np.ones(self.num_envs, bool)
+            return self._all_active
         return self._checked(
             env_checks.info_flags, self.envs, AGENT_ACTIVE, infos[AGENT_ACTIVE]
         )
