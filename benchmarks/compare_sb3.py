@@ -65,6 +65,10 @@ HOPPER = {
 #: Ant-v4 is rl-zoo3's `mujoco-defaults`: SB3's defaults, normalised.
 ANT = {"normalize": True, "n_envs": 1}
 ZOO_ENTRIES = {"Hopper-v5": HOPPER, "Ant-v5": ANT}
+#: The envs as keras-ppo's presets make them (`PPOModel.env_kwargs`): Ant
+#: observes as Ant-v4 did, without contact forces (before 8 Dec 2026 the
+#: comparison ran on Ant-v5's default observation).
+ENV_KWARGS = {"Ant-v5": {"include_cfrc_ext_in_observation": False}}
 EVAL_EPISODES = 10
 
 
@@ -115,7 +119,8 @@ def run_sb3(env_id, steps, seed):
     entry = dict(ZOO_ENTRIES[env_id])
     kwargs = eval(entry.pop("policy_kwargs", "{}"), {"dict": dict, "nn": nn})  # noqa: S307
     entry.pop("normalize"), entry.pop("n_envs")
-    envs = DummyVecEnv([lambda: Monitor(gym.make(env_id))])
+    env_kwargs = ENV_KWARGS.get(env_id, {})
+    envs = DummyVecEnv([lambda: Monitor(gym.make(env_id, **env_kwargs))])
     # rl-zoo3 (exp_manager.py) gives VecNormalize the agent's gamma.
     envs = VecNormalize(envs, gamma=entry.get("gamma", 0.99))
 
@@ -151,7 +156,7 @@ def run_sb3(env_id, steps, seed):
     # suites.py (beside this file) imports nothing of keras-ppo's at its top.
     from suites import sb3_evaluate
 
-    returns = sb3_evaluate(agent, envs, env_id, EVAL_EPISODES)
+    returns = sb3_evaluate(agent, envs, env_id, EVAL_EPISODES, env_kwargs)
     lines.write(
         steps=agent.num_timesteps,
         eval_return=float(np.mean(returns)),
@@ -205,6 +210,11 @@ def run_kppo(env_id, steps, seed):
     keras.utils.set_random_seed(seed)
     run = presets.make_run(env_id, total_timesteps=steps, seed=seed, preset="rl-zoo3")
     model = run.model
+    if (model.env_kwargs or {}) != ENV_KWARGS.get(env_id, {}):
+        raise ValueError(
+            f"The SB3 side would make {env_id} with {ENV_KWARGS.get(env_id)}, "
+            f"the preset with {model.env_kwargs}: update ENV_KWARGS."
+        )
     returns = []
 
     class Log(keras.callbacks.Callback):

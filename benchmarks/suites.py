@@ -191,8 +191,12 @@ def learn_sb3(env_id, steps, seed, deadline, record, preset=None):
 
     resolved = presets.resolve(env_id, preset_name=preset)
     settings, config = resolved.run, resolved.config
+    # The preset's env, as keras-ppo makes it (Ant without contact forces).
+    env_kwargs = resolved.model.get("env_kwargs") or {}
     envs = VecNormalize(
-        DummyVecEnv([lambda: Monitor(gym.make(env_id))] * settings["num_envs"]),
+        DummyVecEnv(
+            [lambda: Monitor(gym.make(env_id, **env_kwargs))] * settings["num_envs"]
+        ),
         norm_obs=config.get("normalize_observations", False),
         norm_reward=config.get("normalize_rewards", False),
         gamma=config["gamma"],
@@ -214,21 +218,22 @@ def learn_sb3(env_id, steps, seed, deadline, record, preset=None):
     agent.learn(steps, callback=Log())
     elapsed = time.perf_counter() - start
     trained = agent.num_timesteps
-    returns = sb3_evaluate(agent, envs, env_id)
+    returns = sb3_evaluate(agent, envs, env_id, env_kwargs=env_kwargs)
     return trained, elapsed, float(np.mean(returns)), float(np.std(returns))
 
 
-def sb3_evaluate(agent, envs, env_id, episodes=10):
+def sb3_evaluate(agent, envs, env_id, episodes=10, env_kwargs=None):
     """The returns of SB3's deterministic policy on the evaluation episodes
-    keras_ppo.evaluate plays: envs seeded 10_000 + i, observations
-    normalised by the frozen statistics of `envs` (a `VecNormalize`).
+    keras_ppo.evaluate plays: envs seeded 10_000 + i (made with
+    `env_kwargs`), observations normalised by the frozen statistics of
+    `envs` (a `VecNormalize`).
     Imports gymnasium only, so a peer venv without keras-ppo can run it."""
     import gymnasium as gym
 
     envs.training = False
     returns = []
     for episode in range(episodes):
-        env = gym.make(env_id)
+        env = gym.make(env_id, **(env_kwargs or {}))
         obs, _ = env.reset(seed=10_000 + episode)
         total, done = 0.0, False
         while not done:
