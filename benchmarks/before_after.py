@@ -2,6 +2,8 @@
 
     git worktree add /tmp/baseline <revision>
     python benchmarks/before_after.py --baseline /tmp/baseline
+    python benchmarks/before_after.py --baseline /tmp/baseline --libs kppo \
+        --configs cartpole-8x32 invertedpendulum-1x32   # a part of it
 
 Runs this checkout's `workers.py` tasks (throughput on the three
 configurations on every execution path: gymnasium and TF-native minibatch
@@ -24,11 +26,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 CURRENT = os.path.dirname(HERE)
 
-THROUGHPUT = [
-    (lib, config)
-    for config in ("cartpole-8x32", "cartpole-1x2048", "pendulum-4x1024")
-    for lib in ("kppo", "kppo-tf", "kppo-whole", "kppo-stack")
-]
+CONFIGS = ("cartpole-8x32", "cartpole-1x2048", "pendulum-4x1024")
 PATHS = {
     "kppo": "gymnasium stream",
     "kppo-tf": "TF-native stream",
@@ -65,11 +63,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3, help="seeds to solve")
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--libs", nargs="+", choices=sorted(PATHS), default=list(PATHS))
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(CONFIGS),
+        help="workers.CONFIGS names (invertedpendulum-1x32 too)",
+    )
     args = parser.parse_args()
+    throughput = [(lib, config) for config in args.configs for lib in args.libs]
     trees = {"baseline": os.path.abspath(args.baseline), "current": CURRENT}
     rows = {}
     for repeat in range(args.repeats):
-        for lib, config in THROUGHPUT:
+        for lib, config in throughput:
             for name, tree in trees.items():
                 result = run(
                     tree,
@@ -83,7 +89,7 @@ def main():
                 )
                 print(repeat, key, name, round(result["steps_per_s"]), flush=True)
     for seed in range(args.seeds):
-        for lib in ("kppo", "kppo-tf"):
+        for lib in [lib for lib in ("kppo", "kppo-tf") if lib in args.libs]:
             for name, tree in trees.items():
                 result = run(tree, "solve", lib, {"seed": seed})
                 seconds = result["eval"]["seconds"]

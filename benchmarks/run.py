@@ -330,7 +330,7 @@ def main():
         help="run only this part (solve: time to solve CartPole-v1; "
         "tf_rollout: the compiled rollout alone; tf_vs_gym: learning curves on "
         "TF-native against gymnasium envs; gym: the gymnasium path's "
-        "throughput, default and XLA updates, against SB3 in rounds)",
+        "throughput, default and jit_compile=False, against SB3 in rounds)",
     )
     args = parser.parse_args()
     if args.only:
