@@ -81,6 +81,15 @@ def test_image_observations_and_recurrent_models_keep_tensorflows_kernels():
     assert not xla_updates.xla_pays(model_for(image), updates)
 
 
+def test_beta_policies_keep_tensorflows_kernels():
+    # ReferenceKL samples the policy in the updates; XLA has no Gamma sampler.
+    env = RandomEnv(BOX4, gym.spaces.Box(0.0, 1.0, (2,), np.float32))
+    model = keras_ppo.PPOModel.from_env(
+        vector(lambda: env, 1), action_distribution="beta"
+    )
+    assert not xla_updates.xla_pays(model, 10 * xla_updates.MIN_UPDATES)
+
+
 @pytest.mark.parametrize(
     ("limit", "maps", "expected"),
     [("1000\n", 499, True), ("1000\n", 500, False), ("not a number", 10, True)],
@@ -94,3 +103,64 @@ def test_xla_only_while_the_process_has_memory_maps_to_spare(
     maps_file.write_text("map\n" * maps)
     assert xla_updates.memory_maps_left(limit_file, maps_file) is expected
     assert xla_updates.memory_maps_left(tmp_path / "absent", maps_file)
+
+
+class CompositeEnv(RandomEnv):
+    """RandomEnv for composite actions, which it cannot sum: reward 0."""
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.t += 1
+        return self.observation_space.sample(), 0.0, False, self.t >= self.length, {}
+
+
+BOX4 = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+BOX2 = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("observation_space", "action_space", "kwargs"),
+    [
+        (BOX4, BOX2, {"use_sde": True, "sde_sample_freq": 2}),
+        (BOX4, BOX2, {"action_distribution": "tanh_gaussian"}),
+        (BOX4, BOX2, {"state_dependent_std": True}),
+        (BOX4, gym.spaces.MultiDiscrete([3, 2]), {}),
+        (BOX4, gym.spaces.MultiBinary(3), {}),
+        (
+            gym.spaces.Dict({"x": BOX4, "n": gym.spaces.Discrete(3)}),
+            gym.spaces.Tuple((gym.spaces.Discrete(3), BOX2)),
+            {},
+        ),
+        (
+            gym.spaces.Dict({"x": BOX4, "mask": gym.spaces.Box(1, 1, (3,), np.int8)}),
+            gym.spaces.Discrete(3),
+            {"mask_key": "mask"},
+        ),
+    ],
+    ids=[
+        "gsde",
+        "tanh",
+        "state_std",
+        "multidiscrete",
+        "multibinary",
+        "composite",
+        "masked",
+    ],
+)
+def test_every_model_xla_pays_for_trains_under_xla(
+    observation_space, action_space, kwargs
+):
+    # Whatever a long fit compiles by default must compile.
+    make = CompositeEnv if isinstance(action_space, gym.spaces.Tuple) else RandomEnv
+    envs = vector(lambda: make(observation_space, action_space), 2)
+    config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=8, update_epochs=2, seed=0)
+    model = keras_ppo.PPOModel.from_env(envs, config=config, **kwargs)
+    model.compile()
+    dataset = keras_ppo.rollout_dataset(model, envs)
+    epochs = -(-xla_updates.MIN_UPDATES // config.updates_per_iteration(2))
+    before = [v.numpy() for v in model.trainable_variables]
+    model.fit(dataset, epochs=epochs, verbose=0, callbacks=[StopAfter(2)])
+    assert dataset.source.jit_compile_updates
+    after = [v.numpy() for v in model.trainable_variables]
+    assert all(np.isfinite(v).all() for v in after)
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))

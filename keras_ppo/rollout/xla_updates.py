@@ -18,9 +18,13 @@ def xla_pays(model, updates: int) -> bool:
     """Whether compiling the updates of `model` (a `PPOModel`) with XLA pays
     for a fit of `updates` updates: at least `MIN_UPDATES`, observations
     that are vectors (image observations feed convolutions, whose XLA
-    kernels were not measured faster on CPU), no recurrent core, and room
-    for another executable's memory maps (`memory_maps_left`)."""
+    kernels were not measured faster on CPU), no recurrent core, no Beta
+    policy (a `ReferenceKL` penalty samples it in the updates, and XLA
+    cannot compile Gamma sampling), and room for another executable's
+    memory maps (`memory_maps_left`)."""
     if updates < MIN_UPDATES or model.recurrent:
+        return False
+    if model.action_distribution == "beta":
         return False
     layout = model.layout
     if any(len(layout.shape(key)) > 1 for key in layout.keys):
