@@ -316,7 +316,12 @@ def throughput(lib, config_name, iterations=20, warmup=2):
         agent.collect_rollouts = timed(agent.collect_rollouts, totals, "rollout")
         start = time.perf_counter()
         agent.learn(iterations * batch, reset_num_timesteps=False)
-    total = time.perf_counter() - start
+    return _speeds(time.perf_counter() - start, totals, iterations, batch)
+
+
+def _speeds(total, totals, iterations, batch):
+    """`throughput`'s figures of `iterations` iterations of `batch` env
+    steps in `total` seconds, `totals["rollout"]` of them collecting."""
     rollout = totals.get("rollout", 0.0)
     return {
         "steps_per_s": iterations * batch / total,
@@ -357,14 +362,8 @@ def _kppo_window(cfg, lib, warmup, iterations, batch):
     epochs = max(math.ceil(cfg["n_timesteps"] / batch), warmup + iterations)
     model.fit(dataset, epochs=epochs, verbose=0, callbacks=[Window()])
     total = marks["end"] - marks["start"]
-    rollout = totals.get("rollout", 0.0)
-    return {
-        "steps_per_s": iterations * batch / total,
-        "ms_per_iteration": 1e3 * total / iterations,
-        "rollout_ms": 1e3 * rollout / iterations,
-        "update_ms": 1e3 * (total - rollout) / iterations,
-        "xla_updates": bool(source.jit_compile_updates),
-    }
+    speeds = _speeds(total, totals, iterations, batch)
+    return {**speeds, "xla_updates": bool(source.jit_compile_updates)}
 
 
 #: Seeds of the `AgentStack` that `throughput("kppo-stack", ...)` trains.
