@@ -7,10 +7,10 @@ import gymnasium as gym
 import keras
 import numpy as np
 import pytest
+from envs import CompositeActionEnv, RandomEnv, vector
 
 import keras_ppo
 from keras_ppo.rollout import xla_updates
-from tests.envs import RandomEnv, vector
 
 
 class StopAfter(keras.callbacks.Callback):
@@ -105,35 +105,37 @@ def test_xla_only_while_the_process_has_memory_maps_to_spare(
     assert xla_updates.memory_maps_left(tmp_path / "absent", maps_file)
 
 
-class CompositeEnv(RandomEnv):
-    """RandomEnv for composite actions, which it cannot sum: reward 0."""
-
-    def step(self, action):
-        assert self.action_space.contains(action), action
-        self.t += 1
-        return self.observation_space.sample(), 0.0, False, self.t >= self.length, {}
-
-
 BOX4 = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 BOX2 = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 
+def random_env(observation_space, action_space):
+    return lambda: RandomEnv(observation_space, action_space)
+
+
 @pytest.mark.parametrize(
-    ("observation_space", "action_space", "kwargs"),
+    ("make_env", "kwargs"),
     [
-        (BOX4, BOX2, {"use_sde": True, "sde_sample_freq": 2}),
-        (BOX4, BOX2, {"action_distribution": "tanh_gaussian"}),
-        (BOX4, BOX2, {"state_dependent_std": True}),
-        (BOX4, gym.spaces.MultiDiscrete([3, 2]), {}),
-        (BOX4, gym.spaces.MultiBinary(3), {}),
+        (random_env(BOX4, BOX2), {"use_sde": True, "sde_sample_freq": 2}),
+        (random_env(BOX4, BOX2), {"action_distribution": "tanh_gaussian"}),
+        (random_env(BOX4, BOX2), {"state_dependent_std": True}),
+        (random_env(BOX4, gym.spaces.MultiDiscrete([3, 2])), {}),
+        (random_env(BOX4, gym.spaces.MultiBinary(3)), {}),
+        (CompositeActionEnv, {}),
         (
-            gym.spaces.Dict({"x": BOX4, "n": gym.spaces.Discrete(3)}),
-            gym.spaces.Tuple((gym.spaces.Discrete(3), BOX2)),
+            random_env(
+                gym.spaces.Dict({"x": BOX4, "n": gym.spaces.Discrete(3)}),
+                gym.spaces.Discrete(3),
+            ),
             {},
         ),
         (
-            gym.spaces.Dict({"x": BOX4, "mask": gym.spaces.Box(1, 1, (3,), np.int8)}),
-            gym.spaces.Discrete(3),
+            random_env(
+                gym.spaces.Dict(
+                    {"x": BOX4, "mask": gym.spaces.Box(1, 1, (3,), np.int8)}
+                ),
+                gym.spaces.Discrete(3),
+            ),
             {"mask_key": "mask"},
         ),
     ],
@@ -144,15 +146,13 @@ BOX2 = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         "multidiscrete",
         "multibinary",
         "composite",
+        "dict_observations",
         "masked",
     ],
 )
-def test_every_model_xla_pays_for_trains_under_xla(
-    observation_space, action_space, kwargs
-):
+def test_every_model_xla_pays_for_trains_under_xla(make_env, kwargs):
     # Whatever a long fit compiles by default must compile.
-    make = CompositeEnv if isinstance(action_space, gym.spaces.Tuple) else RandomEnv
-    envs = vector(lambda: make(observation_space, action_space), 2)
+    envs = vector(make_env, 2)
     config = keras_ppo.PPOConfig(num_steps=8, minibatch_size=8, update_epochs=2, seed=0)
     model = keras_ppo.PPOModel.from_env(envs, config=config, **kwargs)
     model.compile()
