@@ -31,6 +31,6 @@ def test_check_finite_names_the_env_the_leaf_and_where():
     layout = ObservationLayout(space, gym.spaces.Discrete(2))
     finite = np.zeros((2, 2), np.float32)
     bad = np.array([[0.0], [np.inf]], np.float32)
-    check_finite(layout, "observation", [finite, finite[:, :1]], "step 3")
+    check_finite(layout, "observation", [finite, finite[:, :1]], lambda: "step 3")
     with pytest.raises(ValueError, match=r"Env 1 .* observation \('b'\) at step 3"):
-        check_finite(layout, "observation", [finite, bad], "step 3")
+        check_finite(layout, "observation", [finite, bad], lambda: "step 3")

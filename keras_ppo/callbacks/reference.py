@@ -115,7 +115,7 @@ def _check_xla(model):
     if source is not None and not source.whole_iterations:
         guards.check_xla(
             model,
-            source.jit_compile_updates,
+            bool(source.jit_compile_updates),
             "rollout_dataset (ReferenceKL samples the reference policy in the updates)",
         )
 

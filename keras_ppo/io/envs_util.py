@@ -105,9 +105,7 @@ def _check_env_kwargs(env_id, env_kwargs) -> dict:
     if env_kwargs is None:
         return {}
     env_kwargs = checks.check_env_kwargs("env_kwargs", env_kwargs)
-    if env_kwargs and (
-        atari.is_atari_id(env_id) or multi_agent_envs.is_pettingzoo_name(env_id)
-    ):
+    if env_kwargs and _made_by_keras_ppo(env_id):
         raise ValueError(
             f"`env_kwargs` are for gymnasium ids made with gymnasium.make; "
             f"{env_id!r} is made with keras-ppo's own settings. Received: "
@@ -139,11 +137,15 @@ def make_evaluation_envs(model, env_id: str, num_envs: int):
 def env_kwargs_for(model, env_id) -> dict | None:
     """The keyword arguments `model`'s env was made with, if `env_id` is that
     env's and a gymnasium id (Atari and PettingZoo envs have their own)."""
-    if getattr(model, "env_id", None) != env_id:
-        return None
-    if atari.is_atari_id(env_id) or multi_agent_envs.is_pettingzoo_name(env_id):
+    if getattr(model, "env_id", None) != env_id or _made_by_keras_ppo(env_id):
         return None
     return getattr(model, "env_kwargs", None)
+
+
+def _made_by_keras_ppo(env_id) -> bool:
+    """Whether keras-ppo makes `env_id` with settings of its own (Atari's
+    preprocessing, the PettingZoo adapters), which take no `env_kwargs`."""
+    return atari.is_atari_id(env_id) or multi_agent_envs.is_pettingzoo_name(env_id)
 
 
 def is_registered(env_id) -> bool:

@@ -247,9 +247,9 @@ class IterationSource:
         #: not under a strategy, which would split the minibatches between
         #: replicas.
         self.stacked = not distributed
-        #: None while the updates' compilation is still to be chosen.
-        self._xla_choice = jit_compile_updates
-        self.jit_compile_updates = bool(jit_compile_updates)
+        #: Whether `train_iteration` compiles with XLA; None while that is
+        #: still to be chosen (`plan_fit`), TensorFlow's kernels until then.
+        self.jit_compile_updates = jit_compile_updates
         self.trace_again()
         # The single-threaded executor cannot place a tf.distribute model's
         # weights (on several devices); a TF-native env's step resets its
@@ -308,7 +308,9 @@ class IterationSource:
         #: Every update of one stacked element, in order, then the logs: one
         #: compiled call instead of a Keras step per minibatch.
         self.train_iteration = tf.function(
-            self._train_updates, autograph=False, jit_compile=self.jit_compile_updates
+            self._train_updates,
+            autograph=False,
+            jit_compile=bool(self.jit_compile_updates),
         )
 
     def plan_fit(self, updates: int) -> bool:
@@ -318,9 +320,9 @@ class IterationSource:
         and the model suits it (`xla_pays`). Returns whether
         `train_iteration` changed (the fit's train function must be traced
         again)."""
-        if self._xla_choice is not None or not xla_pays(self.model, updates):
+        if self.jit_compile_updates is not None or not xla_pays(self.model, updates):
             return False
-        self._xla_choice = self.jit_compile_updates = True
+        self.jit_compile_updates = True
         self.trace_again()
         return True
 

@@ -83,7 +83,8 @@ def observation_leaves(envs, layout, method, obs, infos) -> list:
 
 
 def check_masks(layout, leaves, resetting, where) -> None:
-    """Raises a `ValueError` naming the env and `where` if an action mask
+    """Raises a `ValueError` naming the env and `where()` (a function
+    formatting the place, called only for the message) if an action mask
     among the observation `leaves` allows no action. Envs in `resetting`
     (`NEXT_STEP` reset steps, whose action the env ignores) get a mask
     allowing every action instead."""
@@ -98,31 +99,33 @@ def check_masks(layout, leaves, resetting, where) -> None:
         empty,
         lambda i: (
             f"Env {i} gave an action mask ({layout.mask_key!r}) that allows "
-            f"no action at {where}: {masks[i]!r}. Every step needs at least one "
+            f"no action at {where()}: {masks[i]!r}. Every step needs at least one "
             "allowed action (one per sub-action)."
         ),
     )
 
 
 def check_finite(layout, what, values, where) -> None:
-    """Raises a `ValueError` naming the env, `where` and the leaf if
-    `values` (an array `[N, ...]`, or observation leaves in `layout.keys`
-    order) hold a NaN or an infinity."""
+    """Raises a `ValueError` naming the env, `where()` (a function formatting
+    the place, called only for the message) and the leaf if `values` (an
+    array `[N, ...]`, or observation leaves in `layout.keys` order) hold a
+    NaN or an infinity."""
     if isinstance(values, list):
-        for key, leaf in zip(layout.keys, values, strict=True):
-            named = f"{what} ({key!r})" if layout.structured else what
-            check_finite(layout, named, leaf, where)
-        return
-    if values.dtype.kind != "f" or np.isfinite(values).all():
-        return  # the common case, in one pass
-    _raise_at_first(
-        nonfinite_rows([values]),
-        lambda i: (
-            f"Env {i} returned a non-finite {what} at {where}: "
-            f"{values[i]!r}. Training on it would corrupt the weights; no update "
-            "used it. Fix the env or wrap it to clean its outputs."
-        ),
-    )
+        leaves = zip(layout.keys, values, strict=True)
+    else:
+        leaves = [(None, values)]
+    for key, leaf in leaves:
+        if leaf.dtype.kind != "f" or np.isfinite(leaf).all():
+            continue  # the common case, in one pass, nothing formatted
+        named = f"{what} ({key!r})" if key is not None and layout.structured else what
+        _raise_at_first(
+            nonfinite_rows([leaf]),
+            lambda i, named=named, leaf=leaf: (
+                f"Env {i} returned a non-finite {named} at {where()}: "
+                f"{leaf[i]!r}. Training on it would corrupt the weights; no "
+                "update used it. Fix the env or wrap it to clean its outputs."
+            ),
+        )
 
 
 def nonfinite_rows(arrays) -> np.ndarray:

@@ -227,18 +227,17 @@ class GymDriver(Driver):
 
     def _check_masks(self, leaves, resetting=None):
         """Raises (naming the env and step) if a mask allows no action."""
-        if self.layout.mask_key is None:
-            return
-        where = f"step {self._t} of rollout {self._rollout}"
-        self._checked(env_checks.check_masks, self.layout, leaves, resetting, where)
+        self._checked(
+            env_checks.check_masks, self.layout, leaves, resetting, self._where
+        )
 
     def _check_finite(self, what, values):
         """Raises (naming the env and step) if `values` are not finite."""
-        leaves = values if isinstance(values, list) else [values]
-        if all(leaf.dtype.kind != "f" or np.isfinite(leaf).all() for leaf in leaves):
-            return  # the common case, without the message's formatting
-        where = f"step {self._t} of rollout {self._rollout}"
-        self._checked(env_checks.check_finite, self.layout, what, values, where)
+        self._checked(env_checks.check_finite, self.layout, what, values, self._where)
+
+    def _where(self):
+        """The step being taken, for error messages."""
+        return f"step {self._t} of rollout {self._rollout}"
 
     def _fail(self, error):
         """Keeps `error` for `fit` to re-raise, and resets the envs before
